@@ -1,0 +1,58 @@
+"""The ``jaxninja`` command: thin argparse glue over library functions that tests call directly.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+this file only wires them up and turns a :class:`JaxninjaError` into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from jaxninja.errors import JaxninjaError
+
+# name -> (module, one-line help). Modules are imported only when needed.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("jaxninja.check", "cross-check every intermediate gradient vs jax.grad and torch"),
+    "derive": ("jaxninja.derive", "print the sympy derivations of the backward formulas"),
+    "train": ("jaxninja.train_cli", "train the MLP with the manual backward (Exercise 4)"),
+    "sample": ("jaxninja.train_cli", "sample names from a checkpoint"),
+    "evaluate": ("jaxninja.train_cli", "train/val/test losses of a checkpoint"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: ``jaxninja: error: ...``, status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"jaxninja: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per subcommand."""
+    parser = OneLineParser(prog="jaxninja", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        adder = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
+        adder(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    runner = getattr(module, f"run_{args.command}", None) or module.run
+    try:
+        return runner(args)
+    except JaxninjaError as err:
+        sys.stderr.write(f"jaxninja: error: {err}\n")
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

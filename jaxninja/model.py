@@ -1,0 +1,169 @@
+"""The lecture's MLP: embedding -> linear -> BatchNorm (Bessel variance) -> tanh -> linear -> CE.
+
+``forward_chunked`` is the notebook's forward, "chunkated" into the small steps that Exercise 1
+backpropagates through one at a time; it returns every intermediate by its notebook name.
+``loss_fused`` / ``logits_fused`` are the same model in a few library calls, for training and
+evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+BN_EPS = 1e-5
+
+
+class Params(NamedTuple):
+    """The seven parameter groups, in the notebook's order (a pytree jax can differentiate)."""
+
+    C: jax.Array  # (vocab_size, n_embd) embedding table
+    W1: jax.Array  # (block_size * n_embd, n_hidden)
+    b1: jax.Array  # (n_hidden,) useless because of BatchNorm, kept as in the lecture
+    W2: jax.Array  # (n_hidden, vocab_size)
+    b2: jax.Array  # (vocab_size,)
+    bngain: jax.Array  # (1, n_hidden)
+    bnbias: jax.Array  # (1, n_hidden)
+
+
+class Intermediates(NamedTuple):
+    """Every value of the chunked forward, in notebook order, ending with the loss."""
+
+    emb: jax.Array
+    embcat: jax.Array
+    hprebn: jax.Array
+    bnmeani: jax.Array
+    bndiff: jax.Array
+    bndiff2: jax.Array
+    bnvar: jax.Array
+    bnvar_inv: jax.Array
+    bnraw: jax.Array
+    hpreact: jax.Array
+    h: jax.Array
+    logits: jax.Array
+    logit_maxes: jax.Array
+    norm_logits: jax.Array
+    counts: jax.Array
+    counts_sum: jax.Array
+    counts_sum_inv: jax.Array
+    probs: jax.Array
+    logprobs: jax.Array
+    loss: jax.Array
+
+
+class BNStats(NamedTuple):
+    """BatchNorm statistics calibrated over a whole split, used for evaluation and sampling."""
+
+    mean: jax.Array  # (1, n_hidden)
+    var: jax.Array  # (1, n_hidden), Bessel-corrected
+
+
+def init_params(key: jax.Array, vocab_size: int, n_embd: int = 10, n_hidden: int = 64,
+                block_size: int = 3, dtype: jnp.dtype = jnp.float32) -> Params:
+    """Draw parameters with the notebook's scales (biases non-zero on purpose: zeros could mask
+    a wrong backward). 4137 parameters at n_embd 10, n_hidden 64, block_size 3, vocab 27."""
+    kC, kW1, kb1, kW2, kb2, kg, kb = jax.random.split(key, 7)
+    fan_in = n_embd * block_size
+
+    def randn(k: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        return jax.random.normal(k, shape, dtype)
+
+    return Params(
+        C=randn(kC, (vocab_size, n_embd)),
+        W1=randn(kW1, (fan_in, n_hidden)) * (5 / 3) / fan_in**0.5,
+        b1=randn(kb1, (n_hidden,)) * 0.1,
+        W2=randn(kW2, (n_hidden, vocab_size)) * 0.1,
+        b2=randn(kb2, (vocab_size,)) * 0.1,
+        bngain=randn(kg, (1, n_hidden)) * 0.1 + 1.0,
+        bnbias=randn(kb, (1, n_hidden)) * 0.1,
+    )
+
+
+def n_params(params: Params) -> int:
+    """Total number of scalars in ``params``."""
+    return sum(p.size for p in params)
+
+
+def _identity(name: str, value: jax.Array) -> jax.Array:
+    return value
+
+
+Tap = Callable[[str, jax.Array], jax.Array]
+
+
+def forward_chunked(params: Params, xb: jax.Array, yb: jax.Array,
+                    tap: Tap = _identity) -> Intermediates:
+    """The notebook's forward, one line per notebook line.
+
+    ``tap(name, value)`` sees each intermediate and returns the value to carry on with; the
+    reference gradients use it to add a zero "probe" whose gradient is dX (see backward.py).
+    """
+    C, W1, b1, W2, b2, bngain, bnbias = params
+    n = xb.shape[0]
+    emb = tap("emb", C[xb])  # (n, block_size, n_embd)
+    embcat = tap("embcat", emb.reshape(emb.shape[0], -1))  # (n, block_size * n_embd)
+    # linear layer 1
+    hprebn = tap("hprebn", embcat @ W1 + b1)
+    # batchnorm layer
+    bnmeani = tap("bnmeani", 1 / n * hprebn.sum(0, keepdims=True))
+    bndiff = tap("bndiff", hprebn - bnmeani)
+    bndiff2 = tap("bndiff2", bndiff**2)
+    bnvar = tap("bnvar", 1 / (n - 1) * bndiff2.sum(0, keepdims=True))  # Bessel: n - 1
+    bnvar_inv = tap("bnvar_inv", (bnvar + BN_EPS) ** -0.5)
+    bnraw = tap("bnraw", bndiff * bnvar_inv)
+    hpreact = tap("hpreact", bngain * bnraw + bnbias)
+    # non-linearity
+    h = tap("h", jnp.tanh(hpreact))
+    # linear layer 2
+    logits = tap("logits", h @ W2 + b2)
+    # cross entropy loss (same as the fused loss below)
+    logit_maxes = tap("logit_maxes", logits.max(1, keepdims=True))
+    norm_logits = tap("norm_logits", logits - logit_maxes)  # subtract max for stability
+    counts = tap("counts", jnp.exp(norm_logits))
+    counts_sum = tap("counts_sum", counts.sum(1, keepdims=True))
+    counts_sum_inv = tap("counts_sum_inv", counts_sum**-1)
+    probs = tap("probs", counts * counts_sum_inv)
+    logprobs = tap("logprobs", jnp.log(probs))
+    loss = -logprobs[jnp.arange(n), yb].mean()
+    return Intermediates(emb, embcat, hprebn, bnmeani, bndiff, bndiff2, bnvar, bnvar_inv, bnraw,
+                         hpreact, h, logits, logit_maxes, norm_logits, counts, counts_sum,
+                         counts_sum_inv, probs, logprobs, loss)
+
+
+def batch_stats(hprebn: jax.Array) -> BNStats:
+    """Mean and Bessel-corrected variance over the batch axis."""
+    return BNStats(hprebn.mean(0, keepdims=True), hprebn.var(0, ddof=1, keepdims=True))
+
+
+def batchnorm_fused(hprebn: jax.Array, bngain: jax.Array, bnbias: jax.Array,
+                    stats: BNStats | None = None) -> jax.Array:
+    """BatchNorm "in one line" (Exercise 3's forward); ``stats`` None means batch statistics."""
+    mean, var = batch_stats(hprebn) if stats is None else stats
+    return bngain * (hprebn - mean) * jax.lax.rsqrt(var + BN_EPS) + bnbias
+
+
+def hprebn_of(params: Params, x: jax.Array) -> jax.Array:
+    """The pre-BatchNorm activations for contexts ``x`` (n, block_size)."""
+    emb = params.C[x]
+    return emb.reshape(emb.shape[0], -1) @ params.W1 + params.b1
+
+
+def logits_fused(params: Params, x: jax.Array, stats: BNStats | None = None) -> jax.Array:
+    """Logits for contexts ``x``; BatchNorm uses ``stats`` when given, else the batch's own."""
+    hpreact = batchnorm_fused(hprebn_of(params, x), params.bngain, params.bnbias, stats)
+    return jnp.tanh(hpreact) @ params.W2 + params.b2
+
+
+def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean negative log-likelihood of targets ``y`` (Exercise 2's forward, in one call)."""
+    logp = jax.nn.log_softmax(logits, axis=1)
+    return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
+
+
+def loss_fused(params: Params, xb: jax.Array, yb: jax.Array,
+               stats: BNStats | None = None) -> jax.Array:
+    """The training/evaluation loss in library calls; equals ``forward_chunked(...).loss``."""
+    return cross_entropy(logits_fused(params, xb, stats), yb)
