@@ -1,0 +1,334 @@
+"""Checkpoints round-trip bit for bit, and every kind of bad file is refused with one clear line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxninja import checkpoint as ck
+from jaxninja.checkpoint import Checkpoint, load_checkpoint, prepare_out_dir, save_checkpoint
+from jaxninja.data import Vocab
+from jaxninja.errors import CheckpointError, ConfigError
+from jaxninja.model import BNStats, Params
+
+VOCAB = Vocab("abcdefghijklmnopqrstuvwxyz")
+SIZES = {"n_embd": 4, "n_hidden": 8, "block_size": 3}
+
+
+def make_checkpoint(dtype: str = "float32", with_bn: bool = True, seed: int = 0) -> Checkpoint:
+    """Random (not trained) parameters of the right shapes; numpy only, so float64 needs no x64."""
+    rng = np.random.default_rng(seed)
+    shapes = ck.expected_shapes(VOCAB.size, **SIZES)
+    arrays = {key: rng.standard_normal(shape).astype(dtype) for key, shape in shapes.items()}
+    params = Params(*(arrays[key] for key in ck.PARAM_KEYS))
+    bn_stats = BNStats(*(arrays[key] for key in ck.BN_KEYS)) if with_bn else None
+    config = SIZES | {
+        "dtype": dtype,
+        "seed": seed,
+        "schedule": {"lr": 0.1, "decay_step": 100, "decay": 0.1},
+    }
+    key = np.array([0, 42], dtype=np.uint32)  # what jax.random.key_data(jax.random.key(42)) is
+    return Checkpoint(params, bn_stats, VOCAB, config, 1234, key)
+
+
+def assert_same(a: Checkpoint, b: Checkpoint) -> None:
+    """Bit-exact equality: same dtype, same shape, same bytes (so NaN payloads would count too)."""
+    for x, y in zip(a.params, b.params, strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+    assert (a.bn_stats is None) == (b.bn_stats is None)
+    if a.bn_stats is not None:
+        for x, y in zip(a.bn_stats, b.bn_stats, strict=True):
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+    assert a.vocab == b.vocab and a.config == b.config and a.step == b.step
+    assert a.rng_key.dtype == np.uint32 and np.array_equal(a.rng_key, b.rng_key)
+
+
+def write_raw(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an archive exactly as given (possibly invalid), bypassing save_checkpoint's checks."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def resealed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with a fresh, valid checksum, to test the checks that come after it."""
+    payload = {k: v for k, v in arrays.items() if k != ck.CHECKSUM_KEY}
+    return payload | {ck.CHECKSUM_KEY: ck._checksum(payload)}
+
+
+def refused(path: Path, match: str, **kwargs) -> str:
+    """Loading ``path`` raises a one-line CheckpointError naming the file and matching ``match``."""
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+# ------------------------------------------------------------------------------ round trips
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("with_bn", [True, False])
+def test_round_trip_is_bit_exact(tmp_path: Path, dtype: str, with_bn: bool) -> None:
+    saved = make_checkpoint(dtype, with_bn)
+    save_checkpoint(tmp_path / "c.npz", saved)
+    loaded = load_checkpoint(tmp_path / "c.npz", expect_vocab=VOCAB, expect_config=SIZES)
+    assert_same(saved, loaded)
+    assert os.listdir(tmp_path) == ["c.npz"]  # the temporary file was renamed, not left behind
+
+
+def test_round_trip_of_jax_arrays_and_odd_vocabulary(tmp_path: Path) -> None:
+    """Real jax parameters and a non-ASCII, mixed-case vocabulary survive unchanged."""
+    import jax
+
+    from jaxninja.model import init_params
+
+    vocab = Vocab("ABabéøß李")
+    params = init_params(
+        jax.random.key(3), vocab.size, SIZES["n_embd"], SIZES["n_hidden"], SIZES["block_size"]
+    )
+    key_data = np.asarray(jax.random.key_data(jax.random.key(7)))
+    saved = Checkpoint(params, None, vocab, dict(SIZES), 0, key_data)
+    save_checkpoint(tmp_path / ck.CHECKPOINT_NAME, saved)
+    loaded = load_checkpoint(tmp_path, expect_vocab=vocab)  # a directory holding checkpoint.npz
+    assert loaded.vocab == vocab
+    for x, y in zip(params, loaded.params, strict=True):
+        assert np.asarray(x).tobytes() == y.tobytes()
+    assert np.array_equal(jax.random.key_data(jax.random.wrap_key_data(loaded.rng_key)), key_data)
+
+
+def test_same_checkpoint_same_bytes(tmp_path: Path) -> None:
+    """Saving is deterministic, so two identical runs give byte-identical files."""
+    save_checkpoint(tmp_path / "a.npz", make_checkpoint())
+    save_checkpoint(tmp_path / "b.npz", make_checkpoint())
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_overwrite_replaces_previous(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint(seed=0))
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint(seed=1))
+    assert_same(load_checkpoint(tmp_path / "c.npz"), make_checkpoint(seed=1))
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
+# ------------------------------------------------------------------------------ bad files
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    refused(tmp_path / "nope.npz", "no such checkpoint")
+
+
+def test_directory_without_checkpoint(tmp_path: Path) -> None:
+    refused(tmp_path, "is a directory without a checkpoint.npz")
+    (tmp_path / ck.CHECKPOINT_NAME).mkdir()  # checkpoint.npz itself a directory
+    refused(tmp_path / ck.CHECKPOINT_NAME, "is a directory without a checkpoint.npz")
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "empty file"),
+        (b"emma\nolivia\n", "not an .npz archive"),
+        (b"\x93NUMPY\x01\x00", "not an .npz archive"),
+    ],
+)
+def test_not_a_checkpoint(tmp_path: Path, content: bytes, match: str) -> None:
+    (tmp_path / "c.npz").write_bytes(content)
+    refused(tmp_path / "c.npz", match)
+
+
+def test_a_plain_npz_is_not_a_checkpoint(tmp_path: Path) -> None:
+    write_raw(tmp_path / "c.npz", {"weights": np.zeros(3)})
+    refused(tmp_path / "c.npz", "no format_version")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])
+def test_truncated(tmp_path: Path, keep: float) -> None:
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    data = (tmp_path / "c.npz").read_bytes()
+    (tmp_path / "c.npz").write_bytes(data[: int(len(data) * keep)])
+    refused(tmp_path / "c.npz", "truncated or corrupt")
+
+
+def test_flipped_byte_inside_an_array(tmp_path: Path) -> None:
+    """A flipped bit in the data is caught, by the zip CRC or by our checksum."""
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    data[len(data) // 3] ^= 0x01
+    (tmp_path / "c.npz").write_bytes(bytes(data))
+    refused(tmp_path / "c.npz", "corrupt")
+
+
+def test_checksum_mismatch(tmp_path: Path) -> None:
+    """An array changed after saving, in a well-formed archive, fails the SHA-256 check."""
+    arrays = ck.to_arrays(make_checkpoint())
+    arrays["params.W1"] = arrays["params.W1"].copy()
+    arrays["params.W1"][0, 0] += 1.0
+    write_raw(tmp_path / "c.npz", arrays)
+    refused(tmp_path / "c.npz", "checksum mismatch")
+
+
+def test_checksum_covers_dtype(tmp_path: Path) -> None:
+    """Same bytes reinterpreted as another dtype must not pass."""
+    arrays = ck.to_arrays(make_checkpoint())
+    arrays["params.b1"] = arrays["params.b1"].view(np.int32)
+    write_raw(tmp_path / "c.npz", arrays)
+    refused(tmp_path / "c.npz", "checksum mismatch")
+
+
+@pytest.mark.parametrize(
+    "version, match",
+    [
+        (2, "format version 2 is newer"),
+        (0, "unknown format version 0"),
+    ],
+)
+def test_format_version(tmp_path: Path, version: int, match: str) -> None:
+    arrays = ck.to_arrays(make_checkpoint())
+    arrays["format_version"] = np.array(version, dtype=np.int64)
+    write_raw(tmp_path / "c.npz", resealed(arrays))
+    refused(tmp_path / "c.npz", match)
+
+
+def test_missing_array(tmp_path: Path) -> None:
+    arrays = ck.to_arrays(make_checkpoint())
+    del arrays["params.W2"]
+    write_raw(tmp_path / "c.npz", resealed(arrays))
+    refused(tmp_path / "c.npz", "lacks array.*params.W2")
+
+
+class Boom:
+    """Unpickling this would create a marker file: the test proves it never happens."""
+
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickled_object_array_is_refused_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    Boom.marker = marker
+    arrays = dict(ck.to_arrays(make_checkpoint()))
+    arrays["config_json"] = np.array([Boom()], dtype=object)  # np.savez pickles object arrays
+    write_raw(tmp_path / "c.npz", arrays)
+    message = refused(tmp_path / "c.npz", "pickled object array")
+    assert "config_json" in message
+    assert not marker.exists()
+
+
+def test_shapes_inconsistent_with_vocabulary(tmp_path: Path) -> None:
+    """A checkpoint whose W2/b2 are for another vocabulary than the one it records."""
+    good = make_checkpoint()
+    params = good.params._replace(W2=good.params.W2[:, :-1], b2=good.params.b2[:-1])
+    save_checkpoint(tmp_path / "c.npz", good._replace(params=params))
+    refused(tmp_path / "c.npz", r"params.W2 has shape \(8, 26\), expected \(8, 27\)")
+
+
+def test_config_disagrees_with_arrays(tmp_path: Path) -> None:
+    good = make_checkpoint()
+    save_checkpoint(tmp_path / "c.npz", good._replace(config=good.config | {"n_hidden": 9}))
+    refused(tmp_path / "c.npz", "config n_hidden=9 but the arrays have n_hidden=8")
+
+
+def test_vocabulary_does_not_match_data(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    message = refused(tmp_path / "c.npz", "vocabulary", expect_vocab=Vocab("abc"))
+    assert "'abc'" in message
+
+
+def test_config_does_not_match_flags(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    refused(
+        tmp_path / "c.npz",
+        "block_size=3 but block_size=5 was asked for",
+        expect_config={"block_size": 5},
+    )
+    refused(
+        tmp_path / "c.npz",
+        "dtype='float32' but dtype='float64'",
+        expect_config={"dtype": "float64"},
+    )
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def test_failed_write_keeps_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails halfway leaves no temporary file and the previous checkpoint intact."""
+    good = make_checkpoint(seed=0)
+    save_checkpoint(tmp_path / "c.npz", good)
+
+    def savez_then_fail(f, **arrays):
+        f.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", savez_then_fail)
+    with pytest.raises(CheckpointError, match="c.npz: cannot write checkpoint .No space left"):
+        save_checkpoint(tmp_path / "c.npz", make_checkpoint(seed=1))
+    assert os.listdir(tmp_path) == ["c.npz"]
+    monkeypatch.undo()
+    assert_same(load_checkpoint(tmp_path / "c.npz"), good)
+
+
+def test_failed_rename_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_replace(src, dst):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", no_replace)
+    with pytest.raises(CheckpointError, match="Permission denied"):
+        save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_into_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no/c.npz: cannot write checkpoint"):
+        save_checkpoint(tmp_path / "no" / "c.npz", make_checkpoint())
+
+
+def test_config_must_be_json(tmp_path: Path) -> None:
+    bad = make_checkpoint()._replace(config={"dtype": np.float32})
+    with pytest.raises(CheckpointError, match="not JSON-able"):
+        save_checkpoint(tmp_path / "c.npz", bad)
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ --out
+
+
+def test_out_dir_is_created(tmp_path: Path) -> None:
+    out = prepare_out_dir(tmp_path / "a" / "b")
+    assert out.is_dir() and os.listdir(out) == []  # the probe file is gone
+
+
+def test_out_dir_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"--out .*f: is a file"):
+        prepare_out_dir(tmp_path / "f")
+
+
+def test_out_dir_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"--out .*f/sub: not a writable directory"):
+        prepare_out_dir(tmp_path / "f" / "sub")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, Linux only")
+def test_out_dir_not_writable() -> None:
+    """/proc refuses new files even to root (chmod 000 would not stop root)."""
+    with pytest.raises(ConfigError, match="--out /proc: not a writable directory"):
+        prepare_out_dir("/proc")
+
+
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0,
+    reason="root writes into chmod 555 directories; /proc covers this as root",
+)
+def test_out_dir_read_only(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(ConfigError, match="not a writable directory"):
+        prepare_out_dir(tmp_path / "ro")
