@@ -7,8 +7,10 @@ that bit for bit, so names.txt gives the lecture's shapes (182625, 3), (22655, 3
 
 from __future__ import annotations
 
+import codecs
 import os
 import random
+import unicodedata
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +22,7 @@ from jaxninja.errors import DataError
 BOUNDARY = "."
 NAMES_ENV = "JAXNINJA_NAMES"
 SHARED_NAMES = Path("..") / "shared" / "data" / "names.txt"
+MIN_WORDS = 6  # fewest words for which int(0.8 n) < int(0.9 n) < n: no empty split
 DEFAULT_SOURCE = "names-package"  # the US census first names shipped by PyPI's `names`
 
 
@@ -73,42 +76,64 @@ class Dataset(NamedTuple):
 def parse_words(text: str, source: str) -> list[str]:
     """Split text into words: one a line, CRLF and a final newline tolerated, blank lines skipped.
 
-    A word holding the boundary character ``.`` or white space is an error naming its line.
+    White space around a word is dropped. A word holding the boundary character ``.``, white
+    space or a control character is an error naming its line and column. Lines are split on
+    ``\\n`` only (not ``str.splitlines``), so a stray form feed or U+2028 inside a word is reported
+    instead of silently starting a new word.
     """
     words = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        word = line.strip("\r")
-        if not word.strip():
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        word = line.strip()
+        if not word:
             continue
-        for col, ch in enumerate(word, start=1):
-            if ch == BOUNDARY:
-                raise DataError(f"{source}:{lineno}:{col}: word {word!r} contains the boundary "
-                                f"character '.', which is reserved for start/end of a word")
-            if ch.isspace():
-                raise DataError(f"{source}:{lineno}:{col}: word {word!r} contains white space "
-                                f"({ch!r}); put one word on each line")
+        col0 = len(line) - len(line.lstrip())
+        for col, ch in enumerate(word, start=col0 + 1):
+            problem = _bad_character(ch)
+            if problem:
+                raise DataError(f"{source}:{lineno}:{col}: word {word!r} {problem}")
         words.append(word)
     if not words:
         raise DataError(f"{source}: no words (the file is empty or holds only blank lines)")
     return words
 
 
+def _bad_character(ch: str) -> str | None:
+    """Why ``ch`` cannot be part of a word, or None if it can (any letter, any script, any case)."""
+    if ch == BOUNDARY:
+        return "contains the boundary character '.', which is reserved for start/end of a word"
+    if ch.isspace():
+        return f"contains white space ({ch!r}); put one word on each line"
+    if unicodedata.category(ch) == "Cc":
+        return (f"contains the control character U+{ord(ch):04X} (a binary or UTF-16 file? "
+                f"save it as UTF-8 text)")
+    return None
+
+
 def read_words(path: str | os.PathLike) -> list[str]:
-    """Read a word list from ``path`` with errors that name the file and line."""
+    """Read a UTF-8 word list from ``path`` with errors that name the file and line.
+
+    A UTF-8 byte order mark at the start is skipped (some editors write one).
+    """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a word list")
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a word list") from None
     except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError as err:  # e.g. a NUL byte in the path
+        raise DataError(f"{path!r}: not a usable path ({err})") from None
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         lineno = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[err.start]:02x})") from None
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[err.start]:02x} at byte "
+                        f"{col} of the line); save the file as UTF-8") from None
     return parse_words(text, str(path))
 
 
@@ -191,6 +216,6 @@ def load_dataset(data: str | os.PathLike | None = None, block_size: int = 3) -> 
     for name, part in zip(("train", "val", "test"), parts, strict=True):
         if not part:
             raise DataError(f"{source}: {len(words)} word(s) leave the {name} split empty; "
-                            f"the 80/10/10 split needs at least 10 words")
+                            f"the 80/10/10 split needs at least {MIN_WORDS} words")
     splits = [build_dataset(part, vocab, block_size) for part in parts]
     return Dataset(*splits, vocab=vocab, source=source)
