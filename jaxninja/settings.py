@@ -114,11 +114,19 @@ def resolve_device(name: str, flag: str = "--device") -> jax.Device:
         ) from None
 
 
+def torch_available() -> bool:
+    """Whether ``import torch`` can work, without paying for the import."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked torch (sys.modules["torch"] = None)
+        return False
+
+
 def check_against(name: str, flag: str = "--against") -> str:
     """A reference to compare against; torch must be importable for ``torch``."""
     if name not in AGAINST:
         raise ConfigError(f"unknown {flag} {name!r} (choose from {', '.join(AGAINST)})")
-    if name == "torch" and importlib.util.find_spec("torch") is None:
+    if name == "torch" and not torch_available():
         raise ConfigError(
             f"{flag} torch: torch is not installed "
             f"(pip install 'jaxninja[torch]', or use {flag} jax)"
@@ -135,6 +143,10 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "steps": (check_steps, "--steps"),
     "seed": (check_seed, "--seed"),
     "lr": (check_learning_rate, "--lr"),
+    "lr_decay_step": (check_steps, "--lr-decay-step"),
+    "lr_decay": (check_positive_float, "--lr-decay"),
+    "checkpoint_every": (check_steps, "--checkpoint-every"),
+    "check_every": (check_steps, "--check-every"),
     "against": (check_against, "--against"),
 }
 
