@@ -116,6 +116,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` to ``path`` atomically: temp file in the same directory, fsync, rename.
 
@@ -129,6 +136,7 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; be a normal file
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())

@@ -101,6 +101,17 @@ def test_round_trip_of_jax_arrays_and_odd_vocabulary(tmp_path: Path) -> None:
     assert np.array_equal(jax.random.key_data(jax.random.wrap_key_data(loaded.rng_key)), key_data)
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_file_mode_follows_umask(tmp_path: Path) -> None:
+    """The temporary file's private 0600 mode is not what the user gets."""
+    old = os.umask(0o027)
+    try:
+        save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o640
+
+
 def test_same_checkpoint_same_bytes(tmp_path: Path) -> None:
     """Saving is deterministic, so two identical runs give byte-identical files."""
     save_checkpoint(tmp_path / "a.npz", make_checkpoint())
