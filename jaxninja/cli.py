@@ -30,21 +30,25 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-parser per subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported to add its flags, so one
+    subcommand's dependencies (torch, sympy) never burden another."""
     parser = OneLineParser(prog="jaxninja", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = importlib.import_module(module)
-        adder = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
-        adder(p)
+        if name == command:
+            mod = importlib.import_module(module)
+            adder = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
+            adder(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in SUBCOMMANDS else None).parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     runner = getattr(module, f"run_{args.command}", None) or module.run
     try:

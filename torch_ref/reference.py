@@ -62,7 +62,7 @@ def to_torch(params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
 def forward(p: Mapping[str, torch.Tensor], xb: np.ndarray | torch.Tensor,
             yb: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
     """The notebook's chunked forward; every intermediate retains its grad. Adds "loss"."""
-    xb, yb = torch.as_tensor(np.asarray(xb)).long(), torch.as_tensor(np.asarray(yb)).long()
+    xb, yb = torch.tensor(np.array(xb)).long(), torch.tensor(np.array(yb)).long()
     n = xb.shape[0]
     emb = p["C"][xb]  # embed the characters into vectors
     embcat = emb.view(emb.shape[0], -1)  # concatenate the vectors

@@ -1,0 +1,44 @@
+"""Shared fixtures: where names.txt is, the notebook's dataset, and float64 switched on safely."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+from jaxninja.data import load_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def names_path() -> Path | None:
+    """names.txt from $JAXNINJA_NAMES or ../shared/data/names.txt beside the checkout."""
+    env = os.environ.get("JAXNINJA_NAMES")
+    candidates = [Path(env)] if env else []
+    candidates.append(ROOT.parent / "shared" / "data" / "names.txt")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def names_txt() -> Path:
+    path = names_path()
+    if path is None:
+        pytest.skip("names.txt not found: set JAXNINJA_NAMES")
+    return path
+
+
+@pytest.fixture(scope="session")
+def names_dataset(names_txt):
+    """The notebook's dataset (block_size 3), loaded once per session."""
+    return load_dataset(names_txt, 3)
+
+
+@pytest.fixture
+def x64():
+    """float64 for one test, restored afterwards so other tests keep float32 defaults."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)

@@ -1,0 +1,75 @@
+"""The notebook's data pipeline: names.txt shapes, the vocabulary, the offline default data."""
+
+import subprocess
+import sys
+
+import pytest
+
+from jaxninja.data import (
+    DEFAULT_SOURCE,
+    build_dataset,
+    build_vocab,
+    load_dataset,
+    parse_words,
+    split_words,
+)
+from jaxninja.errors import DataError
+
+
+def test_names_txt_gives_the_notebooks_split_shapes(names_dataset):
+    assert names_dataset.shapes() == {"train": [182625, 3], "val": [22655, 3],
+                                      "test": [22866, 3]}
+    assert names_dataset.train.y.shape == (182625,)
+
+
+def test_vocabulary_is_sorted_characters_after_the_boundary(names_dataset):
+    vocab = names_dataset.vocab
+    assert vocab.size == 27
+    assert vocab.itos[0] == "." and vocab.itos[1] == "a" and vocab.itos[26] == "z"
+    assert vocab.decode(vocab.encode("emma")) == "emma"
+
+
+def test_first_examples_match_the_notebook_loop():
+    vocab = build_vocab(["emma", "ava"])
+    split = build_dataset(["emma"], vocab, 3)
+    e, m, a = vocab.stoi["e"], vocab.stoi["m"], vocab.stoi["a"]
+    assert split.x.tolist() == [[0, 0, 0], [0, 0, e], [0, e, m], [e, m, m], [m, m, a]]
+    assert split.y.tolist() == [e, m, m, a, 0]
+
+
+def test_split_is_random_seed_42_shuffle():
+    import random
+
+    words = [f"w{i}" for i in range(100)]
+    expected = list(words)
+    random.seed(42)
+    random.shuffle(expected)
+    train, val, test = split_words(words)
+    assert train + val + test == expected and (len(train), len(val), len(test)) == (80, 10, 10)
+
+
+def test_crlf_trailing_newline_and_blank_lines_are_tolerated():
+    assert parse_words("ann\r\nbob\r\n\r\n  \ncy\n", "f") == ["ann", "bob", "cy"]
+
+
+def test_boundary_character_in_a_word_names_the_line():
+    with pytest.raises(DataError, match=r"f:2:2: .*'a\.b'"):
+        parse_words("ann\na.b\n", "f")
+
+
+def test_default_data_set_loads_offline(tmp_path):
+    """No --data, no $JAXNINJA_NAMES, no ../shared: the names package's census first names."""
+    code = ("from jaxninja.data import load_dataset; d = load_dataset(); "
+            "print(d.source, d.vocab.size, sum(len(s.y) for s in (d.train, d.val, d.test)))")
+    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == DEFAULT_SOURCE and out[1] == "27" and int(out[2]) > 30_000
+
+
+def test_load_dataset_refuses_block_size_zero(names_txt):
+    from jaxninja.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="block_size"):
+        load_dataset(names_txt, 0)
