@@ -50,12 +50,6 @@ PRELUDES = {
         "jax.config.update = lambda k, v: None if k == 'jax_enable_x64' else _update(k, v)"
     ),
 }
-# Until every subcommand module exists, cli.build_parser (which imports them all) cannot work:
-# drop the missing ones so the cases of the written subcommands can run; theirs are skipped.
-DROP_MISSING = (
-    "import importlib.util, jaxninja.cli as cli; cli.SUBCOMMANDS = {k: v for k, v in "
-    "cli.SUBCOMMANDS.items() if importlib.util.find_spec(v[0]) is not None}"
-)
 # Run many cases in one process: the same as `python -m jaxninja ARGS` (sys.exit(main())) for
 # each, with stdout/stderr captured; an exception escaping main prints a traceback, as Python does.
 DRIVER = """
@@ -258,7 +252,7 @@ def child(
         if argv is None
         else "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
     )
-    code = "\n".join(filter(None, [PRELUDES[prelude], DROP_MISSING, tail]))
+    code = "\n".join(filter(None, [PRELUDES[prelude], tail]))
     cmd = [sys.executable, "-c", code, *(argv or [])]
     return subprocess.run(
         cmd, input=stdin, capture_output=True, text=True, cwd=tmp, env=child_env(tmp), timeout=300
@@ -378,3 +372,24 @@ def test_bad_input_own_process(case: Case, good_run: Path, tmp_path: Path) -> No
     before = snapshot(tmp)
     proc = child(case.prelude, tmp, argv)
     check_result(case, tmp, before, proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.xfail(
+    reason="cli.main does not yet turn BrokenPipeError into a quiet exit (reported)", strict=False
+)
+def test_closed_pipe_is_quiet(good_run: Path, tmp_path: Path) -> None:
+    """`jaxninja sample ... | head -1` must not print a traceback when head closes the pipe."""
+    code = "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
+    argv = ["sample", "--checkpoint", str(good_run), "--num", "2000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(tmp_path),
+    )
+    proc.stdout.close()  # the reader is gone before the first name is written
+    stderr = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert "Traceback" not in stderr and len(stderr.splitlines()) <= 1, stderr
