@@ -1,0 +1,49 @@
+"""``jaxninja derive``: print the sympy derivations of every backward formula, step by step.
+
+For a person checking the math: each layer's forward in index notation (symbolic batch size n),
+the element-wise derivative, the collapsed sums, the substituted identities, the closed form the
+generated kernel computes, the proof results, and the time it all took. Needs the ``derive``
+extra (sympy); the rest of jaxninja never imports sympy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from jaxninja.errors import ConfigError
+
+INSTALL_HINT = "install the derive extra: pip install 'jaxninja[derive]'"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``derive`` subcommand's flags."""
+    parser.add_argument(
+        "--brief",
+        action="store_true",
+        help="print only closed forms and proof results, not every step",
+    )
+
+
+def _load():
+    """Import sympy and the derivations lazily, with a one-line error when sympy is missing."""
+    try:
+        import sympy  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(f"sympy is not installed; {INSTALL_HINT}") from err
+    from derivations import build, report
+
+    return build, report
+
+
+def run(args: argparse.Namespace) -> int:
+    """Derive, prove and brute-force everything, print the report; 1 if anything fails."""
+    start = time.perf_counter()
+    build, report = _load()
+    results = build.run_all()
+    print(report.render_report(results, steps=not args.brief), end="")
+    print(f"total, imports included: {time.perf_counter() - start:.1f} s")
+    failures = results.failures()
+    for failure in failures:
+        print(f"not proved: {failure}")
+    return 1 if failures else 0
