@@ -36,6 +36,18 @@ ROWS = (
 PARAM_ROWS = frozenset(Params._fields)
 
 
+def _tanh_jax(h: jax.Array, dh: jax.Array) -> jax.Array:
+    """jax's tanh rule ``(g + g*h)(1 - h)``, transposed: ``t + t*h`` with ``t = dh(1 - h)``."""
+    t = dh * (1.0 - h)
+    return t + t * h
+
+
+TANH_LINES = {
+    "jax": _tanh_jax,
+    "notebook": lambda h, dh: (1.0 - h**2) * dh,  # exact math, two roundings: not bit-exact
+}
+
+
 def _matmul_dx(dout: jax.Array, W: jax.Array) -> jax.Array:
     """d(x @ W)/dx as jax transposes it: contract dout's columns with W's columns, (n, in)."""
     return lax.dot_general(dout, W, (((1,), (1,)), ((), ())))
@@ -46,9 +58,11 @@ def _matmul_dW(x: jax.Array, dout: jax.Array) -> jax.Array:
     return lax.dot_general(dout, x, (((0,), (0,)), ((), ()))).T
 
 
-def manual_backward(params: Params, fwd: Intermediates, xb: jax.Array,
-                    yb: jax.Array) -> dict[str, jax.Array]:
-    """All 26 gradients of Exercise 1 by hand, keyed by the notebook name of X for dX."""
+def manual_backward(params: Params, fwd: Intermediates, xb: jax.Array, yb: jax.Array,
+                    tanh: str = "jax") -> dict[str, jax.Array]:
+    """All 26 gradients of Exercise 1 by hand, keyed by the notebook name of X for dX.
+
+    ``tanh="notebook"`` swaps in the lecture's ``(1 - h**2) * dh`` to show what it costs."""
     C, W1, b1, W2, b2, bngain, bnbias = params
     (emb, embcat, hprebn, bnmeani, bndiff, bndiff2, bnvar, bnvar_inv, bnraw, hpreact, h, logits,
      logit_maxes, norm_logits, counts, counts_sum, counts_sum_inv, probs, logprobs, _) = fwd
@@ -76,9 +90,8 @@ def manual_backward(params: Params, fwd: Intermediates, xb: jax.Array,
     dh = _matmul_dx(dlogits, W2)
     dW2 = _matmul_dW(h, dlogits)
     db2 = dlogits.sum(0)  # (V,): b2 was broadcast over the batch
-    # h = tanh(hpreact): jax's rule (g + g*h)(1 - h), transposed, is t + t*h with t = dh(1 - h)
-    t = dh * (1.0 - h)
-    dhpreact = t + t * h
+    # h = tanh(hpreact)
+    dhpreact = TANH_LINES[tanh](h, dh)
     # hpreact = bngain * bnraw + bnbias; bngain, bnbias (1, H) broadcast over the batch
     dbngain = (bnraw * dhpreact).sum(0, keepdims=True)
     dbnraw = bngain * dhpreact
