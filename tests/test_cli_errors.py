@@ -84,6 +84,8 @@ class Case(NamedTuple):
     setup: Callable[[Path], None] | None = None
     prelude: str = ""
     skip: str = ""  # a reason to skip this case here
+    xfail: str = ""  # a known bug, reported: the case runs and may pass once it is fixed
+    slow: bool = False  # only under -m slow (in its own process)
 
 
 def words_file(name: str, content: str | bytes) -> Callable[[Path], None]:
@@ -138,6 +140,9 @@ IS_ROOT = os.name == "posix" and os.geteuid() == 0
 TRAIN = ["train", "--steps", "3", *SMALL, "--out", "{good}"]  # --out holds a good checkpoint
 
 
+CHECK = ["check", "--data", "{tmp}/words.txt", "--against", "jax", "--n-hidden", "8"]
+
+
 def unreadable(tmp: Path) -> None:
     GOOD_DATA(tmp)
     (tmp / "words.txt").chmod(0)
@@ -183,6 +188,20 @@ CASES = [
          2, ["float64", "x64"], GOOD_DATA, prelude="no_x64"),
     Case("check-against-torch-without-torch", ["check", "--against", "torch"], 2,
          ["--against", "torch", "not installed"], prelude="no_torch"),
+    *(
+        Case(f"check{flag}={value}", [*CHECK, flag, value], 2, [flag, value], GOOD_DATA)
+        for flag, value in [("--batch-size", "1"), ("--n-hidden", "0"), ("--dtype", "float16"),
+                            ("--against", "tf"), ("--seed", "-1")]
+    ),
+    Case("check-data-missing", ["check", "--data", "{tmp}/missing.txt"], 2, ["missing.txt"]),
+    Case("check-float64-without-x64", [*CHECK, "--dtype", "float64"], 2, ["float64", "x64"],
+         GOOD_DATA, prelude="no_x64"),
+    # slow: check computes the whole table before it looks at --plot (~15 s each)
+    Case("check-plot-is-a-file", [*CHECK, "--plot", "{tmp}/file"], 2, ["--plot", "file"],
+         chain(GOOD_DATA, words_file("file", "keep me")), slow=True),
+    Case("check-plot-not-writable", [*CHECK, "--plot", "/proc/x"], 2, ["--plot", "/proc/x"],
+         GOOD_DATA, xfail="plot_check.save_plots lets mkdir's OSError escape (reported)",
+         skip="" if sys.platform.startswith("linux") else "uses /proc", slow=True),
     Case("usage-not-a-number", [*TRAIN, "--steps", "many"], 2, ["--steps", "many"]),
     Case("usage-unknown-subcommand", ["trian"], 2, ["trian"]),
     Case("sample-num-0", ["sample", "--checkpoint", "{good}", "--num", "0"], 2, ["--num", "0"]),
@@ -306,8 +325,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): content(p) for p in sorted(folder.rglob("*"))}
 
 
+FAST_CASES = [c for c in CASES if not c.slow]
+
+
 def runnable(case: Case) -> bool:
-    return not case.skip and not missing_subcommand(case)
+    return not case.skip and not case.slow and not missing_subcommand(case)
 
 
 @pytest.fixture(scope="module")
@@ -354,20 +376,26 @@ def skip_reason(case: Case) -> str:
     return case.skip or missing_subcommand(case)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, grouped_results: dict) -> None:
+@pytest.mark.parametrize("case", FAST_CASES, ids=[c.id for c in FAST_CASES])
+def test_bad_input(case: Case, grouped_results: dict, request: pytest.FixtureRequest) -> None:
     if skip_reason(case):
         pytest.skip(skip_reason(case))
+    if case.xfail:
+        request.applymarker(pytest.mark.xfail(reason=case.xfail, strict=False))
     tmp, before, res = grouped_results[case.id]
     check_result(case, tmp, before, res["rc"], res["stdout"], res["stderr"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_own_process(case: Case, good_run: Path, tmp_path: Path) -> None:
+def test_bad_input_own_process(
+    case: Case, good_run: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The same case as its own ``python -m jaxninja`` process: nothing below Python leaks."""
     if skip_reason(case):
         pytest.skip(skip_reason(case))
+    if case.xfail:
+        request.applymarker(pytest.mark.xfail(reason=case.xfail, strict=False))
     tmp, argv = prepare(case, tmp_path, good_run)
     before = snapshot(tmp)
     proc = child(case.prelude, tmp, argv)
