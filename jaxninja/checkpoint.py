@@ -23,9 +23,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
-from jaxninja.data import Vocab
+from jaxninja.data import BOUNDARY, Vocab
 from jaxninja.errors import CheckpointError, ConfigError
 from jaxninja.model import BNStats, Params
 
@@ -193,6 +194,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             for name in npz.files:
                 arrays[name] = npz[name]
+                if not isinstance(arrays[name], np.ndarray):  # a zip member that is not .npy
+                    raise CheckpointError(f"{path}: member {name!r} is not a numpy array")
     except ValueError as err:
         if "pickle" in str(err):
             raise CheckpointError(
@@ -354,15 +357,28 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: vocab_json should be an object with a 'chars' string")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config_json should be a JSON object")
-    vocab = Vocab(vocab_json["chars"])
+    chars = vocab_json["chars"]
+    if len(set(chars)) != len(chars) or BOUNDARY in chars or len(chars) < 2:
+        raise CheckpointError(
+            f"{path}: vocabulary {chars!r} is not a set of at least 2 "
+            f"characters without {BOUNDARY!r}"
+        )
+    vocab = Vocab(chars)
     _check_shapes(path, arrays, vocab, config)
     _check_expected(path, vocab, config, expect_vocab, expect_config)
     step = arrays["step"]
     if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
         raise CheckpointError(f"{path}: step should be a non-negative integer scalar")
     rng_key = arrays["rng_key"]
-    if rng_key.dtype != np.uint32:
-        raise CheckpointError(f"{path}: rng_key should be uint32, got {rng_key.dtype}")
+    try:
+        if rng_key.ndim != 1:
+            raise ValueError("expected one key")
+        jax.random.wrap_key_data(rng_key)  # the shape and dtype jax's default PRNG needs
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: rng_key {rng_key.dtype} {rng_key.shape} is not a jax "
+            f"PRNG key ({err})".splitlines()[0]
+        ) from None
     params = Params(*(arrays[key] for key in PARAM_KEYS))
     bn_stats = BNStats(*(arrays[key] for key in BN_KEYS)) if BN_KEYS[0] in arrays else None
     return Checkpoint(params, bn_stats, vocab, config, int(step), rng_key)

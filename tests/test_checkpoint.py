@@ -212,6 +212,34 @@ def test_missing_array(tmp_path: Path) -> None:
     refused(tmp_path / "c.npz", "lacks array.*params.W2")
 
 
+def test_zip_member_that_is_not_an_array(tmp_path: Path) -> None:
+    import zipfile
+
+    save_checkpoint(tmp_path / "c.npz", make_checkpoint())
+    with zipfile.ZipFile(tmp_path / "c.npz", "a") as zf:
+        zf.writestr("notes.txt", "hello")
+    refused(tmp_path / "c.npz", "member 'notes.txt' is not a numpy array")
+
+
+@pytest.mark.parametrize("chars", ["a.b", "abca", "a"])
+def test_impossible_vocabulary(tmp_path: Path, chars: str) -> None:
+    """A stranger's vocabulary with the boundary, a repeat, or one character is refused."""
+    arrays = ck.to_arrays(make_checkpoint())
+    arrays["vocab_json"] = ck._json_array({"chars": chars})
+    write_raw(tmp_path / "c.npz", resealed(arrays))
+    refused(tmp_path / "c.npz", "is not a set of at least 2 characters")
+
+
+@pytest.mark.parametrize(
+    "key", [np.zeros(3, np.uint32), np.zeros((2, 2), np.uint32), np.zeros(2, np.int32)]
+)
+def test_rng_key_not_a_key(tmp_path: Path, key: np.ndarray) -> None:
+    arrays = ck.to_arrays(make_checkpoint())
+    arrays["rng_key"] = key
+    write_raw(tmp_path / "c.npz", resealed(arrays))
+    refused(tmp_path / "c.npz", "rng_key .* is not a jax PRNG key")
+
+
 class Boom:
     """Unpickling this would create a marker file: the test proves it never happens."""
 
