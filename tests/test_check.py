@@ -1,0 +1,56 @@
+"""``jaxninja check`` end to end: the table, the JSON, the exit status, the plots."""
+
+import json
+
+import pytest
+
+from jaxninja.check import CheckConfig, cross_check, format_table
+from jaxninja.cli import main
+
+
+def test_json_has_every_row_and_passes(names_txt, capsys):
+    status = main(["check", "--data", str(names_txt), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0 and out["ok"]
+    assert out["dataset"]["train"] == [182625, 3] and out["n_params"] == 4137
+    assert set(out) >= {"config", "dataset", "n_params", "loss", "rows"}
+    by_ref = {}
+    for row in out["rows"]:
+        assert set(row) >= {"name", "shape", "against", "exact", "close", "maxdiff", "ulps"}
+        by_ref.setdefault(row["against"], []).append(row)
+    assert len(by_ref["jax"]) == 26 and all(r["exact"] for r in by_ref["jax"])
+    assert len(by_ref["torch"]) == 26 and len(by_ref["torch-manual"]) == 26
+    assert [r["name"] for r in by_ref["fused"]] == ["logits", "hprebn", "loss (fwd)",
+                                                   "hpreact (fwd)"]
+
+
+def test_table_names_every_row(names_dataset):
+    result = cross_check(CheckConfig(against=("jax",)), names_dataset)
+    table = format_table(result)
+    assert "jax: 26/26 bit-exact" in table and "all rows within contract" in table
+    assert table.count(" jax ") == 26
+
+
+def test_notebook_tanh_line_fails_the_contract_on_fma_cpus(names_dataset):
+    torch = pytest.importorskip("torch")
+    result = cross_check(CheckConfig(against=("torch",), torch_tanh="notebook"), names_dataset)
+    manual = [r for r in result.rows if r.against == "torch-manual"]
+    fma = torch.backends.cpu.get_cpu_capability() != "DEFAULT"
+    assert result.ok is (not fma)
+    assert sum(r.exact for r in manual) == (11 if fma else 26)
+
+
+def test_plots_are_written(names_txt, tmp_path, capsys):
+    status = main(["check", "--data", str(names_txt), "--against", "jax", "--plot",
+                   str(tmp_path / "plots")])
+    capsys.readouterr()
+    assert status == 0
+    for name in ("dlogits.png", "errors.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_float64_odd_shapes(names_txt, capsys, x64):
+    status = main(["check", "--data", str(names_txt), "--dtype", "float64", "--batch-size", "7",
+                   "--n-hidden", "37", "--block-size", "5", "--n-embd", "6", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0 and out["ok"] and out["config"]["dtype"] == "float64"
