@@ -364,7 +364,7 @@ def run_train(args: argparse.Namespace) -> int:
                 save=save,
                 should_stop=lambda: bool(caught),
                 on_chunk=progress,
-                device=device,
+                device=None if args.device in (None, "auto") else device,  # None: uncommitted
             )
             progress.close()
             if not result.interrupted:  # a signal from here on lets the run finish

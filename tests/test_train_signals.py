@@ -18,7 +18,10 @@ from jaxninja.checkpoint import load_checkpoint
 from jaxninja.data import default_words
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "signum, status",
+    [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)],
+)  # SIGTERM takes the same path with another number: in the slow run, to keep the default short
 def test_signal_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path, signum, status):
     words = tmp_path / "words.txt"
     words.write_text("\n".join(default_words()[:2000]) + "\n", encoding="utf-8")
