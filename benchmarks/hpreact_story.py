@@ -67,9 +67,16 @@ def torch_rows(seeds: int) -> list[dict]:
     import torch
 
     cap = torch.backends.cpu.get_cpu_capability()
-    return [{"backward": f"torch, {tanh} tanh line", "kernels": cap, "n": n,
-             **dict(zip(("exact", "ulps"), summarise(torch_pairs(seeds, n, tanh)), strict=True))}
-            for tanh in ("notebook", "fixed") for n in (32, 7)]
+    return [
+        {
+            "backward": f"torch, {tanh} tanh line",
+            "kernels": cap,
+            "n": n,
+            **dict(zip(("exact", "ulps"), summarise(torch_pairs(seeds, n, tanh)), strict=True)),
+        }
+        for tanh in ("notebook", "fixed")
+        for n in (32, 7)
+    ]
 
 
 def main() -> None:
@@ -81,20 +88,28 @@ def main() -> None:
         print(json.dumps(torch_rows(args.seeds)))
         return
     rows = []
-    for label, tanh, log_line in [("JAX, notebook tanh + dprobs lines", "notebook", "notebook"),
-                                  ("JAX, notebook dprobs line only", "jax", "notebook"),
-                                  ("JAX, jax's tanh and log forms", "jax", "jax")]:
+    for label, tanh, log_line in [
+        ("JAX, notebook tanh + dprobs lines", "notebook", "notebook"),
+        ("JAX, notebook dprobs line only", "jax", "notebook"),
+        ("JAX, jax's tanh and log forms", "jax", "jax"),
+    ]:
         for n in (32, 7):
             exact, ulps = summarise(jax_pairs(args.seeds, n, tanh, log_line))
-            rows.append({"backward": label, "kernels": "XLA", "n": n, "exact": exact,
-                         "ulps": ulps})
+            rows.append({"backward": label, "kernels": "XLA", "n": n, "exact": exact, "ulps": ulps})
     rows += torch_rows(args.seeds)
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    out = subprocess.run([sys.executable, __file__, "--seeds", str(args.seeds), "--torch-only"],
-                         env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--seeds", str(args.seeds), "--torch-only"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows += json.loads(out.strip().splitlines()[-1])
-    print(f"| backward | kernels | n | fewest exact rows (of 26) over {args.seeds} seeds "
-          f"| max eps·scale |\n|---|---|---|---|---|")
+    print(
+        f"| backward | kernels | n | fewest exact rows (of 26) over {args.seeds} seeds "
+        f"| max eps·scale |\n|---|---|---|---|---|"
+    )
     for r in rows:
         print(f"| {r['backward']} | {r['kernels']} | {r['n']} | {r['exact']} | {r['ulps']:.3g} |")
 

@@ -4,7 +4,15 @@ from jaxninja.errors import CheckpointError, ConfigError, DataError, JaxninjaErr
 from jaxninja.model import Intermediates, Params, forward_chunked, init_params, loss_fused
 
 __all__ = [
-    "CheckpointError", "ConfigError", "DataError", "Intermediates", "JaxninjaError", "Params",
-    "TrainingError", "forward_chunked", "init_params", "loss_fused",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Intermediates",
+    "JaxninjaError",
+    "Params",
+    "TrainingError",
+    "forward_chunked",
+    "init_params",
+    "loss_fused",
 ]
 __version__ = "0.1.0"

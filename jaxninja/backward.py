@@ -18,8 +18,6 @@ intermediate: the gradient of the loss with respect to the probe is exactly dX.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -58,14 +56,17 @@ def _matmul_dW(x: jax.Array, dout: jax.Array) -> jax.Array:
     return lax.dot_general(dout, x, (((0,), (0,)), ((), ()))).T
 
 
-def manual_backward(params: Params, fwd: Intermediates, xb: jax.Array, yb: jax.Array,
-                    tanh: str = "jax") -> dict[str, jax.Array]:
+def manual_backward(
+    params: Params, fwd: Intermediates, xb: jax.Array, yb: jax.Array, tanh: str = "jax"
+) -> dict[str, jax.Array]:
     """All 26 gradients of Exercise 1 by hand, keyed by the notebook name of X for dX.
 
     ``tanh="notebook"`` swaps in the lecture's ``(1 - h**2) * dh`` to show what it costs."""
     C, W1, b1, W2, b2, bngain, bnbias = params
+    # fmt: off
     (emb, embcat, hprebn, bnmeani, bndiff, bndiff2, bnvar, bnvar_inv, bnraw, hpreact, h, logits,
      logit_maxes, norm_logits, counts, counts_sum, counts_sum_inv, probs, logprobs, _) = fwd
+    # fmt: on
     n = xb.shape[0]
     # loss = -logprobs[range(n), yb].mean()
     dlogprobs = jnp.zeros_like(logprobs).at[jnp.arange(n), yb].set(-1.0 / n)
@@ -125,8 +126,9 @@ def manual_backward(params: Params, fwd: Intermediates, xb: jax.Array, yb: jax.A
 def reference_grads(params: Params, xb: jax.Array, yb: jax.Array) -> dict[str, jax.Array]:
     """The same 26 gradients from ``jax.grad``: parameters directly, intermediates via probes."""
     shapes = jax.eval_shape(forward_chunked, params, xb, yb)
-    probes = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes._asdict().items()
-              if name in ROWS}
+    probes = {
+        name: jnp.zeros(s.shape, s.dtype) for name, s in shapes._asdict().items() if name in ROWS
+    }
 
     def loss(params: Params, probes: dict[str, jax.Array]) -> jax.Array:
         return forward_chunked(params, xb, yb, tap=lambda name, v: v + probes[name]).loss

@@ -77,9 +77,15 @@ class CheckResult(NamedTuple):
         return all(row.ok for row in self.rows)
 
     def as_json(self) -> dict:
-        return {"config": self.config._asdict() | {"against": list(self.config.against)},
-                "source": self.source, "dataset": self.dataset, "n_params": self.n_params,
-                "loss": self.loss, "ok": self.ok, "rows": [r.as_json() for r in self.rows]}
+        return {
+            "config": self.config._asdict() | {"against": list(self.config.against)},
+            "source": self.source,
+            "dataset": self.dataset,
+            "n_params": self.n_params,
+            "loss": self.loss,
+            "ok": self.ok,
+            "rows": [r.as_json() for r in self.rows],
+        }
 
 
 def _numpy(grads: dict[str, jax.Array]) -> dict[str, np.ndarray]:
@@ -95,8 +101,9 @@ def jax_grads(params: Params, xb: jax.Array, yb: jax.Array, jit: bool):
     return fwd, _numpy(man_fn(params, fwd, xb, yb)), _numpy(ref_fn(params, xb, yb))
 
 
-def torch_rows(params: Params, xb: np.ndarray, yb: np.ndarray, manual: dict[str, np.ndarray],
-               tanh: str) -> list[Row]:
+def torch_rows(
+    params: Params, xb: np.ndarray, yb: np.ndarray, manual: dict[str, np.ndarray], tanh: str
+) -> list[Row]:
     """jaxninja's manual gradients vs torch autograd, and torch's manual backward vs autograd."""
     import torch_ref
 
@@ -104,22 +111,28 @@ def torch_rows(params: Params, xb: np.ndarray, yb: np.ndarray, manual: dict[str,
     fwd = torch_ref.forward(tp, xb, yb)
     autograd = {k: v.numpy() for k, v in torch_ref.autograd_grads(tp, fwd).items()}
     torch_manual = {k: v.numpy() for k, v in torch_ref.manual_backward(tp, fwd, tanh).items()}
-    return (compare_rows(manual, autograd, "torch", TORCH_BOUND, TORCH_SYMMETRIC_BOUND)
-            + compare_rows(torch_manual, autograd, "torch-manual"))
+    return compare_rows(
+        manual, autograd, "torch", TORCH_BOUND, TORCH_SYMMETRIC_BOUND
+    ) + compare_rows(torch_manual, autograd, "torch-manual")
 
 
 def fused_rows(params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarray]) -> list[Row]:
     """Exercises 2 and 3: the derived kernels and the fused forwards vs the chunked values."""
     dlogits = generated.cross_entropy_backward(fwd.logits, yb)
     dhpreact = jnp.asarray(reference["hpreact"])
-    dhprebn, _, _ = generated.batchnorm_backward(dhpreact, fwd.bnraw, fwd.bnvar_inv,
-                                                 params.bngain)
+    dhprebn, _, _ = generated.batchnorm_backward(dhpreact, fwd.bnraw, fwd.bnvar_inv, params.bngain)
     loss = cross_entropy(fwd.logits, yb)
     hpreact = batchnorm_fused(fwd.hprebn, params.bngain, params.bnbias)
-    pairs = [("logits", dlogits, reference["logits"]), ("hprebn", dhprebn, reference["hprebn"]),
-             ("loss (fwd)", loss, fwd.loss), ("hpreact (fwd)", hpreact, fwd.hpreact)]
-    return [compare(name, np.asarray(value), np.asarray(ref), "fused", bound=FUSED_BOUND)
-            for name, value, ref in pairs]
+    pairs = [
+        ("logits", dlogits, reference["logits"]),
+        ("hprebn", dhprebn, reference["hprebn"]),
+        ("loss (fwd)", loss, fwd.loss),
+        ("hpreact (fwd)", hpreact, fwd.hpreact),
+    ]
+    return [
+        compare(name, np.asarray(value), np.asarray(ref), "fused", bound=FUSED_BOUND)
+        for name, value, ref in pairs
+    ]
 
 
 def cross_check(cfg: CheckConfig, dataset: Dataset | None = None) -> CheckResult:
@@ -144,52 +157,70 @@ def cross_check(cfg: CheckConfig, dataset: Dataset | None = None) -> CheckResult
         rows += fused_rows(params, fwd, yb, reference)
     if "torch" in cfg.against:
         rows += torch_rows(params, np.asarray(xb), np.asarray(yb), manual, cfg.torch_tanh)
-    return CheckResult(cfg, ds.source, ds.shapes(), n_params(params), float(fwd.loss), rows,
-                       manual["logits"])
+    return CheckResult(
+        cfg, ds.source, ds.shapes(), n_params(params), float(fwd.loss), rows, manual["logits"]
+    )
 
 
 def format_table(result: CheckResult) -> str:
     """The text table: one row per gradient per reference, then a summary line per reference."""
     cfg = result.config
-    lines = [f"data {result.source}: train/val/test {result.dataset['train'][0]}/"
-             f"{result.dataset['val'][0]}/{result.dataset['test'][0]} examples",
-             f"n_embd {cfg.n_embd}, n_hidden {cfg.n_hidden}, block_size {cfg.block_size}, "
-             f"batch {cfg.batch_size}, seed {cfg.seed}, {cfg.dtype}, "
-             f"{'jit' if cfg.jit else 'eager'}: {result.n_params} parameters, "
-             f"loss {result.loss:.6f}", "",
-             f"{'row':15s} {'against':12s} {'shape':12s} {'exact':5s} {'close':5s} "
-             f"{'maxdiff':>10s} {'eps·scale':>10s} {'bound':>6s}  ok"]
+    lines = [
+        f"data {result.source}: train/val/test {result.dataset['train'][0]}/"
+        f"{result.dataset['val'][0]}/{result.dataset['test'][0]} examples",
+        f"n_embd {cfg.n_embd}, n_hidden {cfg.n_hidden}, block_size {cfg.block_size}, "
+        f"batch {cfg.batch_size}, seed {cfg.seed}, {cfg.dtype}, "
+        f"{'jit' if cfg.jit else 'eager'}: {result.n_params} parameters, "
+        f"loss {result.loss:.6f}",
+        "",
+        f"{'row':15s} {'against':12s} {'shape':12s} {'exact':5s} {'close':5s} "
+        f"{'maxdiff':>10s} {'eps·scale':>10s} {'bound':>6s}  ok",
+    ]
     for r in result.rows:
         bound = "exact" if r.bound == 0 else f"{r.bound:g}"
-        lines.append(f"{r.name:15s} {r.against:12s} {str(r.shape):12s} {str(r.exact):5s} "
-                     f"{str(r.close):5s} {r.maxdiff:10.3g} {r.ulps:10.3g} {bound:>6s}  "
-                     f"{'ok' if r.ok else 'FAIL'}")
+        lines.append(
+            f"{r.name:15s} {r.against:12s} {str(r.shape):12s} {str(r.exact):5s} "
+            f"{str(r.close):5s} {r.maxdiff:10.3g} {r.ulps:10.3g} {bound:>6s}  "
+            f"{'ok' if r.ok else 'FAIL'}"
+        )
     lines.append("")
     for against in dict.fromkeys(r.against for r in result.rows):
         rs = [r for r in result.rows if r.against == against]
-        lines.append(f"{against}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
-                     f"{sum(r.ok for r in rs)}/{len(rs)} within contract, "
-                     f"max {max(r.ulps for r in rs):.3g} eps·scale")
+        lines.append(
+            f"{against}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
+            f"{sum(r.ok for r in rs)}/{len(rs)} within contract, "
+            f"max {max(r.ulps for r in rs):.3g} eps·scale"
+        )
     lines.append("all rows within contract" if result.ok else "SOME ROWS BREAK THE CONTRACT")
     return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``jaxninja check``."""
-    p.add_argument("--data", help="word list, one word a line (default: $JAXNINJA_NAMES, "
-                   "../shared/data/names.txt, else the names package's census names)")
+    p.add_argument(
+        "--data",
+        help="word list, one word a line (default: $JAXNINJA_NAMES, "
+        "../shared/data/names.txt, else the names package's census names)",
+    )
     p.add_argument("--n-embd", type=int, default=10, help="embedding size (default 10)")
     p.add_argument("--n-hidden", type=int, default=64, help="hidden units (default 64)")
     p.add_argument("--block-size", type=int, default=3, help="context length (default 3)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size n (default 32)")
     p.add_argument("--seed", type=int, default=42, help="seed of parameters and batch")
     p.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
-    p.add_argument("--against", default="jax,torch",
-                   help="comma-separated references: jax, torch (default jax,torch)")
+    p.add_argument(
+        "--against",
+        default="jax,torch",
+        help="comma-separated references: jax, torch (default jax,torch)",
+    )
     p.add_argument("--jit", action="store_true", help="jit-compile forward and both backwards")
-    p.add_argument("--torch-tanh", choices=("fixed", "notebook"), default="fixed",
-                   help="torch manual backward's tanh line: the notebook's (1 - h**2) * dh or "
-                   "the fixed addcmul form (default fixed)")
+    p.add_argument(
+        "--torch-tanh",
+        choices=("fixed", "notebook"),
+        default="fixed",
+        help="torch manual backward's tanh line: the notebook's (1 - h**2) * dh or "
+        "the fixed addcmul form (default fixed)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--plot", metavar="DIR", help="save dlogits.png and errors.png into DIR")
 
@@ -202,9 +233,18 @@ def parse_against(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """``jaxninja check``: print the table (or JSON); exit 1 when a row breaks the contract."""
-    cfg = CheckConfig(args.data, args.n_embd, args.n_hidden, args.block_size, args.batch_size,
-                      args.seed, args.dtype, parse_against(args.against), args.jit,
-                      args.torch_tanh)
+    cfg = CheckConfig(
+        args.data,
+        args.n_embd,
+        args.n_hidden,
+        args.block_size,
+        args.batch_size,
+        args.seed,
+        args.dtype,
+        parse_against(args.against),
+        args.jit,
+        args.torch_tanh,
+    )
     result = cross_check(cfg)
     print(json.dumps(result.as_json()) if args.json else format_table(result))
     if args.plot:

@@ -39,9 +39,17 @@ class Row(NamedTuple):
         return self.exact if self.bound == 0 else self.ulps <= self.bound
 
     def as_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "against": self.against,
-                "exact": self.exact, "close": self.close, "maxdiff": self.maxdiff,
-                "ulps": self.ulps, "bound": self.bound, "ok": self.ok}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "against": self.against,
+            "exact": self.exact,
+            "close": self.close,
+            "maxdiff": self.maxdiff,
+            "ulps": self.ulps,
+            "bound": self.bound,
+            "ok": self.ok,
+        }
 
 
 def row_scale(reference: np.ndarray) -> float:
@@ -50,25 +58,44 @@ def row_scale(reference: np.ndarray) -> float:
     return scale if scale > 0 else 1.0
 
 
-def compare(name: str, manual: np.ndarray, reference: np.ndarray, against: str,
-            scale: float | None = None, bound: float = 0.0) -> Row:
+def compare(
+    name: str,
+    manual: np.ndarray,
+    reference: np.ndarray,
+    against: str,
+    scale: float | None = None,
+    bound: float = 0.0,
+) -> Row:
     """Compare ``manual`` with ``reference``; refuse shapes that differ (no silent broadcast)."""
     manual, reference = np.asarray(manual), np.asarray(reference)
     if manual.shape != reference.shape:
-        raise ShapeMismatchError(f"{name}: gradient has shape {manual.shape} but the tensor "
-                                 f"(and {against}'s gradient) has shape {reference.shape}")
+        raise ShapeMismatchError(
+            f"{name}: gradient has shape {manual.shape} but the tensor "
+            f"(and {against}'s gradient) has shape {reference.shape}"
+        )
     eps = float(np.finfo(reference.dtype).eps)
     diff = np.abs(manual.astype(np.float64) - reference.astype(np.float64))
     maxdiff = float(diff.max()) if diff.size else 0.0
     scale = row_scale(reference) if scale is None else scale
-    return Row(name=name, shape=reference.shape, against=against,
-               exact=bool(np.array_equal(manual, reference)),
-               close=bool(np.allclose(manual, reference)),  # torch.allclose's defaults, like cmp
-               maxdiff=maxdiff, ulps=maxdiff / (eps * scale), bound=bound)
+    return Row(
+        name=name,
+        shape=reference.shape,
+        against=against,
+        exact=bool(np.array_equal(manual, reference)),
+        close=bool(np.allclose(manual, reference)),  # torch.allclose's defaults, like cmp
+        maxdiff=maxdiff,
+        ulps=maxdiff / (eps * scale),
+        bound=bound,
+    )
 
 
-def compare_rows(manual: dict[str, np.ndarray], reference: dict[str, np.ndarray], against: str,
-                 bound: float = 0.0, symmetric_bound: float | None = None) -> list[Row]:
+def compare_rows(
+    manual: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    against: str,
+    bound: float = 0.0,
+    symmetric_bound: float | None = None,
+) -> list[Row]:
     """Compare every row of ``reference``; zero-by-symmetry rows use their upstream scale and
     ``symmetric_bound`` (default: ``bound``)."""
     rows = []

@@ -61,8 +61,14 @@ class BNStats(NamedTuple):
     var: jax.Array  # (1, n_hidden), Bessel-corrected
 
 
-def init_params(key: jax.Array, vocab_size: int, n_embd: int = 10, n_hidden: int = 64,
-                block_size: int = 3, dtype: jnp.dtype = jnp.float32) -> Params:
+def init_params(
+    key: jax.Array,
+    vocab_size: int,
+    n_embd: int = 10,
+    n_hidden: int = 64,
+    block_size: int = 3,
+    dtype: jnp.dtype = jnp.float32,
+) -> Params:
     """Draw parameters with the notebook's scales (biases non-zero on purpose: zeros could mask
     a wrong backward). 4137 parameters at n_embd 10, n_hidden 64, block_size 3, vocab 27."""
     kC, kW1, kb1, kW2, kb2, kg, kb = jax.random.split(key, 7)
@@ -94,8 +100,9 @@ def _identity(name: str, value: jax.Array) -> jax.Array:
 Tap = Callable[[str, jax.Array], jax.Array]
 
 
-def forward_chunked(params: Params, xb: jax.Array, yb: jax.Array,
-                    tap: Tap = _identity) -> Intermediates:
+def forward_chunked(
+    params: Params, xb: jax.Array, yb: jax.Array, tap: Tap = _identity
+) -> Intermediates:
     """The notebook's forward, one line per notebook line.
 
     ``tap(name, value)`` sees each intermediate and returns the value to carry on with; the
@@ -128,9 +135,11 @@ def forward_chunked(params: Params, xb: jax.Array, yb: jax.Array,
     probs = tap("probs", counts * counts_sum_inv)
     logprobs = tap("logprobs", jnp.log(probs))
     loss = -logprobs[jnp.arange(n), yb].mean()
+    # fmt: off
     return Intermediates(emb, embcat, hprebn, bnmeani, bndiff, bndiff2, bnvar, bnvar_inv, bnraw,
                          hpreact, h, logits, logit_maxes, norm_logits, counts, counts_sum,
                          counts_sum_inv, probs, logprobs, loss)
+    # fmt: on
 
 
 def batch_stats(hprebn: jax.Array) -> BNStats:
@@ -138,8 +147,9 @@ def batch_stats(hprebn: jax.Array) -> BNStats:
     return BNStats(hprebn.mean(0, keepdims=True), hprebn.var(0, ddof=1, keepdims=True))
 
 
-def batchnorm_fused(hprebn: jax.Array, bngain: jax.Array, bnbias: jax.Array,
-                    stats: BNStats | None = None) -> jax.Array:
+def batchnorm_fused(
+    hprebn: jax.Array, bngain: jax.Array, bnbias: jax.Array, stats: BNStats | None = None
+) -> jax.Array:
     """BatchNorm "in one line" (Exercise 3's forward); ``stats`` None means batch statistics."""
     mean, var = batch_stats(hprebn) if stats is None else stats
     return bngain * (hprebn - mean) * jax.lax.rsqrt(var + BN_EPS) + bnbias
@@ -163,7 +173,8 @@ def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
 
 
-def loss_fused(params: Params, xb: jax.Array, yb: jax.Array,
-               stats: BNStats | None = None) -> jax.Array:
+def loss_fused(
+    params: Params, xb: jax.Array, yb: jax.Array, stats: BNStats | None = None
+) -> jax.Array:
     """The training/evaluation loss in library calls; equals ``forward_chunked(...).loss``."""
     return cross_entropy(logits_fused(params, xb, stats), yb)

@@ -20,7 +20,10 @@ def save_plots(result, folder: str | Path) -> list[Path]:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--plot {folder}: exists and is not a directory")
     folder.mkdir(parents=True, exist_ok=True)
-    return [_dlogits(result.dlogits, folder / "dlogits.png"), _errors(result, folder / "errors.png")]
+    return [
+        _dlogits(result.dlogits, folder / "dlogits.png"),
+        _errors(result, folder / "errors.png"),
+    ]
 
 
 def _dlogits(dlogits: np.ndarray, path: Path) -> Path:
@@ -41,8 +44,11 @@ def _errors(result, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(refs), figsize=(4 * len(refs), 9), squeeze=False)
     for ax, ref in zip(axes[0], refs, strict=True):
         rows = [r for r in result.rows if r.against == ref]
-        ax.barh([r.name for r in rows], [r.ulps for r in rows],
-                color=["tab:green" if r.exact else "tab:orange" for r in rows])
+        ax.barh(
+            [r.name for r in rows],
+            [r.ulps for r in rows],
+            color=["tab:green" if r.exact else "tab:orange" for r in rows],
+        )
         for i, r in enumerate(rows):
             if r.exact:
                 ax.text(0, i, " exact", va="center", color="tab:green", fontsize=8)

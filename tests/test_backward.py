@@ -19,8 +19,9 @@ ODD = dict(n_embd=6, n_hidden=37, block_size=5, batch=7)
 def batch(seed, shape, dtype, vocab_size=27, n_train=1000):
     """Parameters and a random batch of contexts/targets for ``shape``."""
     kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
-    params = init_params(kp, vocab_size, shape["n_embd"], shape["n_hidden"],
-                         shape["block_size"], dtype)
+    params = init_params(
+        kp, vocab_size, shape["n_embd"], shape["n_hidden"], shape["block_size"], dtype
+    )
     xb = jax.random.randint(kx, (shape["batch"], shape["block_size"]), 0, vocab_size)
     yb = jax.random.randint(ky, (shape["batch"],), 0, vocab_size)
     return params, xb, yb
@@ -33,8 +34,11 @@ def grads(seed, shape, dtype):
 
 
 def assert_bit_exact(manual, reference):
-    rows = compare_rows({k: np.asarray(v) for k, v in manual.items()},
-                        {k: np.asarray(v) for k, v in reference.items()}, "jax")
+    rows = compare_rows(
+        {k: np.asarray(v) for k, v in manual.items()},
+        {k: np.asarray(v) for k, v in reference.items()},
+        "jax",
+    )
     broken = [(r.name, r.maxdiff) for r in rows if not r.exact]
     assert len(rows) == 26 and not broken, broken
 
@@ -71,8 +75,12 @@ def test_jit_within_32_eps_scale(dtype, x64):
         fwd = jax.jit(forward_chunked)(params, xb, yb)
         manual = jax.jit(manual_backward)(params, fwd, xb, yb)
         reference = jax.jit(reference_grads)(params, xb, yb)
-        rows = compare_rows({k: np.asarray(v) for k, v in manual.items()},
-                            {k: np.asarray(v) for k, v in reference.items()}, "jax", 32.0)
+        rows = compare_rows(
+            {k: np.asarray(v) for k, v in manual.items()},
+            {k: np.asarray(v) for k, v in reference.items()},
+            "jax",
+            32.0,
+        )
         assert all(r.ok for r in rows), [(r.name, r.ulps) for r in rows if not r.ok]
 
 
@@ -121,11 +129,11 @@ def test_finite_differences_float64_on_tiny_data(x64):
             plus, minus = flat.copy(), flat.copy()
             plus[i] += h
             minus[i] -= h
-            fd[i] = (loss(params._replace(**{name: jnp.asarray(plus.reshape(p.shape))}))
-                     - loss(params._replace(**{name: jnp.asarray(minus.reshape(p.shape))}))
-                     ) / (2 * h)
-        np.testing.assert_allclose(np.asarray(manual[name]).ravel(), fd, atol=1e-7,
-                                   err_msg=name)
+            fd[i] = (
+                loss(params._replace(**{name: jnp.asarray(plus.reshape(p.shape))}))
+                - loss(params._replace(**{name: jnp.asarray(minus.reshape(p.shape))}))
+            ) / (2 * h)
+        np.testing.assert_allclose(np.asarray(manual[name]).ravel(), fd, atol=1e-7, err_msg=name)
     assert np.abs(np.asarray(manual["C"])).max() > 1e-3  # the check had something to check
 
 

@@ -20,8 +20,12 @@ def test_json_has_every_row_and_passes(names_txt, capsys):
         by_ref.setdefault(row["against"], []).append(row)
     assert len(by_ref["jax"]) == 26 and all(r["exact"] for r in by_ref["jax"])
     assert len(by_ref["torch"]) == 26 and len(by_ref["torch-manual"]) == 26
-    assert [r["name"] for r in by_ref["fused"]] == ["logits", "hprebn", "loss (fwd)",
-                                                   "hpreact (fwd)"]
+    assert [r["name"] for r in by_ref["fused"]] == [
+        "logits",
+        "hprebn",
+        "loss (fwd)",
+        "hpreact (fwd)",
+    ]
 
 
 def test_table_names_every_row(names_dataset):
@@ -41,8 +45,9 @@ def test_notebook_tanh_line_fails_the_contract_on_fma_cpus(names_dataset):
 
 
 def test_plots_are_written(names_txt, tmp_path, capsys):
-    status = main(["check", "--data", str(names_txt), "--against", "jax", "--plot",
-                   str(tmp_path / "plots")])
+    status = main(
+        ["check", "--data", str(names_txt), "--against", "jax", "--plot", str(tmp_path / "plots")]
+    )
     capsys.readouterr()
     assert status == 0
     for name in ("dlogits.png", "errors.png"):
@@ -50,7 +55,23 @@ def test_plots_are_written(names_txt, tmp_path, capsys):
 
 
 def test_float64_odd_shapes(names_txt, capsys, x64):
-    status = main(["check", "--data", str(names_txt), "--dtype", "float64", "--batch-size", "7",
-                   "--n-hidden", "37", "--block-size", "5", "--n-embd", "6", "--json"])
+    status = main(
+        [
+            "check",
+            "--data",
+            str(names_txt),
+            "--dtype",
+            "float64",
+            "--batch-size",
+            "7",
+            "--n-hidden",
+            "37",
+            "--block-size",
+            "5",
+            "--n-embd",
+            "6",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert status == 0 and out["ok"] and out["config"]["dtype"] == "float64"

@@ -17,8 +17,7 @@ from jaxninja.errors import DataError
 
 
 def test_names_txt_gives_the_notebooks_split_shapes(names_dataset):
-    assert names_dataset.shapes() == {"train": [182625, 3], "val": [22655, 3],
-                                      "test": [22866, 3]}
+    assert names_dataset.shapes() == {"train": [182625, 3], "val": [22655, 3], "test": [22866, 3]}
     assert names_dataset.train.y.shape == (182625,)
 
 
@@ -59,12 +58,23 @@ def test_boundary_character_in_a_word_names_the_line():
 
 def test_default_data_set_loads_offline(tmp_path):
     """No --data, no $JAXNINJA_NAMES, no ../shared: the names package's census first names."""
-    code = ("from jaxninja.data import load_dataset; d = load_dataset(); "
-            "print(d.source, d.vocab.size, sum(len(s.y) for s in (d.train, d.val, d.test)))")
-    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent.parent)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "from jaxninja.data import load_dataset; d = load_dataset(); "
+        "print(d.source, d.vocab.size, sum(len(s.y) for s in (d.train, d.val, d.test)))"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent.parent),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0] == DEFAULT_SOURCE and out[1] == "27" and int(out[2]) > 30_000
 
 

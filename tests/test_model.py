@@ -13,9 +13,11 @@ from jaxninja.model import (
     n_params,
 )
 
-NOTEBOOK_ORDER = ("emb embcat hprebn bnmeani bndiff bndiff2 bnvar bnvar_inv bnraw hpreact h "
-                  "logits logit_maxes norm_logits counts counts_sum counts_sum_inv probs "
-                  "logprobs loss").split()
+NOTEBOOK_ORDER = (
+    "emb embcat hprebn bnmeani bndiff bndiff2 bnvar bnvar_inv bnraw hpreact h "
+    "logits logit_maxes norm_logits counts counts_sum counts_sum_inv probs "
+    "logprobs loss"
+).split()
 
 
 def test_parameter_counts_match_the_lecture():

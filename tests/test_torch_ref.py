@@ -17,7 +17,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch_ref  # noqa: E402
-
 from jaxninja.backward import ROWS, manual_backward  # noqa: E402
 from jaxninja.compare import compare_rows  # noqa: E402
 from jaxninja.model import forward_chunked  # noqa: E402
@@ -46,8 +45,9 @@ def test_jax_vs_torch_within_contract(shape, dtype, x64):
         params, xb, yb = batch(seed, shape, jnp.dtype(dtype))
         ours = manual_backward(params, forward_chunked(params, xb, yb), xb, yb)
         autograd, torch_manual = torch_grads(params, xb, yb)
-        rows = compare_rows({k: np.asarray(v) for k, v in ours.items()}, autograd, "torch",
-                            64.0, 128.0)
+        rows = compare_rows(
+            {k: np.asarray(v) for k, v in ours.items()}, autograd, "torch", 64.0, 128.0
+        )
         assert all(r.ok for r in rows), [(r.name, r.ulps) for r in rows if not r.ok]
         assert exact_rows(torch_manual, autograd) == list(ROWS)  # fixed line: 26/26
 
@@ -74,10 +74,10 @@ def test_notebook_tanh_line_exact_without_fma():
         "print(json.dumps([torch.backends.cpu.get_cpu_capability(), exact_rows(m, a)]))\n"
     )
     root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
-                         text=True, check=True).stdout
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    ).stdout
     capability, exact = json.loads(out.strip().splitlines()[-1])
     assert capability == "DEFAULT" and exact == list(ROWS)
 

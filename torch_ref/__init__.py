@@ -11,5 +11,12 @@ from torch_ref.reference import (
     to_torch,
 )
 
-__all__ = ["ROWS", "TANH_LINES", "autograd_grads", "forward", "init_params", "manual_backward",
-           "to_torch"]
+__all__ = [
+    "ROWS",
+    "TANH_LINES",
+    "autograd_grads",
+    "forward",
+    "init_params",
+    "manual_backward",
+    "to_torch",
+]

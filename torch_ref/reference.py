@@ -34,8 +34,14 @@ TANH_LINES = {
 }
 
 
-def init_params(seed: int, vocab_size: int, n_embd: int = 10, n_hidden: int = 64,
-                block_size: int = 3, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def init_params(
+    seed: int,
+    vocab_size: int,
+    n_embd: int = 10,
+    n_hidden: int = 64,
+    block_size: int = 3,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
     """The notebook's initialisation, every tensor from ``torch.Generator().manual_seed(seed)``."""
     g = torch.Generator().manual_seed(seed)
     fan_in = n_embd * block_size
@@ -59,8 +65,9 @@ def to_torch(params: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(np.asarray(params[k])).requires_grad_(True) for k in PARAMS}
 
 
-def forward(p: Mapping[str, torch.Tensor], xb: np.ndarray | torch.Tensor,
-            yb: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+def forward(
+    p: Mapping[str, torch.Tensor], xb: np.ndarray | torch.Tensor, yb: np.ndarray | torch.Tensor
+) -> dict[str, torch.Tensor]:
     """The notebook's chunked forward; every intermediate retains its grad. Adds "loss"."""
     xb, yb = torch.tensor(np.array(xb)).long(), torch.tensor(np.array(yb)).long()
     n = xb.shape[0]
@@ -91,8 +98,9 @@ def forward(p: Mapping[str, torch.Tensor], xb: np.ndarray | torch.Tensor,
     return out | {"loss": loss, "xb": xb, "yb": yb}
 
 
-def autograd_grads(p: Mapping[str, torch.Tensor], fwd: Mapping[str, torch.Tensor]
-                   ) -> dict[str, torch.Tensor]:
+def autograd_grads(
+    p: Mapping[str, torch.Tensor], fwd: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """``loss.backward()`` and collect the 26 gradients, notebook order."""
     for t in p.values():
         t.grad = None
@@ -102,8 +110,12 @@ def autograd_grads(p: Mapping[str, torch.Tensor], fwd: Mapping[str, torch.Tensor
 
 
 @torch.no_grad()
-def manual_backward(p: Mapping[str, torch.Tensor], fwd: Mapping[str, torch.Tensor],
-                    tanh: str = "fixed", python_loop_dC: bool = False) -> dict[str, torch.Tensor]:
+def manual_backward(
+    p: Mapping[str, torch.Tensor],
+    fwd: Mapping[str, torch.Tensor],
+    tanh: str = "fixed",
+    python_loop_dC: bool = False,
+) -> dict[str, torch.Tensor]:
     """The notebook's Exercise 1 in torch. ``tanh`` picks the literal notebook line or the fix;
     ``dprobs`` is ``dlogprobs / probs`` as in torch's LogBackward (the notebook's
     ``(1.0 / probs) * dlogprobs`` is only bit-exact when n is a power of two)."""
@@ -116,7 +128,7 @@ def manual_backward(p: Mapping[str, torch.Tensor], fwd: Mapping[str, torch.Tenso
     dprobs = dlogprobs / f["probs"]
     dcounts_sum_inv = (f["counts"] * dprobs).sum(1, keepdim=True)
     dcounts = f["counts_sum_inv"] * dprobs
-    dcounts_sum = (-f["counts_sum"] ** -2) * dcounts_sum_inv
+    dcounts_sum = (-(f["counts_sum"] ** -2)) * dcounts_sum_inv
     dcounts += dcounts_sum
     dnorm_logits = f["counts"] * dcounts
     dlogits = dnorm_logits.clone()
