@@ -202,10 +202,17 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: array {name!r} is a pickled object array; refusing "
                 f"to load it (a checkpoint holds plain data only)"
             ) from None
-        raise CheckpointError(f"{path}: corrupt checkpoint ({err})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({err})") from None
+        raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(err)})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, MemoryError) as err:
+        reason = _first_line(err) or type(err).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
     return arrays
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's message cut to one line (the CLI promises one-line errors)."""
+    lines = str(err).splitlines()
+    return lines[0] if lines else ""
 
 
 def _json_value(path: Path, arrays: dict[str, np.ndarray], key: str) -> Any:

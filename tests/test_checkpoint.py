@@ -221,6 +221,20 @@ def test_zip_member_that_is_not_an_array(tmp_path: Path) -> None:
     refused(tmp_path / "c.npz", "member 'notes.txt' is not a numpy array")
 
 
+def test_member_declaring_a_huge_array(tmp_path: Path) -> None:
+    """A forged header asking for 7 TiB is refused, not allowed to exhaust memory or crash."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )
+    with zipfile.ZipFile(tmp_path / "c.npz", "w") as zf:
+        zf.writestr("params.C.npy", header.getvalue() + bytes(64))
+    refused(tmp_path / "c.npz", "truncated or corrupt checkpoint")
+
+
 @pytest.mark.parametrize("chars", ["a.b", "abca", "a"])
 def test_impossible_vocabulary(tmp_path: Path, chars: str) -> None:
     """A stranger's vocabulary with the boundary, a repeat, or one character is refused."""
