@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxninja import generated
 from jaxninja.backward import ROWS, manual_backward, reference_grads
+from jaxninja.checkpoint import prepare_out_dir
 from jaxninja.compare import Row, compare, compare_rows, row_scale
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.model import (
@@ -38,6 +39,7 @@ from jaxninja.settings import (
     check_seed,
     check_width,
     resolve_dtype,
+    torch_available,
 )
 
 JAX_JIT_BOUND = 32.0  # XLA may fuse and reorder the two backwards differently under jit
@@ -210,8 +212,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
     p.add_argument(
         "--against",
-        default="jax,torch",
-        help="comma-separated references: jax, torch (default jax,torch)",
+        help="comma-separated references: jax, torch (default: jax,torch, or jax alone when "
+        "torch is not installed)",
     )
     p.add_argument("--jit", action="store_true", help="jit-compile forward and both backwards")
     p.add_argument(
@@ -225,8 +227,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="DIR", help="save dlogits.png and errors.png into DIR")
 
 
-def parse_against(text: str) -> tuple[str, ...]:
-    """``jax,torch`` -> ("jax", "torch"), each name checked (torch must be installed)."""
+def parse_against(text: str | None) -> tuple[str, ...]:
+    """``jax,torch`` -> ("jax", "torch"), each name checked (torch must be installed when named);
+    None -> both references, or jax alone when torch is not installed."""
+    if text is None:
+        return ("jax", "torch") if torch_available() else ("jax",)
     names = tuple(dict.fromkeys(t.strip() for t in text.split(",")))
     return tuple(check_against(name) for name in names)
 
@@ -245,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
         args.jit,
         args.torch_tanh,
     )
+    if args.plot:  # refuse an unusable folder before the work, not after
+        prepare_out_dir(args.plot, "--plot")
     result = cross_check(cfg)
     print(json.dumps(result.as_json()) if args.json else format_table(result))
     if args.plot:

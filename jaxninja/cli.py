@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from jaxninja.errors import JaxninjaError
@@ -54,8 +55,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return runner(args)
     except JaxninjaError as err:
-        sys.stderr.write(f"jaxninja: error: {err}\n")
-        return err.exit_code
+        return _fail(str(err), err.exit_code)
+    except BrokenPipeError:  # e.g. `jaxninja sample ... | head -1`: the reader left, fine
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:  # outside training, which saves and exits 130 on its own
+        return _fail("interrupted", 130)
+    except OSError as err:  # disk full, permissions: name the file, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(f"{where}{err.strerror or err}", 1)
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"jaxninja: error: {message}\n")
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
