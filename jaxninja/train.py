@@ -105,7 +105,7 @@ class TrainResult(NamedTuple):
 
     state: TrainState
     interrupted: bool  # True if ``should_stop`` asked to stop before ``config.steps``
-    steps_per_s: float  # steps per second, excluding chunks that compiled (if any did not)
+    steps_per_s: float | None  # steps per second over chunks that did not compile (None: none)
     compile_s: float  # wall time of the chunks that compiled
     wall_s: float  # wall time of the whole loop
 
@@ -265,8 +265,7 @@ def train(
         if stop:
             break
     wall_s = time.perf_counter() - t_start
-    done = step - state.step
-    steps_per_s = warm_steps / warm_s if warm_s > 0 else done / max(wall_s, 1e-9)
+    steps_per_s = warm_steps / warm_s if warm_s > 0 else None  # None: every chunk compiled
     return TrainResult(current(), step < config.steps, steps_per_s, compile_s, wall_s)
 
 

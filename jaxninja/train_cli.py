@@ -49,6 +49,7 @@ from jaxninja.errors import CheckpointError, ConfigError, DataError, TrainingErr
 from jaxninja.model import BNStats, Params, n_params
 from jaxninja.plot_loss import plot_loss
 from jaxninja.train import (
+    ChunkReport,
     NonFiniteLoss,
     TrainConfig,
     TrainState,
@@ -294,17 +295,31 @@ def stop_on_signals() -> Iterator[list[int]]:
 
 
 class Progress:
-    """A tqdm bar (step, loss, steps/s) on a terminal; without one, a log line per 10,000 steps."""
+    """A tqdm bar (step, loss, steps/s) on a terminal; without one, a log line per 10,000 steps.
+
+    The rate shown is the last chunk's, measured by the loop; tqdm's own average would include
+    the compile of the first chunk.
+    """
+
+    FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}{postfix}]"
 
     def __init__(self, start: int, total: int):
-        self.bar = tqdm(total=total, initial=start, unit="step", disable=None, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            disable=None,
+            dynamic_ncols=True,
+            bar_format=self.FORMAT,
+            postfix="compiling",
+        )
         self.last_log = start
 
-    def __call__(self, report: Any) -> None:
+    def __call__(self, report: ChunkReport) -> None:
+        rate = report.n_steps / max(report.seconds, 1e-9)
+        shown = "compiling" if report.compiled else f"{rate:,.0f} steps/s"
+        self.bar.set_postfix_str(f"loss {report.loss:.4f}, {shown}", refresh=False)
         self.bar.update(report.n_steps)
-        self.bar.set_postfix(loss=f"{report.loss:.4f}", refresh=False)
         if self.bar.disable and report.step // LOG_EVERY > self.last_log // LOG_EVERY:
-            rate = report.n_steps / max(report.seconds, 1e-9)
             print(f"step {report.step:,}: loss {report.loss:.4f}, {rate:,.0f} steps/s", flush=True)
             self.last_log = report.step
 
@@ -444,10 +459,12 @@ def finish(
         out / "loss.png",
         title=f"{n_params(state.params):,} parameters, {config.steps:,} steps",
     )
+    rate = "steps/s n/a: every chunk compiled"
+    if result.steps_per_s is not None:
+        rate = f"{result.steps_per_s:,.0f} steps/s"
     print(
         f"train {losses['train']:.4f}  val {losses['val']:.4f}  test {losses['test']:.4f}  "
-        f"({result.steps_per_s:,.0f} steps/s, {result.wall_s:.1f} s incl. "
-        f"{result.compile_s:.1f} s compiling)"
+        f"({rate}; {result.wall_s:.1f} s incl. {result.compile_s:.1f} s compiling)"
     )
     for name in names:
         print(name)
