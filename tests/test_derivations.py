@@ -8,14 +8,17 @@ tests; it takes about 10 s of CPU.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 sp = pytest.importorskip("sympy")
 
+from derivations import __main__ as derivations_main  # noqa: E402
 from derivations import brute  # noqa: E402
 from derivations import layers as L  # noqa: E402
-from derivations.build import run_all  # noqa: E402
+from derivations.__main__ import stale  # noqa: E402
+from derivations.build import outputs, run_all  # noqa: E402
 from derivations.collapse import canonical, collapse  # noqa: E402
 from derivations.derive import derive_gradient  # noqa: E402
 from derivations.identities import check_identity  # noqa: E402
@@ -174,3 +177,52 @@ def test_collapse_sums_out_deltas():
     xb = sp.IndexedBase("xb")
     # a delta on an index array does not pin the dummy: the sum stays (a scatter-add)
     assert collapse(batch_sum(sp.KroneckerDelta(p, xb[i]) * x[i])).has(sp.Sum)
+
+
+# ---------------------------------------------------------------- the generated files, the CLIs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generated_files_are_current(results):
+    """What CI's ``python -m derivations --check`` asserts, in process."""
+    assert stale(outputs(results), ROOT) == []
+
+
+def test_check_names_the_stale_file(results, tmp_path, monkeypatch, capsys):
+    """--check exits 1 and names each file that differs from a fresh generation."""
+    monkeypatch.setattr(derivations_main, "run_all", lambda: results)
+    for path, text in outputs(results).items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text, encoding="utf-8")
+    assert derivations_main.main(["--check", "--root", str(tmp_path)]) == 0
+    generated = tmp_path / "jaxninja" / "generated.py"
+    generated.write_text(generated.read_text() + "# edited by hand\n")
+    assert derivations_main.main(["--check", "--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "jaxninja/generated.py is stale" in err and "derivations.md" not in err
+    assert derivations_main.main(["--root", str(tmp_path)]) == 0  # regenerates
+    assert derivations_main.main(["--check", "--root", str(tmp_path)]) == 0
+
+
+def test_jaxninja_derive_prints_the_steps(results, monkeypatch, capsys):
+    """``jaxninja derive``: forward, derivative, collapsed, derived, closed, proof, timing."""
+    from derivations import build
+    from jaxninja.cli import main
+
+    monkeypatch.setattr(build, "run_all", lambda: results)
+    assert main(["derive"]) == 0
+    out = capsys.readouterr().out
+    for needle in (
+        "forward:",
+        "1 derivative:",
+        "3 collapsed:",
+        "closed form:   dhprebn",
+        "Exercise 1 chain",
+        "60/60 agree",
+        "== time:",
+    ):
+        assert needle in out, needle
+    assert "FAILED" not in out
+    assert main(["derive", "--brief"]) == 0
+    assert "1 derivative:" not in capsys.readouterr().out
