@@ -3,6 +3,13 @@
 Step ``s`` draws its minibatch from ``jax.random.fold_in(key, s)``, so the batches depend only on
 the seed and the step number: a run resumed at any step sees the same batches as one that never
 stopped.
+
+Why the chunk's batches are drawn before the scan: the step itself is ~40 tiny XLA ops (six
+32x30x200-sized matmuls and their elementwise neighbours) and costs tens of microseconds, so
+drawing 32 Threefry random numbers and gathering 32 rows *inside* every iteration nearly doubled
+it. Drawing all ``n_steps x batch_size`` indices in one vectorised call and gathering the rows
+once gives bit-identical batches at about half the cost per step (see
+``benchmarks/train_speed.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ class Schedule(NamedTuple):
 
 
 def learning_rate(schedule: Schedule, step: jax.Array) -> jax.Array:
-    """The learning rate at ``step`` (0-based)."""
+    """The learning rate at ``step`` (0-based; works elementwise on an array of steps)."""
     return jnp.where(step < schedule.decay_step, schedule.lr, schedule.lr * schedule.decay)
 
 
@@ -36,20 +43,45 @@ def batch_indices(key: jax.Array, step: jax.Array, batch_size: int, n_train: int
     return jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, n_train)
 
 
-@partial(jax.jit, static_argnames=("n_steps", "batch_size", "schedule"))
-def train_chunk(params: Params, key: jax.Array, step0: jax.Array, x: jax.Array, y: jax.Array,
-                n_steps: int, batch_size: int, schedule: Schedule) -> tuple[Params, jax.Array]:
+def chunk_indices(key: jax.Array, steps: jax.Array, batch_size: int, n_train: int) -> jax.Array:
+    """:func:`batch_indices` for every step in ``steps`` at once: (len(steps), batch_size).
+
+    Row ``i`` equals ``batch_indices(key, steps[i], ...)`` bit for bit (vmap of the same
+    counter-based draw), so chunking never changes a step's batch.
+    """
+    return jax.vmap(batch_indices, in_axes=(None, 0, None, None))(key, steps, batch_size, n_train)
+
+
+def sgd_step(
+    params: Params, batch: tuple[jax.Array, jax.Array, jax.Array]
+) -> tuple[Params, jax.Array]:
+    """One SGD step on a minibatch ``(xb, yb, lr)``: manual gradients, then ``p -= lr * grad``."""
+    xb, yb, lr = batch
+    loss, grads = loss_and_grads(params, xb, yb)
+    return jax.tree.map(lambda p, g: p - lr * g, params, grads), loss
+
+
+@partial(jax.jit, static_argnames=("n_steps", "batch_size", "schedule", "batch_sharding"))
+def train_chunk(
+    params: Params,
+    key: jax.Array,
+    step0: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    n_steps: int,
+    batch_size: int,
+    schedule: Schedule,
+    batch_sharding: jax.sharding.Sharding | None = None,
+) -> tuple[Params, jax.Array]:
     """Run steps ``step0 .. step0 + n_steps - 1``; return the new parameters and each step's loss.
 
     ``x``/``y`` is the whole training split on the device; shapes are constant so this compiles
-    once per (n_steps, batch_size, schedule).
+    once per (n_steps, batch_size, schedule, split size). The chunk's minibatches and learning
+    rates are computed up front (``chunk_indices``), then ``lax.scan`` runs the steps.
     """
-
-    def one_step(p: Params, step: jax.Array) -> tuple[Params, jax.Array]:
-        ix = batch_indices(key, step, batch_size, x.shape[0])
-        loss, grads = loss_and_grads(p, x[ix], y[ix])
-        lr = learning_rate(schedule, step).astype(p.W1.dtype)
-        return jax.tree.map(lambda w, g: w - lr * g, p, grads), loss
-
     steps = step0 + jnp.arange(n_steps)
-    return jax.lax.scan(one_step, params, steps)
+    ix = chunk_indices(key, steps, batch_size, x.shape[0])  # (n_steps, batch_size)
+    if batch_sharding is not None:  # split each step's batch over devices (see parallel.py)
+        ix = jax.lax.with_sharding_constraint(ix, batch_sharding)
+    lrs = learning_rate(schedule, steps).astype(params.W1.dtype)  # (n_steps,)
+    return jax.lax.scan(sgd_step, params, (x[ix], y[ix], lrs))

@@ -1,0 +1,517 @@
+"""Training speed of the lecture's MLP, side by side in one process (not a test).
+
+    JAX_PLATFORMS=cpu python -m benchmarks.train_speed            # ~1-2 minutes on 2 cores
+    JAX_PLATFORMS=cpu python -m benchmarks.train_speed --rounds 9 --json speed.json
+
+Each round runs every loop for a fixed number of SGD steps on the lecture's configuration
+(n_embd 10, n_hidden 200, block 3, batch 32, names.txt); the table shows the median steps/s over
+the rounds (compile time apart) and how many times faster jaxninja's loop (a) is:
+
+    (a)  jaxninja: step.train_chunk, the manual backward in a lax.scan chunk (as train.py runs it)
+    (b)  jax.grad under jit + lax.scan, each step drawing its batch inside the scan
+    (b2) jax.grad under jit + lax.scan with (a)'s batch pipeline: isolates manual vs autodiff
+    (c)  jax.grad jitted per step, driven from a Python loop
+    (d)  torch eager, loss.backward()
+    (e)  the notebook's loop: chunked forward, Exercise 1's chunked manual backward, Python dC loop
+
+plus the arithmetic limit: matmul FLOPs per step over a measured matmul GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxninja.data import load_dataset
+from jaxninja.model import BN_EPS, Params, init_params, loss_fused
+from jaxninja.step import Schedule, batch_indices, chunk_indices, learning_rate, train_chunk
+
+SCHEDULE = Schedule()
+N_EMBD, N_HIDDEN, BLOCK, BATCH = 10, 200, 3, 32
+
+
+class Loop(NamedTuple):
+    """A training loop under test: ``run(n)`` does n more SGD steps and waits for them."""
+
+    label: str
+    what: str
+    run: Callable[[int], None]
+    steps: int  # steps per round
+    compile_s: float | None  # wall time of the first (compiling) call; None if nothing compiles
+
+
+def first_call(fn: Callable[[], object]) -> float:
+    """Wall time of a call that compiles (the warm-up)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- JAX loops
+
+
+def jaxninja_loop(params: Params, key, x, y, chunk: int, steps: int) -> Loop:
+    """(a) step.train_chunk chunk after chunk, pulling each chunk's losses to the host like
+    train.py does."""
+    state = {"p": params, "s": 0}
+
+    def run(n: int) -> None:
+        for _ in range(n // chunk):
+            state["p"], losses = train_chunk(
+                state["p"], key, np.int32(state["s"]), x, y, chunk, BATCH, SCHEDULE
+            )
+            np.asarray(losses)
+            state["s"] += chunk
+
+    compile_s = first_call(
+        lambda: train_chunk(params, key, np.int32(0), x, y, chunk, BATCH, SCHEDULE)
+    )
+    return Loop(
+        "(a)",
+        f"jaxninja `step.train_chunk` (manual backward, scan chunks of {chunk})",
+        run,
+        steps,
+        compile_s,
+    )
+
+
+def autodiff_step(p: Params, batch):
+    """One SGD step with jax.grad of the fused loss."""
+    xb, yb, lr = batch
+    loss, grads = jax.value_and_grad(loss_fused)(p, xb, yb)
+    return jax.tree.map(lambda w, g: w - lr * g, p, grads), loss
+
+
+@partial(jax.jit, static_argnames=("n_steps",))
+def autodiff_chunk_inline(params, key, step0, x, y, n_steps: int):
+    """(b) the plain JAX idiom: batch drawn and gathered inside each scan iteration."""
+
+    def one(p, step):
+        ix = batch_indices(key, step, BATCH, x.shape[0])
+        lr = learning_rate(SCHEDULE, step).astype(p.W1.dtype)
+        return autodiff_step(p, (x[ix], y[ix], lr))
+
+    return jax.lax.scan(one, params, step0 + jnp.arange(n_steps))
+
+
+@partial(jax.jit, static_argnames=("n_steps",))
+def autodiff_chunk_predrawn(params, key, step0, x, y, n_steps: int):
+    """(b2) jax.grad with train_chunk's pipeline: the chunk's batches drawn before the scan."""
+    steps = step0 + jnp.arange(n_steps)
+    ix = chunk_indices(key, steps, BATCH, x.shape[0])
+    lrs = learning_rate(SCHEDULE, steps).astype(params.W1.dtype)
+    return jax.lax.scan(autodiff_step, params, (x[ix], y[ix], lrs))
+
+
+def autodiff_scan_loop(label, what, chunk_fn, params, key, x, y, chunk, steps) -> Loop:
+    state = {"p": params, "s": 0}
+
+    def run(n: int) -> None:
+        for _ in range(n // chunk):
+            state["p"], losses = chunk_fn(state["p"], key, np.int32(state["s"]), x, y, chunk)
+            np.asarray(losses)
+            state["s"] += chunk
+
+    compile_s = first_call(lambda: chunk_fn(params, key, np.int32(0), x, y, chunk))
+    return Loop(label, what, run, steps, compile_s)
+
+
+@jax.jit
+def autodiff_one_step(p, key, step, x, y):
+    """(c) one jitted SGD step: draw the batch, jax.grad, update."""
+    ix = batch_indices(key, step, BATCH, x.shape[0])
+    lr = learning_rate(SCHEDULE, step).astype(p.W1.dtype)
+    return autodiff_step(p, (x[ix], y[ix], lr))
+
+
+def python_loop(params, key, x, y, steps) -> Loop:
+    state = {"p": params, "s": 0}
+
+    def run(n: int) -> None:
+        p, s = state["p"], state["s"]
+        for i in range(s, s + n):
+            p, loss = autodiff_one_step(p, key, np.int32(i), x, y)
+        jax.block_until_ready(p)
+        state["p"], state["s"] = p, s + n
+
+    compile_s = first_call(lambda: autodiff_one_step(params, key, np.int32(0), x, y))
+    return Loop("(c)", "`jax.grad` jitted per step, Python loop", run, steps, compile_s)
+
+
+# ---------------------------------------------------------------- torch loops
+
+
+def torch_params(torch, vocab_size: int, seed: int):
+    """The notebook's initialisation (torch generator 2147483647 by default)."""
+    g = torch.Generator().manual_seed(seed)
+    fan_in = N_EMBD * BLOCK
+    ps = [
+        torch.randn((vocab_size, N_EMBD), generator=g),
+        torch.randn((fan_in, N_HIDDEN), generator=g) * (5 / 3) / fan_in**0.5,
+        torch.randn(N_HIDDEN, generator=g) * 0.1,
+        torch.randn((N_HIDDEN, vocab_size), generator=g) * 0.1,
+        torch.randn(vocab_size, generator=g) * 0.1,
+        torch.randn((1, N_HIDDEN), generator=g) * 0.1 + 1.0,
+        torch.randn((1, N_HIDDEN), generator=g) * 0.1,
+    ]
+    return ps, g
+
+
+def torch_autograd_loop(torch, xt, yt, vocab_size, steps) -> Loop:
+    """(d) the lecture's training loop with loss.backward()."""
+    F = torch.nn.functional
+    parameters, g = torch_params(torch, vocab_size, 2147483647)
+    for p in parameters:
+        p.requires_grad = True
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    state = {"s": 0}
+
+    def run(n: int) -> None:
+        for i in range(state["s"], state["s"] + n):
+            ix = torch.randint(0, xt.shape[0], (BATCH,), generator=g)
+            xb, yb = xt[ix], yt[ix]
+            emb = C[xb]
+            embcat = emb.view(emb.shape[0], -1)
+            hprebn = embcat @ W1 + b1
+            bnmean = hprebn.mean(0, keepdim=True)
+            bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+            bnraw = (hprebn - bnmean) * (bnvar + BN_EPS) ** -0.5
+            h = torch.tanh(bngain * bnraw + bnbias)
+            loss = F.cross_entropy(h @ W2 + b2, yb)
+            for p in parameters:
+                p.grad = None
+            loss.backward()
+            lr = SCHEDULE.lr if i < SCHEDULE.decay_step else SCHEDULE.lr * SCHEDULE.decay
+            with torch.no_grad():
+                for p in parameters:
+                    p -= lr * p.grad
+        state["s"] += n
+
+    return Loop("(d)", "torch eager, `loss.backward()`", run, steps, None)
+
+
+def torch_notebook_loop(torch, xt, yt, vocab_size, steps) -> Loop:
+    """(e) the notebook's Exercise 1 forward and chunked manual backward, as a training loop."""
+    parameters, g = torch_params(torch, vocab_size, 2147483647)
+    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    n = BATCH
+    state = {"s": 0}
+
+    def step(i: int) -> None:
+        ix = torch.randint(0, xt.shape[0], (n,), generator=g)
+        xb, yb = xt[ix], yt[ix]
+        # forward, chunkated
+        emb = C[xb]
+        embcat = emb.view(emb.shape[0], -1)
+        hprebn = embcat @ W1 + b1
+        bnmeani = 1 / n * hprebn.sum(0, keepdim=True)
+        bndiff = hprebn - bnmeani
+        bndiff2 = bndiff**2
+        bnvar = 1 / (n - 1) * (bndiff2).sum(0, keepdim=True)
+        bnvar_inv = (bnvar + BN_EPS) ** -0.5
+        bnraw = bndiff * bnvar_inv
+        hpreact = bngain * bnraw + bnbias
+        h = torch.tanh(hpreact)
+        logits = h @ W2 + b2
+        logit_maxes = logits.max(1, keepdim=True).values
+        norm_logits = logits - logit_maxes
+        counts = norm_logits.exp()
+        counts_sum = counts.sum(1, keepdims=True)
+        counts_sum_inv = counts_sum**-1
+        probs = counts * counts_sum_inv
+        logprobs = probs.log()
+        # backward, Exercise 1 line by line
+        dlogprobs = torch.zeros_like(logprobs)
+        dlogprobs[range(n), yb] = -1.0 / n
+        dprobs = (1.0 / probs) * dlogprobs
+        dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)
+        dcounts = counts_sum_inv * dprobs
+        dcounts_sum = (-(counts_sum**-2)) * dcounts_sum_inv
+        dcounts += torch.ones_like(counts) * dcounts_sum
+        dnorm_logits = counts * dcounts
+        dlogits = dnorm_logits.clone()
+        dlogit_maxes = (-dnorm_logits).sum(1, keepdim=True)
+        dlogits += (
+            torch.nn.functional.one_hot(logits.max(1).indices, num_classes=logits.shape[1])
+            * dlogit_maxes
+        )
+        dh = dlogits @ W2.T
+        dW2 = h.T @ dlogits
+        db2 = dlogits.sum(0)
+        dhpreact = (1.0 - h**2) * dh
+        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
+        dbnraw = bngain * dhpreact
+        dbnbias = dhpreact.sum(0, keepdim=True)
+        dbndiff = bnvar_inv * dbnraw
+        dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)
+        dbnvar = (-0.5 * (bnvar + BN_EPS) ** -1.5) * dbnvar_inv
+        dbndiff2 = (1.0 / (n - 1)) * torch.ones_like(bndiff2) * dbnvar
+        dbndiff += 2 * bndiff * dbndiff2
+        dhprebn = dbndiff.clone()
+        dbnmeani = (-dbndiff).sum(0, keepdim=True)
+        dhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)
+        dembcat = dhprebn @ W1.T
+        dW1 = embcat.T @ dhprebn
+        db1 = dhprebn.sum(0)
+        demb = dembcat.view(emb.shape)
+        dC = torch.zeros_like(C)
+        for k in range(xb.shape[0]):
+            for j in range(xb.shape[1]):
+                dC[xb[k, j]] += demb[k, j]
+        grads = [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
+        lr = SCHEDULE.lr if i < SCHEDULE.decay_step else SCHEDULE.lr * SCHEDULE.decay
+        for p, grad in zip(parameters, grads, strict=True):
+            p.data += -lr * grad
+
+    def run(k: int) -> None:
+        with torch.no_grad():
+            for i in range(state["s"], state["s"] + k):
+                step(i)
+        state["s"] += k
+
+    return Loop(
+        "(e)", "the notebook's loop: Exercise 1 manual backward, Python `dC` loop", run, steps, None
+    )
+
+
+# ---------------------------------------------------------------- the arithmetic limit
+
+
+def matmul_flops_per_step() -> int:
+    """FLOPs of the six matmuls of one step: forward ``x @ W`` for both layers, and for each
+    layer the backward ``dout @ W.T`` and ``x.T @ dout``: 3 x 2 x batch x (in x out)."""
+    fan_in, vocab = N_EMBD * BLOCK, 27
+    return 3 * 2 * BATCH * (fan_in * N_HIDDEN + N_HIDDEN * vocab)
+
+
+def matmul_gflops(n: int = 512, repeats: int = 20) -> float:
+    """Best-of-``repeats`` GFLOP/s of a jitted float32 ``n x n`` matmul (XLA's default threads)."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+@partial(jax.jit, static_argnames=("n_steps",))
+def six_matmuls(embcat, W1, W2, n_steps: int):
+    """The step's six matmuls alone, chained through a scan: what is left with zero elementwise
+    work, i.e. the cost XLA pays just to call matmuls of these shapes."""
+
+    def one(carry, _):
+        W1, W2 = carry
+        h = embcat @ W1  # (32, 200)
+        logits = h @ W2  # (32, 27)
+        dh = logits @ W2.T
+        dW2 = h.T @ logits
+        dembcat = dh @ W1.T
+        dW1 = embcat.T @ dh
+        return (W1 - 1e-9 * dW1 - 1e-9 * dembcat[:1, :1], W2 - 1e-9 * dW2), None
+
+    return jax.lax.scan(one, (W1, W2), None, length=n_steps)[0]
+
+
+def six_matmuls_loop(steps: int, chunk: int) -> Loop:
+    rng = np.random.default_rng(0)
+    embcat = jnp.asarray(rng.standard_normal((BATCH, N_EMBD * BLOCK)), jnp.float32)
+    W1 = jnp.asarray(rng.standard_normal((N_EMBD * BLOCK, N_HIDDEN)), jnp.float32) * 0.1
+    W2 = jnp.asarray(rng.standard_normal((N_HIDDEN, 27)), jnp.float32) * 0.1
+
+    def run(n: int) -> None:
+        for _ in range(n // chunk):
+            jax.block_until_ready(six_matmuls(embcat, W1, W2, chunk))
+
+    compile_s = first_call(lambda: six_matmuls(embcat, W1, W2, chunk))
+    return Loop(
+        "(m)",
+        "the six matmuls alone in a scan (no elementwise work, no update)",
+        run,
+        steps,
+        compile_s,
+    )
+
+
+# ---------------------------------------------------------------- driver
+
+
+def measure(loops: list[Loop], rounds: int) -> dict[str, list[float]]:
+    """Steps/s of each loop per round; loops interleave, the order rotating every round."""
+    rates: dict[str, list[float]] = {loop.label: [] for loop in loops}
+    for r in range(rounds):
+        order = loops[r % len(loops) :] + loops[: r % len(loops)]
+        for loop in order:
+            t0 = time.perf_counter()
+            loop.run(loop.steps)
+            rates[loop.label].append(loop.steps / (time.perf_counter() - t0))
+        print(
+            f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
+            flush=True,
+        )
+    return rates
+
+
+def table(
+    loops: list[Loop], rates: dict[str, list[float]], limit: float, gflops: float, flops: int
+) -> str:
+    a = statistics.median(rates["(a)"])
+    lines = [
+        "| loop | steps/s (median) | min – max | (a) is × faster | compile s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for loop in loops:
+        r = rates[loop.label]
+        med = statistics.median(r)
+        comp = "–" if loop.compile_s is None else f"{loop.compile_s:.1f}"
+        lines.append(
+            f"| {loop.label} {loop.what} | {med:,.0f} | {min(r):,.0f} – {max(r):,.0f} "
+            f"| {a / med:.2f} | {comp} |"
+        )
+    lines.append(
+        f"| arithmetic limit: {flops / 1e6:.2f} MFLOP/step of matmuls at "
+        f"{gflops:.0f} GFLOP/s (512² matmul) | {limit:,.0f} | | {a / limit:.2f} | |"
+    )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="word list (default: names.txt as train does)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds; the table shows medians")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=10_000,
+        help="steps per round of the scan loops (a), (b), (b2), (m)",
+    )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=1_000,
+        help="steps per compiled scan dispatch (train.py's CHUNK_STEPS is 1,000)",
+    )
+    p.add_argument(
+        "--python-steps",
+        type=int,
+        default=1_000,
+        help="steps per round of the per-step loops (c) and (d)",
+    )
+    p.add_argument(
+        "--notebook-steps",
+        type=int,
+        default=200,
+        help="steps per round of the notebook loop (e), whose dC loop is slow",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads for (d) and (e); 1 is fastest for these tiny ops",
+    )
+    p.add_argument("--no-torch", action="store_true", help="skip (d) and (e)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
+    args = p.parse_args(argv)
+    for name in ("rounds", "steps", "chunk", "python_steps", "notebook_steps", "torch_threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.steps % args.chunk:
+        p.error(f"--steps {args.steps} must be a multiple of --chunk {args.chunk}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ds = load_dataset(args.data, BLOCK)
+    x, y = jnp.asarray(ds.train.x), jnp.asarray(ds.train.y)
+    key = jax.random.key(42)
+    params = init_params(jax.random.key(0), ds.vocab.size, N_EMBD, N_HIDDEN, BLOCK)
+    machine = (
+        f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}"
+    ).replace("  ", " ")
+    print(f"data {ds.source}: {x.shape[0]:,} training contexts; {machine}", flush=True)
+
+    loops = [
+        jaxninja_loop(params, key, x, y, args.chunk, args.steps),
+        autodiff_scan_loop(
+            "(b)",
+            "`jax.grad` under `jit` + `lax.scan`, batch drawn in the scan",
+            autodiff_chunk_inline,
+            params,
+            key,
+            x,
+            y,
+            args.chunk,
+            args.steps,
+        ),
+        autodiff_scan_loop(
+            "(b2)",
+            "`jax.grad` under `jit` + `lax.scan`, (a)'s batch pipeline",
+            autodiff_chunk_predrawn,
+            params,
+            key,
+            x,
+            y,
+            args.chunk,
+            args.steps,
+        ),
+        python_loop(params, key, x, y, args.python_steps),
+    ]
+    if not args.no_torch:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+        xt, yt = torch.from_numpy(ds.train.x).long(), torch.from_numpy(ds.train.y).long()
+        loops += [
+            torch_autograd_loop(torch, xt, yt, ds.vocab.size, args.python_steps),
+            torch_notebook_loop(torch, xt, yt, ds.vocab.size, args.notebook_steps),
+        ]
+    loops.append(six_matmuls_loop(args.steps, args.chunk))
+    rates = measure(loops, args.rounds)
+
+    flops, gflops = matmul_flops_per_step(), matmul_gflops()
+    limit = gflops * 1e9 / flops
+    print()
+    print(table(loops, rates, limit, gflops, flops))
+    torch_note = "" if args.no_torch else f", torch {args.torch_threads} thread(s)"
+    print(f"\n{datetime.date.today()}, {machine}{torch_note}, {args.rounds} rounds")
+    if args.json:
+        out = {
+            "date": str(datetime.date.today()),
+            "machine": machine,
+            "args": vars(args),
+            "matmul_gflops": gflops,
+            "flops_per_step": flops,
+            "arithmetic_limit": limit,
+            "loops": {
+                loop.label: {
+                    "what": loop.what,
+                    "steps_per_s": rates[loop.label],
+                    "median": statistics.median(rates[loop.label]),
+                    "compile_s": loop.compile_s,
+                }
+                for loop in loops
+            },
+        }
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
