@@ -4,6 +4,8 @@ The hot loop is :func:`jaxninja.step.train_chunk` (many SGD steps per dispatch i
 ``lax.scan``); this module drives it chunk by chunk, which gives natural step boundaries for the
 progress bar, the non-finite check, ``check_every``, checkpoints and Ctrl-C. From Python::
 
+    import jax
+
     from jaxninja.data import load_dataset
     from jaxninja.train import TrainConfig, calibrate, sample, split_losses, train
 
@@ -97,7 +99,7 @@ class ChunkReport(NamedTuple):
     n_steps: int  # steps in this chunk
     loss: float  # the chunk's mean loss
     seconds: float  # wall time of the chunk
-    compiled: bool  # True if this chunk's time includes compiling a new chunk length
+    compiled: bool  # first chunk of this length in this run: its time may include compiling
 
 
 class TrainResult(NamedTuple):
@@ -105,8 +107,8 @@ class TrainResult(NamedTuple):
 
     state: TrainState
     interrupted: bool  # True if ``should_stop`` asked to stop before ``config.steps``
-    steps_per_s: float | None  # steps per second over chunks that did not compile (None: none)
-    compile_s: float  # wall time of the chunks that compiled
+    steps_per_s: float | None  # over the chunks not marked ``compiled`` (None if there were none)
+    compile_s: float  # wall time of the chunks marked ``compiled``
     wall_s: float  # wall time of the whole loop
 
 
@@ -256,10 +258,10 @@ def train(
             warm_steps, warm_s = warm_steps + n, warm_s + seconds
         if on_chunk:
             on_chunk(ChunkReport(step, n, float(chunk_losses.mean()), seconds, compiled))
-        stop = should_stop is not None and should_stop() and step < config.steps
-        if save and (
-            stop or (checkpoint_every and step % checkpoint_every == 0 and step < config.steps)
-        ):
+        if step == config.steps:
+            break  # the caller saves the finished run (with calibrated statistics)
+        stop = should_stop is not None and should_stop()
+        if save and (stop or (checkpoint_every and step % checkpoint_every == 0)):
             save(current())
             last_saved = step
         if stop:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,7 @@ from jaxninja.train import (
     ChunkReport,
     NonFiniteLoss,
     TrainConfig,
+    TrainResult,
     TrainState,
     calibrate,
     sample,
@@ -235,15 +236,23 @@ def to_numpy(tree: Any) -> Any:
 
 
 def write_atomic(path: Path, write: Any) -> None:
-    """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``, so a
+    crash leaves the old file or the new one; the mode follows the umask like any new file."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask)
             write(f)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write ({err.strerror or err})") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_run(
@@ -272,7 +281,7 @@ def load_losses(folder: Path, step: int) -> np.ndarray:
         losses = np.zeros(0, np.float32)
     if losses.ndim != 1 or len(losses) < step:
         return np.full(step, np.nan, np.float32)
-    return losses[:step].astype(np.float32)
+    return losses[:step]
 
 
 @contextmanager
@@ -330,10 +339,21 @@ class Progress:
 # ----------------------------------------------------------------------------------- train
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """``jaxninja train``: train, calibrate, evaluate, sample, and write the run to --out."""
+class Run(NamedTuple):
+    """A run ready to start: its settings, data, output folder and (on --resume) its state."""
+
+    config: TrainConfig
+    dataset: Dataset
+    out: Path
+    device: jax.Device
+    state: TrainState | None  # None: start from the seed
+    resume: Path | None  # the checkpoint file resumed from
+
+
+def setup_run(args: argparse.Namespace) -> Run:
+    """Validate the flags, read the checkpoint on --resume, load the data, prepare --out."""
     validate(args)
-    resume = checkpoint_file(args.resume) if args.resume else None  # the .npz file
+    resume = checkpoint_file(args.resume) if args.resume else None
     ckpt = load_checkpoint(resume) if resume else None
     config = resumed_config(args, ckpt, resume) if ckpt else fresh_config(args)
     settings.resolve_dtype(config.dtype)
@@ -348,13 +368,18 @@ def run_train(args: argparse.Namespace) -> int:
     out = prepare_out_dir(args.out or (resume.parent if resume else "out"))
     state = None
     if ckpt is not None:
-        params = Params(*(jnp.asarray(p) for p in ckpt.params))
         state = TrainState(
-            params,
+            Params(*(jnp.asarray(p) for p in ckpt.params)),
             ckpt.step,
             jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
             load_losses(resume.parent, ckpt.step),
         )
+    return Run(config, dataset, out, device, state, resume)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``jaxninja train``: train, calibrate, evaluate, sample, and write the run to --out."""
+    config, dataset, out, device, state, resume = setup_run(args)
 
     def save(s: TrainState) -> None:
         save_run(out, s, calibrate(s.params, dataset.train.x), dataset, config)
@@ -420,7 +445,7 @@ def kept_checkpoint(last_saved: int | None, start: int, out: Path, resume: Path 
 
 def finish(
     out: Path,
-    result: Any,
+    result: TrainResult,
     dataset: Dataset,
     config: TrainConfig,
     device: jax.Device,
