@@ -22,12 +22,14 @@ from jaxninja.data import default_words, load_dataset
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.fused import loss_and_grads
 from jaxninja.model import Params, loss_fused
+from jaxninja.plot_loss import block_means
 from jaxninja.step import batch_indices, learning_rate, train_chunk
 from jaxninja.train import (
     NonFiniteLoss,
     TrainConfig,
     calibrate,
     check_gradients,
+    next_boundary,
     sample,
     split_losses,
     start_state,
@@ -279,3 +281,26 @@ def test_lecture_configuration_reaches_the_lectures_validation_loss(names_txt, t
     assert summary["n_params"] == 12297  # the lecture's parameter count
     assert summary["losses"]["val"] <= 2.12 and summary["losses"]["train"] <= 2.10
     assert len(summary["samples"]) == 20
+
+
+# ------------------------------------------------------------------------------ small pieces
+
+
+def test_chunks_end_at_every_multiple_and_at_the_end():
+    assert next_boundary(0, 2000, 1000) == 1000
+    assert next_boundary(777, 2000, 1000) == 1000  # a resumed run realigns with the straight one
+    assert next_boundary(1000, 2000, 1000, 300, 0) == 1200  # the next multiple of 300
+    assert next_boundary(1900, 1950, 1000, 300) == 1950  # never past the end
+
+
+def test_config_round_trips_through_its_json_form():
+    config = TrainConfig(n_hidden=7, lr=0.5, lr_decay_step=3, lr_decay=0.25, seed=9)
+    as_json = json.loads(json.dumps(config.to_dict() | {"data": "somewhere"}))
+    assert as_json["schedule"] == {"lr": 0.5, "decay_step": 3, "decay": 0.25}
+    assert TrainConfig.from_dict(as_json) == config
+
+
+def test_loss_plot_averages_log10_loss_per_block():
+    losses = np.array([10.0, 10.0, 100.0, 100.0, 1000.0])  # log10: 1, 1, 2, 2, 3
+    starts, means = block_means(losses, 2)
+    assert starts.tolist() == [0, 2, 4] and means.tolist() == [1.0, 2.0, 3.0]  # last one partial
