@@ -1,0 +1,237 @@
+"""Data parallelism over several devices, with synchronised BatchNorm, from shardings alone.
+
+The batch is split over a one-axis :class:`jax.sharding.Mesh` (axis ``"batch"``), the parameters
+are replicated, and the step is the *same* jitted code as on one device:
+:func:`jaxninja.fused.loss_and_grads` and :func:`jaxninja.step.train_chunk`. Because that code is
+written over the global batch, every batch sum in it -- BatchNorm's mean and variance,
+``dbnbias = Σ dhpreact``, ``dbngain = Σ dhpreact·bnraw``, ``dW = x.T @ dout``, the loss -- becomes a
+cross-device reduction that XLA's SPMD partitioner inserts (``all-reduce`` in the compiled HLO,
+see :func:`count_collectives`). BatchNorm therefore uses the statistics of the global batch
+(synchronised BatchNorm by construction) and the maths is the one-device maths; only the order of
+the additions changes. No ``shard_map``, no hand-written ``psum``, no copy of the kernels.
+
+:func:`loss_and_grads_per_shard_bn` is the classic mistake kept on purpose for the tests: each
+device normalises with its own shard's statistics and the gradients are averaged afterwards. It is
+a different model, and the tests show that their comparisons catch it.
+
+From Python (on CPU, simulate devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
+set before jax starts)::
+
+    mesh = make_mesh(4)
+    loss, grads = loss_and_grads_sharded(mesh, params, xb, yb)        # grads replicated
+    params, losses = train_chunk_sharded(mesh, params, key, 0, x, y, 1000, 512, Schedule())
+
+Several hosts (untested here): call ``jax.distributed.initialize()`` in every process first;
+``jax.devices()`` then lists every host's devices and :func:`make_mesh` spans them.
+"""
+
+from __future__ import annotations
+
+from functools import cache, partial
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxninja import step
+from jaxninja.compare import Row, compare, row_scale
+from jaxninja.errors import ConfigError
+from jaxninja.fused import loss_and_grads
+from jaxninja.model import Params, loss_fused
+from jaxninja.settings import check_int
+
+BATCH_AXIS = "batch"
+SHARDED_BOUND = 8.0  # N devices vs one: the same formulas, only the order of the sums differs
+JAX_GRAD_BOUND = 32.0  # manual vs jax.grad: different formulas (train.CHECK_TOLERANCE's contract)
+
+
+# ----------------------------------------------------------------------------- mesh and data
+
+
+def make_mesh(n_devices: int, flag: str = "--devices") -> Mesh:
+    """A mesh of the first ``n_devices`` devices JAX sees, with one axis, ``"batch"``."""
+    check_int(flag, n_devices, 1, "data parallelism needs at least one device")
+    devices = jax.devices()
+    if n_devices > len(devices):
+        platform = devices[0].platform
+        raise ConfigError(
+            f"{flag} {n_devices}: JAX sees only {len(devices)} {platform} device(s); on CPU, "
+            f"simulate more with XLA_FLAGS=--xla_force_host_platform_device_count={n_devices} "
+            "set before jax starts"
+        )
+    return Mesh(np.array(devices[:n_devices]), (BATCH_AXIS,))
+
+
+def check_divisible(batch_size: int, n_devices: int, flag: str = "--batch-size") -> int:
+    """Every device must get the same number of examples: ``batch_size`` a multiple of N."""
+    if batch_size % n_devices:
+        lower = batch_size // n_devices * n_devices
+        raise ConfigError(
+            f"{flag} {batch_size} does not divide evenly over {n_devices} devices "
+            f"(use a multiple of {n_devices}, e.g. {lower or n_devices} or {lower + n_devices})"
+        )
+    return batch_size
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Split the first axis (the examples) over the mesh."""
+    return NamedSharding(mesh, P(BATCH_AXIS))
+
+
+def chunk_sharding(mesh: Mesh) -> NamedSharding:
+    """A chunk's minibatches (n_steps, batch_size, ...): each step's examples split over devices."""
+    return NamedSharding(mesh, P(None, BATCH_AXIS))
+
+
+def replicate(mesh: Mesh, tree):
+    """A full copy of ``tree`` (parameters, the training split) on every device of the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_batch(mesh: Mesh, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A minibatch split over the mesh: device i holds examples i·n/N .. (i+1)·n/N - 1."""
+    check_divisible(len(yb), mesh.size)
+    return jax.device_put((xb, yb), batch_sharding(mesh))
+
+
+# ----------------------------------------------------------------------------- gradients
+
+_loss_and_grads = jax.jit(loss_and_grads)  # shardings come from the arguments
+_jax_grad = jax.jit(jax.grad(loss_fused))
+
+
+def loss_and_grads_sharded(
+    mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array
+) -> tuple[jax.Array, Params]:
+    """:func:`jaxninja.fused.loss_and_grads` with the batch split over ``mesh``."""
+    return _loss_and_grads(replicate(mesh, params), *shard_batch(mesh, xb, yb))
+
+
+def loss_and_grads_one_device(
+    params: Params, xb: jax.Array, yb: jax.Array
+) -> tuple[jax.Array, Params]:
+    """The reference: the same jitted backward with everything on the first device."""
+    return _loss_and_grads(*jax.device_put((params, xb, yb), jax.devices()[0]))
+
+
+def jax_grad_sharded(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> Params:
+    """``jax.grad`` of :func:`jaxninja.model.loss_fused` with the batch split over ``mesh``."""
+    return _jax_grad(replicate(mesh, params), *shard_batch(mesh, xb, yb))
+
+
+def count_collectives(hlo_text: str) -> dict[str, int]:
+    """How many all-reduce / all-gather / reduce-scatter / all-to-all ops a compiled HLO holds."""
+    ops = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all")
+    return {op: hlo_text.count(f" {op}(") + hlo_text.count(f" {op}-start(") for op in ops}
+
+
+def sharded_hlo(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> str:
+    """The compiled HLO of :func:`loss_and_grads_sharded` (from jit's cache once it has run): its
+    all-reduces are the synchronisation itself, its shapes show what each device holds."""
+    args = (replicate(mesh, params), *shard_batch(mesh, xb, yb))
+    return _loss_and_grads.lower(*args).compile().as_text()
+
+
+def gradient_rows(grads: Params, reference: Params, against: str, bound: float) -> list[Row]:
+    """One :class:`Row` per parameter group, in eps at the group's own scale; ``b1`` is zero by
+    symmetry (BatchNorm cancels it), so it is measured at the largest scale of all groups."""
+    ref = [np.asarray(r) for r in reference]
+    largest = max(row_scale(r) for r in ref)
+    return [
+        compare(
+            name, np.asarray(g), r, against, scale=largest if name == "b1" else None, bound=bound
+        )
+        for name, g, r in zip(Params._fields, grads, ref, strict=True)
+    ]
+
+
+def sharded_rows(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> list[Row]:
+    """The sharded manual gradients vs the one-device manual gradients (<= 8 eps·scale) and vs
+    ``jax.grad`` of the same sharded loss (<= 32 eps·scale): the rows ``check --devices N`` adds.
+    """
+    _, single = loss_and_grads_one_device(params, xb, yb)
+    _, sharded = loss_and_grads_sharded(mesh, params, xb, yb)
+    autodiff = jax_grad_sharded(mesh, params, xb, yb)
+    n = mesh.size
+    return gradient_rows(sharded, single, f"{n} vs 1 dev", SHARDED_BOUND) + gradient_rows(
+        sharded, autodiff, f"{n}-dev jax.grad", JAX_GRAD_BOUND
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_chunk_sharded(
+    mesh: Mesh,
+    params: Params,
+    key: jax.Array,
+    step0: int,
+    x: jax.Array,
+    y: jax.Array,
+    n_steps: int,
+    batch_size: int,
+    schedule: step.Schedule,
+) -> tuple[Params, jax.Array]:
+    """:func:`jaxninja.step.train_chunk` with each step's batch split over ``mesh``.
+
+    Parameters and the training split are replicated, so every device can gather its own rows;
+    the batches are those of the one-device run (same key, same step numbers).
+    """
+    check_divisible(batch_size, mesh.size)
+    params, key, x, y = replicate(mesh, (params, key, x, y))
+    args = (params, key, np.int32(step0), x, y)
+    sharding = chunk_sharding(mesh)
+    return step.train_chunk(*args, n_steps, batch_size, schedule, batch_sharding=sharding)
+
+
+# ----------------------------------------------------------------------------- the mistake
+
+
+def loss_and_grads_per_shard_bn(
+    mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array
+) -> tuple[jax.Array, Params]:
+    """WRONG ON PURPOSE (tests only): unsynchronised BatchNorm, as naive data parallelism does it.
+
+    Each device runs the one-device backward on its shard alone, so BatchNorm normalises with the
+    shard's mean and variance (n/N examples, Bessel's n/N - 1), and the loss and gradients are
+    averaged over devices afterwards. That is a different model from the global-batch one.
+    """
+    return _per_shard_bn(mesh)(replicate(mesh, params), *shard_batch(mesh, xb, yb))
+
+
+@cache  # one jitted program per mesh (an eager shard_map would run op by op)
+def _per_shard_bn(mesh: Mesh):
+    def local(params: Params, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, Params]:
+        loss, grads = loss_and_grads(params, xb, yb)
+        return jax.lax.pmean((loss, grads), BATCH_AXIS)
+
+    specs = {"in_specs": (P(), P(BATCH_AXIS), P(BATCH_AXIS)), "out_specs": (P(), P())}
+    return jax.jit(jax.shard_map(local, mesh=mesh, **specs))
+
+
+@partial(jax.jit, static_argnames=("mesh", "n_steps", "batch_size", "schedule"))
+def train_chunk_per_shard_bn(
+    params: Params,
+    key: jax.Array,
+    step0: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    mesh: Mesh,
+    n_steps: int,
+    batch_size: int,
+    schedule: step.Schedule,
+) -> tuple[Params, jax.Array]:
+    """WRONG ON PURPOSE (tests only): :func:`jaxninja.step.train_chunk`'s batches and schedule,
+    stepped with :func:`loss_and_grads_per_shard_bn`'s unsynchronised BatchNorm."""
+    steps = step0 + jax.numpy.arange(n_steps)
+    ix = step.chunk_indices(key, steps, batch_size, x.shape[0])
+    lrs = step.learning_rate(schedule, steps).astype(params.W1.dtype)
+    grads_of = _per_shard_bn(mesh)
+
+    def sgd(p: Params, batch: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Params, jax.Array]:
+        xb, yb, lr = batch
+        loss, grads = grads_of(p, xb, yb)
+        return jax.tree.map(lambda a, g: a - lr * g, p, grads), loss
+
+    return jax.lax.scan(sgd, params, (x[ix], y[ix], lrs))
