@@ -74,7 +74,13 @@ def _signature(kernel: Kernel) -> list[str]:
 def render_kernel(kernel: Kernel) -> str:
     """One generated function."""
     indent = "    "
-    lines = _signature(kernel) + [f'{indent}"""{kernel.doc}"""']
+    source = f"derivations.layers.{kernel.layer.name}()"
+    lines = _signature(kernel) + [
+        f'{indent}"""{kernel.doc}',
+        "",
+        f"{indent}Derived in ``{source}``: {kernel.layer.title}.",
+        f'{indent}"""',
+    ]
     lines += [f"{indent}{binding}" for binding in kernel.bindings]
     earlier: dict[sp.Expr, sp.Expr] = {}
     for statement in kernel.statements():

@@ -11,7 +11,10 @@ import jax.numpy as jnp
 
 
 def cross_entropy_backward(logits: jax.Array, y: jax.Array) -> jax.Array:
-    """dlogits of the mean cross-entropy of logits (n, V) and integer targets y (n,)."""
+    """dlogits of the mean cross-entropy of logits (n, V) and integer targets y (n,).
+
+    Derived in ``derivations.layers.cross_entropy()``: Exercise 2: cross-entropy in one go.
+    """
     n, V = logits.shape
     # \mathrm{logit\_maxes}_{p} = \max_{j} \mathrm{logits}_{p,j}
     logit_maxes = jnp.max(logits, axis=1, keepdims=True)
@@ -29,7 +32,10 @@ def cross_entropy_backward(logits: jax.Array, y: jax.Array) -> jax.Array:
 def batchnorm_backward(
     dhpreact: jax.Array, bnraw: jax.Array, bnvar_inv: jax.Array, bngain: jax.Array,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(dhprebn, dbngain, dbnbias) of BatchNorm with Bessel's n - 1; gains are (1, H)."""
+    """(dhprebn, dbngain, dbnbias) of BatchNorm with Bessel's n - 1; gains are (1, H).
+
+    Derived in ``derivations.layers.batchnorm()``: Exercise 3: BatchNorm in one go.
+    """
     n = dhpreact.shape[0]
     # \mathrm{dbnbias}_{q} = \sum_{i=0}^{n - 1} \mathrm{dhpreact}_{i,q}
     dbnbias = jnp.sum(dhpreact, axis=0, keepdims=True)
@@ -44,7 +50,10 @@ def batchnorm_backward(
 
 
 def tanh_backward(dh: jax.Array, h: jax.Array) -> jax.Array:
-    """dhpreact of h = tanh(hpreact), from h itself."""
+    """dhpreact of h = tanh(hpreact), from h itself.
+
+    Derived in ``derivations.layers.tanh()``: tanh.
+    """
     # \mathrm{dhpreact}_{p,q} = \left(1 - \mathrm{h}_{p,q}^{2}\right) \mathrm{dh}_{p,q}
     dhpreact = (1 - h**2) * dh
     return dhpreact
@@ -53,7 +62,10 @@ def tanh_backward(dh: jax.Array, h: jax.Array) -> jax.Array:
 def linear_backward(
     dout: jax.Array, x: jax.Array, W: jax.Array,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(dx, dW, db) of out = x @ W + b; db is 1-D like b."""
+    """(dx, dW, db) of out = x @ W + b; db is 1-D like b.
+
+    Derived in ``derivations.layers.linear()``: Linear layer.
+    """
     # \mathrm{dx}_{p,q} = \sum_{j=0}^{V - 1} \mathrm{W}_{q,j} \mathrm{dout}_{p,j}
     dx = dout @ W.T
     # \mathrm{dW}_{p,q} = \sum_{i=0}^{n - 1} \mathrm{dout}_{i,q} \mathrm{x}_{i,p}
@@ -64,7 +76,10 @@ def linear_backward(
 
 
 def embedding_backward(demb: jax.Array, xb: jax.Array, vocab_size: int) -> jax.Array:
-    """dC of emb = C[xb]: demb (n, block, E) scatter-added into a (vocab_size, E) table."""
+    """dC of emb = C[xb]: demb (n, block, E) scatter-added into a (vocab_size, E) table.
+
+    Derived in ``derivations.layers.embedding()``: Embedding lookup.
+    """
     # \mathrm{dC}_{r,s} = \sum_{\substack{0 \leq i \leq n - 1\\0 \leq t \leq T - 1}}
     #   \delta_{r \mathrm{xb}_{i,t}} \mathrm{demb}_{i,t,s}
     dC = jnp.zeros((vocab_size, demb.shape[-1]), dtype=demb.dtype).at[xb].add(demb)
@@ -74,7 +89,10 @@ def embedding_backward(demb: jax.Array, xb: jax.Array, vocab_size: int) -> jax.A
 def layernorm_backward(
     dout: jax.Array, lnraw: jax.Array, lnvar_inv: jax.Array, lngain: jax.Array,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(dx, dlngain, dlnbias) of LayerNorm over rows, biased variance; lnvar_inv (n, 1)."""
+    """(dx, dlngain, dlnbias) of LayerNorm over rows, biased variance; lnvar_inv (n, 1).
+
+    Derived in ``derivations.layers.layernorm()``: LayerNorm (the machinery is general).
+    """
     H = dout.shape[1]
     # \mathrm{dlnraw}_{p,q} = \mathrm{dout}_{p,q} \mathrm{lngain}_{q}
     dlnraw = dout * lngain
@@ -91,7 +109,10 @@ def layernorm_backward(
 
 
 def softmax_backward(dprobs: jax.Array, probs: jax.Array) -> jax.Array:
-    """dlogits of probs = softmax(logits, axis=1), from probs itself."""
+    """dlogits of probs = softmax(logits, axis=1), from probs itself.
+
+    Derived in ``derivations.layers.softmax()``: Softmax.
+    """
     # \mathrm{dlogits}_{p,q} = \left(\mathrm{dprobs}_{p,q} - \sum_{j=0}^{V - 1}
     #   \mathrm{dprobs}_{p,j} \mathrm{probs}_{p,j}\right) \mathrm{probs}_{p,q}
     dlogits = (dprobs - jnp.sum(dprobs * probs, axis=1, keepdims=True)) * probs
@@ -99,7 +120,10 @@ def softmax_backward(dprobs: jax.Array, probs: jax.Array) -> jax.Array:
 
 
 def log_softmax_backward(dlogprobs: jax.Array, logprobs: jax.Array) -> jax.Array:
-    """dlogits of logprobs = log_softmax(logits, axis=1), from logprobs itself."""
+    """dlogits of logprobs = log_softmax(logits, axis=1), from logprobs itself.
+
+    Derived in ``derivations.layers.log_softmax()``: Log-softmax.
+    """
     # \mathrm{probs}_{p,q} = e^{\mathrm{logprobs}_{p,q}}
     probs = jnp.exp(logprobs)
     # \mathrm{dlogits}_{p,q} = \mathrm{dlogprobs}_{p,q} - \mathrm{probs}_{p,q} \sum_{j=0}^{V
