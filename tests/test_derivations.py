@@ -226,3 +226,12 @@ def test_jaxninja_derive_prints_the_steps(results, monkeypatch, capsys):
     assert "FAILED" not in out
     assert main(["derive", "--brief"]) == 0
     assert "1 derivative:" not in capsys.readouterr().out
+
+
+def test_the_same_letter_trap_is_why_free_indices_are_distinct():
+    """d/dx[i] of sum_i x[i]**2 comes out as 2*sum(x), not 2*x[i]: sympy reads the summation
+    dummy as the free index. With a distinct free index p the answer is right."""
+    x = sp.IndexedBase("x")
+    squares = batch_sum(x[i] ** 2)
+    assert collapse(sp.diff(squares, x[i])) == 2 * batch_sum(x[i])  # wrong, and why we avoid it
+    assert collapse(sp.diff(squares, x[p])) == 2 * x[p]
