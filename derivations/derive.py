@@ -2,8 +2,8 @@
 
 For each gradient of a layer: (1) differentiate the objective element-wise with respect to one
 element with free indices; (2) give the forward's subexpressions their notebook names; (3)
-collapse the sums of Kronecker deltas; (4) apply the proved facts (deviations sum to zero);
-(5) prove the result equal to the closed form the kernel prints.
+collapse the sums of Kronecker deltas; (4) apply the proved facts (deviations sum to zero) and
+simplify; (5) prove the result equal to the closed form the kernel prints.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Steps(NamedTuple):
     named: sp.Expr  # the notebook's names substituted
     collapsed: sp.Expr  # delta sums collapsed
     derived: sp.Expr  # the facts applied: the derived closed form
+    simplified: sp.Expr  # the same over one common denominator, factored
     proof: Proof  # derived == closed
 
 
@@ -37,6 +38,15 @@ class Derivation(NamedTuple):
     seconds: float
 
 
+def simplified(expr: sp.Expr) -> sp.Expr:
+    """``expr`` over a common denominator with common factors pulled out, each sum held as an
+    opaque symbol meanwhile (so sympy does not try to evaluate it)."""
+    sums = sorted(expr.atoms(sp.Sum), key=sp.default_sort_key)
+    opaque = {total: sp.Symbol(f"S{idx}") for idx, total in enumerate(sums)}
+    back = {symbol: total for total, symbol in opaque.items()}
+    return sp.factor_terms(sp.cancel(sp.expand(expr.xreplace(opaque)))).xreplace(back)
+
+
 def derive_gradient(layer: Layer, gradient: Gradient) -> Steps:
     """Run the five steps for one gradient of ``layer``."""
     derivative = sp.diff(layer.objective, gradient.wrt)
@@ -44,7 +54,15 @@ def derive_gradient(layer: Layer, gradient: Gradient) -> Steps:
     collapsed = canonical(collapse(named))
     derived = rewrite(rewrite(collapsed, layer.naming), layer.facts)
     closed = canonical(collapse(rewrite(gradient.closed, layer.unfold)))
-    return Steps(gradient, derivative, named, collapsed, derived, prove_equal(derived, closed))
+    return Steps(
+        gradient,
+        derivative,
+        named,
+        collapsed,
+        derived,
+        simplified(derived),
+        prove_equal(derived, closed),
+    )
 
 
 def derive_layer(layer: Layer) -> Derivation:

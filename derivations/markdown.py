@@ -22,7 +22,8 @@ i.e. exactly the vector-Jacobian product a backward pass computes. For each grad
 2. **names**: the forward's subexpressions get the notebook's names by the identities listed
    under each layer (every identity is itself checked in the layer's raw inputs);
 3. **collapsed**: the delta sums are summed out (`deltasummation`; `Sum.doit()` crashes here);
-4. **derived**: the proved facts are applied (deviations from the mean sum to zero);
+4. **derived**: the proved facts are applied (deviations from the mean sum to zero), and the
+   result is **simplified** over a common denominator;
 5. **proof**: `simplify(derived - closed) == 0` for symbolic $n$, plus an exact check at
    random rational points. The closed form is what `jaxninja/generated.py` computes.
 
@@ -63,6 +64,10 @@ def _steps(steps: Steps) -> list[str]:
         "Derived (facts applied):",
         "",
         _math(tex(steps.derived)),
+        "",
+        "Simplified:",
+        "",
+        _math(tex(steps.simplified)),
         "",
         "Closed form (the generated kernel):",
         "",

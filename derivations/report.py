@@ -32,6 +32,7 @@ def render_report(results: Results, steps: bool = True) -> str:
                     f"  2 names:       {_expr(step.named)}",
                     f"  3 collapsed:   {_expr(step.collapsed)}",
                     f"  4 derived:     {_expr(step.derived)}",
+                    f"  5 simplified:  {_expr(step.simplified)}",
                 ]
             lines += [
                 f"  closed form:   {name} = {_expr(step.gradient.closed)}",
