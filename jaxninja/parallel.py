@@ -49,10 +49,11 @@ JAX_GRAD_BOUND = 32.0  # manual vs jax.grad: different formulas (train.CHECK_TOL
 # ----------------------------------------------------------------------------- mesh and data
 
 
-def make_mesh(n_devices: int, flag: str = "--devices") -> Mesh:
-    """A mesh of the first ``n_devices`` devices JAX sees, with one axis, ``"batch"``."""
+def make_mesh(n_devices: int, platform: str | None = None, flag: str = "--devices") -> Mesh:
+    """A mesh of the first ``n_devices`` devices of ``platform`` (default: JAX's default
+    platform), with one axis, ``"batch"``."""
     check_int(flag, n_devices, 1, "data parallelism needs at least one device")
-    devices = jax.devices()
+    devices = jax.devices(platform)
     if n_devices > len(devices):
         platform = devices[0].platform
         raise ConfigError(
@@ -109,10 +110,11 @@ def loss_and_grads_sharded(
 
 
 def loss_and_grads_one_device(
-    params: Params, xb: jax.Array, yb: jax.Array
+    params: Params, xb: jax.Array, yb: jax.Array, device: jax.Device | None = None
 ) -> tuple[jax.Array, Params]:
-    """The reference: the same jitted backward with everything on the first device."""
-    return _loss_and_grads(*jax.device_put((params, xb, yb), jax.devices()[0]))
+    """The reference: the same jitted backward with everything on ``device`` (default: the
+    first device)."""
+    return _loss_and_grads(*jax.device_put((params, xb, yb), device or jax.devices()[0]))
 
 
 def jax_grad_sharded(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> Params:
@@ -150,12 +152,12 @@ def sharded_rows(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> li
     """The sharded manual gradients vs the one-device manual gradients (<= 8 eps·scale) and vs
     ``jax.grad`` of the same sharded loss (<= 32 eps·scale): the rows ``check --devices N`` adds.
     """
-    _, single = loss_and_grads_one_device(params, xb, yb)
+    _, single = loss_and_grads_one_device(params, xb, yb, mesh.devices.flat[0])
     _, sharded = loss_and_grads_sharded(mesh, params, xb, yb)
     autodiff = jax_grad_sharded(mesh, params, xb, yb)
     n = mesh.size
-    return gradient_rows(sharded, single, f"{n} vs 1 dev", SHARDED_BOUND) + gradient_rows(
-        sharded, autodiff, f"{n}-dev jax.grad", JAX_GRAD_BOUND
+    return gradient_rows(sharded, single, f"{n}dev vs 1dev", SHARDED_BOUND) + gradient_rows(
+        sharded, autodiff, f"{n}dev vs jax", JAX_GRAD_BOUND
     )
 
 
