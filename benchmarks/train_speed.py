@@ -1,6 +1,6 @@
 """Training speed of the lecture's MLP, side by side in one process (not a test).
 
-    JAX_PLATFORMS=cpu python -m benchmarks.train_speed            # ~1-2 minutes on 2 cores
+    JAX_PLATFORMS=cpu python -m benchmarks.train_speed            # 1-2 minutes on 2 cores
     JAX_PLATFORMS=cpu python -m benchmarks.train_speed --rounds 9 --json speed.json
 
 Each round runs every loop for a fixed number of SGD steps on the lecture's configuration
@@ -13,8 +13,12 @@ the rounds (compile time apart) and how many times faster jaxninja's loop (a) is
     (c)  jax.grad jitted per step, driven from a Python loop
     (d)  torch eager, loss.backward()
     (e)  the notebook's loop: chunked forward, Exercise 1's chunked manual backward, Python dC loop
+    (m)  the step's six matmuls alone in a scan: the floor for anything XLA compiles at these shapes
 
-plus the arithmetic limit: matmul FLOPs per step over a measured matmul GFLOP/s.
+plus the arithmetic limit: matmul FLOPs per step over a measured matmul GFLOP/s. torch runs with
+one thread (``--torch-threads``): on 2 shared cores a second OpenMP thread made (d) ~10x slower.
+The CPU µs/step column is process CPU time per step; on a busy machine it is steadier than wall
+time, and 1e6 / (CPU µs/step) is roughly the rate a single-threaded loop reaches on an idle core.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -350,29 +355,60 @@ def six_matmuls_loop(steps: int, chunk: int) -> Loop:
 # ---------------------------------------------------------------- driver
 
 
-def measure(loops: list[Loop], rounds: int) -> dict[str, list[float]]:
-    """Steps/s of each loop per round; loops interleave, the order rotating every round."""
+def warm_up() -> None:
+    """Compile one small scan first, so that no loop's compile time carries XLA's one-time
+    start-up (about a second here)."""
+    embcat, W1 = jnp.ones((BATCH, N_EMBD * BLOCK)), jnp.ones((N_EMBD * BLOCK, N_HIDDEN))
+    jax.block_until_ready(six_matmuls(embcat, W1, jnp.ones((N_HIDDEN, 27)), 2))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    loops: list[Loop], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Steps/s and CPU microseconds per step of each loop per round; loops interleave, the order
+    rotating every round. On a shared machine the CPU time per step is the steadier figure: a
+    loop that is descheduled loses wall time but not CPU time."""
     rates: dict[str, list[float]] = {loop.label: [] for loop in loops}
+    cpu_us: dict[str, list[float]] = {loop.label: [] for loop in loops}
     for r in range(rounds):
         order = loops[r % len(loops) :] + loops[: r % len(loops)]
         for loop in order:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             loop.run(loop.steps)
             rates[loop.label].append(loop.steps / (time.perf_counter() - t0))
+            cpu_us[loop.label].append((cpu_seconds() - c0) / loop.steps * 1e6)
         print(
             f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()),
             flush=True,
         )
-    return rates
+    return rates, cpu_us
+
+
+def same_round_ratio(a: list[float], other: list[float]) -> float:
+    """Median over rounds of a[r] / other[r]."""
+    return statistics.median(x / y for x, y in zip(a, other, strict=True))
 
 
 def table(
-    loops: list[Loop], rates: dict[str, list[float]], limit: float, gflops: float, flops: int
+    loops: list[Loop],
+    rates: dict[str, list[float]],
+    cpu_us: dict[str, list[float]],
+    limit: float,
+    gflops: float,
+    flops: int,
 ) -> str:
+    """The markdown table. "(a) is × faster" is the median over rounds of (a)'s rate over the
+    loop's rate in the same round, which cancels most of the drift of a shared machine's load."""
     a = statistics.median(rates["(a)"])
     lines = [
-        "| loop | steps/s (median) | min – max | (a) is × faster | compile s |",
-        "|---|---:|---:|---:|---:|",
+        "| loop | steps/s (median) | min – max | (a) is × faster | CPU µs/step | compile s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for loop in loops:
         r = rates[loop.label]
@@ -380,11 +416,12 @@ def table(
         comp = "–" if loop.compile_s is None else f"{loop.compile_s:.1f}"
         lines.append(
             f"| {loop.label} {loop.what} | {med:,.0f} | {min(r):,.0f} – {max(r):,.0f} "
-            f"| {a / med:.2f} | {comp} |"
+            f"| {same_round_ratio(rates['(a)'], r):.2f} "
+            f"| {statistics.median(cpu_us[loop.label]):,.0f} | {comp} |"
         )
     lines.append(
         f"| arithmetic limit: {flops / 1e6:.2f} MFLOP/step of matmuls at "
-        f"{gflops:.0f} GFLOP/s (512² matmul) | {limit:,.0f} | | {a / limit:.2f} | |"
+        f"{gflops:.0f} GFLOP/s (512² matmul, best of 20) | {limit:,.0f} | | {a / limit:.2f} | | |"
     )
     return "\n".join(lines)
 
@@ -392,11 +429,13 @@ def table(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=None, help="word list (default: names.txt as train does)")
-    p.add_argument("--rounds", type=int, default=5, help="rounds; the table shows medians")
+    p.add_argument(
+        "--rounds", type=int, default=11, help="rounds (many short ones: steadier medians)"
+    )
     p.add_argument(
         "--steps",
         type=int,
-        default=10_000,
+        default=4_000,
         help="steps per round of the scan loops (a), (b), (b2), (m)",
     )
     p.add_argument(
@@ -408,13 +447,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--python-steps",
         type=int,
-        default=1_000,
+        default=500,
         help="steps per round of the per-step loops (c) and (d)",
     )
     p.add_argument(
         "--notebook-steps",
         type=int,
-        default=200,
+        default=100,
         help="steps per round of the notebook loop (e), whose dC loop is slow",
     )
     p.add_argument(
@@ -446,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     ).replace("  ", " ")
     print(f"data {ds.source}: {x.shape[0]:,} training contexts; {machine}", flush=True)
 
+    load0 = os.getloadavg()[0]
+    warm_up()
     loops = [
         jaxninja_loop(params, key, x, y, args.chunk, args.steps),
         autodiff_scan_loop(
@@ -482,18 +523,20 @@ def main(argv: list[str] | None = None) -> int:
             torch_notebook_loop(torch, xt, yt, ds.vocab.size, args.notebook_steps),
         ]
     loops.append(six_matmuls_loop(args.steps, args.chunk))
-    rates = measure(loops, args.rounds)
+    rates, cpu_us = measure(loops, args.rounds)
 
     flops, gflops = matmul_flops_per_step(), matmul_gflops()
     limit = gflops * 1e9 / flops
     print()
-    print(table(loops, rates, limit, gflops, flops))
+    print(table(loops, rates, cpu_us, limit, gflops, flops))
     torch_note = "" if args.no_torch else f", torch {args.torch_threads} thread(s)"
-    print(f"\n{datetime.date.today()}, {machine}{torch_note}, {args.rounds} rounds")
+    load = f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    print(f"\n{datetime.date.today()}, {machine}{torch_note}, {args.rounds} rounds, {load}")
     if args.json:
         out = {
             "date": str(datetime.date.today()),
             "machine": machine,
+            "load_average": [load0, os.getloadavg()[0]],
             "args": vars(args),
             "matmul_gflops": gflops,
             "flops_per_step": flops,
@@ -503,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                     "what": loop.what,
                     "steps_per_s": rates[loop.label],
                     "median": statistics.median(rates[loop.label]),
+                    "a_is_x_faster": same_round_ratio(rates["(a)"], rates[loop.label]),
+                    "cpu_us_per_step": cpu_us[loop.label],
                     "compile_s": loop.compile_s,
                 }
                 for loop in loops
