@@ -85,9 +85,14 @@ def chunk_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, BATCH_AXIS))
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh (parameters, the training split)."""
+    return NamedSharding(mesh, P())
+
+
 def replicate(mesh: Mesh, tree):
-    """A full copy of ``tree`` (parameters, the training split) on every device of the mesh."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    """``tree`` copied onto every device of the mesh."""
+    return jax.device_put(tree, replicated(mesh))
 
 
 def shard_batch(mesh: Mesh, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, jax.Array]:
