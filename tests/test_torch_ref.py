@@ -20,7 +20,7 @@ import torch_ref  # noqa: E402
 from jaxninja.backward import ROWS, manual_backward  # noqa: E402
 from jaxninja.compare import compare_rows  # noqa: E402
 from jaxninja.model import forward_chunked  # noqa: E402
-from tests.test_backward import NOTEBOOK, ODD, batch  # noqa: E402
+from tests.test_backward import COMBOS, NOTEBOOK, batch  # noqa: E402
 
 ABOVE_HPREACT = ROWS[: ROWS.index("hpreact")]  # the 11 rows the tanh line cannot touch
 
@@ -37,11 +37,10 @@ def exact_rows(manual, autograd):
     return [name for name in ROWS if np.array_equal(manual[name], autograd[name])]
 
 
-@pytest.mark.parametrize("shape", [NOTEBOOK, ODD], ids=["notebook", "odd"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("shape", "dtype"), COMBOS)
 def test_jax_vs_torch_within_contract(shape, dtype, x64):
     """<= 64 eps·scale per row (128 for the zero-by-symmetry rows): two libraries' kernels."""
-    for seed in range(4):
+    for seed in range(5):
         params, xb, yb = batch(seed, shape, jnp.dtype(dtype))
         ours = manual_backward(params, forward_chunked(params, xb, yb), xb, yb)
         autograd, torch_manual = torch_grads(params, xb, yb)
