@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import generated
+from jaxninja import generated, parallel
 from jaxninja.backward import ROWS, manual_backward, reference_grads
 from jaxninja.checkpoint import prepare_out_dir
 from jaxninja.compare import Row, compare, compare_rows, row_scale
@@ -61,6 +61,7 @@ class CheckConfig(NamedTuple):
     against: tuple[str, ...] = ("jax", "torch")
     jit: bool = False
     torch_tanh: str = "fixed"
+    devices: int = 1  # > 1: also the batch split over this many devices (parallel.sharded_rows)
 
 
 class CheckResult(NamedTuple):
@@ -147,6 +148,9 @@ def cross_check(cfg: CheckConfig, dataset: Dataset | None = None) -> CheckResult
     for name in cfg.against:
         check_against(name)
     dtype = resolve_dtype(cfg.dtype)  # float64 switches on jax_enable_x64 here, and checks it
+    mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
+    if mesh is not None:
+        parallel.check_divisible(cfg.batch_size, cfg.devices)
     ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.block_size)
     kparams, kbatch = jax.random.split(jax.random.key(cfg.seed))
     params = init_params(kparams, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
@@ -157,6 +161,8 @@ def cross_check(cfg: CheckConfig, dataset: Dataset | None = None) -> CheckResult
     if "jax" in cfg.against:
         rows += compare_rows(manual, reference, "jax", JAX_JIT_BOUND if cfg.jit else 0.0)
         rows += fused_rows(params, fwd, yb, reference)
+    if mesh is not None:
+        rows += parallel.sharded_rows(mesh, params, xb, yb)
     if "torch" in cfg.against:
         rows += torch_rows(params, np.asarray(xb), np.asarray(yb), manual, cfg.torch_tanh)
     return CheckResult(
@@ -223,6 +229,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="torch manual backward's tanh line: the notebook's (1 - h**2) * dh or "
         "the fixed addcmul form (default fixed)",
     )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also split the batch over N devices and compare with 1 device and jax.grad "
+        "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--plot", metavar="DIR", help="save dlogits.png and errors.png into DIR")
 
@@ -249,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
         parse_against(args.against),
         args.jit,
         args.torch_tanh,
+        args.devices,
     )
     if args.plot:  # refuse an unusable folder before the work, not after
         prepare_out_dir(args.plot, "--plot")

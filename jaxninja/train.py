@@ -27,8 +27,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
-from jaxninja import fused
+from jaxninja import fused, parallel
 from jaxninja.data import Dataset, Vocab
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.model import (
@@ -212,6 +213,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     on_chunk: Callable[[ChunkReport], None] | None = None,
     device: jax.Device | None = None,
+    mesh: Mesh | None = None,
 ) -> TrainResult:
     """Run SGD with the manual backward from ``state`` (default: a fresh start) to ``config.steps``.
 
@@ -219,12 +221,18 @@ def train(
     batches and updates do not depend on where a run was interrupted. ``save(state)`` is called at
     each multiple of ``checkpoint_every`` and when ``should_stop()`` turns true (checked after
     every chunk; then the result has ``interrupted=True``). A non-finite loss raises
-    :class:`NonFiniteLoss` naming its step; nothing is saved after it.
+    :class:`NonFiniteLoss` naming its step; nothing is saved after it. With ``mesh``
+    (``parallel.make_mesh(N)``) every step's batch is split over its N devices, BatchNorm
+    synchronised (see parallel.py); ``device`` is then not used.
     """
     float_dtype(config.dtype)
     state = state or start_state(config, dataset.vocab.size)
-    x, y = jax.device_put((dataset.train.x, dataset.train.y), device)
-    params = jax.device_put(state.params, device)
+    place, batch_sharding = device, None
+    if mesh is not None:
+        parallel.check_divisible(config.batch_size, mesh.size)
+        place, batch_sharding = parallel.replicated(mesh), parallel.chunk_sharding(mesh)
+    x, y = jax.device_put((dataset.train.x, dataset.train.y), place)
+    params = jax.device_put(state.params, place)
     step, losses = state.step, [state.losses]
     last_saved = state.step if state.step > 0 else None
     seen_lengths: set[int] = set()
@@ -240,7 +248,15 @@ def train(
         n = next_boundary(step, config.steps, chunk_steps, check_every, checkpoint_every) - step
         t0 = time.perf_counter()
         new_params, chunk_losses = train_chunk(
-            params, state.batch_key, np.int32(step), x, y, n, config.batch_size, config.schedule
+            params,
+            state.batch_key,
+            np.int32(step),
+            x,
+            y,
+            n,
+            config.batch_size,
+            config.schedule,
+            batch_sharding=batch_sharding,
         )
         chunk_losses = np.asarray(chunk_losses)
         seconds = time.perf_counter() - t0

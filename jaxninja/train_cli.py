@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxninja import settings
+from jaxninja import parallel, settings
 from jaxninja.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
@@ -119,6 +120,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
         help="cpu or gpu (default: JAX's default device); an error says so when JAX sees no GPU",
+    )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split each batch over N devices of --device's platform (data parallel, "
+        "synchronised BatchNorm; --batch-size a multiple of N; on CPU simulate devices with "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1)",
     )
     p.add_argument(
         "--out",
@@ -346,6 +356,7 @@ class Run(NamedTuple):
     dataset: Dataset
     out: Path
     device: jax.Device
+    mesh: Mesh | None  # --devices N > 1: the batch is split over these devices
     state: TrainState | None  # None: start from the seed
     resume: Path | None  # the checkpoint file resumed from
 
@@ -358,6 +369,11 @@ def setup_run(args: argparse.Namespace) -> Run:
     config = resumed_config(args, ckpt, resume) if ckpt else fresh_config(args)
     settings.resolve_dtype(config.dtype)
     device = settings.resolve_device(args.device or "auto")
+    mesh = None
+    if args.devices != 1:
+        settings.check_int("--devices", args.devices, 1)
+        mesh = parallel.make_mesh(args.devices, device.platform)
+        parallel.check_divisible(config.batch_size, args.devices)
     data = args.data if args.data or ckpt is None else ckpt.config.get("data")
     dataset = load_run_data(data, config.block_size)
     if ckpt is not None and ckpt.vocab != dataset.vocab:
@@ -374,12 +390,12 @@ def setup_run(args: argparse.Namespace) -> Run:
             jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
             load_losses(resume.parent, ckpt.step),
         )
-    return Run(config, dataset, out, device, state, resume)
+    return Run(config, dataset, out, device, mesh, state, resume)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """``jaxninja train``: train, calibrate, evaluate, sample, and write the run to --out."""
-    config, dataset, out, device, state, resume = setup_run(args)
+    config, dataset, out, device, mesh, state, resume = setup_run(args)
 
     def save(s: TrainState) -> None:
         save_run(out, s, calibrate(s.params, dataset.train.x), dataset, config)
@@ -390,7 +406,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(
             f"training on {dataset.source} ({n_train:,} examples, vocabulary "
             f"{dataset.vocab.size}) for steps {start:,}..{config.steps:,} on {device.platform} "
-            f"({device}), {config.dtype}",
+            f"({device}{f' x {mesh.size}' if mesh else ''}), {config.dtype}",
             flush=True,
         )
         progress = Progress(start, config.steps)
@@ -405,6 +421,7 @@ def run_train(args: argparse.Namespace) -> int:
                 should_stop=lambda: bool(caught),
                 on_chunk=progress,
                 device=None if args.device in (None, "auto") else device,  # None: uncommitted
+                mesh=mesh,
             )
             progress.close()
             if not result.interrupted:  # a signal from here on lets the run finish

@@ -75,3 +75,55 @@ def test_float64_odd_shapes(names_txt, capsys, x64):
     )
     out = json.loads(capsys.readouterr().out)
     assert status == 0 and out["ok"] and out["config"]["dtype"] == "float64"
+
+
+@pytest.mark.slow
+def test_devices_flag_in_a_4_device_subprocess(names_txt, tmp_path):
+    """`check --devices 4` and `train --devices 4` end to end on 4 simulated CPU devices."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(root),
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
+    run = [sys.executable, "-m", "jaxninja"]
+    out = subprocess.run(
+        [*run, "check", "--data", str(names_txt), "--devices", "4", "--against", "jax", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["ok"] and {"4dev vs 1dev", "4dev vs jax"} <= {
+        r["against"] for r in result["rows"]
+    }
+    subprocess.run(
+        [
+            *run,
+            "train",
+            "--data",
+            str(names_txt),
+            "--devices",
+            "4",
+            "--steps",
+            "300",
+            "--n-hidden",
+            "16",
+            "--out",
+            str(tmp_path / "run"),
+            "--samples",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (tmp_path / "run" / "checkpoint.npz").is_file()
