@@ -20,8 +20,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import jax
 import numpy as np
@@ -124,31 +125,39 @@ def _umask() -> int:
     return mask
 
 
-def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
-    """Write ``ckpt`` to ``path`` atomically: temp file in the same directory, fsync, rename.
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[IO[bytes]], object], what: str = "file"
+) -> None:
+    """``write(f)`` into a temporary file beside ``path``, flush, fsync, rename over ``path``,
+    fsync the folder: a crash leaves the old file or the new one, never half of either.
 
-    On any failure the temporary file is removed and a previous checkpoint at ``path`` is left
-    untouched; the error is a :class:`CheckpointError` naming the file.
+    On failure the temporary file is removed, a previous file at ``path`` is untouched, and the
+    error is a :class:`CheckpointError` naming the file. The mode follows the umask.
     """
     path = Path(path)
-    arrays = to_arrays(ckpt)
     folder = path.parent
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; be a normal file
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as err:
-        raise CheckpointError(f"{path}: cannot write checkpoint ({err.strerror or err})") from None
+        raise CheckpointError(f"{path}: cannot write {what} ({err.strerror or err})") from None
     finally:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
     _fsync_dir(folder)
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` to ``path`` atomically (see :func:`write_atomic`)."""
+    arrays = to_arrays(ckpt)
+    write_atomic(path, lambda f: np.savez(f, **arrays), "checkpoint")
 
 
 def prepare_out_dir(out: str | os.PathLike, flag: str = "--out") -> Path:

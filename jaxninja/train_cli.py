@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +34,7 @@ from jaxninja.checkpoint import (
     load_checkpoint,
     prepare_out_dir,
     save_checkpoint,
+    write_atomic,
 )
 from jaxninja.data import (
     DEFAULT_SOURCE,
@@ -243,26 +242,6 @@ def validate(args: argparse.Namespace) -> None:
 
 def to_numpy(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
-
-
-def write_atomic(path: Path, write: Any) -> None:
-    """``write(file)`` into a temporary file next to ``path``, then rename it over ``path``, so a
-    crash leaves the old file or the new one; the mode follows the umask like any new file."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~umask)
-            write(f)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot write ({err.strerror or err})") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def save_run(
