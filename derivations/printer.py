@@ -92,7 +92,7 @@ class JaxPrinter(StrPrinter):
 
     def _with_axis(self, dummy: sp.Symbol, axis: int) -> JaxPrinter:
         taken = {index for index, a in self._axes.items() if a == axis}
-        inner = JaxPrinter({**self._settings, "keepdims": True})
+        inner = type(self)({**self._settings, "keepdims": True})  # subclasses keep their rules
         inner._axes = {index: a for index, a in self._axes.items() if a != axis}
         inner._axes[dummy] = axis
         inner._depth = self._depth + 1

@@ -1,0 +1,136 @@
+"""``jaxninja derive --layer FILE``: check a stated layer end to end and say what was found.
+
+Derive every input's gradient for symbolic sizes; prove each claim or refute it (the simplified
+difference and the smallest counterexample, both values printed); write the JAX kernel of the
+derived gradients; verify it against ``jax.vjp`` in float64; print the time each part took.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import sympy as sp
+
+from derivations import userkernel
+from derivations.usercheck import Counterexample, Verdict, check, wrt
+from derivations.userlayer import Layer, load_layer
+
+
+class Report(NamedTuple):
+    """Everything one run found, and its text."""
+
+    layer: Layer
+    verdicts: tuple[Verdict, ...]
+    verified: list[userkernel.Verified]
+    kernel: Path | None  # where the kernel was written (None: a temporary file)
+    seconds: dict[str, float]
+    text: str
+
+    @property
+    def refuted(self) -> list[str]:
+        """Inputs whose claim was not proved."""
+        return [v.key for v in self.verdicts if v.proof is not None and not v.proof.ok]
+
+    @property
+    def ok(self) -> bool:
+        """Every claim proved and the kernel within the bound at every size."""
+        return not self.refuted and all(v.ok for v in self.verified)
+
+
+def _value(value: sp.Expr) -> str:
+    exact = sp.sstr(value)
+    approx = sp.N(value, 12)
+    return f"{exact}  (= {approx})" if len(exact) <= 60 else f"{approx}"
+
+
+def _example_lines(layer: Layer, key: str, example: Counterexample | None) -> list[str]:
+    if example is None:
+        return ["  counterexample: none at the sizes tried (1..4): not proved, not refuted"]
+    sizes = ", ".join(f"{k}={v}" for k, v in example.sizes.items())
+    inputs = ", ".join(f"{k}={v}" for k, v in example.inputs.items())
+    consts = ", ".join(f"{k}={v}" for k, v in layer.constant_values.items())
+    lines = [f"  counterexample at the smallest sizes {sizes}:"]
+    if example.skipped:
+        lines.append(f"    (claim undefined, skipped at: {'; '.join(example.skipped)})")
+    lines += [
+        f"    exact inputs: {inputs}" + (f"; {consts}" if consts else ""),
+        f"    true  d{example.element} = {_value(example.truth)}",
+        f"    claim d{example.element} = {_value(example.claim)}",
+    ]
+    return lines
+
+
+def _verdict_lines(layer: Layer, verdict: Verdict, pairs) -> list[str]:
+    key = verdict.key
+    lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
+    derived = userkernel.in_names(verdict.derived, layer, pairs)
+    lines.append(f"  derived: d{key} = {sp.sstr(derived)}")
+    if verdict.proof is None:
+        lines.append("  claim:   none given")
+    else:
+        lines.append(f"  claim:   d{key} = {layer.claim_text[key]}")
+        if verdict.proof.ok:
+            lines.append(
+                "  PROVED for every size: simplify(derived - claim) == 0 and an exact "
+                "random-rational point agrees"
+            )
+        else:
+            lines.append("  REFUTED: the claim is not the gradient")
+            difference = userkernel.in_names(verdict.difference, layer, pairs)
+            lines.append(f"  derived - claim = {sp.sstr(difference)}")
+            lines += _example_lines(layer, key, verdict.counterexample)
+    lines.append(f"  ({verdict.seconds:.2f} s)")
+    return lines
+
+
+def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
+    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    verdicts = tuple(check(layer, key) for key in layer.inputs)
+    seconds["derive + prove/refute"] = time.perf_counter() - start
+    start = time.perf_counter()
+    proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
+    gradients = {v.key: v.claim if v.key in proved else v.derived for v in verdicts}
+    origins = {
+        key: "your claim, proved equal to the derived gradient"
+        if key in proved
+        else "the derived gradient"
+        for key in gradients
+    }
+    text = userkernel.render_kernel(layer, gradients, source, origins)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = out if out is not None else Path(tmp) / f"{layer.name}_kernel.py"
+        path.write_text(text, encoding="utf-8")
+        module = userkernel.load_kernel(path, layer.name)
+        seconds["generate"] = time.perf_counter() - start
+        start = time.perf_counter()
+        verified = userkernel.verify(layer, module)
+        seconds["verify"] = time.perf_counter() - start
+    lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
+    lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
+    pairs = userkernel.namings(layer)
+    for verdict in verdicts:
+        lines += _verdict_lines(layer, verdict, pairs)
+    where = f"wrote {out}" if out is not None else "not kept (name a file with --out)"
+    lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
+    lines.append(
+        f"-- kernel vs jax.vjp of the forward, float64, other sizes {userkernel.OTHER_SIZE} "
+        f"(max |error| / (eps * max |gradient|), bound {userkernel.BOUND:g}):"
+    )
+    for result in verified:
+        errors = ", ".join(f"{k} {v:.2f}" for k, v in result.errors.items())
+        lines.append(f"  n={result.n}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
+    lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
+    report = Report(layer, verdicts, verified, out, seconds, "\n".join(lines) + "\n")
+    return report
+
+
+def run_file(path: str | Path, out: str | Path | None = None) -> Report:
+    """:func:`run_layer` on the layer a file defines."""
+    layer = load_layer(path)
+    return run_layer(layer, Path(out) if out is not None else None, str(path))

@@ -1,0 +1,25 @@
+"""Softmax with temperature T over the V classes, with a classic wrong gradient.
+
+Wrong: the 1/T factor forgotten. It is refuted with a counterexample.
+
+Run: jaxninja derive --layer examples/softmax_temperature_wrong.py
+"""
+
+from derivations import Layer
+
+layer = Layer(
+    name="softmax_temperature",
+    title="Softmax with temperature T over the V classes; wrong claim",
+    axes=("n", "V"),
+    inputs={"logits": ("n", "V")},
+    constants={"T": "2"},
+    forward=(
+        "counts[i, j] = exp(logits[i, j] / T)",
+        "counts_sum[i] = sum(counts[i, j], j)",
+        "probs[i, j] = counts[i, j] / counts_sum[i]",
+    ),
+    upstream="dprobs",
+    claims={
+        "logits": "probs * (dprobs - sum(dprobs * probs, axis=1))",  # 1/T forgotten
+    },
+)
