@@ -30,7 +30,24 @@ OTHER_SIZE = 16  # every other axis at verification (different from every n: no 
 
 
 class UserPrinter(JaxPrinter):
-    """The project's printer, with square roots as ``jnp.sqrt``."""
+    """The project's printer, with square roots as ``jnp.sqrt``, and a summed index found on a
+    one-axis array too (``vector_axes``: name -> axis), for layers with no matrix in a sum."""
+
+    _default_settings = {**JaxPrinter._default_settings, "vector_axes": None}
+
+    def _axis_of(self, dummy: sp.Symbol, body: sp.Expr) -> int:
+        try:
+            return super()._axis_of(dummy, body)
+        except ValueError:
+            vectors = self._settings["vector_axes"] or {}
+            axes = {
+                vectors[str(x.base)]
+                for x in body.atoms(sp.Indexed)
+                if x.rank == 1 and x.indices[0] == dummy and str(x.base) in vectors
+            }
+            if len(axes) != 1:
+                raise
+            return axes.pop()
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         if expr.exp == sp.S.Half:
@@ -54,7 +71,17 @@ class UserPrinter(JaxPrinter):
 def code(expr: sp.Expr, layer: Layer) -> str:
     """One right-hand side as jax.numpy code; an unprintable form is a one-line error."""
     dtype = f"{next(iter(layer.inputs))}.dtype"
-    printer = UserPrinter({"one_hot_dtype": dtype, "zeros_shape": None, "keepdims": True})
+    vectors = {
+        key: layer.axes.index(shape[0])
+        for key, shape in [
+            *layer.inputs.items(),
+            *((str(line.target), line.shape) for line in layer.lines),
+            (str(layer.upstream), layer.output.shape),
+        ]
+        if len(shape) == 1
+    }
+    settings = {"one_hot_dtype": dtype, "zeros_shape": None, "keepdims": True}
+    printer = UserPrinter({**settings, "vector_axes": vectors})
     try:
         return spaced(printer.doprint(expr))
     except ValueError as err:

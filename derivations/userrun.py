@@ -16,7 +16,7 @@ import sympy as sp
 
 from derivations import userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
-from derivations.userlayer import Layer, load_layer
+from derivations.userlayer import Layer, LayerError, load_layer
 
 
 class Report(NamedTuple):
@@ -26,6 +26,7 @@ class Report(NamedTuple):
     verdicts: tuple[Verdict, ...]
     verified: list[userkernel.Verified]
     kernel: Path | None  # where the kernel was written (None: a temporary file)
+    problem: str | None  # why no kernel was generated (None: it was)
     seconds: dict[str, float]
     text: str
 
@@ -37,7 +38,7 @@ class Report(NamedTuple):
     @property
     def ok(self) -> bool:
         """Every claim proved and the kernel within the bound at every size."""
-        return not self.refuted and all(v.ok for v in self.verified)
+        return not self.refuted and self.problem is None and all(v.ok for v in self.verified)
 
 
 def _value(value: sp.Expr) -> str:
@@ -86,12 +87,8 @@ def _verdict_lines(layer: Layer, verdict: Verdict, pairs) -> list[str]:
     return lines
 
 
-def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
-    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify."""
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    verdicts = tuple(check(layer, key) for key in layer.inputs)
-    seconds["derive + prove/refute"] = time.perf_counter() - start
+def _kernel(layer: Layer, verdicts, out: Path | None, source: str, seconds: dict):
+    """Generate the kernel into ``out`` and verify it: (results, None), or ([], why not)."""
     start = time.perf_counter()
     proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
     gradients = {v.key: v.claim if v.key in proved else v.derived for v in verdicts}
@@ -101,7 +98,10 @@ def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
         else "the derived gradient"
         for key in gradients
     }
-    text = userkernel.render_kernel(layer, gradients, source, origins)
+    try:
+        text = userkernel.render_kernel(layer, gradients, source, origins)
+    except LayerError as err:
+        return [], str(err)
     with tempfile.TemporaryDirectory() as tmp:
         path = out if out is not None else Path(tmp) / f"{layer.name}_kernel.py"
         path.write_text(text, encoding="utf-8")
@@ -110,23 +110,36 @@ def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
         start = time.perf_counter()
         verified = userkernel.verify(layer, module)
         seconds["verify"] = time.perf_counter() - start
+    return verified, None
+
+
+def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
+    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    verdicts = tuple(check(layer, key) for key in layer.inputs)
+    seconds["derive + prove/refute"] = time.perf_counter() - start
+    verified, problem = _kernel(layer, verdicts, out, source, seconds)
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
     pairs = userkernel.namings(layer)
     for verdict in verdicts:
         lines += _verdict_lines(layer, verdict, pairs)
     where = f"wrote {out}" if out is not None else "not kept (name a file with --out)"
-    lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
-    lines.append(
-        f"-- kernel vs jax.vjp of the forward, float64, other sizes {userkernel.OTHER_SIZE} "
-        f"(max |error| / (eps * max |gradient|), bound {userkernel.BOUND:g}):"
-    )
+    if problem is not None:
+        lines.append(f"-- kernel: NOT GENERATED: {problem}")
+    else:
+        lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
+        lines.append(
+            f"-- kernel vs jax.vjp of the forward, float64, other sizes {userkernel.OTHER_SIZE} "
+            f"(max |error| / (eps * max |gradient|), bound {userkernel.BOUND:g}):"
+        )
     for result in verified:
         errors = ", ".join(f"{k} {v:.2f}" for k, v in result.errors.items())
         lines.append(f"  n={result.n}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
     lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
-    report = Report(layer, verdicts, verified, out, seconds, "\n".join(lines) + "\n")
+    report = Report(layer, verdicts, verified, out, problem, seconds, "\n".join(lines) + "\n")
     return report
 
 

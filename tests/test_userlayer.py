@@ -291,3 +291,16 @@ def test_cli_end_to_end_under_ten_seconds(name, tmp_path):
     steps = float(done.stdout.split("== time: ")[1].split(" s")[0])
     assert steps < 10.0, f"derive + prove/refute + generate + verify took {steps:.1f} s"
     print(f"{name}: steps {steps:.1f} s, process {seconds:.1f} s")
+
+
+def test_without_claims_the_derived_gradient_is_generated_and_verified(tmp_path):
+    """No claim: the kernel prints the derived gradient itself (tanh: (1 - h**2) * dh)."""
+    layer = Layer(
+        "act", ("n", "H"), {"hpreact": ("n", "H")}, ("h[i, j] = tanh(hpreact[i, j])",), "dh"
+    )
+    report = run_layer(layer, tmp_path / "act.py", "test")
+    assert report.ok and report.verdicts[0].proof is None
+    assert "dhpreact: the derived gradient" in (tmp_path / "act.py").read_text()
+    free = layer.free(layer.axes)  # (p, q)
+    expected = (1 - sp.tanh(layer.arrays["hpreact"][free]) ** 2) * layer.upstream[free]
+    assert sp.simplify(report.verdicts[0].derived - expected) == 0
