@@ -21,7 +21,6 @@ import sympy as sp
 
 from derivations.brute import written_out
 from derivations.collapse import collapse
-from derivations.derive import simplified
 from derivations.proofs import Proof, opaque_sums, prove_equal
 from derivations.userlayer import Layer
 
@@ -119,7 +118,6 @@ class Verdict(NamedTuple):
 
     key: str
     derived: sp.Expr  # collapsed, in the raw inputs, dummies normalised
-    tidy: sp.Expr  # the same over a common denominator (for people)
     claim: sp.Expr | None  # the claim in index notation (names kept)
     proof: Proof | None
     difference: sp.Expr | None  # simplify(derived - claim), when not proved
@@ -153,12 +151,13 @@ def check(layer: Layer, key: str) -> Verdict:
     claim = proof = diff = example = None
     if key in layer.claim_text:
         claim = layer.claims[key]
-        proof = prove_equal(derived, written(claim, layer))
+        claim_raw = written(claim, layer)
+        proof = prove_equal(derived, claim_raw)
         if not proof.ok:
-            diff = difference(derived, written(claim, layer))
+            diff = difference(derived, claim_raw)
             example = counterexample(layer, key, claim)
     seconds = time.perf_counter() - start
-    return Verdict(key, derived, simplified(derived), claim, proof, diff, example, seconds)
+    return Verdict(key, derived, claim, proof, diff, example, seconds)
 
 
 # ---------------------------------------------------------------- concrete counterexamples

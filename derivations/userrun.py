@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import userkernel
+from derivations import usercheck, userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 
@@ -31,14 +31,14 @@ class Report(NamedTuple):
     text: str
 
     @property
-    def refuted(self) -> list[str]:
-        """Inputs whose claim was not proved."""
+    def not_proved(self) -> list[str]:
+        """Inputs whose claim was not proved (refuted, or undecided)."""
         return [v.key for v in self.verdicts if v.proof is not None and not v.proof.ok]
 
     @property
     def ok(self) -> bool:
         """Every claim proved and the kernel within the bound at every size."""
-        return not self.refuted and self.problem is None and all(v.ok for v in self.verified)
+        return not self.not_proved and self.problem is None and all(v.ok for v in self.verified)
 
 
 def _value(value: sp.Expr) -> str:
@@ -49,7 +49,8 @@ def _value(value: sp.Expr) -> str:
 
 def _example_lines(layer: Layer, key: str, example: Counterexample | None) -> list[str]:
     if example is None:
-        return ["  counterexample: none at the sizes tried (1..4): not proved, not refuted"]
+        batch, other = usercheck.MAX_BATCH, usercheck.MAX_OTHER
+        return [f"  counterexample: none at n = 1..{batch}, other sizes 1..{other}: undecided"]
     sizes = ", ".join(f"{k}={v}" for k, v in example.sizes.items())
     inputs = ", ".join(f"{k}={v}" for k, v in example.inputs.items())
     consts = ", ".join(f"{k}={v}" for k, v in layer.constant_values.items())
@@ -78,11 +79,16 @@ def _verdict_lines(layer: Layer, verdict: Verdict, pairs) -> list[str]:
                 "  PROVED for every size: simplify(derived - claim) == 0 and an exact "
                 "random-rational point agrees"
             )
-        else:
+        elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
             difference = userkernel.in_names(verdict.difference, layer, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, verdict.counterexample)
+        else:
+            lines.append("  NOT PROVED: simplify does not reach zero, yet no counterexample")
+            difference = userkernel.in_names(verdict.difference, layer, pairs)
+            lines.append(f"  derived - claim = {sp.sstr(difference)}")
+            lines += _example_lines(layer, key, None)
     lines.append(f"  ({verdict.seconds:.2f} s)")
     return lines
 

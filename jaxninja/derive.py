@@ -4,6 +4,10 @@ For a person checking the math: each layer's forward in index notation (symbolic
 the element-wise derivative, the collapsed sums, the substituted identities, the closed form the
 generated kernel computes, the proof results, and the time it all took. Needs the ``derive``
 extra (sympy); the rest of jaxninja never imports sympy.
+
+``jaxninja derive --layer FILE [--out KERNEL.py]`` checks a layer you state instead (see
+``derivations/userlayer.py`` and ``examples/``): your claimed gradient proved or refuted with a
+counterexample, the derived kernel generated and verified against ``jax.vjp``.
 """
 
 from __future__ import annotations
