@@ -69,8 +69,11 @@ class Dataset(NamedTuple):
     source: str
 
     def shapes(self) -> dict[str, list[int]]:
-        return {name: list(split.x.shape) for name, split in self._asdict().items()
-                if isinstance(split, Split)}
+        return {
+            name: list(split.x.shape)
+            for name, split in self._asdict().items()
+            if isinstance(split, Split)
+        }
 
 
 def parse_words(text: str, source: str) -> list[str]:
@@ -104,8 +107,10 @@ def _bad_character(ch: str) -> str | None:
     if ch.isspace():
         return f"contains white space ({ch!r}); put one word on each line"
     if unicodedata.category(ch) == "Cc":
-        return (f"contains the control character U+{ord(ch):04X} (a binary or UTF-16 file? "
-                f"save it as UTF-8 text)")
+        return (
+            f"contains the control character U+{ord(ch):04X} (a binary or UTF-16 file? "
+            f"save it as UTF-8 text)"
+        )
     return None
 
 
@@ -132,8 +137,10 @@ def read_words(path: str | os.PathLike) -> list[str]:
     except UnicodeDecodeError as err:
         lineno = raw[: err.start].count(b"\n") + 1
         col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise DataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[err.start]:02x} at byte "
-                        f"{col} of the line); save the file as UTF-8") from None
+        raise DataError(
+            f"{path}:{lineno}: not UTF-8 (byte 0x{raw[err.start]:02x} at byte "
+            f"{col} of the line); save the file as UTF-8"
+        ) from None
     return parse_words(text, str(path))
 
 
@@ -174,8 +181,10 @@ def build_vocab(words: list[str], source: str = "data") -> Vocab:
     """The sorted set of characters in ``words``; at least two so there is something to learn."""
     chars = "".join(sorted(set("".join(words))))
     if len(chars) < 2:
-        raise DataError(f"{source}: vocabulary has {len(chars)} character(s) {chars!r}; "
-                        f"need at least 2 to learn anything")
+        raise DataError(
+            f"{source}: vocabulary has {len(chars)} character(s) {chars!r}; "
+            f"need at least 2 to learn anything"
+        )
     return Vocab(chars)
 
 
@@ -215,7 +224,9 @@ def load_dataset(data: str | os.PathLike | None = None, block_size: int = 3) -> 
     parts = split_words(words)
     for name, part in zip(("train", "val", "test"), parts, strict=True):
         if not part:
-            raise DataError(f"{source}: {len(words)} word(s) leave the {name} split empty; "
-                            f"the 80/10/10 split needs at least {MIN_WORDS} words")
+            raise DataError(
+                f"{source}: {len(words)} word(s) leave the {name} split empty; "
+                f"the 80/10/10 split needs at least {MIN_WORDS} words"
+            )
     splits = [build_dataset(part, vocab, block_size) for part in parts]
     return Dataset(*splits, vocab=vocab, source=source)
