@@ -34,6 +34,7 @@ index left unreduced) raise :class:`LayerError`: one line naming the symbol at f
 from __future__ import annotations
 
 import ast
+import copy
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -176,6 +177,12 @@ class Layer:
     def names(self) -> dict[str, Line]:
         """Named intermediates (and the output), by name."""
         return {str(line.target): line for line in self.lines}
+
+    def without_claims(self) -> Layer:
+        """The same layer with no claims: its kernel then prints every derived gradient."""
+        bare = copy.copy(self)
+        bare.claim_text, bare.claims = {}, {}
+        return bare
 
     def shape_of(self, key: str) -> tuple[sp.Symbol, ...]:
         """The sizes of an input, label array or intermediate."""

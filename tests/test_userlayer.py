@@ -79,11 +79,24 @@ HAND = {
 
 @pytest.fixture(scope="module")
 def right_reports(tmp_path_factory):
-    """Each right example run end to end once, its kernel written to a temporary file."""
+    """Each right example run end to end once, its kernel written to a temporary file: the
+    kernel prints the proved claims."""
     out = tmp_path_factory.mktemp("kernels")
     reports = {}
     for name in NAMES:
         layer = load_layer(EXAMPLES / f"{name}.py")
+        reports[name] = run_layer(layer, out / f"{name}_kernel.py", f"examples/{name}.py")
+    return reports
+
+
+@pytest.fixture(scope="module")
+def derived_reports(tmp_path_factory):
+    """Each example without its claims: the kernel prints every derived gradient (the form a
+    refuted claim's kernel gets)."""
+    out = tmp_path_factory.mktemp("derived")
+    reports = {}
+    for name in NAMES:
+        layer = load_layer(EXAMPLES / f"{name}.py").without_claims()
         reports[name] = run_layer(layer, out / f"{name}_kernel.py", f"examples/{name}.py")
     return reports
 
@@ -159,9 +172,14 @@ def _inputs(name: str, n: int, rng: np.random.Generator) -> tuple[list, list]:
     }[name]
 
 
+@pytest.mark.parametrize("printed", ["claims", "derived"])
 @pytest.mark.parametrize("name", NAMES)
-def test_kernel_matches_vjp_of_a_hand_written_forward(name, right_reports, x64):
-    report = right_reports[name]
+def test_kernel_matches_vjp_of_a_hand_written_forward(name, printed, request, x64):
+    report = request.getfixturevalue(f"{'right' if printed == 'claims' else 'derived'}_reports")[
+        name
+    ]
+    source = (report.kernel).read_text()
+    assert ("# d" in source) and ("your claim, proved" in source) == (printed == "claims")
     module = load_kernel(report.kernel, f"test_{name}")
     forward, backward = (getattr(module, f"{name}_{part}") for part in ("forward", "backward"))
     eps = np.finfo(np.float64).eps
