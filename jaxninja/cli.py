@@ -16,7 +16,7 @@ from jaxninja.errors import JaxninjaError
 # name -> (module, one-line help). Modules are imported only when needed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("jaxninja.check", "cross-check every intermediate gradient vs jax.grad and torch"),
-    "derive": ("jaxninja.derive", "print the sympy derivations of the backward formulas"),
+    "derive": ("jaxninja.derive", "print the sympy derivations, or check your own layer (--layer)"),
     "train": ("jaxninja.train_cli", "train the MLP with the manual backward (Exercise 4)"),
     "sample": ("jaxninja.train_cli", "sample names from a checkpoint"),
     "evaluate": ("jaxninja.train_cli", "train/val/test losses of a checkpoint"),
