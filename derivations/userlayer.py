@@ -115,12 +115,7 @@ class Layer:
         if not self.lines:
             raise LayerError(f"layer {name}: the forward has no lines")
         self.output = self.lines[-1]
-        self.claim_text = dict(claims or {})
-        for key in self.claim_text:
-            if key not in self.inputs:
-                known = ", ".join(self.inputs)
-                raise LayerError(f"claim for {key!r}: not a differentiable input ({known})")
-        self.claims = {key: claim_expr(self, key) for key in self.claim_text}  # errors early
+        self._set_claims(claims or {})
 
     # ---- the statement's parts
     def _size(self, size: str, owner: str) -> sp.Symbol:
@@ -180,9 +175,23 @@ class Layer:
 
     def without_claims(self) -> Layer:
         """The same layer with no claims: its kernel then prints every derived gradient."""
-        bare = copy.copy(self)
-        bare.claim_text, bare.claims = {}, {}
-        return bare
+        return self.with_claims({})
+
+    def with_claims(self, claims: dict[str, str], title: str | None = None) -> Layer:
+        """The same forward with other claims (e.g. a classic mistake), checked like the first."""
+        other = copy.copy(self)
+        other.title = self.title if title is None else title
+        other._set_claims(claims)
+        return other
+
+    def _set_claims(self, claims: dict[str, str]) -> None:
+        """Parse each claim now, so a mistake in one is reported before any derivation."""
+        for key in claims:
+            if key not in self.inputs:
+                known = ", ".join(self.inputs)
+                raise LayerError(f"claim for {key!r}: not a differentiable input ({known})")
+        self.claim_text = dict(claims)
+        self.claims = {key: claim_expr(self, key) for key in self.claim_text}
 
     def shape_of(self, key: str) -> tuple[sp.Symbol, ...]:
         """The sizes of an input, label array or intermediate."""

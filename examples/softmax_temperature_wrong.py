@@ -5,21 +5,14 @@ Wrong: the 1/T factor forgotten. It is refuted with a counterexample.
 Run: jaxninja derive --layer examples/softmax_temperature_wrong.py
 """
 
-from derivations import Layer
+from pathlib import Path
 
-layer = Layer(
-    name="softmax_temperature",
-    title="Softmax with temperature T over the V classes; wrong claim",
-    axes=("n", "V"),
-    inputs={"logits": ("n", "V")},
-    constants={"T": "2"},
-    forward=(
-        "counts[i, j] = exp(logits[i, j] / T)",
-        "counts_sum[i] = sum(counts[i, j], j)",
-        "probs[i, j] = counts[i, j] / counts_sum[i]",
-    ),
-    upstream="dprobs",
-    claims={
+from derivations import load_layer
+
+right = load_layer(Path(__file__).with_name("softmax_temperature.py"))  # the same forward
+layer = right.with_claims(
+    {
         "logits": "probs * (dprobs - sum(dprobs * probs, axis=1))",  # 1/T forgotten
     },
+    title=right.title + "; wrong claim",
 )
