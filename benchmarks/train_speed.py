@@ -159,19 +159,13 @@ def python_loop(params, key, x, y, steps) -> Loop:
 
 
 def torch_params(torch, vocab_size: int, seed: int):
-    """The notebook's initialisation (torch generator 2147483647 by default)."""
+    """The notebook's initialisation (torch generator 2147483647 by default), and the generator
+    the loop goes on drawing its batches from."""
+    import torch_ref
+
     g = torch.Generator().manual_seed(seed)
-    fan_in = N_EMBD * BLOCK
-    ps = [
-        torch.randn((vocab_size, N_EMBD), generator=g),
-        torch.randn((fan_in, N_HIDDEN), generator=g) * (5 / 3) / fan_in**0.5,
-        torch.randn(N_HIDDEN, generator=g) * 0.1,
-        torch.randn((N_HIDDEN, vocab_size), generator=g) * 0.1,
-        torch.randn(vocab_size, generator=g) * 0.1,
-        torch.randn((1, N_HIDDEN), generator=g) * 0.1 + 1.0,
-        torch.randn((1, N_HIDDEN), generator=g) * 0.1,
-    ]
-    return ps, g
+    params = torch_ref.init_params(seed, vocab_size, N_EMBD, N_HIDDEN, BLOCK, generator=g)
+    return list(params.values()), g
 
 
 def torch_autograd_loop(torch, xt, yt, vocab_size, steps) -> Loop:
@@ -209,76 +203,21 @@ def torch_autograd_loop(torch, xt, yt, vocab_size, steps) -> Loop:
 
 def torch_notebook_loop(torch, xt, yt, vocab_size, steps) -> Loop:
     """(e) the notebook's Exercise 1 forward and chunked manual backward, as a training loop."""
+    import torch_ref
+
     parameters, g = torch_params(torch, vocab_size, 2147483647)
-    C, W1, b1, W2, b2, bngain, bnbias = parameters
+    p = dict(zip(torch_ref.reference.PARAMS, parameters, strict=True))
     n = BATCH
     state = {"s": 0}
 
     def step(i: int) -> None:
         ix = torch.randint(0, xt.shape[0], (n,), generator=g)
-        xb, yb = xt[ix], yt[ix]
-        # forward, chunkated
-        emb = C[xb]
-        embcat = emb.view(emb.shape[0], -1)
-        hprebn = embcat @ W1 + b1
-        bnmeani = 1 / n * hprebn.sum(0, keepdim=True)
-        bndiff = hprebn - bnmeani
-        bndiff2 = bndiff**2
-        bnvar = 1 / (n - 1) * (bndiff2).sum(0, keepdim=True)
-        bnvar_inv = (bnvar + BN_EPS) ** -0.5
-        bnraw = bndiff * bnvar_inv
-        hpreact = bngain * bnraw + bnbias
-        h = torch.tanh(hpreact)
-        logits = h @ W2 + b2
-        logit_maxes = logits.max(1, keepdim=True).values
-        norm_logits = logits - logit_maxes
-        counts = norm_logits.exp()
-        counts_sum = counts.sum(1, keepdims=True)
-        counts_sum_inv = counts_sum**-1
-        probs = counts * counts_sum_inv
-        logprobs = probs.log()
-        # backward, Exercise 1 line by line
-        dlogprobs = torch.zeros_like(logprobs)
-        dlogprobs[range(n), yb] = -1.0 / n
-        dprobs = (1.0 / probs) * dlogprobs
-        dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)
-        dcounts = counts_sum_inv * dprobs
-        dcounts_sum = (-(counts_sum**-2)) * dcounts_sum_inv
-        dcounts += torch.ones_like(counts) * dcounts_sum
-        dnorm_logits = counts * dcounts
-        dlogits = dnorm_logits.clone()
-        dlogit_maxes = (-dnorm_logits).sum(1, keepdim=True)
-        dlogits += (
-            torch.nn.functional.one_hot(logits.max(1).indices, num_classes=logits.shape[1])
-            * dlogit_maxes
-        )
-        dh = dlogits @ W2.T
-        dW2 = h.T @ dlogits
-        db2 = dlogits.sum(0)
-        dhpreact = (1.0 - h**2) * dh
-        dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
-        dbnraw = bngain * dhpreact
-        dbnbias = dhpreact.sum(0, keepdim=True)
-        dbndiff = bnvar_inv * dbnraw
-        dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)
-        dbnvar = (-0.5 * (bnvar + BN_EPS) ** -1.5) * dbnvar_inv
-        dbndiff2 = (1.0 / (n - 1)) * torch.ones_like(bndiff2) * dbnvar
-        dbndiff += 2 * bndiff * dbndiff2
-        dhprebn = dbndiff.clone()
-        dbnmeani = (-dbndiff).sum(0, keepdim=True)
-        dhprebn += 1.0 / n * (torch.ones_like(hprebn) * dbnmeani)
-        dembcat = dhprebn @ W1.T
-        dW1 = embcat.T @ dhprebn
-        db1 = dhprebn.sum(0)
-        demb = dembcat.view(emb.shape)
-        dC = torch.zeros_like(C)
-        for k in range(xb.shape[0]):
-            for j in range(xb.shape[1]):
-                dC[xb[k, j]] += demb[k, j]
-        grads = [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
+        fwd = torch_ref.forward(p, xt[ix], yt[ix])  # the notebook's chunked forward
+        # Exercise 1 line by line, the literal tanh line and the notebook's Python dC loop
+        grads = torch_ref.manual_backward(p, fwd, tanh="notebook", python_loop_dC=True)
         lr = SCHEDULE.lr if i < SCHEDULE.decay_step else SCHEDULE.lr * SCHEDULE.decay
-        for p, grad in zip(parameters, grads, strict=True):
-            p.data += -lr * grad
+        for name, param in p.items():
+            param.data += -lr * grads[name]
 
     def run(k: int) -> None:
         with torch.no_grad():

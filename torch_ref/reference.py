@@ -41,9 +41,12 @@ def init_params(
     n_hidden: int = 64,
     block_size: int = 3,
     dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The notebook's initialisation, every tensor from ``torch.Generator().manual_seed(seed)``."""
-    g = torch.Generator().manual_seed(seed)
+    """The notebook's initialisation, every tensor from ``torch.Generator().manual_seed(seed)``
+    (or from ``generator``, which the caller may go on drawing batches from, as the notebook
+    does)."""
+    g = torch.Generator().manual_seed(seed) if generator is None else generator
     fan_in = n_embd * block_size
 
     def randn(*shape: int) -> torch.Tensor:
