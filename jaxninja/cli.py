@@ -13,6 +13,11 @@ import sys
 
 from jaxninja.errors import JaxninjaError
 
+DESCRIPTION = (
+    "makemore Part 4 (Becoming a Backprop Ninja) in JAX: a hand-written backward pass, derived "
+    "by sympy, checked against jax.grad and torch, and trained."
+)
+
 # name -> (module, one-line help). Modules are imported only when needed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("jaxninja.check", "cross-check every intermediate gradient vs jax.grad and torch"),
@@ -34,7 +39,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; only ``command``'s module is imported to add its flags, so one
     subcommand's dependencies (torch, sympy) never burden another."""
-    parser = OneLineParser(prog="jaxninja", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="jaxninja", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
