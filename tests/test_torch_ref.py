@@ -63,22 +63,25 @@ def test_notebook_tanh_line_on_this_cpu():
 
 def test_notebook_tanh_line_exact_without_fma():
     """ATEN_CPU_CAPABILITY=default dispatches torch's kernels without FMA: the literal line is
-    then exact in all 26 rows. Runs in a subprocess (the capability is read at import)."""
+    then exact in all 26 rows, and so is the fixed line. Runs in a subprocess (the capability is
+    read at import)."""
     code = (
         "import json, jax, jax.numpy as jnp, numpy as np, torch\n"
         "from tests.test_torch_ref import torch_grads, exact_rows\n"
         "from tests.test_backward import batch, NOTEBOOK\n"
         "params, xb, yb = batch(0, NOTEBOOK, jnp.float32)\n"
         "a, m = torch_grads(params, xb, yb, tanh='notebook')\n"
-        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), exact_rows(m, a)]))\n"
+        "_, fixed = torch_grads(params, xb, yb, tanh='fixed')\n"
+        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), exact_rows(m, a),\n"
+        "                  exact_rows(fixed, a)]))\n"
     )
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default", JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
     ).stdout
-    capability, exact = json.loads(out.strip().splitlines()[-1])
-    assert capability == "DEFAULT" and exact == list(ROWS)
+    capability, exact, exact_fixed = json.loads(out.strip().splitlines()[-1])
+    assert capability == "DEFAULT" and exact == list(ROWS) and exact_fixed == list(ROWS)
 
 
 def test_torch_init_draws_every_parameter_from_the_seeded_generator():
