@@ -161,26 +161,25 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_sample_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags of ``jaxninja sample``."""
+def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
         metavar="PATH",
         help="checkpoint file, or a directory holding checkpoint.npz",
     )
+
+
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``jaxninja sample``."""
+    _add_checkpoint_flag(p)
     p.add_argument("--num", type=int, default=20, help="names to sample (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``jaxninja evaluate``."""
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="PATH",
-        help="checkpoint file, or a directory holding checkpoint.npz",
-    )
+    _add_checkpoint_flag(p)
     p.add_argument("--data", help="word list to evaluate on (default: the one it was trained on)")
 
 
