@@ -170,9 +170,10 @@ def resolve_source(data: str | os.PathLike | None = None) -> str | None:
 
 
 def load_words(data: str | os.PathLike | None = None) -> tuple[list[str], str]:
-    """Return (words, source) following :func:`resolve_source`."""
+    """Return (words, source) following :func:`resolve_source`; ``data`` equal to
+    ``names-package`` (what a checkpoint records for the default) also means the default."""
     source = resolve_source(data)
-    if source is None:
+    if source is None or source == DEFAULT_SOURCE:
         return default_words(), DEFAULT_SOURCE
     return read_words(source), source
 

@@ -39,11 +39,7 @@ from jaxninja.checkpoint import (
 from jaxninja.data import (
     DEFAULT_SOURCE,
     Dataset,
-    build_dataset,
-    build_vocab,
-    default_words,
     load_dataset,
-    split_words,
 )
 from jaxninja.errors import CheckpointError, ConfigError, DataError, TrainingError
 from jaxninja.model import BNStats, Params, n_params
@@ -184,17 +180,6 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def load_run_data(data: str | None, block_size: int) -> Dataset:
-    """The dataset of ``data``; ``names-package`` (recorded in checkpoints of runs that used the
-    built-in default) means the names package even when names.txt is around."""
-    if data != DEFAULT_SOURCE:
-        return load_dataset(data, block_size)
-    words = default_words()
-    vocab = build_vocab(words, DEFAULT_SOURCE)
-    splits = [build_dataset(part, vocab, block_size) for part in split_words(words)]
-    return Dataset(*splits, vocab=vocab, source=DEFAULT_SOURCE)
 
 
 def data_source(dataset: Dataset) -> str:
@@ -353,7 +338,7 @@ def setup_run(args: argparse.Namespace) -> Run:
         mesh = parallel.make_mesh(args.devices, device.platform)
         parallel.check_divisible(config.batch_size, args.devices)
     data = args.data if args.data or ckpt is None else ckpt.config.get("data")
-    dataset = load_run_data(data, config.block_size)
+    dataset = load_dataset(data, config.block_size)
     if ckpt is not None and ckpt.vocab != dataset.vocab:
         raise CheckpointError(
             f"{resume}: checkpoint vocabulary {ckpt.vocab.chars!r} does not "
@@ -521,7 +506,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``jaxninja evaluate``: the split losses of a checkpoint on its data (or --data)."""
     ckpt = load_for_use(args.checkpoint)
     block_size = ckpt.params.W1.shape[0] // ckpt.params.C.shape[1]
-    dataset = load_run_data(args.data or ckpt.config.get("data"), block_size)
+    dataset = load_dataset(args.data or ckpt.config.get("data"), block_size)
     if dataset.vocab != ckpt.vocab:
         raise DataError(
             f"{dataset.source}: vocabulary {dataset.vocab.chars!r} does not match "

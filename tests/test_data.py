@@ -83,3 +83,11 @@ def test_load_dataset_refuses_block_size_zero(names_txt):
 
     with pytest.raises(ConfigError, match="block_size"):
         load_dataset(names_txt, 0)
+
+
+def test_names_package_source_means_the_default_even_with_names_txt(names_txt, monkeypatch):
+    """A checkpoint of a default-data run records ``names-package``; evaluating it must use the
+    census names again, not whatever $JAXNINJA_NAMES points at now."""
+    monkeypatch.setenv("JAXNINJA_NAMES", str(names_txt))
+    assert load_dataset(DEFAULT_SOURCE).source == DEFAULT_SOURCE
+    assert load_dataset().source == str(names_txt)
