@@ -280,8 +280,6 @@ def child(
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, small, finished training run (checkpoint, losses, summary, plot) to spoil."""
-    if importlib.util.find_spec("jaxninja.train_cli") is None:
-        pytest.skip("jaxninja.train_cli is not written yet")
     tmp = tmp_path_factory.mktemp("good")
     GOOD_DATA(tmp)
     argv = [  # 0 steps: a complete run (calibrated, evaluated) without compiling the SGD loop
