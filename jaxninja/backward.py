@@ -31,8 +31,6 @@ ROWS = (
 )  # fmt: skip
 """The 26 gradients of Exercise 1, in the order the notebook computes and ``cmp``s them."""
 
-PARAM_ROWS = frozenset(Params._fields)
-
 
 def _tanh_jax(h: jax.Array, dh: jax.Array) -> jax.Array:
     """jax's tanh rule ``(g + g*h)(1 - h)``, transposed: ``t + t*h`` with ``t = dh(1 - h)``."""

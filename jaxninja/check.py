@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import generated, parallel
-from jaxninja.backward import ROWS, manual_backward, reference_grads
+from jaxninja.backward import manual_backward, reference_grads
 from jaxninja.checkpoint import prepare_out_dir
-from jaxninja.compare import Row, compare, compare_rows, row_scale
+from jaxninja.compare import Row, compare, compare_rows
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.model import (
     Params,
@@ -276,4 +276,4 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-__all__ = ["CheckConfig", "CheckResult", "format_table", "row_scale", "cross_check", "ROWS"]
+__all__ = ["CheckConfig", "CheckResult", "cross_check", "format_table"]

@@ -147,6 +147,7 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "lr_decay": (check_positive_float, "--lr-decay"),
     "checkpoint_every": (check_steps, "--checkpoint-every"),
     "check_every": (check_steps, "--check-every"),
+    "samples": (check_steps, "--samples"),
     "against": (check_against, "--against"),
 }
 

@@ -213,17 +213,6 @@ def fresh_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig()._replace(**{k: v for k, v in given.items() if v is not None})
 
 
-def validate(args: argparse.Namespace) -> None:
-    """settings.py's checks, plus the flags only ``train`` has."""
-    settings.validate_args(args)
-    for flag in ("samples", "check_every", "checkpoint_every", "lr_decay_step"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            settings.check_int("--" + flag.replace("_", "-"), value, 0)
-    if getattr(args, "lr_decay", None) is not None:
-        settings.check_positive_float(args.lr_decay, "--lr-decay")
-
-
 def to_numpy(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
@@ -326,7 +315,7 @@ class Run(NamedTuple):
 
 def setup_run(args: argparse.Namespace) -> Run:
     """Validate the flags, read the checkpoint on --resume, load the data, prepare --out."""
-    validate(args)
+    settings.validate_args(args)
     resume = checkpoint_file(args.resume) if args.resume else None
     ckpt = load_checkpoint(resume) if resume else None
     config = resumed_config(args, ckpt, resume) if ckpt else fresh_config(args)
