@@ -35,10 +35,21 @@ def names_dataset(names_txt):
     return load_dataset(names_txt, 3)
 
 
-@pytest.fixture
-def x64():
-    """float64 for one test, restored afterwards so other tests keep float32 defaults."""
+def _x64_flag(value: bool):
+    """Set jax_enable_x64 for one test and put it back afterwards, so no other test sees it."""
     before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", value)
     yield
     jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture
+def x64():
+    """float64 for one test; other tests keep float32 defaults."""
+    yield from _x64_flag(True)
+
+
+@pytest.fixture
+def x64_off():
+    """x64 off for one test (as in a fresh process), whatever earlier tests switched on."""
+    yield from _x64_flag(False)

@@ -14,15 +14,6 @@ from jaxninja import settings
 from jaxninja.errors import ConfigError
 
 
-@pytest.fixture
-def x64_off():
-    """Run with x64 off and put the flag back afterwards, so no other test sees float64."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", False)
-    yield
-    jax.config.update("jax_enable_x64", before)
-
-
 @pytest.mark.parametrize(
     "check, value, flag, why",
     [
