@@ -37,7 +37,7 @@ def summarise(pairs) -> tuple[int, float]:
     for manual, reference in pairs:
         rows = compare_rows(manual, reference, "ref")
         worst_exact = min(worst_exact, sum(r.exact for r in rows))
-        worst_ulps = max(worst_ulps, max(r.ulps for r in rows))
+        worst_ulps = max(worst_ulps, max(r.eps_scale for r in rows))
     return worst_exact, worst_ulps
 
 

@@ -1,18 +1,81 @@
-"""jaxninja: makemore Part 4 (Becoming a Backprop Ninja) in JAX."""
+"""jaxninja: makemore Part 4 (Becoming a Backprop Ninja) in JAX, as a library and a command.
 
-from jaxninja.errors import CheckpointError, ConfigError, DataError, JaxninjaError, TrainingError
-from jaxninja.model import Intermediates, Params, forward_chunked, init_params, loss_fused
+The public API, each name one import away (see README's "From Python")::
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "DataError",
-    "Intermediates",
-    "JaxninjaError",
-    "Params",
-    "TrainingError",
-    "forward_chunked",
-    "init_params",
-    "loss_fused",
-]
+    import jaxninja
+
+    data = jaxninja.load_dataset()                       # --data / $JAXNINJA_NAMES / default
+    table = jaxninja.cross_check()                       # Exercise 1, every row, three ways
+    run = jaxninja.run_training(jaxninja.TrainConfig(steps=2_000), "runs/quick")
+    print(jaxninja.sample("runs/quick", 5), jaxninja.evaluate("runs/quick").losses)
+
+Names are imported lazily (PEP 562): ``import jaxninja`` loads no jax, sympy, torch or
+matplotlib, so a command can set up its signal handling before the heavy imports start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # data and the model
+    "load_dataset": "jaxninja.data",
+    "Dataset": "jaxninja.data",
+    "Vocab": "jaxninja.data",
+    "Params": "jaxninja.model",
+    "Intermediates": "jaxninja.model",
+    "BNStats": "jaxninja.model",
+    "init_params": "jaxninja.model",
+    "forward_chunked": "jaxninja.model",
+    "loss_fused": "jaxninja.model",
+    # the backward, by hand and by autodiff
+    "manual_backward": "jaxninja.backward",
+    "reference_grads": "jaxninja.backward",
+    "loss_and_grads": "jaxninja.fused",
+    # configuration
+    "ModelConfig": "jaxninja.config",
+    "CheckConfig": "jaxninja.config",
+    "TrainConfig": "jaxninja.config",
+    # the three jobs
+    "cross_check": "jaxninja.check",
+    "CheckResult": "jaxninja.check",
+    "train": "jaxninja.training",
+    "TrainResult": "jaxninja.training",
+    "run_training": "jaxninja.run",
+    "RunResult": "jaxninja.run",
+    # checkpoints and their use
+    "Checkpoint": "jaxninja.checkpoint",
+    "save_checkpoint": "jaxninja.checkpoint",
+    "load_checkpoint": "jaxninja.checkpoint",
+    "sample": "jaxninja.use",
+    "evaluate": "jaxninja.use",
+    # several devices
+    "make_mesh": "jaxninja.parallel",
+    "replicated": "jaxninja.parallel",
+    "batch_sharding": "jaxninja.parallel",
+    # errors
+    "JaxninjaError": "jaxninja.errors",
+    "ConfigError": "jaxninja.errors",
+    "DataError": "jaxninja.errors",
+    "CheckpointError": "jaxninja.errors",
+    "TrainingError": "jaxninja.errors",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jaxninja' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])

@@ -2,6 +2,6 @@
 
 import sys
 
-from jaxninja.cli import main
+from jaxninja._cli import main
 
 sys.exit(main())

@@ -11,18 +11,16 @@ The contract it enforces (exit status 1 when a row breaks it):
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import generated, parallel
+from jaxninja import generated, numerics, parallel
 from jaxninja.backward import manual_backward, reference_grads
-from jaxninja.checkpoint import prepare_out_dir
 from jaxninja.compare import Row, compare, compare_rows
+from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.model import (
     Params,
@@ -32,36 +30,9 @@ from jaxninja.model import (
     init_params,
     n_params,
 )
-from jaxninja.settings import (
-    check_against,
-    check_batch_size,
-    check_block_size,
-    check_seed,
-    check_width,
-    resolve_dtype,
-    torch_available,
-)
+from jaxninja.settings import resolve_dtype, torch_available
 
-JAX_JIT_BOUND = 32.0  # XLA may fuse and reorder the two backwards differently under jit
-TORCH_BOUND = 64.0  # different libraries, different kernels: a few dozen eps at the row's scale
-TORCH_SYMMETRIC_BOUND = 128.0  # rows that are sums of terms that cancel to ~0
-FUSED_BOUND = 64.0  # closed forms reassociate the sums of the chunked chain rule
-
-
-class CheckConfig(NamedTuple):
-    """What to check: the model's sizes, the batch, the dtype and the references."""
-
-    data: str | None = None
-    n_embd: int = 10
-    n_hidden: int = 64
-    block_size: int = 3
-    batch_size: int = 32
-    seed: int = 42
-    dtype: str = "float32"
-    against: tuple[str, ...] = ("jax", "torch")
-    jit: bool = False
-    torch_tanh: str = "fixed"
-    devices: int = 1  # > 1: also the batch split over this many devices (parallel.sharded_rows)
+JSON_FORMAT = 2  # version 2: each row's error is "eps_scale" (version 1 called it "ulps")
 
 
 class CheckResult(NamedTuple):
@@ -81,6 +52,7 @@ class CheckResult(NamedTuple):
 
     def as_json(self) -> dict:
         return {
+            "format": JSON_FORMAT,
             "config": self.config._asdict() | {"against": list(self.config.against)},
             "source": self.source,
             "dataset": self.dataset,
@@ -115,7 +87,7 @@ def torch_rows(
     autograd = {k: v.numpy() for k, v in torch_ref.autograd_grads(tp, fwd).items()}
     torch_manual = {k: v.numpy() for k, v in torch_ref.manual_backward(tp, fwd, tanh).items()}
     return compare_rows(
-        manual, autograd, "torch", TORCH_BOUND, TORCH_SYMMETRIC_BOUND
+        manual, autograd, "torch", numerics.TORCH, numerics.TORCH_SYMMETRIC
     ) + compare_rows(torch_manual, autograd, "torch-manual")
 
 
@@ -133,24 +105,26 @@ def fused_rows(params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarr
         ("hpreact (fwd)", hpreact, fwd.hpreact),
     ]
     return [
-        compare(name, np.asarray(value), np.asarray(ref), "fused", bound=FUSED_BOUND)
+        compare(name, np.asarray(value), np.asarray(ref), "fused", bound=numerics.FUSED)
         for name, value, ref in pairs
     ]
 
 
-def cross_check(cfg: CheckConfig, dataset: Dataset | None = None) -> CheckResult:
-    """Build the notebook's batch and parameters, then compare every row against each reference."""
-    check_batch_size(cfg.batch_size)
-    check_block_size(cfg.block_size)
-    check_width(cfg.n_embd, "--n-embd")
-    check_width(cfg.n_hidden, "--n-hidden")
-    check_seed(cfg.seed)
-    for name in cfg.against:
-        check_against(name)
+def default_against() -> tuple[str, ...]:
+    """Both references, or jax alone when torch is not installed."""
+    return ("jax", "torch") if torch_available() else ("jax",)
+
+
+def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) -> CheckResult:
+    """Build the notebook's batch and parameters, then compare every row against each reference.
+
+    ``cfg`` defaults to Exercise 1's setup against every installed reference; ``dataset`` to
+    :func:`load_dataset` of ``cfg.data`` (else ``$JAXNINJA_NAMES``, else the default data set).
+    """
+    cfg = CheckConfig(against=default_against()) if cfg is None else cfg
+    cfg.validate()
     dtype = resolve_dtype(cfg.dtype)  # float64 switches on jax_enable_x64 here, and checks it
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
-    if mesh is not None:
-        parallel.check_divisible(cfg.batch_size, cfg.devices)
     ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.block_size)
     kparams, kbatch = jax.random.split(jax.random.key(cfg.seed))
     params = init_params(kparams, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
@@ -159,7 +133,9 @@ def cross_check(cfg: CheckConfig, dataset: Dataset | None = None) -> CheckResult
     fwd, manual, reference = jax_grads(params, xb, yb, cfg.jit)
     rows: list[Row] = []
     if "jax" in cfg.against:
-        rows += compare_rows(manual, reference, "jax", JAX_JIT_BOUND if cfg.jit else 0.0)
+        rows += compare_rows(
+            manual, reference, "jax", numerics.JAX_JIT if cfg.jit else numerics.EXACT
+        )
         rows += fused_rows(params, fwd, yb, reference)
     if mesh is not None:
         rows += parallel.sharded_rows(mesh, params, xb, yb)
@@ -188,7 +164,7 @@ def format_table(result: CheckResult) -> str:
         bound = "exact" if r.bound == 0 else f"{r.bound:g}"
         lines.append(
             f"{r.name:15s} {r.against:12s} {str(r.shape):12s} {str(r.exact):5s} "
-            f"{str(r.close):5s} {r.maxdiff:10.3g} {r.ulps:10.3g} {bound:>6s}  "
+            f"{str(r.close):5s} {r.maxdiff:10.3g} {r.eps_scale:10.3g} {bound:>6s}  "
             f"{'ok' if r.ok else 'FAIL'}"
         )
     lines.append("")
@@ -197,83 +173,10 @@ def format_table(result: CheckResult) -> str:
         lines.append(
             f"{against}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
             f"{sum(r.ok for r in rs)}/{len(rs)} within contract, "
-            f"max {max(r.ulps for r in rs):.3g} eps·scale"
+            f"max {max(r.eps_scale for r in rs):.3g} eps·scale"
         )
     lines.append("all rows within contract" if result.ok else "SOME ROWS BREAK THE CONTRACT")
     return "\n".join(lines)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``jaxninja check``."""
-    p.add_argument(
-        "--data",
-        help="word list, one word a line (default: $JAXNINJA_NAMES, "
-        "../shared/data/names.txt, else the names package's census names)",
-    )
-    p.add_argument("--n-embd", type=int, default=10, help="embedding size (default 10)")
-    p.add_argument("--n-hidden", type=int, default=64, help="hidden units (default 64)")
-    p.add_argument("--block-size", type=int, default=3, help="context length (default 3)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size n (default 32)")
-    p.add_argument("--seed", type=int, default=42, help="seed of parameters and batch")
-    p.add_argument("--dtype", default="float32", help="float32 or float64 (default float32)")
-    p.add_argument(
-        "--against",
-        help="comma-separated references: jax, torch (default: jax,torch, or jax alone when "
-        "torch is not installed)",
-    )
-    p.add_argument("--jit", action="store_true", help="jit-compile forward and both backwards")
-    p.add_argument(
-        "--torch-tanh",
-        choices=("fixed", "notebook"),
-        default="fixed",
-        help="torch manual backward's tanh line: the notebook's (1 - h**2) * dh or "
-        "the fixed addcmul form (default fixed)",
-    )
-    p.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        metavar="N",
-        help="also split the batch over N devices and compare with 1 device and jax.grad "
-        "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--plot", metavar="DIR", help="save dlogits.png and errors.png into DIR")
-
-
-def parse_against(text: str | None) -> tuple[str, ...]:
-    """``jax,torch`` -> ("jax", "torch"), each name checked (torch must be installed when named);
-    None -> both references, or jax alone when torch is not installed."""
-    if text is None:
-        return ("jax", "torch") if torch_available() else ("jax",)
-    names = tuple(dict.fromkeys(t.strip() for t in text.split(",")))
-    return tuple(check_against(name) for name in names)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``jaxninja check``: print the table (or JSON); exit 1 when a row breaks the contract."""
-    cfg = CheckConfig(
-        args.data,
-        args.n_embd,
-        args.n_hidden,
-        args.block_size,
-        args.batch_size,
-        args.seed,
-        args.dtype,
-        parse_against(args.against),
-        args.jit,
-        args.torch_tanh,
-        args.devices,
-    )
-    if args.plot:  # refuse an unusable folder before the work, not after
-        prepare_out_dir(args.plot, "--plot")
-    result = cross_check(cfg)
-    print(json.dumps(result.as_json()) if args.json else format_table(result))
-    if args.plot:
-        from jaxninja.plot_check import save_plots
-
-        save_plots(result, args.plot)
-    return 0 if result.ok else 1
-
-
-__all__ = ["CheckConfig", "CheckResult", "cross_check", "format_table"]
+__all__ = ["CheckConfig", "CheckResult", "cross_check", "default_against", "format_table"]

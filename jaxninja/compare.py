@@ -1,9 +1,8 @@
 """The notebook's ``cmp``, grown up: exact, close, max difference, and the error in eps·scale.
 
-``ulps`` is ``maxdiff / (eps * scale)``: the difference measured in units of the dtype's machine
-epsilon at the row's scale, the largest reference magnitude of the row. A row whose true gradient
-is zero by symmetry (``dlogit_maxes``, ``db1``) has no scale of its own; it borrows the scale of
-the row its sum comes from (``norm_logits``, ``hprebn``).
+The metric and every bound live in :mod:`jaxninja.numerics`. A row whose true gradient is zero by
+symmetry (``dlogit_maxes``, ``db1``) has no scale of its own; it borrows the scale of the row its
+sum comes from (``norm_logits``, ``hprebn``).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxninja import numerics
 from jaxninja.errors import JaxninjaError
 
 ZERO_BY_SYMMETRY = {"logit_maxes": "norm_logits", "b1": "hprebn"}
@@ -31,12 +31,12 @@ class Row(NamedTuple):
     exact: bool
     close: bool
     maxdiff: float
-    ulps: float
-    bound: float  # the contract: ulps must be <= bound (0 means bit-exact)
+    eps_scale: float  # maxdiff / (eps * scale), see jaxninja.numerics
+    bound: float  # the contract: eps_scale must be <= bound (0 means bit-exact)
 
     @property
     def ok(self) -> bool:
-        return self.exact if self.bound == 0 else self.ulps <= self.bound
+        return numerics.within(self.eps_scale, self.bound, self.exact)
 
     def as_json(self) -> dict:
         return {
@@ -46,16 +46,10 @@ class Row(NamedTuple):
             "exact": self.exact,
             "close": self.close,
             "maxdiff": self.maxdiff,
-            "ulps": self.ulps,
+            "eps_scale": self.eps_scale,
             "bound": self.bound,
             "ok": self.ok,
         }
-
-
-def row_scale(reference: np.ndarray) -> float:
-    """The largest magnitude of a reference gradient (1.0 for an all-zero row)."""
-    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
-    return scale if scale > 0 else 1.0
 
 
 def compare(
@@ -73,10 +67,7 @@ def compare(
             f"{name}: gradient has shape {manual.shape} but the tensor "
             f"(and {against}'s gradient) has shape {reference.shape}"
         )
-    eps = float(np.finfo(reference.dtype).eps)
-    diff = np.abs(manual.astype(np.float64) - reference.astype(np.float64))
-    maxdiff = float(diff.max()) if diff.size else 0.0
-    scale = row_scale(reference) if scale is None else scale
+    maxdiff, error = numerics.eps_scale(manual, reference, scale)
     return Row(
         name=name,
         shape=reference.shape,
@@ -84,7 +75,7 @@ def compare(
         exact=bool(np.array_equal(manual, reference)),
         close=bool(np.allclose(manual, reference)),  # torch.allclose's defaults, like cmp
         maxdiff=maxdiff,
-        ulps=maxdiff / (eps * scale),
+        eps_scale=error,
         bound=bound,
     )
 
@@ -101,7 +92,7 @@ def compare_rows(
     rows = []
     for name, ref in reference.items():
         upstream = ZERO_BY_SYMMETRY.get(name)
-        scale = row_scale(np.asarray(reference[upstream])) if upstream in reference else None
+        scale = numerics.row_scale(reference[upstream]) if upstream in reference else None
         b = bound if upstream is None or symmetric_bound is None else symmetric_bound
         rows.append(compare(name, manual[name], ref, against, scale=scale, bound=b))
     return rows

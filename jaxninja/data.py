@@ -21,7 +21,6 @@ from jaxninja.errors import DataError
 
 BOUNDARY = "."
 NAMES_ENV = "JAXNINJA_NAMES"
-SHARED_NAMES = Path("..") / "shared" / "data" / "names.txt"
 MIN_WORDS = 6  # fewest words for which int(0.8 n) < int(0.9 n) < n: no empty split
 DEFAULT_SOURCE = "names-package"  # the US census first names shipped by PyPI's `names`
 
@@ -157,15 +156,14 @@ def default_words() -> list[str]:
 
 
 def resolve_source(data: str | os.PathLike | None = None) -> str | None:
-    """Where the words come from: ``data``, else ``$JAXNINJA_NAMES``, else ../shared/data,
-    else None (the default data set)."""
+    """Where the words come from: ``data``, else ``$JAXNINJA_NAMES``, else None (the default
+    data set). Nothing is looked up relative to the working directory, so the data never
+    changes with the folder a command runs in."""
     if data is not None:
         return str(data)
     env = os.environ.get(NAMES_ENV)
     if env:
         return env
-    if SHARED_NAMES.is_file():
-        return str(SHARED_NAMES)
     return None
 
 

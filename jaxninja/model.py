@@ -88,6 +88,11 @@ def init_params(
     )
 
 
+def block_size_of(params: Params) -> int:
+    """The context length a model was built for: W1 has block_size x n_embd rows."""
+    return params.W1.shape[0] // params.C.shape[1]
+
+
 def n_params(params: Params) -> int:
     """Total number of scalars in ``params``."""
     return sum(p.size for p in params)

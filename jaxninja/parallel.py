@@ -10,9 +10,8 @@ see :func:`count_collectives`). BatchNorm therefore uses the statistics of the g
 (synchronised BatchNorm by construction) and the maths is the one-device maths; only the order of
 the additions changes. No ``shard_map``, no hand-written ``psum``, no copy of the kernels.
 
-:func:`loss_and_grads_per_shard_bn` is the classic mistake kept on purpose for the tests: each
-device normalises with its own shard's statistics and the gradients are averaged afterwards. It is
-a different model, and the tests show that their comparisons catch it.
+The classic mistake, each device normalising with its own shard's statistics, lives in the
+tests (``tests/per_shard_bn.py``), which show that these comparisons catch it.
 
 From Python (on CPU, simulate devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
 set before jax starts)::
@@ -27,23 +26,19 @@ Several hosts (untested here): call ``jax.distributed.initialize()`` in every pr
 
 from __future__ import annotations
 
-from functools import cache, partial
-
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxninja import step
-from jaxninja.compare import Row, compare, row_scale
+from jaxninja import numerics, step
+from jaxninja.compare import Row, compare
 from jaxninja.errors import ConfigError
 from jaxninja.fused import loss_and_grads
 from jaxninja.model import Params, loss_fused
-from jaxninja.settings import check_int
+from jaxninja.settings import check_divisible, check_int
 
 BATCH_AXIS = "batch"
-SHARDED_BOUND = 8.0  # N devices vs one: the same formulas, only the order of the sums differs
-JAX_GRAD_BOUND = 32.0  # manual vs jax.grad: different formulas (train.CHECK_TOLERANCE's contract)
 
 
 # ----------------------------------------------------------------------------- mesh and data
@@ -62,17 +57,6 @@ def make_mesh(n_devices: int, platform: str | None = None, flag: str = "--device
             "set before jax starts"
         )
     return Mesh(np.array(devices[:n_devices]), (BATCH_AXIS,))
-
-
-def check_divisible(batch_size: int, n_devices: int, flag: str = "--batch-size") -> int:
-    """Every device must get the same number of examples: ``batch_size`` a multiple of N."""
-    if batch_size % n_devices:
-        lower = batch_size // n_devices * n_devices
-        raise ConfigError(
-            f"{flag} {batch_size} does not divide evenly over {n_devices} devices "
-            f"(use a multiple of {n_devices}, e.g. {lower or n_devices} or {lower + n_devices})"
-        )
-    return batch_size
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -144,7 +128,7 @@ def gradient_rows(grads: Params, reference: Params, against: str, bound: float) 
     """One :class:`Row` per parameter group, in eps at the group's own scale; ``b1`` is zero by
     symmetry (BatchNorm cancels it), so it is measured at the largest scale of all groups."""
     ref = [np.asarray(r) for r in reference]
-    largest = max(row_scale(r) for r in ref)
+    largest = max(numerics.row_scale(r) for r in ref)
     return [
         compare(
             name, np.asarray(g), r, against, scale=largest if name == "b1" else None, bound=bound
@@ -161,8 +145,8 @@ def sharded_rows(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> li
     _, sharded = loss_and_grads_sharded(mesh, params, xb, yb)
     autodiff = jax_grad_sharded(mesh, params, xb, yb)
     n = mesh.size
-    return gradient_rows(sharded, single, f"{n}dev vs 1dev", SHARDED_BOUND) + gradient_rows(
-        sharded, autodiff, f"{n}dev vs jax", JAX_GRAD_BOUND
+    return gradient_rows(sharded, single, f"{n}dev vs 1dev", numerics.SHARDED) + gradient_rows(
+        sharded, autodiff, f"{n}dev vs jax", numerics.JAX_JIT
     )
 
 
@@ -190,55 +174,3 @@ def train_chunk_sharded(
     args = (params, key, np.int32(step0), x, y)
     sharding = chunk_sharding(mesh)
     return step.train_chunk(*args, n_steps, batch_size, schedule, batch_sharding=sharding)
-
-
-# ----------------------------------------------------------------------------- the mistake
-
-
-def loss_and_grads_per_shard_bn(
-    mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array
-) -> tuple[jax.Array, Params]:
-    """WRONG ON PURPOSE (tests only): unsynchronised BatchNorm, as naive data parallelism does it.
-
-    Each device runs the one-device backward on its shard alone, so BatchNorm normalises with the
-    shard's mean and variance (n/N examples, Bessel's n/N - 1), and the loss and gradients are
-    averaged over devices afterwards. That is a different model from the global-batch one.
-    """
-    return _per_shard_bn(mesh)(replicate(mesh, params), *shard_batch(mesh, xb, yb))
-
-
-@cache  # one jitted program per mesh (an eager shard_map would run op by op)
-def _per_shard_bn(mesh: Mesh):
-    def local(params: Params, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, Params]:
-        loss, grads = loss_and_grads(params, xb, yb)
-        return jax.lax.pmean((loss, grads), BATCH_AXIS)
-
-    specs = {"in_specs": (P(), P(BATCH_AXIS), P(BATCH_AXIS)), "out_specs": (P(), P())}
-    return jax.jit(jax.shard_map(local, mesh=mesh, **specs))
-
-
-@partial(jax.jit, static_argnames=("mesh", "n_steps", "batch_size", "schedule"))
-def train_chunk_per_shard_bn(
-    params: Params,
-    key: jax.Array,
-    step0: jax.Array,
-    x: jax.Array,
-    y: jax.Array,
-    mesh: Mesh,
-    n_steps: int,
-    batch_size: int,
-    schedule: step.Schedule,
-) -> tuple[Params, jax.Array]:
-    """WRONG ON PURPOSE (tests only): :func:`jaxninja.step.train_chunk`'s batches and schedule,
-    stepped with :func:`loss_and_grads_per_shard_bn`'s unsynchronised BatchNorm."""
-    steps = step0 + jax.numpy.arange(n_steps)
-    ix = step.chunk_indices(key, steps, batch_size, x.shape[0])
-    lrs = step.learning_rate(schedule, steps).astype(params.W1.dtype)
-    grads_of = _per_shard_bn(mesh)
-
-    def sgd(p: Params, batch: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[Params, jax.Array]:
-        xb, yb, lr = batch
-        loss, grads = grads_of(p, xb, yb)
-        return jax.tree.map(lambda a, g: a - lr * g, p, grads), loss
-
-    return jax.lax.scan(sgd, params, (x[ix], y[ix], lrs))

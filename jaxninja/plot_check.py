@@ -46,7 +46,7 @@ def _errors(result, path: Path) -> Path:
         rows = [r for r in result.rows if r.against == ref]
         ax.barh(
             [r.name for r in rows],
-            [r.ulps for r in rows],
+            [r.eps_scale for r in rows],
             color=["tab:green" if r.exact else "tab:orange" for r in rows],
         )
         for i, r in enumerate(rows):

@@ -1,23 +1,26 @@
-"""Validate settings before any work starts: each bad value is a ConfigError naming flag and value.
+"""The single checks behind every setting: each bad value is a ConfigError naming flag and value.
 
-The CLI calls :func:`validate_args` on its parsed flags; library code calls the single checks.
-Limits come from the maths, not from taste: BatchNorm's Bessel-corrected variance divides by
-``n - 1``, so a batch needs two examples; float64 needs ``jax_enable_x64``, which is switched on
-here only when float64 is asked for and then verified, never at import time.
+:mod:`jaxninja.config` applies them to every field of a configuration (from the CLI, the Python
+API or a checkpoint). Limits come from the maths, not from taste: BatchNorm's Bessel-corrected
+variance divides by ``n - 1``, so a batch needs two examples; float64 needs ``jax_enable_x64``,
+which is switched on here only when float64 is asked for and then verified, never at import
+time. jax is imported only by the functions that need a device or a dtype, so flags can be
+checked before jax starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
+import numpy as np
 
 from jaxninja.errors import ConfigError
+
+if TYPE_CHECKING:
+    import jax
 
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "gpu", "cuda", "rocm", "tpu")
@@ -58,11 +61,14 @@ def check_seed(value: int, flag: str = "--seed") -> int:
 
 
 def check_positive_float(value: float, flag: str) -> float:
-    """A finite number > 0 (a learning rate, a decay factor)."""
+    """A finite number > 0 (a learning rate, a decay factor); text and booleans are refused (a
+    checkpoint's JSON could hold either)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ConfigError(f"{flag} must be a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} must be a number, got {value!r}") from None
+    except OverflowError:  # an int too large for a float
+        raise ConfigError(f"{flag} must be a finite number > 0, got {value!r}") from None
     if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"{flag} must be a finite number > 0, got {value!r}")
     return number
@@ -72,8 +78,38 @@ def check_learning_rate(value: float, flag: str = "--lr") -> float:
     return check_positive_float(value, flag)
 
 
+def check_lr_representable(lr: float, decay: float, dtype: str) -> None:
+    """The learning rate, and the decayed learning rate, are non-zero in ``dtype``: one that
+    underflows to 0 would train nothing, silently."""
+    if dtype not in DTYPES:
+        return  # the dtype check names the problem
+    for what, value in (("--lr", lr), ("--lr x --lr-decay", lr * decay)):
+        if np.asarray(value, dtype=dtype) == 0:
+            raise ConfigError(
+                f"{what} = {value:g} underflows to 0 in {dtype}; nothing would be learned"
+            )
+
+
+def check_devices(value: int, flag: str = "--devices") -> int:
+    return check_int(flag, value, 1, "data parallelism needs at least one device")
+
+
+def check_divisible(batch_size: int, n_devices: int, flag: str = "--batch-size") -> int:
+    """Every device must get the same number of examples: ``batch_size`` a multiple of N."""
+    if batch_size % n_devices:
+        lower = batch_size // n_devices * n_devices
+        raise ConfigError(
+            f"{flag} {batch_size} does not divide evenly over {n_devices} devices "
+            f"(use a multiple of {n_devices}, e.g. {lower or n_devices} or {lower + n_devices})"
+        )
+    return batch_size
+
+
 def enable_x64() -> None:
     """Switch on float64 in jax and check that it took effect (it cannot on some backends)."""
+    import jax
+    import jax.numpy as jnp
+
     jax.config.update("jax_enable_x64", True)
     try:
         with warnings.catch_warnings():  # jax warns, then truncates, when x64 is off
@@ -92,17 +128,19 @@ def enable_x64() -> None:
         )
 
 
-def resolve_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
-    """The jax dtype called ``name``; float64 switches on x64 first."""
+def resolve_dtype(name: str, flag: str = "--dtype") -> np.dtype:
+    """The dtype called ``name``; float64 switches on x64 first."""
     if name not in DTYPES:
         raise ConfigError(f"unknown {flag} {name!r} (choose from {', '.join(DTYPES)})")
     if name == "float64":
         enable_x64()
-    return jnp.dtype(name)
+    return np.dtype(name)
 
 
 def resolve_device(name: str, flag: str = "--device") -> jax.Device:
     """The first jax device of platform ``name`` (``auto``: jax's default device)."""
+    import jax
+
     if name not in DEVICES:
         raise ConfigError(f"unknown {flag} {name!r} (choose from {', '.join(DEVICES)})")
     try:
@@ -132,39 +170,3 @@ def check_against(name: str, flag: str = "--against") -> str:
             f"(pip install 'jaxninja[torch]', or use {flag} jax)"
         )
     return name
-
-
-# attribute of the parsed flags -> (check, flag name). Attributes a subcommand lacks are skipped.
-CHECKS: dict[str, tuple[Any, str]] = {
-    "batch_size": (check_batch_size, "--batch-size"),
-    "block_size": (check_block_size, "--block-size"),
-    "n_embd": (check_width, "--n-embd"),
-    "n_hidden": (check_width, "--n-hidden"),
-    "steps": (check_steps, "--steps"),
-    "seed": (check_seed, "--seed"),
-    "lr": (check_learning_rate, "--lr"),
-    "lr_decay_step": (check_steps, "--lr-decay-step"),
-    "lr_decay": (check_positive_float, "--lr-decay"),
-    "checkpoint_every": (check_steps, "--checkpoint-every"),
-    "check_every": (check_steps, "--check-every"),
-    "samples": (check_steps, "--samples"),
-    "against": (check_against, "--against"),
-}
-
-
-def validate_args(args: argparse.Namespace) -> None:
-    """Check every known setting present on ``args`` (None means "not given" and is skipped).
-
-    A ``dtype`` of float64 switches on x64 here (and verifies it), so call this before creating
-    any array; :func:`resolve_dtype` / :func:`resolve_device` return the objects themselves.
-    """
-    for attr, (check, flag) in CHECKS.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            check(value, flag)
-    dtype = getattr(args, "dtype", None)
-    if dtype is not None:
-        resolve_dtype(dtype)
-    device = getattr(args, "device", None)
-    if device is not None:
-        resolve_device(device)

@@ -14,11 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def names_path() -> Path | None:
-    """names.txt from $JAXNINJA_NAMES or ../shared/data/names.txt beside the checkout."""
+    """names.txt from $JAXNINJA_NAMES (CI sets it; nothing else is searched)."""
     env = os.environ.get("JAXNINJA_NAMES")
-    candidates = [Path(env)] if env else []
-    candidates.append(ROOT.parent / "shared" / "data" / "names.txt")
-    return next((p for p in candidates if p.is_file()), None)
+    return Path(env) if env and Path(env).is_file() else None
 
 
 @pytest.fixture(scope="session")

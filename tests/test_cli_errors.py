@@ -13,7 +13,6 @@ per case (stdout/stderr captured per case). ``-m slow`` also runs every case as 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -27,7 +26,6 @@ import numpy as np
 import pytest
 
 from jaxninja import checkpoint as ck
-from jaxninja.cli import SUBCOMMANDS
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = [  # 40 short words over 'abcde': fast to load, train and evaluate
@@ -54,7 +52,7 @@ PRELUDES = {
 # each, with stdout/stderr captured; an exception escaping main prints a traceback, as Python does.
 DRIVER = """
 import contextlib, io, json, os, sys, traceback
-from jaxninja.cli import main
+from jaxninja._cli import main
 results = []
 for case in json.load(sys.stdin):
     out, err = io.StringIO(), io.StringIO()
@@ -84,8 +82,6 @@ class Case(NamedTuple):
     setup: Callable[[Path], None] | None = None
     prelude: str = ""
     skip: str = ""  # a reason to skip this case here
-    xfail: str = ""  # a known bug, reported: the case runs and may pass once it is fixed
-    slow: bool = False  # only under -m slow (in its own process)
 
 
 def words_file(name: str, content: str | bytes) -> Callable[[Path], None]:
@@ -233,8 +229,10 @@ CASES = [
     Case("resume-other-n-hidden", ["train", "--resume", "{good}", "--n-hidden", "9"], 2,
          ["--n-hidden", "9"]),
     # --- runtime ----------------------------------------------------------------------------
-    Case("train-non-finite", [*TRAIN, "--data", "{tmp}/words.txt", "--lr", "1e30"], 1,
-         ["loss is nan", "step", "1e+30"], GOOD_DATA),
+    Case("train-non-finite", [*TRAIN, "--data", "{tmp}/words.txt", "--lr", "1e30", "--overwrite"],
+         1, ["loss is nan", "step", "1e+30"], GOOD_DATA),
+    Case("train-out-holds-a-run", [*TRAIN, "--data", "{tmp}/words.txt"], 2,
+         ["already holds a run", "--resume", "--overwrite"], GOOD_DATA),
     Case("evaluate-other-vocabulary", ["evaluate", "--checkpoint", "{good}", "--data",
                                        "{tmp}/other.txt"], 2, ["vocabulary", "other.txt"],
          OTHER_DATA),
@@ -242,17 +240,6 @@ CASES = [
 
 
 # ------------------------------------------------------------------------------ running
-
-
-def missing_subcommand(case: Case) -> str:
-    """Why ``case`` cannot run yet, or ''."""
-    name = case.args[0]
-    if name not in SUBCOMMANDS:
-        return ""  # a deliberate usage error
-    module = SUBCOMMANDS[name][0]
-    if importlib.util.find_spec(module) is None:
-        return f"subcommand {name!r}: {module} is not written yet"
-    return ""
 
 
 def child_env(tmp: Path) -> dict[str, str]:
@@ -322,11 +309,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): content(p) for p in sorted(folder.rglob("*"))}
 
 
-FAST_CASES = [c for c in CASES if not c.slow]
-
-
 def runnable(case: Case) -> bool:
-    return not case.skip and not case.slow and not missing_subcommand(case)
+    return not case.skip
 
 
 @pytest.fixture(scope="module")
@@ -369,30 +353,20 @@ def check_result(
     assert not changed, f"{case.id}: files created, changed or removed: {changed}"
 
 
-def skip_reason(case: Case) -> str:
-    return case.skip or missing_subcommand(case)
-
-
-@pytest.mark.parametrize("case", FAST_CASES, ids=[c.id for c in FAST_CASES])
-def test_bad_input(case: Case, grouped_results: dict, request: pytest.FixtureRequest) -> None:
-    if skip_reason(case):
-        pytest.skip(skip_reason(case))
-    if case.xfail:
-        request.applymarker(pytest.mark.xfail(reason=case.xfail, strict=False))
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, grouped_results: dict) -> None:
+    if case.skip:
+        pytest.skip(case.skip)
     tmp, before, res = grouped_results[case.id]
     check_result(case, tmp, before, res["rc"], res["stdout"], res["stderr"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_own_process(
-    case: Case, good_run: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_bad_input_own_process(case: Case, good_run: Path, tmp_path: Path) -> None:
     """The same case as its own ``python -m jaxninja`` process: nothing below Python leaks."""
-    if skip_reason(case):
-        pytest.skip(skip_reason(case))
-    if case.xfail:
-        request.applymarker(pytest.mark.xfail(reason=case.xfail, strict=False))
+    if case.skip:
+        pytest.skip(case.skip)
     tmp, argv = prepare(case, tmp_path, good_run)
     before = snapshot(tmp)
     proc = child(case.prelude, tmp, argv)

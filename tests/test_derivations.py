@@ -208,7 +208,7 @@ def test_check_names_the_stale_file(results, tmp_path, monkeypatch, capsys):
 def test_jaxninja_derive_prints_the_steps(results, monkeypatch, capsys):
     """``jaxninja derive``: forward, derivative, collapsed, derived, closed, proof, timing."""
     from derivations import build
-    from jaxninja.cli import main
+    from jaxninja._cli import main
 
     monkeypatch.setattr(build, "run_all", lambda: results)
     assert main(["derive"]) == 0

@@ -19,8 +19,8 @@ def test_import_jaxninja_does_not_import_sympy():
     """The package, the kernels, the fused backward and the CLI parser (which imports every
     subcommand module, derive included) never import sympy or the derivations."""
     code = (
-        "import sys, jaxninja, jaxninja.generated, jaxninja.fused, jaxninja.derive\n"
-        "from jaxninja.cli import build_parser\n"
+        "import sys, jaxninja, jaxninja.generated, jaxninja.fused, jaxninja._cli.derive\n"
+        "from jaxninja._cli import build_parser\n"
         "build_parser()\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sympy', 'derivations'))\n"
         "assert not bad, bad\n"
@@ -33,7 +33,7 @@ def test_import_jaxninja_does_not_import_sympy():
 
 
 def test_derive_without_sympy_is_one_clear_line(monkeypatch, capsys):
-    from jaxninja.cli import main
+    from jaxninja._cli import main
 
     monkeypatch.setitem(sys.modules, "sympy", None)  # import sympy now raises ImportError
     assert main(["derive"]) == 2

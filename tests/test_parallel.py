@@ -3,7 +3,7 @@
 JAX fixes its device count when it starts, so the 4-device work runs in ONE subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (this file's ``__main__``); it prints one
 JSON line and the tests below assert on it. The same subprocess runs the deliberately wrong
-per-shard BatchNorm (``parallel.loss_and_grads_per_shard_bn``) through the same comparisons, so
+per-shard BatchNorm (``tests/per_shard_bn.py``) through the same comparisons, so
 the tests show that they catch it.
 """
 
@@ -19,9 +19,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxninja import parallel
+from jaxninja import numerics, parallel
 from jaxninja.errors import ConfigError
 from jaxninja.model import Params
+from tests import per_shard_bn
 
 ROOT = Path(__file__).resolve().parent.parent
 N_DEVICES = 4
@@ -50,13 +51,13 @@ def _worker(parts: list[str]) -> dict:
     for dtype in {"float32", "float64"}.intersection(parts):
         params = Params(*(np.asarray(a, dtype) for a in params64))  # numpy: no compile
         _, single = parallel.loss_and_grads_one_device(params, xb, yb)
-        _, wrong = parallel.loss_and_grads_per_shard_bn(mesh, params, xb, yb)
+        _, wrong = per_shard_bn.loss_and_grads_per_shard_bn(mesh, params, xb, yb)
         rows = parallel.sharded_rows(mesh, params, xb, yb)
-        rows += parallel.gradient_rows(wrong, single, "per-shard BN", parallel.SHARDED_BOUND)
+        rows += parallel.gradient_rows(wrong, single, "per-shard BN", numerics.SHARDED)
         hlo = parallel.sharded_hlo(mesh, params, xb, yb)  # jit's cached program, no recompile
         short = {"float32": "f32", "float64": "f64"}[dtype]
         out[dtype] = {
-            "rows": [[r.name, r.against, r.ulps, r.bound] for r in rows],
+            "rows": [[r.name, r.against, r.eps_scale, r.bound] for r in rows],
             "collectives": parallel.count_collectives(hlo),
             "local_hidden": f"{short}[{BATCH // N_DEVICES},{N_HIDDEN}]" in hlo,
             "global_hidden": f"{short}[{BATCH},{N_HIDDEN}]" in hlo,
@@ -68,7 +69,7 @@ def _worker(parts: list[str]) -> dict:
         _, one = step.train_chunk(*args)
         _, four = parallel.train_chunk_sharded(mesh, *args)
         p, k, x4, y4 = parallel.replicate(mesh, (params64, key, x, y))
-        _, wrong = parallel.train_chunk_per_shard_bn(
+        _, wrong = per_shard_bn.train_chunk_per_shard_bn(
             p, k, np.int32(0), x4, y4, mesh, TRAIN_STEPS, BATCH, schedule
         )
         hlo = step.train_chunk.lower(  # the program train_chunk_sharded ran, from jit's cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import math
 
@@ -114,12 +113,3 @@ def test_against_torch_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_against_unknown() -> None:
     with pytest.raises(ConfigError, match="unknown --against 'tf'"):
         settings.check_against("tf")
-
-
-def test_validate_args_checks_what_is_there(x64_off) -> None:
-    settings.validate_args(argparse.Namespace(batch_size=32, lr=0.1, dtype="float32", extra=1))
-    settings.validate_args(argparse.Namespace())  # a subcommand without these flags
-    with pytest.raises(ConfigError, match="--n-hidden must be an integer >= 1, got 0"):
-        settings.validate_args(argparse.Namespace(batch_size=32, n_hidden=0))
-    with pytest.raises(ConfigError, match="unknown --device"):
-        settings.validate_args(argparse.Namespace(device="abacus"))

@@ -47,7 +47,7 @@ def test_jax_vs_torch_within_contract(shape, dtype, x64):
         rows = compare_rows(
             {k: np.asarray(v) for k, v in ours.items()}, autograd, "torch", 64.0, 128.0
         )
-        assert all(r.ok for r in rows), [(r.name, r.ulps) for r in rows if not r.ok]
+        assert all(r.ok for r in rows), [(r.name, r.eps_scale) for r in rows if not r.ok]
         assert exact_rows(torch_manual, autograd) == list(ROWS)  # fixed line: 26/26
 
 

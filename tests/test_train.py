@@ -6,7 +6,7 @@ caches are shared between tests: each distinct chunk length or schedule costs on
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import json
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxninja import train_cli
+from jaxninja._cli import COMMANDS, build_parser
 from jaxninja.checkpoint import load_checkpoint
 from jaxninja.data import default_words, load_dataset
 from jaxninja.errors import ConfigError, TrainingError
@@ -24,13 +24,13 @@ from jaxninja.fused import loss_and_grads
 from jaxninja.model import Params, loss_fused
 from jaxninja.plot_loss import block_means
 from jaxninja.step import batch_indices, learning_rate, train_chunk
-from jaxninja.train import (
+from jaxninja.training import (
     NonFiniteLoss,
     TrainConfig,
     calibrate,
     check_gradients,
     next_boundary,
-    sample,
+    sample_names,
     split_losses,
     start_state,
     train,
@@ -59,9 +59,8 @@ def dataset(words_file: Path):
 
 def run_cli(command: str, argv: list[str]) -> int:
     """``jaxninja <command> argv`` in this process (shares jit caches; errors propagate)."""
-    parser = argparse.ArgumentParser(prog=f"jaxninja {command}")
-    getattr(train_cli, f"add_{command}_arguments")(parser)
-    return getattr(train_cli, f"run_{command}")(parser.parse_args(argv))
+    args = build_parser(command).parse_args([command, *argv])
+    return getattr(importlib.import_module(COMMANDS[command].module), COMMANDS[command].run)(args)
 
 
 def assert_bit_identical(a: Params, b: Params) -> None:
@@ -188,11 +187,13 @@ def test_calibrate_evaluate_and_sample(dataset):
     losses = split_losses(params, stats, dataset)
     assert set(losses) == {"train", "val", "test"}
     assert all(2.0 < v < np.log(dataset.vocab.size) for v in losses.values())  # learnt something
-    names = sample(params, stats, dataset.vocab, 5, jax.random.key(7))  # 5 as in the CLI tests
-    again = sample(params, stats, dataset.vocab, 5, jax.random.key(7))
+    names = sample_names(
+        params, stats, dataset.vocab, 5, jax.random.key(7)
+    )  # 5 as in the CLI tests
+    again = sample_names(params, stats, dataset.vocab, 5, jax.random.key(7))
     assert len(names) == 5 and names == again  # seeded: the same key gives the same names
     assert all("." not in n and set(n) <= set(dataset.vocab.chars) for n in names)
-    assert names != sample(params, stats, dataset.vocab, 5, jax.random.key(8))
+    assert names != sample_names(params, stats, dataset.vocab, 5, jax.random.key(8))
 
 
 # ------------------------------------------------------------------------------ the CLI glue

@@ -287,7 +287,7 @@ def test_file_errors(tmp_path):
 
 
 def test_cli_out_needs_layer(capsys):
-    from jaxninja.cli import main
+    from jaxninja._cli import main
 
     assert main(["derive", "--out", "k.py"]) == 2
     assert "--out needs --layer" in capsys.readouterr().err

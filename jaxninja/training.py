@@ -4,17 +4,15 @@ The hot loop is :func:`jaxninja.step.train_chunk` (many SGD steps per dispatch i
 ``lax.scan``); this module drives it chunk by chunk, which gives natural step boundaries for the
 progress bar, the non-finite check, ``check_every``, checkpoints and Ctrl-C. From Python::
 
-    import jax
+    import jaxninja
 
-    from jaxninja.data import load_dataset
-    from jaxninja.train import TrainConfig, calibrate, sample, split_losses, train
+    result = jaxninja.train(jaxninja.TrainConfig(steps=20_000))   # Exercise 4, shorter
+    print(result.split_losses)                                    # train / val / test
 
-    config = TrainConfig(steps=20_000)              # the lecture's Exercise 4, shorter
-    dataset = load_dataset(block_size=config.block_size)
-    result = train(config, dataset)
-    stats = calibrate(result.state.params, dataset.train.x)
-    print(split_losses(result.state.params, stats, dataset))
-    print(sample(result.state.params, stats, dataset.vocab, 20, jax.random.key(0)))
+:func:`train` is the in-memory call; :func:`jaxninja.run_training` runs the same into a folder
+(checkpoints, summary, plot), as ``jaxninja train`` does. Everything after the loop
+(calibration, split losses, sampling) works in bounded memory: chunks of rows, never one
+activation array of a whole split.
 """
 
 from __future__ import annotations
@@ -29,59 +27,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import fused, parallel
-from jaxninja.data import Dataset, Vocab
+from jaxninja import fused, numerics, parallel
+from jaxninja.compare import compare
+from jaxninja.config import TrainConfig
+from jaxninja.data import Dataset, Vocab, load_dataset
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.model import (
     BNStats,
     Params,
-    batch_stats,
+    block_size_of,
     hprebn_of,
     init_params,
     logits_fused,
     loss_fused,
 )
-from jaxninja.step import Schedule, batch_indices, train_chunk
+from jaxninja.step import batch_indices, train_chunk
 
 CHUNK_STEPS = 1_000  # steps per dispatch: one compiled scan; the loop checks in between
-CHECK_TOLERANCE = 32  # check_every allows 32 eps x the largest gradient (see gradient_errors)
-
-
-class TrainConfig(NamedTuple):
-    """A training run's settings; the defaults are the lecture's Exercise 4."""
-
-    n_embd: int = 10  # dimensions of a character's embedding
-    n_hidden: int = 200  # neurons in the BatchNorm'd tanh layer
-    block_size: int = 3  # characters of context used to predict the next one
-    batch_size: int = 32  # examples per SGD step (BatchNorm's Bessel variance needs >= 2)
-    steps: int = 200_000  # SGD steps in total
-    lr: float = 0.1  # learning rate ...
-    lr_decay_step: int = 100_000  # ... multiplied by lr_decay from this step on
-    lr_decay: float = 0.1
-    seed: int = 2147483647  # the lecture's torch.Generator seed; here a jax.random.key
-    dtype: str = "float32"  # parameter dtype: float32 or float64 (needs jax_enable_x64)
-
-    @property
-    def schedule(self) -> Schedule:
-        return Schedule(float(self.lr), int(self.lr_decay_step), float(self.lr_decay))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored in checkpoints and summary.json (schedule nested)."""
-        d = self._asdict()
-        lr, decay_step, decay = (d.pop(k) for k in ("lr", "lr_decay_step", "lr_decay"))
-        return d | {"schedule": {"lr": lr, "decay_step": decay_step, "decay": decay}}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; keys that are not settings (e.g. ``data``) are ignored."""
-        flat = {k: v for k, v in d.items() if k in cls._fields}
-        sched = d.get("schedule", {})
-        flat |= {
-            "lr": sched.get("lr", cls._field_defaults["lr"]),
-            "lr_decay_step": sched.get("decay_step", cls._field_defaults["lr_decay_step"]),
-            "lr_decay": sched.get("decay", cls._field_defaults["lr_decay"]),
-        }
-        return cls(**flat)
+EVAL_ROWS = 8_192  # rows per chunk when calibrating and evaluating: (8192, n_hidden) at a time
+SAMPLE_BATCH = 4_096  # names drawn at once; more are drawn batch after batch
 
 
 class TrainState(NamedTuple):
@@ -104,13 +68,25 @@ class ChunkReport(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    """The end of :func:`train`: the final state and how fast it went."""
+    """The end of :func:`train`: the final state, how fast it went and (finished runs) the
+    calibrated BatchNorm statistics and the loss of each split."""
 
     state: TrainState
     interrupted: bool  # True if ``should_stop`` asked to stop before ``config.steps``
     steps_per_s: float | None  # over the chunks not marked ``compiled`` (None if there were none)
     compile_s: float  # wall time of the chunks marked ``compiled``
     wall_s: float  # wall time of the whole loop
+    bn_stats: BNStats | None = None  # calibrated over the training split (None: not evaluated)
+    split_losses: dict[str, float] | None = None  # {"train", "val", "test"} with bn_stats
+
+    @property
+    def params(self) -> Params:
+        return self.state.params
+
+    @property
+    def losses(self) -> np.ndarray:
+        """The loss of every step done, in order (for the plot)."""
+        return self.state.losses
 
 
 class NonFiniteLoss(TrainingError):
@@ -158,19 +134,11 @@ ManualGrads = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
 
 
 @partial(jax.jit, static_argnames="manual")
-def gradient_errors(
+def _both_gradients(
     params: Params, xb: jax.Array, yb: jax.Array, manual: ManualGrads
-) -> tuple[jax.Array, jax.Array]:
-    """Max |manual - jax.grad| for each parameter group, and the largest |jax.grad| of all.
-
-    The scale is global, not per group: ``db1`` is zero by symmetry (BatchNorm cancels ``b1``), so
-    its own size is rounding noise and cannot serve as a scale.
-    """
-    _, grads = manual(params, xb, yb)
-    reference = jax.grad(loss_fused)(params, xb, yb)
-    errors = jnp.stack([jnp.abs(g - r).max() for g, r in zip(grads, reference, strict=True)])
-    scale = jnp.stack([jnp.abs(r).max() for r in reference]).max()
-    return errors, scale
+) -> tuple[Params, Params]:
+    """The manual gradients and ``jax.grad``'s, on one batch, in one compiled program."""
+    return manual(params, xb, yb)[1], jax.grad(loss_fused)(params, xb, yb)
 
 
 def check_gradients(
@@ -185,23 +153,27 @@ def check_gradients(
     """Compare the manual backward (default: fused.loss_and_grads) with ``jax.grad`` on step
     ``step``'s own batch.
 
-    Raises :class:`TrainingError` naming the step and the parameter group if they differ by more
-    than 32 eps x the largest gradient: float rounding in these sums of a few hundred terms stays
-    well inside that, while a wrong formula is off by a fraction of the gradient itself.
+    Raises :class:`TrainingError` naming the step and the parameter group if one is more than
+    :data:`jaxninja.numerics.TRAINING_CHECK` eps·scale off, at the scale of the largest gradient
+    of all groups (``db1`` is zero by symmetry, so its own size is rounding noise): float rounding
+    in these sums of a few hundred terms stays well inside that, while a wrong formula is off by
+    a fraction of the gradient itself.
     """
     ix = batch_indices(batch_key, np.int32(step), batch_size, x.shape[0])
-    manual = manual or fused.loss_and_grads
-    errors, scale = jax.device_get(gradient_errors(params, x[ix], y[ix], manual))
-    tol = CHECK_TOLERANCE * float(jnp.finfo(params.W1.dtype).eps) * float(scale)
-    for name, err in zip(Params._fields, errors, strict=True):
-        if not err <= tol:
+    mine, reference = _both_gradients(params, x[ix], y[ix], manual or fused.loss_and_grads)
+    mine, reference = jax.device_get((mine, reference))
+    scale = max(numerics.row_scale(r) for r in reference)
+    bound = numerics.TRAINING_CHECK
+    for name, g, r in zip(Params._fields, mine, reference, strict=True):
+        row = compare(name, g, r, "jax.grad", scale=scale, bound=bound)
+        if not row.ok:
             raise TrainingError(
-                f"step {step}: manual d{name} differs from jax.grad by {err:.3g} "
-                f"(tolerance {tol:.3g} = {CHECK_TOLERANCE} eps x max|grad|)"
+                f"step {step}: manual d{name} differs from jax.grad by {row.maxdiff:.3g} "
+                f"({row.eps_scale:.3g} eps·scale, bound {bound:g} at max|grad| {scale:.3g})"
             )
 
 
-def train(
+def train_loop(
     config: TrainConfig,
     dataset: Dataset,
     *,
@@ -225,6 +197,7 @@ def train(
     (``parallel.make_mesh(N)``) every step's batch is split over its N devices, BatchNorm
     synchronised (see parallel.py); ``device`` is then not used.
     """
+    config.validate()
     float_dtype(config.dtype)
     state = state or start_state(config, dataset.vocab.size)
     place, batch_sharding = device, None
@@ -287,18 +260,76 @@ def train(
     return TrainResult(current(), step < config.steps, steps_per_s, compile_s, wall_s)
 
 
+def train(
+    config: TrainConfig | None = None,
+    dataset: Dataset | None = None,
+    *,
+    evaluate: bool = True,
+    **loop_options: Any,
+) -> TrainResult:
+    """Train in memory: :func:`train_loop` (``loop_options`` are its keywords), then, for a
+    finished run and unless ``evaluate=False``, calibrate BatchNorm and compute the split losses.
+
+    ``config`` defaults to the lecture's Exercise 4 and ``dataset`` to :func:`load_dataset` of
+    ``--data`` / ``$JAXNINJA_NAMES`` / the default data set at the config's block size.
+    """
+    config = TrainConfig() if config is None else config
+    dataset = load_dataset(None, config.block_size) if dataset is None else dataset
+    result = train_loop(config, dataset, **loop_options)
+    if not evaluate or result.interrupted:
+        return result
+    stats = calibrate(result.state.params, dataset.train.x)
+    return result._replace(bn_stats=stats, split_losses=split_losses(result.params, stats, dataset))
+
+
 # ------------------------------------------------------------------- after training: the lecture
 
 
-@jax.jit
-def calibrate(params: Params, x_train: jax.Array) -> BNStats:
-    """BatchNorm's statistics over the whole training split: mean and Bessel variance of hprebn."""
-    return batch_stats(hprebn_of(params, x_train))
+def _padded_chunks(x: jax.Array, rows: int) -> tuple[jax.Array, jax.Array]:
+    """``x`` (N, ...) as (chunks, rows, ...) padded with row 0, and a (chunks, rows) mask of the
+    real rows: one compiled loop over equal chunks, whatever N is."""
+    n = x.shape[0]
+    pad = (-n) % rows
+    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+    mask = (jnp.arange(n + pad) < n).reshape(-1, rows)
+    return xp.reshape(-1, rows, *x.shape[1:]), mask
 
 
-@jax.jit
-def _split_loss(params: Params, stats: BNStats, x: jax.Array, y: jax.Array) -> jax.Array:
-    return loss_fused(params, x, y, stats)
+def _row_sum(values_of: Callable[[jax.Array], jax.Array], chunks, mask, init: jax.Array):
+    """Σ over the real rows of ``values_of(chunk)`` (rows first), one chunk at a time."""
+
+    def add(total: jax.Array, chunk_and_mask) -> tuple[jax.Array, None]:
+        chunk, keep = chunk_and_mask
+        values = values_of(chunk)
+        keep = keep.reshape(keep.shape + (1,) * (values.ndim - 1))
+        return total + jnp.where(keep, values, 0).sum(0), None
+
+    return jax.lax.scan(add, init, (chunks, mask))[0]
+
+
+@partial(jax.jit, static_argnames="rows")
+def calibrate(params: Params, x_train: jax.Array, rows: int = EVAL_ROWS) -> BNStats:
+    """BatchNorm's statistics over the whole training split: the mean and Bessel variance of
+    hprebn, computed ``rows`` rows at a time (two passes: mean, then squared deviations)."""
+    chunks, mask = _padded_chunks(x_train, rows)
+    n, zeros = x_train.shape[0], jnp.zeros(params.b1.shape, params.b1.dtype)
+    mean = _row_sum(lambda xc: hprebn_of(params, xc), chunks, mask, zeros) / n
+    sq = _row_sum(lambda xc: (hprebn_of(params, xc) - mean) ** 2, chunks, mask, zeros)
+    return BNStats(mean[None, :], (sq / (n - 1))[None, :])
+
+
+@partial(jax.jit, static_argnames="rows")
+def _split_loss(
+    params: Params, stats: BNStats, x: jax.Array, y: jax.Array, rows: int = EVAL_ROWS
+) -> jax.Array:
+    """The mean cross-entropy over a split, ``rows`` examples at a time."""
+    chunks, mask = _padded_chunks(jnp.concatenate([x, y[:, None]], axis=1), rows)
+
+    def nll(chunk: jax.Array) -> jax.Array:
+        logp = jax.nn.log_softmax(logits_fused(params, chunk[:, :-1], stats), axis=1)
+        return -jnp.take_along_axis(logp, chunk[:, -1:], axis=1)[:, 0]
+
+    return _row_sum(nll, chunks, mask, jnp.zeros((), params.W2.dtype)) / x.shape[0]
 
 
 def split_losses(params: Params, stats: BNStats, dataset: Dataset) -> dict[str, float]:
@@ -320,13 +351,28 @@ def _sample_step(
     return jnp.concatenate([context[:, 1:], ix[:, None]], axis=1), ix
 
 
-def sample(
+def sample_names(
     params: Params, stats: BNStats, vocab: Vocab, num: int, key: jax.Array, max_len: int = 100
 ) -> list[str]:
     """``num`` names, as in the lecture: the context starts as ``...`` and characters are drawn
-    from the softmax until ``.`` (or ``max_len`` characters, a guard for untrained models)."""
-    block_size = params.W1.shape[0] // params.C.shape[1]
-    context = jnp.zeros((num, block_size), jnp.int32)
+    from the softmax until ``.`` (or ``max_len`` characters, a guard for untrained models).
+
+    Names are drawn :data:`SAMPLE_BATCH` at a time (batch ``b`` with ``fold_in(key, b)``, the
+    first with ``key`` itself), so memory stays bounded and the first names do not depend on
+    ``num``.
+    """
+    names: list[str] = []
+    for b, start in enumerate(range(0, num, SAMPLE_BATCH)):
+        batch_key = key if b == 0 else jax.random.fold_in(key, b)
+        count = min(SAMPLE_BATCH, num - start)
+        names += _sample_batch(params, stats, vocab, count, batch_key, max_len)
+    return names
+
+
+def _sample_batch(
+    params: Params, stats: BNStats, vocab: Vocab, num: int, key: jax.Array, max_len: int
+) -> list[str]:
+    context = jnp.zeros((num, block_size_of(params)), jnp.int32)
     tokens = np.zeros((num, max_len), np.int32)
     for t in range(max_len):
         context, ix = _sample_step(params, stats, context, jax.random.fold_in(key, t))

@@ -1,0 +1,110 @@
+"""The ``jaxninja`` command: flags -> config -> one library call -> print.
+
+Each command is one entry of :data:`COMMANDS`: its module (imported only when that command
+runs, so one command's dependencies never burden another), its one-line help, and the names of
+the functions that add its flags and run it. :func:`main` installs the signal policy on its
+first line, before anything imports jax, and turns a :class:`JaxninjaError` into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import NamedTuple
+
+from jaxninja.errors import JaxninjaError
+
+from . import signals
+
+DESCRIPTION = (
+    "makemore Part 4 (Becoming a Backprop Ninja) in JAX: a hand-written backward pass, derived "
+    "by sympy, checked against jax.grad and torch, and trained."
+)
+
+
+class Command(NamedTuple):
+    """A subcommand: where it lives and what it does."""
+
+    module: str
+    help: str
+    add: str = "add_arguments"  # function(parser) adding its flags
+    run: str = "run"  # function(args) -> exit status
+
+
+COMMANDS: dict[str, Command] = {
+    "check": Command(
+        "jaxninja._cli.check", "cross-check every intermediate gradient vs jax.grad and torch"
+    ),
+    "derive": Command(
+        "jaxninja._cli.derive", "print the sympy derivations, or check your own layer (--layer)"
+    ),
+    "train": Command("jaxninja._cli.train", "train the MLP with the manual backward (Exercise 4)"),
+    "sample": Command(
+        "jaxninja._cli.use", "sample names from a checkpoint", "add_sample_arguments", "run_sample"
+    ),
+    "evaluate": Command(
+        "jaxninja._cli.use",
+        "train/val/test losses of a checkpoint",
+        "add_evaluate_arguments",
+        "run_evaluate",
+    ),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: ``jaxninja: error: ...``, status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"jaxninja: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported to add its flags."""
+    parser = OneLineParser(prog="jaxninja", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        if name == command:
+            getattr(importlib.import_module(cmd.module), cmd.add)(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    with signals.installed() as interrupts:
+        try:
+            return _main(sys.argv[1:] if argv is None else argv, interrupts)
+        except JaxninjaError as err:
+            return _fail(str(err), err.exit_code)
+        except BrokenPipeError:  # e.g. `jaxninja sample ... | head -1`: the reader left, fine
+            _silence_stdout()
+            return 0
+        except KeyboardInterrupt:  # raised by a caller's own handler: still one line
+            return _fail("interrupted", 130)
+        except OSError as err:  # disk full, permissions: name the file, no traceback
+            where = f"{err.filename}: " if err.filename else ""
+            return _fail(f"{where}{err.strerror or err}", 1)
+
+
+def _main(argv: list[str], interrupts: signals.Interrupts) -> int:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    cmd = COMMANDS[args.command]
+    runner = getattr(importlib.import_module(cmd.module), cmd.run)
+    if args.command == "train":
+        return runner(args, interrupts)
+    return runner(args)
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"jaxninja: error: {message}\n")
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,44 @@
+"""``jaxninja sample`` and ``jaxninja evaluate``: one call each of :mod:`jaxninja.use`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="checkpoint file, or a directory holding checkpoint.npz",
+    )
+
+
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    _add_checkpoint_flag(p)
+    p.add_argument("--num", type=int, default=20, help="names to sample (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    _add_checkpoint_flag(p)
+    p.add_argument("--data", help="word list to evaluate on (default: the one it was trained on)")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """Print names drawn from a checkpoint."""
+    from jaxninja.use import sample
+
+    for name in sample(args.checkpoint, args.num, args.seed):
+        print(name)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Print the split losses of a checkpoint on its data (or --data)."""
+    from jaxninja.use import evaluate
+
+    result = evaluate(args.checkpoint, args.data)
+    losses = "  ".join(f"{name} {loss:.4f}" for name, loss in result.losses.items())
+    print(f"{result.source} at step {result.step:,}: {losses}")
+    return 0

@@ -1,0 +1,82 @@
+"""Will it fit? An estimate of a run's memory, checked against the machine before any work.
+
+A run that cannot fit should fail in one line at start-up, not with a traceback after hours of
+training. The estimate counts what grows with the settings: the parameters (and their gradients
+and the updated copy inside a step), the training split's contexts on host and device, one
+chunk's gathered minibatches, a step's activations, the loss history, the evaluation chunks
+and the sampling buffers. It is an upper-bound style sum, not a measurement; what jax itself
+needs (its runtime, compiled code) is the fixed :data:`BASELINE`.
+
+"What the machine has" is the cgroup memory limit if one is set (containers, CI), else the
+available memory the kernel reports (``MemAvailable``); where neither can be read, nothing is
+refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jaxninja.config import TrainConfig
+from jaxninja.errors import ConfigError
+
+BASELINE = 512 * 2**20  # the Python process, jax's runtime and compiled programs
+CGROUP_FILES = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+MEMINFO = Path("/proc/meminfo")
+MAX_NAME = 100  # characters sampled per name at most (train.sample_names' max_len)
+
+
+def available_bytes() -> int | None:
+    """The cgroup limit if one is set, else MemAvailable, else None (unknown)."""
+    for path in CGROUP_FILES:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
+            return int(text)
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def run_bytes(
+    config: TrainConfig,
+    n_train: int,
+    vocab_size: int,
+    samples: int = 0,
+    chunk_steps: int = 1_000,
+    eval_rows: int = 8_192,
+    sample_batch: int = 4_096,
+    runs: int = 1,
+) -> int:
+    """Bytes a run of ``config`` needs at its peak (``runs`` models trained side by side)."""
+    itemsize = 8 if config.dtype == "float64" else 4
+    E, H, T, B, V = config.n_embd, config.n_hidden, config.block_size, config.batch_size, vocab_size
+    n_params = V * E + T * E * H + H + H * V + V + 2 * H
+    params = 4 * n_params * itemsize  # parameters, gradients, the updated copy, a saved copy
+    data = 2 * n_train * (T + 1) * 4  # int32 contexts and targets, on host and on the device
+    chunk = chunk_steps * B * (T + 1) * 4 + chunk_steps * 4  # gathered minibatches, indices
+    step = 12 * B * max(H, V, T * E) * itemsize  # a step's activations and their gradients
+    losses = config.steps * (4 + 8)  # the float32 history, and its copy when it is saved
+    evaluation = 4 * eval_rows * max(H, V) * itemsize
+    names = min(samples, sample_batch)
+    sampling = names * (MAX_NAME * 4 + 4 * max(H, V) * itemsize) + samples * MAX_NAME * 4
+    per_run = params + chunk + step + losses + evaluation
+    return BASELINE + data + runs * per_run + sampling
+
+
+def check_fits(needed: int, what: str, available: int | None = None) -> None:
+    """Refuse, in one line, work that needs more memory than the machine has."""
+    available = available_bytes() if available is None else available
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory but this machine has "
+            f"{available / 2**30:.1f} GiB available; use smaller settings"
+        )

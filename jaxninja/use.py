@@ -1,0 +1,81 @@
+"""Use a trained checkpoint: sample names from it, or evaluate it on its data (or other data).
+
+``jaxninja sample`` and ``jaxninja evaluate`` are one call each of :func:`sample` and
+:func:`evaluate`. A checkpoint saved before its BatchNorm statistics were calibrated (a run
+stopped while finishing) is still usable: the statistics are calibrated on load from the run's
+own training split, which gives the same numbers the finished run would have saved.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxninja import settings
+from jaxninja.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
+from jaxninja.data import Dataset, load_dataset
+from jaxninja.errors import DataError
+from jaxninja.model import BNStats, Params, block_size_of
+from jaxninja.training import calibrate, sample_names, split_losses
+
+CheckpointLike = str | os.PathLike | Checkpoint
+
+
+class Evaluation(NamedTuple):
+    """The loss of each split of ``source`` for the checkpoint at ``step``."""
+
+    losses: dict[str, float]
+    step: int
+    source: str
+
+
+def load_for_use(checkpoint: CheckpointLike, dataset: Dataset | None = None) -> Checkpoint:
+    """A checkpoint with its arrays on the default device and calibrated statistics (from the
+    file, else calibrated now on ``dataset`` or the run's own data)."""
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if ckpt.params.W1.dtype == np.float64:
+        settings.enable_x64()
+    params = Params(*(jnp.asarray(p) for p in ckpt.params))
+    if ckpt.bn_stats is not None:
+        stats = BNStats(*(jnp.asarray(s) for s in ckpt.bn_stats))
+    else:
+        where = _where(checkpoint)
+        data = dataset or _run_data(ckpt, where)
+        stats = calibrate(params, data.train.x)
+    return ckpt._replace(params=params, bn_stats=stats)
+
+
+def _where(checkpoint: CheckpointLike) -> str:
+    return "checkpoint" if isinstance(checkpoint, Checkpoint) else str(checkpoint_file(checkpoint))
+
+
+def _run_data(ckpt: Checkpoint, where: str, data: str | os.PathLike | None = None) -> Dataset:
+    """The data a checkpoint was trained on (or ``data``), with the checkpoint's vocabulary."""
+    dataset = load_dataset(data or ckpt.config.get("data"), block_size_of(ckpt.params))
+    if dataset.vocab != ckpt.vocab:
+        raise DataError(
+            f"{dataset.source}: vocabulary {dataset.vocab.chars!r} does not match "
+            f"the checkpoint's {ckpt.vocab.chars!r} ({where})"
+        )
+    return dataset
+
+
+def sample(checkpoint: CheckpointLike, num: int = 20, seed: int = 0) -> list[str]:
+    """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint)."""
+    settings.check_int("--num", num, 1)
+    settings.check_seed(seed)
+    ckpt = load_for_use(checkpoint)
+    return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))
+
+
+def evaluate(checkpoint: CheckpointLike, data: str | os.PathLike | None = None) -> Evaluation:
+    """The train/val/test losses of a checkpoint on the data it was trained on (or ``data``,
+    which must have the same vocabulary)."""
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    dataset = _run_data(ckpt, _where(checkpoint), data)
+    ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on the run's data
+    return Evaluation(split_losses(ckpt.params, ckpt.bn_stats, dataset), ckpt.step, dataset.source)
