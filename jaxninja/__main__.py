@@ -1,7 +1,25 @@
-"""``python -m jaxninja`` is the ``jaxninja`` command."""
+"""``python -m jaxninja`` is the ``jaxninja`` command.
 
-import sys
+A signal that arrives while the command's modules are still being imported already gets the
+command's one line and status (``jaxninja._cli.main`` installs the full policy on its first
+line). ``_signal``, the C module under ``signal``, is used because importing ``signal`` itself
+takes long enough for a Ctrl-C to land inside it.
+"""
 
-from jaxninja._cli import main
+import _signal
+import os
+
+
+def _early_exit(signum: int, frame: object) -> None:
+    os.write(2, b"jaxninja: interrupted\n")
+    os._exit(128 + signum)
+
+
+for _sig in (_signal.SIGINT, _signal.SIGTERM):
+    _signal.signal(_sig, _early_exit)
+
+import sys  # noqa: E402
+
+from jaxninja._cli import main  # noqa: E402
 
 sys.exit(main())

@@ -283,6 +283,7 @@ def run_training(
     devices: int = 1,
     progress: bool | Callable[[ChunkReport], None] = True,
     should_stop: Callable[[], bool] | None = None,
+    on_start: Callable[[], None] | None = None,
     on_saved: Callable[[Path], None] | None = None,
     log: Log | None = print,
 ) -> RunResult:
@@ -293,8 +294,9 @@ def run_training(
     may differ). ``data`` defaults to the checkpoint's recorded data on resume, else
     ``$JAXNINJA_NAMES``, else the default data set. An ``out`` that holds a run needs ``resume``
     or ``overwrite=True``. ``should_stop()`` is asked after every chunk; when it turns true the
-    state is saved and the result says ``interrupted``. ``on_saved(checkpoint)`` is called once
-    the trained state is safe on disk, before finishing. ``log`` gets each status line.
+    state is saved and the result says ``interrupted``. ``on_start()`` is called when everything
+    has been checked and training begins; ``on_saved(checkpoint)`` once the trained state is safe
+    on disk, before finishing. ``log`` gets each status line.
     """
     settings.check_steps(check_every, "--check-every")
     settings.check_steps(checkpoint_every, "--checkpoint-every")
@@ -304,6 +306,8 @@ def run_training(
     )  # fmt: skip
     config, dataset, folder = run.config, run.dataset, run.out
     start = run.state.step if run.state else 0
+    if on_start is not None:
+        on_start()
     _log(log, _start_line(run, start))
     bar = Progress(start, config.steps) if progress is True else None
     on_chunk = bar if bar is not None else (progress or None)

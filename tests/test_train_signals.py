@@ -66,3 +66,64 @@ def test_signal_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path, signu
     assert ckpt.step > 0 and ckpt.step % 1000 == 0  # a chunk boundary, i.e. a step boundary
     assert f"step {ckpt.step:,}:" in lines[0] and str(out / "checkpoint.npz") in lines[0]
     assert not (out / "summary.json").exists()  # the run did not finish
+
+
+# Ctrl-C at any moment: imports, loading, compiling, the first chunk, checkpointing, finishing.
+# Each offset is seconds after the process started; the default run keeps two (during the
+# imports and during the first compile), -m slow sweeps the whole start-up and the first chunks.
+# Before 0.1 s the interpreter itself is starting (site, runpy): no jaxninja code runs yet.
+DEFAULT_OFFSETS = [0.15, 1.8]
+SLOW_OFFSETS = [0.1, 0.3, 0.6, 1.0, 1.4, 2.2, 2.6, 3.0, 3.5, 4.0, 5.0, 6.5]
+
+
+def interrupt_at(tmp_path: Path, offset: float) -> tuple[int, str, Path]:
+    """Start a short ``jaxninja train``, send SIGINT ``offset`` s later; (status, stderr, out)."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(default_words()[:2000]) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(words), "--steps", "3000", "--n-embd", "4", "--n-hidden", "16"]
+    argv += ["--out", str(out), "--samples", "3", "--checkpoint-every", "1000"]
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxninja", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        try:
+            proc.wait(timeout=offset)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)  # bounded: a lost Ctrl-C would hang here
+    finally:
+        proc.kill()
+    return proc.returncode, stderr, out
+
+
+def assert_one_line_and_safe(status: int, stderr: str, out: Path) -> None:
+    shown = f"status {status}, stderr {stderr!r}"
+    if status == 0:  # finished before the signal came: a complete run
+        assert stderr == "" and (out / "summary.json").exists(), shown
+        return
+    lines = stderr.splitlines()
+    assert status == 130 and len(lines) == 1 and "Traceback" not in stderr, shown
+    assert lines[0].startswith("jaxninja: "), shown
+    if (out / "checkpoint.npz").exists():  # whatever was saved loads, at a step boundary
+        ckpt = load_checkpoint(out)
+        assert ckpt.step % 1000 == 0, shown
+        if "safe in" in lines[0] or "saved to" in lines[0]:
+            assert str(out / "checkpoint.npz") in lines[0], shown
+
+
+@pytest.mark.parametrize("offset", DEFAULT_OFFSETS)
+def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path: Path, offset: float) -> None:
+    assert_one_line_and_safe(*interrupt_at(tmp_path, offset))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offset", SLOW_OFFSETS)
+def test_ctrl_c_at_many_offsets_is_one_line_and_130(tmp_path: Path, offset: float) -> None:
+    assert_one_line_and_safe(*interrupt_at(tmp_path, offset))

@@ -97,7 +97,6 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
 
             leave(f"{name}: stopped; the trained checkpoint is safe in {path}", interrupts.status)
 
-    interrupts.stop_phase()
     try:
         result = run_training(
             settings,
@@ -111,6 +110,7 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
             device=args.device,
             devices=args.devices,
             should_stop=interrupts.should_stop,
+            on_start=interrupts.stop_phase,
             on_saved=on_saved,
             log=lambda line: print(line, flush=True),
         )

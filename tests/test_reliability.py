@@ -1,0 +1,134 @@
+"""Nothing lost (issue 12): the trained state is saved before finishing, each finishing step fails
+in one line naming the safe checkpoint, work that cannot fit is refused before it starts, and a
+folder holding a run is never written over silently.
+
+In-process through :func:`jaxninja.run_training` (the CLI is one call of it), on test_train.py's
+small model so the jit caches are shared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxninja
+from jaxninja import memory, run
+from jaxninja.checkpoint import load_checkpoint
+from jaxninja.config import TrainConfig
+from jaxninja.data import default_words
+from jaxninja.errors import ConfigError, TrainingError
+
+SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
+QUIET = {"progress": False, "log": None}
+
+
+@pytest.fixture(scope="module")
+def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(default_words()) + "\n", encoding="utf-8")
+    return path
+
+
+def _boom(*args, **kwargs):
+    raise MemoryError("RESOURCE_EXHAUSTED: out of memory allocating 9.3 GiB")
+
+
+@pytest.mark.parametrize(
+    "step_name, target",
+    [("calibrating BatchNorm", "calibrate"), ("evaluating", "split_losses"),
+     ("sampling", "sample_names"), ("plotting the loss", "_plot")],
+)  # fmt: skip
+def test_a_failing_finishing_step_keeps_the_trained_run(
+    words_file, tmp_path, monkeypatch, step_name, target
+):
+    out = tmp_path / "run"
+    monkeypatch.setattr(run, target, _boom)
+    with pytest.raises(TrainingError) as info:
+        jaxninja.run_training(SMALL, out, data=words_file, samples=3, **QUIET)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{step_name} failed (MemoryError: ")
+    assert f"the trained checkpoint (step 1,000) is safe in {out / 'checkpoint.npz'}" in message
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 1000 and (ckpt.bn_stats is None) == (target == "calibrate")
+    monkeypatch.undo()
+    # the saved run is the trained run: finishing it later gives a straight run's checkpoint
+    done = jaxninja.run_training({}, out, resume=out, samples=3, **QUIET)
+    straight = jaxninja.run_training(
+        SMALL, tmp_path / "straight", data=words_file, samples=3, **QUIET
+    )
+    assert done.summary["losses"] == straight.summary["losses"]
+    assert done.samples == straight.samples
+    a, b = load_checkpoint(out), load_checkpoint(tmp_path / "straight")
+    for x, y in zip(a.params + a.bn_stats, b.params + b.bn_stats, strict=True):
+        assert x.tobytes() == y.tobytes()
+
+
+def test_a_checkpoint_without_statistics_is_calibrated_on_use(words_file, tmp_path, monkeypatch):
+    out, done = tmp_path / "uncalibrated", tmp_path / "done"
+    monkeypatch.setattr(run, "calibrate", _boom)
+    with pytest.raises(TrainingError):
+        jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
+    monkeypatch.undo()
+    jaxninja.run_training(SMALL, done, data=words_file, samples=0, **QUIET)
+    assert load_checkpoint(out).bn_stats is None
+    assert jaxninja.sample(out, 6, seed=2) == jaxninja.sample(done, 6, seed=2)
+    assert jaxninja.evaluate(out).losses == jaxninja.evaluate(done).losses
+
+
+@pytest.mark.parametrize(
+    "changes, samples",
+    [({"n_hidden": 10**8}, 0), ({"n_embd": 10**7}, 0), ({"block_size": 10**7}, 0),
+     ({"steps": 10**12}, 0), ({}, 10**11)],
+)  # fmt: skip
+def test_work_that_cannot_fit_is_refused_before_it_starts(words_file, tmp_path, changes, samples):
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match=r"needs about [\d.]+ GiB of memory but this machine"):
+        jaxninja.run_training(
+            SMALL._replace(**changes), out, data=words_file, samples=samples, **QUIET
+        )
+    assert not out.exists()  # refused before the folder was made
+
+
+def test_the_estimate_counts_what_grows(words_file) -> None:
+    base = memory.run_bytes(SMALL, 30_000, 27)
+    assert memory.run_bytes(SMALL._replace(steps=10**8), 30_000, 27) > base + 10**9
+    assert memory.run_bytes(SMALL, 30_000, 27, runs=8) > memory.run_bytes(SMALL, 30_000, 27)
+    assert memory.run_bytes(SMALL, 30_000, 27, samples=10**7) > base + 10**9
+    memory.check_fits(base, "this run", available=base)  # exactly enough is enough
+    with pytest.raises(ConfigError, match="this run needs about"):
+        memory.check_fits(base + 1, "this run", available=base)
+    available = memory.available_bytes()
+    assert available is None or available > 2**28  # this machine: the cgroup or MemAvailable
+
+
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(words_file, tmp_path) -> None:
+    out = tmp_path / "run"
+    first = jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ConfigError, match=r"already holds a run .*--resume .*--overwrite"):
+        jaxninja.run_training(SMALL._replace(seed=2), out, data=words_file, **QUIET)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    again = jaxninja.run_training(
+        SMALL._replace(seed=2), out, data=words_file, samples=0, overwrite=True, **QUIET
+    )
+    assert again.summary["config"]["seed"] == 2 != first.summary["config"]["seed"]
+    assert load_checkpoint(out).config["seed"] == 2
+
+
+def test_evaluation_runs_in_bounded_chunks(words_file) -> None:
+    """Calibration and split losses over chunks of rows equal the whole-split computation."""
+    from jaxninja.model import batch_stats, hprebn_of, loss_fused
+    from jaxninja.training import _split_loss, calibrate
+
+    data = jaxninja.load_dataset(words_file)
+    params = jaxninja.train(SMALL, data, evaluate=False).params
+    x, y = data.train.x, data.train.y
+    whole = batch_stats(hprebn_of(params, x))
+    chunked = calibrate(params, x, rows=1000)  # 28,892 rows: 29 chunks, the last one padded
+    # float32 sums in another order: ~eps x sqrt(chunks) relative; 1e-5 leaves room
+    np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chunked.var, whole.var, rtol=1e-5)
+    loss = float(_split_loss(params, whole, x, y, rows=1000))
+    assert loss == pytest.approx(float(loss_fused(params, x, y, whole)), rel=1e-5)
