@@ -323,16 +323,15 @@ def prepare_out_dir(out: str | os.PathLike, flag: str = "--out") -> Path:
 # ----------------------------------------------------------------------------------- reading
 
 
-def _open_checkpoint(path: Path) -> IO[bytes]:
-    """``path`` opened for reading if it is a regular file (never blocks on a FIFO)."""
+def _open_checkpoint(path: Path, what: str = "checkpoint") -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file (never blocks on a FIFO); errors
+    call it a ``what``."""
     try:
         return open_regular(path)
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
+        raise CheckpointError(f"{path}: no such {what}") from None
     except NotRegularFile as err:
-        if err.kind == "a directory":
-            raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
-        raise CheckpointError(f"{path}: is {err.kind}, not a checkpoint file") from None
+        raise CheckpointError(f"{path}: is {err.kind}, not a {what} file") from None
     except (OSError, ValueError) as err:
         reason = getattr(err, "strerror", None) or err
         raise CheckpointError(f"{path}: cannot read ({reason})") from None
@@ -493,34 +492,64 @@ def _read_npy_header(path: Path, name: str, f: IO[bytes]) -> tuple[tuple[int, ..
     return shape, dtype
 
 
-def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    """One member as an array: the header's shape x itemsize must be exactly the member's size
-    (from the directory) less its header; then that many bytes are read in chunks straight into
-    the array, and the zip CRC is checked at the end."""
-    name = info.filename.removesuffix(NPY_SUFFIX)
-    with zf.open(info) as f:
-        shape, dtype = _read_npy_header(path, name, f)
-        nbytes = math.prod(shape) * dtype.itemsize
-        room = info.file_size - f.tell()
-        if nbytes != room:
+def _read_npy_data(path: Path, name: str, f: IO[bytes], size: int) -> np.ndarray:
+    """The array of the ``.npy`` stream ``f`` of ``size`` bytes: the header's shape x itemsize
+    must be exactly ``size`` less the header; then that many bytes are read in chunks straight
+    into the array (no second copy), and the stream must end there."""
+    shape, dtype = _read_npy_header(path, name, f)
+    nbytes = math.prod(shape) * dtype.itemsize
+    room = size - f.tell()
+    if nbytes != room:
+        raise CheckpointError(
+            f"{path}: array {name!r} claims shape {shape} of {dtype.str} ({nbytes:,} "
+            f"bytes) but its member holds {room:,} bytes after the header"
+        )
+    arr = np.empty(shape, dtype)
+    view = memoryview(arr.reshape(-1).view(np.uint8))
+    done = 0
+    while done < nbytes:
+        chunk = f.read(min(READ_CHUNK, nbytes - done))
+        if not chunk:
             raise CheckpointError(
-                f"{path}: array {name!r} claims shape {shape} of {dtype.str} ({nbytes:,} "
-                f"bytes) but its member holds {room:,} bytes after the header"
+                f"{path}: truncated or corrupt checkpoint (array {name!r} ends early)"
             )
-        arr = np.empty(shape, dtype)
-        view = memoryview(arr.reshape(-1).view(np.uint8))
-        done = 0
-        while done < nbytes:
-            chunk = f.read(min(READ_CHUNK, nbytes - done))
-            if not chunk:
-                raise CheckpointError(
-                    f"{path}: truncated or corrupt checkpoint (array {name!r} ends early)"
-                )
-            view[done : done + len(chunk)] = chunk
-            done += len(chunk)
-        if f.read(1):  # also makes zipfile check the CRC when the header claimed no data
-            raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({name!r} too long)")
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    if f.read(1):  # for a zip member this also makes zipfile check the CRC
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({name!r} too long)")
     return arr
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One member as an array, its size taken from the zip directory (see _read_npy_data)."""
+    with zf.open(info) as f:
+        return _read_npy_data(path, info.filename.removesuffix(NPY_SUFFIX), f, info.file_size)
+
+
+def read_npy(path: str | os.PathLike, max_bytes: int) -> np.ndarray:
+    """A plain ``.npy`` file (e.g. ``losses.npy`` beside a checkpoint) read as hostile input:
+    a regular file of at most ``max_bytes``, checked like a checkpoint's members (bounded
+    header, plain native dtype, shape x itemsize equal to the file's size). Any failure is a
+    one-line :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    with _open_checkpoint(path, ".npy") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise CheckpointError(f"{path}: {size:,} bytes, more than the {max_bytes:,} expected")
+        try:
+            with warnings.catch_warnings():  # as in _read_arrays
+                warnings.simplefilter("ignore")
+                warnings.simplefilter("error", UserWarning)
+                return _read_npy_data(path, path.stem, f, size)
+        except CheckpointError:
+            raise
+        except ValueError as err:  # numpy's header checks
+            raise CheckpointError(f"{path}: corrupt .npy file ({_first_line(err)})") from None
+        except OSError as err:
+            raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
+        except Exception as err:  # any other way a hostile file can fail numpy
+            reason = f"{type(err).__name__}: {_first_line(err)}"
+            raise CheckpointError(f"{path}: corrupt .npy file ({reason})") from None
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

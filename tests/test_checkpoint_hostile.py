@@ -584,3 +584,41 @@ def test_fuzz_many(tmp_path: Path) -> None:
     """The same with 5,000 cases of each kind and another seed (~20 s)."""
     outcomes = fuzz(tmp_path, 5000, seed=2026)
     assert outcomes["refused"] > 7000 and outcomes["loaded"] > 0
+
+
+# ------------------------------------------------------------------------------ plain .npy
+
+
+def test_read_npy_reads_a_plain_array(tmp_path: Path) -> None:
+    losses = np.linspace(3.3, 2.0, 1000, dtype=np.float32)
+    np.save(tmp_path / "losses.npy", losses)
+    assert ck.read_npy(tmp_path / "losses.npy", 4 * 1000 + 4096).tobytes() == losses.tobytes()
+
+
+def test_read_npy_refuses_what_load_losses_must_not_trust(tmp_path: Path) -> None:
+    """losses.npy beside a checkpoint is a stranger's too: a forged 4 TiB header, a file over
+    the expected size, a FIFO, a pickle; each one line, none allocating or hanging."""
+    path = tmp_path / "losses.npy"
+    path.write_bytes(npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (2**40,), }", b""))
+    with pytest.raises(CheckpointError, match="corrupt .npy file"):  # 2**40 is not a literal
+        ck.read_npy(path, 10**6)
+    path.write_bytes(
+        npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }", b"")
+    )
+    with pytest.raises(CheckpointError, match=r"claims shape \(1099511627776,\)"):
+        ck.read_npy(path, 10**6)
+    np.save(path, np.zeros(1000, np.float32))
+    with pytest.raises(CheckpointError, match="losses.npy: 4,128 bytes, more than the 4,000"):
+        ck.read_npy(path, 4000)
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError, match="pickled object array"):
+        ck.read_npy(path, 10**6)
+    path.unlink()
+    with pytest.raises(CheckpointError, match="losses.npy: no such .npy"):
+        ck.read_npy(path, 10**6)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(path)
+        err = in_thread(ck.read_npy, path, 10**6)
+        assert isinstance(
+            err, CheckpointError
+        ) and "is a FIFO (named pipe), not a .npy file" in str(err)
