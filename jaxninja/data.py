@@ -43,6 +43,7 @@ STDIN_NAME = "<stdin>"  # how errors name standard input
 # Raise it with max_bytes (the CLI flag below).
 MAX_DATA_BYTES = 16 * 2**20
 MAX_BYTES_FLAG = "--max-data-bytes"  # named in the error; the CLI's flag for max_bytes
+SHOWN_CHARS = 40  # an error shows at most this much of a word (enough to find it by eye)
 BOM = "\ufeff"
 JOINERS = {"\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER"}
 
@@ -120,11 +121,22 @@ def parse_words(text: str, source: str) -> list[str]:
             after = word[i + 1 : i + 2]
             problem = char_problem(ch, before, after)
             if problem:
-                raise DataError(f"{source}:{lineno}:{col0 + i + 1}: word {word!r} {problem}")
+                shown = _shown_word(word, i)
+                raise DataError(f"{source}:{lineno}:{col0 + i + 1}: word {shown} {problem}")
         words.append(word)
     if not words:
         raise DataError(f"{source}: no words (the file is empty or holds only blank lines)")
     return words
+
+
+def _shown_word(word: str, i: int) -> str:
+    """``word`` for an error message: its repr, or for a long one (a binary file read as text
+    can make a "word" of megabytes) the SHOWN_CHARS around position ``i``."""
+    if len(word) <= SHOWN_CHARS:
+        return repr(word)
+    start = max(0, min(i - SHOWN_CHARS // 2, len(word) - SHOWN_CHARS))
+    part = repr(word[start : start + SHOWN_CHARS])
+    return f"{'...' if start else ''}{part}{'...' if start + SHOWN_CHARS < len(word) else ''}"
 
 
 def _letter_or_mark(ch: str) -> bool:

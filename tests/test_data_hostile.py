@@ -281,3 +281,14 @@ def test_dataset_built_by_hand_has_no_hash(tmp_path: Path) -> None:
     loaded = load_dataset(path)
     by_hand = Dataset(loaded.train, loaded.val, loaded.test, loaded.vocab, loaded.source)
     assert by_hand.data_hash == "" and by_hand.shapes() == loaded.shapes()
+
+
+def test_long_word_is_shown_in_part(tmp_path: Path) -> None:
+    """A binary file can make one "word" of megabytes; the message shows 40 characters around
+    the fault, not all of it."""
+    path = tmp_path / "w.txt"
+    path.write_bytes(b"a" * 1_000_000 + b"\x00" + b"b" * 1_000_000)
+    message = refused(path, r":1:1000001: word \.\.\.'a{20}\\x00b{19}'\.\.\. contains the control")
+    assert len(message) < 300
+    path.write_bytes(b"\x00" + b"b" * 100)
+    refused(path, r":1:1: word '\\x00b{39}'\.\.\. contains")
