@@ -874,8 +874,9 @@ def check_same_data(
     """
     if ckpt.data_hash is None:
         return (
-            f"{path}: the checkpoint records no data hash (format version 1), so it cannot "
-            f"be checked that {dataset.source} is the data it was trained on"
+            f"{path}: the checkpoint records no data hash (format version 1, or saved "
+            f"without one), so it cannot be checked that {dataset.source} is the data it was "
+            f"trained on"
         )
     if not dataset.data_hash:
         return f"{path}: {dataset.source} has no data hash to compare with the checkpoint's"
