@@ -375,19 +375,21 @@ def _check_end_record(path: Path, f: IO[bytes]) -> None:
     f.seek(0)
 
 
-def _member_limit(key: str) -> int:
+def _member_limit(key: str, max_bytes: int) -> int:
     """The most bytes member ``key``.npy may hold, uncompressed (header included)."""
     if key in TEXT_KEYS:
         return MAX_TEXT_BYTES + MAX_NPY_HEADER + NPY_PREFIX
     if key in SMALL_KEYS:
         return MAX_SMALL_BYTES
-    return MAX_TOTAL_BYTES
+    return max_bytes
 
 
-def _check_directory(path: Path, infos: list[zipfile.ZipInfo], cd_start: int) -> list[str]:
-    """Every member is a known ``.npy``, stored or deflated, within its size limits, not
-    overlapping another; all from the zip directory, before a byte of any member is read.
-    Returns the array names in archive order."""
+def _check_directory(
+    path: Path, infos: list[zipfile.ZipInfo], cd_start: int, max_bytes: int
+) -> list[str]:
+    """Every member is a known ``.npy``, stored or deflated, within its size limits (all
+    together within ``max_bytes``), not overlapping another; all from the zip directory, before
+    a byte of any member is read. Returns the array names in archive order."""
     for info in infos:
         if not info.filename.endswith(NPY_SUFFIX):
             raise CheckpointError(f"{path}: member {info.filename!r} is not a numpy array")
@@ -410,7 +412,7 @@ def _check_directory(path: Path, infos: list[zipfile.ZipInfo], cd_start: int) ->
                 f"{path}: member {info.filename!r} uses compression method "
                 f"{info.compress_type}; only stored and deflated (np.savez_compressed) are read"
             )
-        limit = _member_limit(key)
+        limit = _member_limit(key, max_bytes)
         if info.file_size > limit:
             raise CheckpointError(
                 f"{path}: member {info.filename!r} holds {info.file_size:,} bytes, more than "
@@ -428,9 +430,9 @@ def _check_directory(path: Path, infos: list[zipfile.ZipInfo], cd_start: int) ->
                 f"to {info.file_size:,} (over {MAX_RATIO}:1); refusing a possible zip bomb"
             )
     total = sum(info.file_size for info in infos)
-    if total > MAX_TOTAL_BYTES:
+    if total > max_bytes:
         raise CheckpointError(
-            f"{path}: the arrays hold {total:,} bytes, more than the {MAX_TOTAL_BYTES:,}-byte "
+            f"{path}: the arrays hold {total:,} bytes, more than the {max_bytes:,}-byte "
             f"limit for a checkpoint"
         )
     _check_no_overlap(path, infos, cd_start)
@@ -552,7 +554,7 @@ def read_npy(path: str | os.PathLike, max_bytes: int) -> np.ndarray:
             raise CheckpointError(f"{path}: corrupt .npy file ({reason})") from None
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, max_bytes: int = MAX_TOTAL_BYTES) -> dict[str, np.ndarray]:
     """Every array of the checkpoint archive at ``path``, bounded in memory and time.
 
     Sizes come from the zip directory and are checked (see the module docstring) before any
@@ -572,7 +574,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 warnings.simplefilter("error", UserWarning)  # numpy's "Python 2 header" fallback
                 with zipfile.ZipFile(f) as zf:
                     infos = zf.infolist()
-                    _check_directory(path, infos, zf.start_dir)
+                    _check_directory(path, infos, zf.start_dir, max_bytes)
                     for info in infos:
                         arrays[info.filename.removesuffix(NPY_SUFFIX)] = _read_member(
                             path, zf, info
@@ -584,6 +586,10 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({reason})") from None
         except ValueError as err:  # numpy's header checks
             raise CheckpointError(f"{path}: corrupt checkpoint ({_first_line(err)})") from None
+        except NotImplementedError as err:  # zipfile: a zip version, flag or feature it lacks
+            raise CheckpointError(
+                f"{path}: corrupt checkpoint (uses a zip feature not read: {_first_line(err)})"
+            ) from None
         except OSError as err:
             raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
         except Exception as err:  # any other way a hostile archive can fail zipfile or numpy
@@ -831,8 +837,12 @@ def load_checkpoint(
     path: str | os.PathLike,
     expect_vocab: Vocab | None = None,
     expect_config: dict[str, Any] | None = None,
+    max_bytes: int = MAX_TOTAL_BYTES,
 ) -> Checkpoint:
     """Read and verify a checkpoint (a file, or a directory holding ``checkpoint.npz``).
+
+    ``max_bytes`` lowers the limit on all arrays together (e.g. to the memory this machine
+    has); it cannot raise it above :data:`MAX_TOTAL_BYTES`.
 
     Verifies, in order: the file is an ``.npz`` archive of plain arrays within the reading
     limits (see the module docstring), the format version (1 or 2), that every array is
@@ -844,7 +854,7 @@ def load_checkpoint(
     if Path(path).is_dir() and not checkpoint_file(path).exists():
         raise CheckpointError(f"{path}: is a directory without a {CHECKPOINT_NAME}")
     path = checkpoint_file(path)
-    arrays = _read_arrays(path)
+    arrays = _read_arrays(path, min(max_bytes, MAX_TOTAL_BYTES))
     version = _check_version(path, arrays)
     _check_keys(path, arrays, version)
     _check_checksum(path, arrays)
