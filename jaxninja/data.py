@@ -3,17 +3,28 @@
 The notebook reads ``names.txt``, builds the vocabulary from its sorted characters (``.`` at 0),
 shuffles the words with ``random.seed(42)`` and splits them 80/10/10. Everything here reproduces
 that bit for bit, so names.txt gives the lecture's shapes (182625, 3), (22655, 3), (22866, 3).
+
+A word list is input from a stranger. Only a regular file is read (a directory, a character device
+such as ``/dev/zero``, a FIFO or a socket is refused by ``stat`` before anything is read, and the
+file is opened with ``O_NONBLOCK`` so a FIFO swapped in meanwhile cannot hang the open), or ``-``
+for standard input; either is read up to ``max_bytes`` (:data:`MAX_DATA_BYTES` unless raised).
+Invisible Unicode format characters (category Cf: zero-width space, a byte order mark in mid-file,
+bidirectional overrides) are refused with line and column; a leading BOM is skipped, and ZWJ /
+ZWNJ between two letters are kept, as real names in some scripts need them.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import random
+import stat
+import sys
 import unicodedata
 from importlib import resources
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -23,6 +34,17 @@ BOUNDARY = "."
 NAMES_ENV = "JAXNINJA_NAMES"
 MIN_WORDS = 6  # fewest words for which int(0.8 n) < int(0.9 n) < n: no empty split
 DEFAULT_SOURCE = "names-package"  # the US census first names shipped by PyPI's `names`
+STDIN = "-"  # --data - reads the words from standard input (a file named "-" is ./-)
+STDIN_NAME = "<stdin>"  # how errors name standard input
+# names.txt is 228 KB (32,033 names). 16 MiB is 70 times that (some 2 million names); the
+# notebook's pipeline builds Python lists of about 140 bytes per character of data (block_size 3,
+# measured with tracemalloc), so 16 MiB already costs ~2.3 GB while the contexts are built.
+# Raise it with max_bytes (the CLI flag below).
+MAX_DATA_BYTES = 16 * 2**20
+MAX_BYTES_FLAG = "--max-data-bytes"  # named in the error; the CLI's flag for max_bytes
+SHOWN_CHARS = 40  # an error shows at most this much of a word (enough to find it by eye)
+BOM = "\ufeff"
+JOINERS = {"\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER"}
 
 
 class Vocab(NamedTuple):
@@ -66,6 +88,7 @@ class Dataset(NamedTuple):
     test: Split
     vocab: Vocab
     source: str
+    data_hash: str = ""  # words_hash of the words; "" for a Dataset built without load_dataset
 
     def shapes(self) -> dict[str, list[int]]:
         return {
@@ -78,57 +101,189 @@ class Dataset(NamedTuple):
 def parse_words(text: str, source: str) -> list[str]:
     """Split text into words: one a line, CRLF and a final newline tolerated, blank lines skipped.
 
-    White space around a word is dropped. A word holding the boundary character ``.``, white
-    space or a control character is an error naming its line and column. Lines are split on
-    ``\\n`` only (not ``str.splitlines``), so a stray form feed or U+2028 inside a word is reported
-    instead of silently starting a new word.
+    White space around a word is dropped, and so is a byte order mark at the very start. A word
+    holding the boundary character ``.``, white space, a control character or an invisible
+    format character is an error naming its line and column (see :func:`char_problem`). Lines
+    are split on ``\\n`` only (not ``str.splitlines``), so a stray form feed or U+2028 inside a
+    word is reported instead of silently starting a new word.
     """
+    if text.startswith(BOM):
+        text = text[len(BOM) :]
     words = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         word = line.strip()
         if not word:
             continue
         col0 = len(line) - len(line.lstrip())
-        for col, ch in enumerate(word, start=col0 + 1):
-            problem = _bad_character(ch)
+        for i, ch in enumerate(word):
+            before = word[i - 1] if i else ""
+            after = word[i + 1 : i + 2]
+            problem = char_problem(ch, before, after)
             if problem:
-                raise DataError(f"{source}:{lineno}:{col}: word {word!r} {problem}")
+                shown = _shown_word(word, i)
+                raise DataError(f"{source}:{lineno}:{col0 + i + 1}: word {shown} {problem}")
         words.append(word)
     if not words:
         raise DataError(f"{source}: no words (the file is empty or holds only blank lines)")
     return words
 
 
-def _bad_character(ch: str) -> str | None:
-    """Why ``ch`` cannot be part of a word, or None if it can (any letter, any script, any case)."""
+def _shown_word(word: str, i: int) -> str:
+    """``word`` for an error message: its repr, or for a long one (a binary file read as text
+    can make a "word" of megabytes) the SHOWN_CHARS around position ``i``."""
+    if len(word) <= SHOWN_CHARS:
+        return repr(word)
+    start = max(0, min(i - SHOWN_CHARS // 2, len(word) - SHOWN_CHARS))
+    part = repr(word[start : start + SHOWN_CHARS])
+    return f"{'...' if start else ''}{part}{'...' if start + SHOWN_CHARS < len(word) else ''}"
+
+
+def _letter_or_mark(ch: str) -> bool:
+    """A letter (L*) or a combining mark (M*: in Indic scripts a virama precedes the joiner)."""
+    return bool(ch) and unicodedata.category(ch)[0] in "LM"
+
+
+def char_problem(ch: str, before: str = "", after: str = "") -> str | None:
+    """Why ``ch`` cannot be part of a word, or None if it can (any letter, any script, any case).
+
+    ``before`` / ``after`` are its neighbours in the word ("" at an end): ZWJ and ZWNJ are kept
+    only between two letters (or marks), where scripts such as Persian and Devanagari need them.
+    """
     if ch == BOUNDARY:
         return "contains the boundary character '.', which is reserved for start/end of a word"
     if ch.isspace():
         return f"contains white space ({ch!r}); put one word on each line"
-    if unicodedata.category(ch) == "Cc":
+    category = unicodedata.category(ch)
+    if category == "Cc":
         return (
             f"contains the control character U+{ord(ch):04X} (a binary or UTF-16 file? "
             f"save it as UTF-8 text)"
         )
+    if category == "Cs":
+        return f"contains the lone surrogate U+{ord(ch):04X}, which is not a character"
+    if ch in JOINERS:
+        if _letter_or_mark(before) and _letter_or_mark(after):
+            return None
+        return f"contains U+{ord(ch):04X} {JOINERS[ch]} that is not between two letters"
+    if ch == BOM:
+        return "contains a byte order mark (U+FEFF) in mid-file; remove it"
+    if category == "Cf":
+        name = unicodedata.name(ch, "a format character")
+        return f"contains the invisible format character U+{ord(ch):04X} {name}; remove it"
     return None
 
 
-def read_words(path: str | os.PathLike) -> list[str]:
-    """Read a UTF-8 word list from ``path`` with errors that name the file and line.
+def vocab_problem(chars: str) -> str | None:
+    """Why ``chars`` cannot be a vocabulary (e.g. one stored in a stranger's checkpoint): each
+    character must be one a word may hold (joiners included, since words may hold them)."""
+    for ch in chars:
+        problem = char_problem(ch, "a", "a") if ch in JOINERS else char_problem(ch)
+        if problem:
+            return problem
+    return None
 
-    A UTF-8 byte order mark at the start is skipped (some editors write one).
+
+def words_hash(words: list[str]) -> str:
+    """SHA-256 (hex) of the words in order, UTF-8, joined by newlines: the content of a word
+    list, whatever its line endings, surrounding white space or BOM. Checkpoints record it so
+    ``--resume`` can tell when the data changed."""
+    return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
+
+
+class NotRegularFile(Exception):
+    """``path`` is not a regular file; ``kind`` says what it is ("a directory", "a FIFO", ...)."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def file_kind(mode: int) -> str | None:
+    """What a ``st_mode`` is when it is not a regular file, else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in FILE_KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file; never blocks.
+
+    ``stat`` first, so a socket or a FIFO is never opened; then ``O_NONBLOCK`` and ``fstat``
+    of what was opened, so a FIFO swapped in between the two cannot hang the open either.
+    Raises :class:`NotRegularFile` or the ``OSError`` / ``ValueError`` of the path.
     """
-    path = Path(path)
+    kind = file_kind(os.stat(path).st_mode)
+    if kind:
+        raise NotRegularFile(kind)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
     try:
-        raw = path.read_bytes()
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise NotRegularFile(kind)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _too_big(name: str, max_bytes: int, size: int | None = None) -> DataError:
+    """The error for input over ``max_bytes``; ``size`` if known (from stat), else None."""
+    what = f"{size:,} bytes is more than" if size is not None else "holds more than"
+    return DataError(
+        f"{name}: {what} the {max_bytes:,}-byte limit for a word list "
+        f"(names.txt is 228 KB); raise it with {MAX_BYTES_FLAG}"
+    )
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` (checked by stat first)."""
+    try:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise _too_big(str(path), max_bytes, size)
+            raw = f.read(max_bytes + 1)  # the file may have grown since the fstat
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a word list") from None
+    except NotRegularFile as err:
+        if err.kind == "a directory":
+            raise DataError(f"{path}: is a directory, not a word list") from None
+        raise DataError(f"{path}: is {err.kind}, not a regular file of words") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
     except ValueError as err:  # e.g. a NUL byte in the path
         raise DataError(f"{path!r}: not a usable path ({err})") from None
+    if len(raw) > max_bytes:
+        raise _too_big(str(path), max_bytes)
+    return raw
+
+
+def _read_stdin(max_bytes: int) -> bytes:
+    """Standard input, to its end but at most ``max_bytes``."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise DataError(f"{STDIN_NAME}: there is no standard input to read words from")
+    try:
+        raw = stream.read(max_bytes + 1)
+    except OSError as err:
+        raise DataError(f"{STDIN_NAME}: cannot read ({err.strerror or err})") from None
+    if len(raw) > max_bytes:
+        raise _too_big(STDIN_NAME, max_bytes)
+    return raw
+
+
+def decode_words(raw: bytes, source: str) -> list[str]:
+    """UTF-8 bytes to words (see :func:`parse_words`); a leading UTF-8 BOM is skipped."""
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
     try:
@@ -137,10 +292,24 @@ def read_words(path: str | os.PathLike) -> list[str]:
         lineno = raw[: err.start].count(b"\n") + 1
         col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
         raise DataError(
-            f"{path}:{lineno}: not UTF-8 (byte 0x{raw[err.start]:02x} at byte "
+            f"{source}:{lineno}: not UTF-8 (byte 0x{raw[err.start]:02x} at byte "
             f"{col} of the line); save the file as UTF-8"
         ) from None
-    return parse_words(text, str(path))
+    return parse_words(text, source)
+
+
+def read_words(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> list[str]:
+    """Read a UTF-8 word list from ``path`` (``-``: standard input) with errors that name the
+    file, line and column.
+
+    Only a regular file is read (see :func:`open_regular`), and at most ``max_bytes`` of it or
+    of standard input: a larger input is an error, found by ``stat`` before reading a file. A
+    UTF-8 byte order mark at the start is skipped (some editors write one).
+    """
+    if isinstance(path, str) and path == STDIN:
+        return decode_words(_read_stdin(max_bytes), STDIN_NAME)
+    path = Path(path)
+    return decode_words(_read_file(path, max_bytes), str(path))
 
 
 def default_words() -> list[str]:
@@ -167,13 +336,15 @@ def resolve_source(data: str | os.PathLike | None = None) -> str | None:
     return None
 
 
-def load_words(data: str | os.PathLike | None = None) -> tuple[list[str], str]:
+def load_words(
+    data: str | os.PathLike | None = None, max_bytes: int = MAX_DATA_BYTES
+) -> tuple[list[str], str]:
     """Return (words, source) following :func:`resolve_source`; ``data`` equal to
     ``names-package`` (what a checkpoint records for the default) also means the default."""
     source = resolve_source(data)
     if source is None or source == DEFAULT_SOURCE:
         return default_words(), DEFAULT_SOURCE
-    return read_words(source), source
+    return read_words(source, max_bytes), source
 
 
 def build_vocab(words: list[str], source: str = "data") -> Vocab:
@@ -212,13 +383,16 @@ def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str],
     return words[:n1], words[n1:n2], words[n2:]
 
 
-def load_dataset(data: str | os.PathLike | None = None, block_size: int = 3) -> Dataset:
-    """Load words, build the vocabulary and the three splits; each split must be non-empty."""
+def load_dataset(
+    data: str | os.PathLike | None = None, block_size: int = 3, max_bytes: int = MAX_DATA_BYTES
+) -> Dataset:
+    """Load words (at most ``max_bytes`` of them, see :func:`read_words`), build the vocabulary
+    and the three splits; each split must be non-empty. ``data_hash`` is :func:`words_hash`."""
     if block_size < 1:
         from jaxninja.errors import ConfigError
 
         raise ConfigError(f"block_size must be >= 1, got {block_size}")
-    words, source = load_words(data)
+    words, source = load_words(data, max_bytes)
     vocab = build_vocab(words, source)
     parts = split_words(words)
     for name, part in zip(("train", "val", "test"), parts, strict=True):
@@ -228,4 +402,4 @@ def load_dataset(data: str | os.PathLike | None = None, block_size: int = 3) -> 
                 f"the 80/10/10 split needs at least {MIN_WORDS} words"
             )
     splits = [build_dataset(part, vocab, block_size) for part in parts]
-    return Dataset(*splits, vocab=vocab, source=source)
+    return Dataset(*splits, vocab=vocab, source=source, data_hash=words_hash(words))

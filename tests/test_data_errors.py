@@ -48,11 +48,15 @@ def test_path_through_a_file(tmp_path: Path) -> None:
 def test_unreadable_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Permission denied, simulated so it also holds when the tests run as root."""
 
-    def denied(self):
-        raise PermissionError(13, "Permission denied", str(self))
-
     path = write(tmp_path, "emma\n")
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    real_open = os.open
+
+    def denied(name, *args, **kwargs):
+        if Path(name) == path:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
     refused(path, r"cannot read \(Permission denied\)")
 
 
