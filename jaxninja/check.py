@@ -125,7 +125,11 @@ def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) 
     cfg.validate()
     dtype = resolve_dtype(cfg.dtype)  # float64 switches on jax_enable_x64 here, and checks it
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
-    ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.block_size)
+    ds = (
+        dataset
+        if dataset is not None
+        else load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
+    )
     kparams, kbatch = jax.random.split(jax.random.key(cfg.seed))
     params = init_params(kparams, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
     ix = np.asarray(jax.random.randint(kbatch, (cfg.batch_size,), 0, len(ds.train.y)))

@@ -89,6 +89,12 @@ FLAGS: dict[str, Flag] = {
         "torch manual backward's tanh line",
         _check_choice(("fixed", "notebook")),
     ),
+    "max_data_bytes": Flag(
+        "--max-data-bytes",
+        int,
+        "read at most N bytes of words ('--data -' reads stdin)",
+        settings.check_byte_count,
+    ),
     "devices": Flag("--devices", int, "devices to split the batch over", settings.check_devices),
 }
 
@@ -179,6 +185,7 @@ class CheckConfig(ModelConfig):
     """What ``check`` compares: Exercise 1's setup (n_hidden 64, seed 42) and the references."""
 
     data: str | None = None
+    max_data_bytes: int = 16 * 2**20  # jaxninja.data.MAX_DATA_BYTES
     against: tuple[str, ...] = ("jax", "torch")
     jit: bool = False
     torch_tanh: str = "fixed"

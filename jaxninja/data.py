@@ -359,19 +359,40 @@ def build_vocab(words: list[str], source: str = "data") -> Vocab:
 
 
 def build_dataset(words: list[str], vocab: Vocab, block_size: int) -> Split:
-    """Every (context, next character) pair of ``words``, the context starting as ``...``."""
-    stoi = vocab.stoi
-    xs: list[list[int]] = []
-    ys: list[int] = []
-    for w in words:
-        context = [0] * block_size
-        for ch in w + BOUNDARY:
-            ix = stoi[ch]
-            xs.append(context)
-            ys.append(ix)
-            context = context[1:] + [ix]
-    x = np.array(xs, dtype=np.int32).reshape(len(xs), block_size)
-    return Split(x, np.array(ys, dtype=np.int32))
+    """Every (context, next character) pair of ``words``, the context starting as ``...``.
+
+    Vectorised: each word becomes ``block_size`` boundary tokens, its characters and a final
+    boundary, all words end to end in one array; the contexts are that array's windows of
+    ``block_size`` tokens that end just before each character or final boundary (the notebook's
+    loop, without a Python list per example).
+    """
+    lengths = np.fromiter((len(w) + 1 for w in words), np.int64, len(words))
+    n = int(lengths.sum())
+    lut = np.zeros(max(map(ord, vocab.chars)) + 1, np.int32)
+    lut[[ord(ch) for ch in vocab.chars]] = np.arange(1, vocab.size, dtype=np.int32)
+    codes = np.frombuffer(
+        BOUNDARY.join(words).encode("utf-32-le"), dtype=np.uint32
+    )  # one code point per character; the joins become the boundaries between words
+    tokens = np.zeros(n, np.int32)  # the targets y: each word's characters, then its boundary
+    is_char = np.ones(len(codes), bool)
+    is_char[np.cumsum(lengths[:-1]) - 1] = False  # where the join put a boundary
+    tokens[: len(codes)][is_char] = lut[codes[is_char]]
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)  # first example of its word
+    position = np.arange(n) - starts  # index of the predicted token within its word
+    # a padded stream: block_size zeros before each word, so a window never crosses into the
+    # previous word; example i's context ends at its own padded position
+    padded_at = position + starts + block_size * (np.repeat(np.arange(len(words)), lengths) + 1)
+    stream = np.zeros(n + block_size * len(words), np.int32)
+    stream[padded_at] = tokens
+    windows = np.lib.stride_tricks.sliding_window_view(stream, block_size)
+    x = np.ascontiguousarray(windows[padded_at - block_size])
+    return Split(x.reshape(n, block_size), tokens)
+
+
+def contexts_bytes(words: list[str], block_size: int) -> int:
+    """Bytes the three splits' contexts and targets take (int32), for the memory check."""
+    n = sum(len(w) + 1 for w in words)
+    return n * (2 * block_size + 2) * 4  # the windows' copy and the padded stream, and y
 
 
 def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str], list[str]]:
@@ -394,6 +415,9 @@ def load_dataset(
         raise ConfigError(f"block_size must be >= 1, got {block_size}")
     words, source = load_words(data, max_bytes)
     vocab = build_vocab(words, source)
+    from jaxninja import memory  # refuse a context that cannot fit before building it
+
+    memory.check_fits(contexts_bytes(words, block_size), f"--block-size {block_size} on {source}")
     parts = split_words(words)
     for name, part in zip(("train", "val", "test"), parts, strict=True):
         if not part:

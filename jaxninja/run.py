@@ -33,14 +33,16 @@ from jaxninja import memory, parallel, settings
 from jaxninja.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
+    check_same_data,
     checkpoint_file,
     load_checkpoint,
     prepare_out_dir,
+    read_npy,
     save_checkpoint,
     write_atomic,
 )
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
-from jaxninja.data import DEFAULT_SOURCE, Dataset, load_dataset
+from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
 from jaxninja.model import BNStats, Params, n_params
 from jaxninja.progress import Progress
@@ -150,9 +152,12 @@ def prepare(
     data: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     overwrite: bool = False,
+    allow_other_data: bool = False,
+    max_data_bytes: int = MAX_DATA_BYTES,
     samples: int = 20,
     device: str = "auto",
     devices: int = 1,
+    log: Log | None = None,
 ) -> Run:
     """Everything that can be refused, refused before any training: the settings (fresh or
     from the checkpoint), the device(s), the data, the memory the run needs and the folder."""
@@ -172,12 +177,16 @@ def prepare(
         mesh = parallel.make_mesh(devices, jax_device.platform)
         parallel.check_divisible(run_config.batch_size, devices)
     source = data if data is not None or ckpt is None else ckpt.config.get("data")
-    dataset = load_dataset(source, run_config.block_size)
+    settings.check_int("--max-data-bytes", max_data_bytes, 1)
+    dataset = load_dataset(source, run_config.block_size, max_data_bytes)
     if ckpt is not None:  # read again, now expecting this data's vocabulary
         try:
             ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
         except CheckpointError as err:
             raise CheckpointError(f"{err} ({dataset.source})") from None
+        note = check_same_data(path, ckpt, dataset, allow_other_data)
+        if note:
+            _log(log, f"note: {note}")
     needed = memory.run_bytes(run_config, len(dataset.train.y), dataset.vocab.size, samples)
     memory.check_fits(needed, f"this run ({run_config.steps:,} steps, --samples {samples:,})")
     folder = Path(out) if out is not None else (path.parent if path is not None else Path("out"))
@@ -199,8 +208,8 @@ def prepare(
 
 def data_source(dataset: Dataset) -> str:
     """What to record as the run's data: an absolute path, or ``names-package``."""
-    if dataset.source == DEFAULT_SOURCE:
-        return DEFAULT_SOURCE
+    if dataset.source in (DEFAULT_SOURCE, STDIN_NAME):
+        return STDIN if dataset.source == STDIN_NAME else DEFAULT_SOURCE
     return str(Path(dataset.source).resolve())
 
 
@@ -221,6 +230,7 @@ def save_run(
         run_config,
         state.step,
         np.asarray(jax.random.key_data(state.batch_key)),
+        dataset.data_hash or None,
     )
     write_atomic(out / LOSSES_NAME, lambda f: np.save(f, state.losses))
     save_checkpoint(out / CHECKPOINT_NAME, ckpt)
@@ -241,9 +251,9 @@ def save_then_calibrate(
 
 def load_losses(folder: Path, step: int) -> np.ndarray:
     """The first ``step`` losses saved in ``folder``, or NaN (a gap in loss.png) if missing."""
-    try:
-        losses = np.load(folder / LOSSES_NAME, allow_pickle=False)
-    except (OSError, ValueError):
+    try:  # a stranger's file too: read within the bounds a history of ``step`` losses needs
+        losses = read_npy(folder / LOSSES_NAME, max_bytes=8 * step + 4096)
+    except CheckpointError:
         losses = np.zeros(0, np.float32)
     if losses.ndim != 1 or len(losses) < step or losses.dtype.kind != "f":
         return np.full(step, np.nan, np.float32)
@@ -276,6 +286,8 @@ def run_training(
     data: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     overwrite: bool = False,
+    allow_other_data: bool = False,
+    max_data_bytes: int = MAX_DATA_BYTES,
     samples: int = 20,
     check_every: int = 0,
     checkpoint_every: int = 0,
@@ -292,17 +304,20 @@ def run_training(
     ``config``: a :class:`TrainConfig`, or the settings to change (fresh: from the defaults;
     with ``resume``, a checkpoint file or folder: from the checkpoint's, where only ``steps``
     may differ). ``data`` defaults to the checkpoint's recorded data on resume, else
-    ``$JAXNINJA_NAMES``, else the default data set. An ``out`` that holds a run needs ``resume``
-    or ``overwrite=True``. ``should_stop()`` is asked after every chunk; when it turns true the
-    state is saved and the result says ``interrupted``. ``on_start()`` is called when everything
+    ``$JAXNINJA_NAMES``, else the default data set (``"-"``: standard input, at most
+    ``max_data_bytes``); resuming on words other than the checkpoint's (by their hash) needs
+    ``allow_other_data``. An ``out`` that holds a run needs ``resume`` or ``overwrite=True``.
+    ``should_stop()`` is asked after every chunk; when it turns true the state is saved and the
+    result says ``interrupted``. ``on_start()`` is called when everything
     has been checked and training begins; ``on_saved(checkpoint)`` once the trained state is safe
     on disk, before finishing. ``log`` gets each status line.
     """
     settings.check_steps(check_every, "--check-every")
     settings.check_steps(checkpoint_every, "--checkpoint-every")
     run = prepare(
-        config, out, data=data, resume=resume, overwrite=overwrite, samples=samples,
-        device=device, devices=devices,
+        config, out, data=data, resume=resume, overwrite=overwrite,
+        allow_other_data=allow_other_data, max_data_bytes=max_data_bytes, samples=samples,
+        device=device, devices=devices, log=log,
     )  # fmt: skip
     config, dataset, folder = run.config, run.dataset, run.out
     start = run.state.step if run.state else 0

@@ -90,6 +90,10 @@ def check_lr_representable(lr: float, decay: float, dtype: str) -> None:
             )
 
 
+def check_byte_count(value: int, flag: str = "--max-data-bytes") -> int:
+    return check_int(flag, value, 1, "a word list has at least one byte")
+
+
 def check_devices(value: int, flag: str = "--devices") -> int:
     return check_int(flag, value, 1, "data parallelism needs at least one device")
 

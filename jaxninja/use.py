@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxninja import settings
 from jaxninja.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
-from jaxninja.data import Dataset, load_dataset
+from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
 from jaxninja.errors import DataError
 from jaxninja.model import BNStats, Params, block_size_of
 from jaxninja.training import calibrate, sample_names, split_losses
@@ -53,9 +53,15 @@ def _where(checkpoint: CheckpointLike) -> str:
     return "checkpoint" if isinstance(checkpoint, Checkpoint) else str(checkpoint_file(checkpoint))
 
 
-def _run_data(ckpt: Checkpoint, where: str, data: str | os.PathLike | None = None) -> Dataset:
+def _run_data(
+    ckpt: Checkpoint,
+    where: str,
+    data: str | os.PathLike | None = None,
+    max_data_bytes: int = MAX_DATA_BYTES,
+) -> Dataset:
     """The data a checkpoint was trained on (or ``data``), with the checkpoint's vocabulary."""
-    dataset = load_dataset(data or ckpt.config.get("data"), block_size_of(ckpt.params))
+    source = data or ckpt.config.get("data")
+    dataset = load_dataset(source, block_size_of(ckpt.params), max_data_bytes)
     if dataset.vocab != ckpt.vocab:
         raise DataError(
             f"{dataset.source}: vocabulary {dataset.vocab.chars!r} does not match "
@@ -72,10 +78,15 @@ def sample(checkpoint: CheckpointLike, num: int = 20, seed: int = 0) -> list[str
     return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))
 
 
-def evaluate(checkpoint: CheckpointLike, data: str | os.PathLike | None = None) -> Evaluation:
+def evaluate(
+    checkpoint: CheckpointLike,
+    data: str | os.PathLike | None = None,
+    max_data_bytes: int = MAX_DATA_BYTES,
+) -> Evaluation:
     """The train/val/test losses of a checkpoint on the data it was trained on (or ``data``,
-    which must have the same vocabulary)."""
+    which must have the same vocabulary; ``"-"`` reads standard input)."""
+    settings.check_byte_count(max_data_bytes)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    dataset = _run_data(ckpt, _where(checkpoint), data)
+    dataset = _run_data(ckpt, _where(checkpoint), data, max_data_bytes)
     ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on the run's data
     return Evaluation(split_losses(ckpt.params, ckpt.bn_stats, dataset), ckpt.step, dataset.source)

@@ -107,7 +107,7 @@ def corrupt_checkpoint(how: str) -> Callable[[Path], None]:
             path.write_bytes(b"")
         elif how in ("newer", "pickled", "modified"):
             if how == "newer":
-                arrays["format_version"] = np.array(2, dtype=np.int64)
+                arrays["format_version"] = np.array(ck.FORMAT_VERSION + 1, dtype=np.int64)
             elif how == "pickled":
                 arrays["config_json"] = np.array([{"a": 1}], dtype=object)
             else:
@@ -132,6 +132,7 @@ def make_dir(name: str) -> Callable[[Path], None]:
 
 GOOD_DATA = words_file("words.txt", "\n".join(WORDS) + "\n")
 OTHER_DATA = words_file("other.txt", "\n".join(OTHER_WORDS) + "\n")
+SAME_VOCAB = words_file("same.txt", "\n".join(WORDS[::-1][:-1]) + "\n")  # other words, same chars
 IS_ROOT = os.name == "posix" and os.geteuid() == 0
 TRAIN = ["train", "--steps", "3", *SMALL, "--out", "{good}"]  # --out holds a good checkpoint
 
@@ -217,7 +218,8 @@ CASES = [
                           ("evaluate", "--checkpoint")]
         for how, words in [
             ("text", "not a jaxninja checkpoint"), ("empty", "empty file"),
-            ("truncated", "truncated or corrupt"), ("newer", "format version 2 is newer"),
+            ("truncated", "truncated or corrupt"),
+            ("newer", f"format version {ck.FORMAT_VERSION + 1} is newer"),
             ("pickled", "pickled object array"), ("modified", "checksum mismatch"),
         ]
     ),
@@ -228,6 +230,15 @@ CASES = [
          1, ["vocabulary", "other.txt"], OTHER_DATA),
     Case("resume-other-n-hidden", ["train", "--resume", "{good}", "--n-hidden", "9"], 2,
          ["--n-hidden", "9"]),
+    Case("resume-other-words", ["train", "--resume", "{good}", "--data", "{tmp}/same.txt"], 1,
+         ["trained on other data", "--allow-other-data"], SAME_VOCAB),
+    Case("train-too-wide", [*TRAIN, "--n-hidden", "100000000", "--data", "{tmp}/words.txt"], 2,
+         ["needs about", "GiB of memory"], GOOD_DATA),
+    Case("train-too-many-samples", [*TRAIN, "--samples", "100000000000"], 2,
+         ["needs about", "--samples 100,000,000,000"]),
+    Case("train-max-data-bytes-0", [*TRAIN, "--max-data-bytes", "0"], 2, ["--max-data-bytes"]),
+    Case("train-data-over-max-bytes", [*TRAIN, "--data", "{tmp}/words.txt", "--max-data-bytes",
+                                       "10"], 2, ["words.txt", "--max-data-bytes"], GOOD_DATA),
     # --- runtime ----------------------------------------------------------------------------
     Case("train-non-finite", [*TRAIN, "--data", "{tmp}/words.txt", "--lr", "1e30", "--overwrite"],
          1, ["loss is nan", "step", "1e+30"], GOOD_DATA),

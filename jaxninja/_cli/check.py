@@ -17,6 +17,7 @@ DATA_NOTE = " (default: $JAXNINJA_NAMES, else the names package's census names)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``jaxninja check``: the model's sizes with Exercise 1's defaults."""
     p.add_argument("--data", help="word list, one word a line" + DATA_NOTE)
+    add_config_flags(p, CheckConfig, ("max_data_bytes",))
     sizes = ("n_embd", "n_hidden", "block_size", "batch_size", "seed", "dtype")
     add_config_flags(p, CheckConfig, sizes)
     p.add_argument(
@@ -45,7 +46,16 @@ def parse_against(text: str | None) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Check, print, plot."""
-    names = ("data", "n_embd", "n_hidden", "block_size", "batch_size", "seed", "dtype")
+    names = (
+        "data",
+        "max_data_bytes",
+        "n_embd",
+        "n_hidden",
+        "block_size",
+        "batch_size",
+        "seed",
+        "dtype",
+    )
     names += ("jit", "torch_tanh", "devices")
     cfg = CheckConfig(**given(args, names), against=parse_against(args.against))
     if args.plot:  # refuse an unusable folder before the work, not after

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from jaxninja.config import TrainConfig
+from jaxninja.data import MAX_DATA_BYTES
 
 from .flags import add_config_flags, given
 from .signals import Interrupts
@@ -47,6 +48,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         help="directory for checkpoint.npz, summary.json, loss.png "
         "(default: out, or the --resume directory)",
+    )
+    p.add_argument(
+        "--max-data-bytes",
+        type=int,
+        default=MAX_DATA_BYTES,
+        metavar="N",
+        help=f"read at most N bytes of words (default {MAX_DATA_BYTES:,}; '--data -' reads stdin)",
+    )
+    p.add_argument(
+        "--allow-other-data",
+        action="store_true",
+        help="--resume on words other than the checkpoint was trained on (refused without it)",
     )
     p.add_argument(
         "--overwrite",
@@ -104,6 +117,8 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
             data=args.data,
             resume=args.resume,
             overwrite=args.overwrite,
+            allow_other_data=args.allow_other_data,
+            max_data_bytes=args.max_data_bytes,
             samples=args.samples,
             check_every=args.check_every,
             checkpoint_every=args.checkpoint_every,

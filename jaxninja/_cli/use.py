@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from jaxninja.data import MAX_DATA_BYTES
+
 
 def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -23,6 +25,13 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_flag(p)
     p.add_argument("--data", help="word list to evaluate on (default: the one it was trained on)")
+    p.add_argument(
+        "--max-data-bytes",
+        type=int,
+        default=MAX_DATA_BYTES,
+        metavar="N",
+        help=f"read at most N bytes of words (default {MAX_DATA_BYTES:,})",
+    )
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -38,7 +47,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Print the split losses of a checkpoint on its data (or --data)."""
     from jaxninja.use import evaluate
 
-    result = evaluate(args.checkpoint, args.data)
+    result = evaluate(args.checkpoint, args.data, args.max_data_bytes)
     losses = "  ".join(f"{name} {loss:.4f}" for name, loss in result.losses.items())
     print(f"{result.source} at step {result.step:,}: {losses}")
     return 0
