@@ -390,7 +390,8 @@ def _finish(run: Run, result: TrainResult, num_samples: int, log: Log | None) ->
     summary = _summary(run, result)
     summary["samples"] = names
     text = json.dumps(summary, indent=2) + "\n"
-    write_atomic(out / SUMMARY_NAME, lambda f: f.write(text.encode("utf-8")))
+    write = lambda f: f.write(text.encode("utf-8"))  # noqa: E731
+    _finishing_step("writing the summary", out, step, write_atomic, out / SUMMARY_NAME, write)
     _finishing_step("plotting the loss", out, step, _plot, state, out / PLOT_NAME, config.steps)
     _log(log, _result_line(result))
     for name in names:

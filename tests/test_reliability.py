@@ -8,6 +8,10 @@ small model so the jit caches are shared.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +136,26 @@ def test_evaluation_runs_in_bounded_chunks(words_file) -> None:
     np.testing.assert_allclose(chunked.var, whole.var, rtol=1e-5)
     loss = float(_split_loss(params, whole, x, y, rows=1000))
     assert loss == pytest.approx(float(loss_fused(params, x, y, whole)), rel=1e-5)
+
+
+def test_through_the_cli_a_failing_finish_is_one_line_and_the_run_is_safe(words_file, tmp_path):
+    """A real fault in its own process: loss.png cannot be written (a folder is in the way)."""
+    out = tmp_path / "run"
+    (out / "loss.png").mkdir(parents=True)
+    argv = ["train", "--data", str(words_file), "--steps", "1000", "--n-embd", "4"]
+    argv += ["--n-hidden", "16", "--samples", "2", "--out", str(out)]
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxninja", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, lines
+    assert lines[0].startswith("jaxninja: error: plotting the loss failed (")
+    assert f"is safe in {out / 'checkpoint.npz'}" in lines[0]
+    ckpt = load_checkpoint(out)
+    assert ckpt.step == 1000 and ckpt.bn_stats is not None
+    assert json.loads((out / "summary.json").read_text())["losses"]["val"] > 0
