@@ -32,24 +32,24 @@ ROWS = (
 """The 26 gradients of Exercise 1, in the order the notebook computes and ``cmp``s them."""
 
 
-def _tanh_jax(h: jax.Array, dh: jax.Array) -> jax.Array:
+def tanh_jax(h: jax.Array, dh: jax.Array) -> jax.Array:
     """jax's tanh rule ``(g + g*h)(1 - h)``, transposed: ``t + t*h`` with ``t = dh(1 - h)``."""
     t = dh * (1.0 - h)
     return t + t * h
 
 
 TANH_LINES = {
-    "jax": _tanh_jax,
+    "jax": tanh_jax,
     "notebook": lambda h, dh: (1.0 - h**2) * dh,  # exact math, two roundings: not bit-exact
 }
 
 
-def _matmul_dx(dout: jax.Array, W: jax.Array) -> jax.Array:
+def matmul_dx(dout: jax.Array, W: jax.Array) -> jax.Array:
     """d(x @ W)/dx as jax transposes it: contract dout's columns with W's columns, (n, in)."""
     return lax.dot_general(dout, W, (((1,), (1,)), ((), ())))
 
 
-def _matmul_dW(x: jax.Array, dout: jax.Array) -> jax.Array:
+def matmul_dW(x: jax.Array, dout: jax.Array) -> jax.Array:
     """d(x @ W)/dW as jax transposes it: (dout^T x)^T, shape (in, out)."""
     return lax.dot_general(dout, x, (((0,), (0,)), ((), ()))).T
 
@@ -61,10 +61,12 @@ def manual_backward(
 
     ``tanh="notebook"`` swaps in the lecture's ``(1 - h**2) * dh`` to show what it costs."""
     C, W1, b1, W2, b2, bngain, bnbias = params
+    tanh_line = TANH_LINES[tanh]
     # fmt: off
     (emb, embcat, hprebn, bnmeani, bndiff, bndiff2, bnvar, bnvar_inv, bnraw, hpreact, h, logits,
      logit_maxes, norm_logits, counts, counts_sum, counts_sum_inv, probs, logprobs, _) = fwd
     # fmt: on
+    # --- the lines of Exercise 1 (notebooks/ copies them from here: keep one statement a line)
     n = xb.shape[0]
     # loss = -logprobs[range(n), yb].mean()
     dlogprobs = jnp.zeros_like(logprobs).at[jnp.arange(n), yb].set(-1.0 / n)
@@ -86,11 +88,11 @@ def manual_backward(
     at_max = (logits == logit_maxes).astype(logits.dtype)  # (n, V) one-hot unless tied
     dlogits = dlogits + dlogit_maxes / at_max.sum(1, keepdims=True) * at_max
     # logits = h @ W2 + b2
-    dh = _matmul_dx(dlogits, W2)
-    dW2 = _matmul_dW(h, dlogits)
+    dh = matmul_dx(dlogits, W2)
+    dW2 = matmul_dW(h, dlogits)
     db2 = dlogits.sum(0)  # (V,): b2 was broadcast over the batch
     # h = tanh(hpreact)
-    dhpreact = TANH_LINES[tanh](h, dh)
+    dhpreact = tanh_line(h, dh)
     # hpreact = bngain * bnraw + bnbias; bngain, bnbias (1, H) broadcast over the batch
     dbngain = (bnraw * dhpreact).sum(0, keepdims=True)
     dbnraw = bngain * dhpreact
@@ -110,13 +112,14 @@ def manual_backward(
     # bnmeani = 1 / n * hprebn.sum(0, keepdims=True)
     dhprebn = dhprebn + 1 / n * dbnmeani
     # hprebn = embcat @ W1 + b1
-    dembcat = _matmul_dx(dhprebn, W1)
-    dW1 = _matmul_dW(embcat, dhprebn)
+    dembcat = matmul_dx(dhprebn, W1)
+    dW1 = matmul_dW(embcat, dhprebn)
     db1 = dhprebn.sum(0)
     # embcat = emb.reshape(n, -1)
     demb = dembcat.reshape(emb.shape)
     # emb = C[xb]: scatter-add each row of demb into the row of C it came from
     dC = jnp.zeros_like(C).at[xb].add(demb)
+    # --- end of Exercise 1
     grads = locals()
     return {name: grads["d" + name] for name in ROWS}
 

@@ -115,6 +115,18 @@ def default_against() -> tuple[str, ...]:
     return ("jax", "torch") if torch_available() else ("jax",)
 
 
+def exercise_setup(
+    cfg: CheckConfig, dataset: Dataset, dtype: np.dtype | None = None
+) -> tuple[Params, jax.Array, jax.Array]:
+    """Exercise 1's parameters and minibatch: both drawn from ``jax.random.key(cfg.seed)``."""
+    dtype = resolve_dtype(cfg.dtype) if dtype is None else dtype
+    kparams, kbatch = jax.random.split(jax.random.key(cfg.seed))
+    vocab_size = dataset.vocab.size
+    params = init_params(kparams, vocab_size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
+    ix = np.asarray(jax.random.randint(kbatch, (cfg.batch_size,), 0, len(dataset.train.y)))
+    return params, jnp.asarray(dataset.train.x[ix]), jnp.asarray(dataset.train.y[ix])
+
+
 def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) -> CheckResult:
     """Build the notebook's batch and parameters, then compare every row against each reference.
 
@@ -130,10 +142,7 @@ def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) 
         if dataset is not None
         else load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
     )
-    kparams, kbatch = jax.random.split(jax.random.key(cfg.seed))
-    params = init_params(kparams, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
-    ix = np.asarray(jax.random.randint(kbatch, (cfg.batch_size,), 0, len(ds.train.y)))
-    xb, yb = jnp.asarray(ds.train.x[ix]), jnp.asarray(ds.train.y[ix])
+    params, xb, yb = exercise_setup(cfg, ds, dtype)
     fwd, manual, reference = jax_grads(params, xb, yb, cfg.jit)
     rows: list[Row] = []
     if "jax" in cfg.against:

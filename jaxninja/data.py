@@ -89,6 +89,15 @@ class Dataset(NamedTuple):
     vocab: Vocab
     source: str
     data_hash: str = ""  # words_hash of the words; "" for a Dataset built without load_dataset
+    n_words: int = 0  # how many words (0 for a Dataset built without load_dataset)
+
+    def describe(self) -> str:
+        """The data by name and size, e.g. ``names.txt, 32,033 words`` (no folder: the same
+        text wherever the file lives)."""
+        name = (
+            self.source if self.source in (DEFAULT_SOURCE, STDIN_NAME) else Path(self.source).name
+        )
+        return f"{name}, {self.n_words:,} words"
 
     def shapes(self) -> dict[str, list[int]]:
         return {
@@ -426,4 +435,6 @@ def load_dataset(
                 f"the 80/10/10 split needs at least {MIN_WORDS} words"
             )
     splits = [build_dataset(part, vocab, block_size) for part in parts]
-    return Dataset(*splits, vocab=vocab, source=source, data_hash=words_hash(words))
+    return Dataset(
+        *splits, vocab=vocab, source=source, data_hash=words_hash(words), n_words=len(words)
+    )

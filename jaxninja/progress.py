@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
@@ -13,7 +14,8 @@ LOG_EVERY = 10_000  # without a terminal (logs, CI) print one line per this many
 
 
 class Progress:
-    """A tqdm bar on a terminal or in a notebook; elsewhere, a log line per 10,000 steps.
+    """A tqdm bar on a terminal or in a notebook; elsewhere (or with ``TQDM_DISABLE=1``, as when
+    the notebooks are built), a log line per 10,000 steps.
 
     The rate shown is the last chunk's, measured by the loop; tqdm's own average would include
     the compile of the first chunk. :meth:`close` may be called any number of times.
@@ -25,7 +27,7 @@ class Progress:
         self.bar = tqdm(
             total=total,
             initial=start,
-            disable=None,
+            disable=True if os.environ.get("TQDM_DISABLE") else None,  # tqdm's own switch
             dynamic_ncols=True,
             bar_format=self.FORMAT,
             postfix="compiling",
