@@ -30,21 +30,20 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxninja import memory, parallel, settings
+from jaxninja.atomic import prepare_out_dir, write_atomic
 from jaxninja.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
     check_same_data,
     checkpoint_file,
     load_checkpoint,
-    prepare_out_dir,
-    read_npy,
     save_checkpoint,
-    write_atomic,
 )
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
 from jaxninja.model import BNStats, Params, n_params
+from jaxninja.npz import read_npy
 from jaxninja.progress import Progress
 from jaxninja.step import learning_rate
 from jaxninja.training import (

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     names += ("jit", "torch_tanh", "devices")
     cfg = CheckConfig(**given(args, names), against=parse_against(args.against))
     if args.plot:  # refuse an unusable folder before the work, not after
-        from jaxninja.checkpoint import prepare_out_dir
+        from jaxninja.atomic import prepare_out_dir
 
         prepare_out_dir(args.plot, "--plot")
     from jaxninja.check import cross_check, format_table
