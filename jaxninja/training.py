@@ -285,51 +285,64 @@ def train(
 # ------------------------------------------------------------------- after training: the lecture
 
 
-def _padded_chunks(x: jax.Array, rows: int) -> tuple[jax.Array, jax.Array]:
-    """``x`` (N, ...) as (chunks, rows, ...) padded with row 0, and a (chunks, rows) mask of the
-    real rows: one compiled loop over equal chunks, whatever N is."""
-    n = x.shape[0]
-    pad = (-n) % rows
-    xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    mask = (jnp.arange(n + pad) < n).reshape(-1, rows)
-    return xp.reshape(-1, rows, *x.shape[1:]), mask
+def _chunks(x: np.ndarray, rows: int):
+    """``x`` (N, ...) in pieces of exactly ``rows`` rows (the last padded with row 0) and the
+    number of real rows in each: every piece has one shape, so each program compiles once for
+    every split and every size of split."""
+    x = np.asarray(x)
+    for start in range(0, x.shape[0], rows):
+        piece = x[start : start + rows]
+        real = piece.shape[0]
+        if real < rows:
+            pad = np.zeros((rows - real, *x.shape[1:]), x.dtype)
+            piece = np.concatenate([piece, pad])
+        yield piece, real
 
 
-def _row_sum(values_of: Callable[[jax.Array], jax.Array], chunks, mask, init: jax.Array):
-    """Σ over the real rows of ``values_of(chunk)`` (rows first), one chunk at a time."""
-
-    def add(total: jax.Array, chunk_and_mask) -> tuple[jax.Array, None]:
-        chunk, keep = chunk_and_mask
-        values = values_of(chunk)
-        keep = keep.reshape(keep.shape + (1,) * (values.ndim - 1))
-        return total + jnp.where(keep, values, 0).sum(0), None
-
-    return jax.lax.scan(add, init, (chunks, mask))[0]
+def _keep(real: jax.Array, rows: int, ndim: int) -> jax.Array:
+    """A (rows, 1, ...) mask of the first ``real`` rows."""
+    return (jnp.arange(rows) < real).reshape((rows,) + (1,) * (ndim - 1))
 
 
-@partial(jax.jit, static_argnames="rows")
+@jax.jit
+def _hprebn_sum(params: Params, xc: jax.Array, real: jax.Array, mean: jax.Array) -> jax.Array:
+    """Σ over a piece's real rows of hprebn - mean, and of its square."""
+    d = hprebn_of(params, xc) - mean
+    keep = _keep(real, xc.shape[0], 2)
+    return jnp.stack([jnp.where(keep, d, 0).sum(0), jnp.where(keep, d * d, 0).sum(0)])
+
+
 def calibrate(params: Params, x_train: jax.Array, rows: int = EVAL_ROWS) -> BNStats:
     """BatchNorm's statistics over the whole training split: the mean and Bessel variance of
-    hprebn, computed ``rows`` rows at a time (two passes: mean, then squared deviations)."""
-    chunks, mask = _padded_chunks(x_train, rows)
+    hprebn, ``rows`` rows at a time (two passes: the mean, then squared deviations from it)."""
     n, zeros = x_train.shape[0], jnp.zeros(params.b1.shape, params.b1.dtype)
-    mean = _row_sum(lambda xc: hprebn_of(params, xc), chunks, mask, zeros) / n
-    sq = _row_sum(lambda xc: (hprebn_of(params, xc) - mean) ** 2, chunks, mask, zeros)
+    total = zeros
+    for xc, real in _chunks(x_train, rows):
+        total = total + _hprebn_sum(params, xc, real, zeros)[0]
+    mean = total / n
+    sq = zeros
+    for xc, real in _chunks(x_train, rows):
+        sq = sq + _hprebn_sum(params, xc, real, mean)[1]
     return BNStats(mean[None, :], (sq / (n - 1))[None, :])
 
 
-@partial(jax.jit, static_argnames="rows")
+@jax.jit
+def _nll_sum(params: Params, stats: BNStats, xc: jax.Array, yc: jax.Array, real: jax.Array):
+    """Σ over a piece's real rows of the negative log-likelihood of the targets."""
+    logp = jax.nn.log_softmax(logits_fused(params, xc, stats), axis=1)
+    nll = -jnp.take_along_axis(logp, yc[:, None], axis=1)[:, 0]
+    return jnp.where(_keep(real, xc.shape[0], 1), nll, 0).sum()
+
+
 def _split_loss(
     params: Params, stats: BNStats, x: jax.Array, y: jax.Array, rows: int = EVAL_ROWS
 ) -> jax.Array:
     """The mean cross-entropy over a split, ``rows`` examples at a time."""
-    chunks, mask = _padded_chunks(jnp.concatenate([x, y[:, None]], axis=1), rows)
-
-    def nll(chunk: jax.Array) -> jax.Array:
-        logp = jax.nn.log_softmax(logits_fused(params, chunk[:, :-1], stats), axis=1)
-        return -jnp.take_along_axis(logp, chunk[:, -1:], axis=1)[:, 0]
-
-    return _row_sum(nll, chunks, mask, jnp.zeros((), params.W2.dtype)) / x.shape[0]
+    xy = np.concatenate([np.asarray(x), np.asarray(y)[:, None]], axis=1)
+    total = jnp.zeros((), params.W2.dtype)
+    for piece, real in _chunks(xy, rows):
+        total = total + _nll_sum(params, stats, piece[:, :-1], piece[:, -1], real)
+    return total / x.shape[0]
 
 
 def split_losses(params: Params, stats: BNStats, dataset: Dataset) -> dict[str, float]:
