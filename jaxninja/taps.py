@@ -192,7 +192,8 @@ def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False
     grads |= {names[i]: g for i, g in zip(diff, dleaves, strict=True)}
     skipped = tuple(n for n in shapes if n not in dprobes)
     skipped += tuple(names[i] for i in range(len(leaves)) if i not in diff)
-    return Taps(loss, dict(acts), grads, skipped)
+    acts = {name: acts[name] for name in shapes}  # forward order (a pytree dict comes back sorted)
+    return Taps(loss, acts, grads, skipped)
 
 
 def intermediate_grads(
