@@ -81,12 +81,9 @@ def compare(
     manual, reference = np.asarray(manual), np.asarray(reference)
     why = ""
     if manual.shape != reference.shape:
-        why = (
-            f"gradient has shape {manual.shape} but the value (and {against}'s gradient) "
-            f"has shape {reference.shape}"
-        )
+        why = f"shape {manual.shape} for a {reference.shape} value"
     elif manual.dtype != reference.dtype:
-        why = f"gradient has dtype {manual.dtype} but the value has dtype {reference.dtype}"
+        why = f"dtype {manual.dtype} for a {reference.dtype} value"
     if why:
         nan = float("nan")
         diagnosis = diagnose(manual, reference, n=n, indices=indices, scale=scale)

@@ -138,7 +138,7 @@ def test_comparator_fails_a_shape_mismatch_with_its_reason():
     ref = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64)
     row = compare("bngain", ref.reshape(64), ref, "jax", bound=32)
     assert not row.ok and not row.exact and row.shape == (1, 64)
-    assert "(64,)" in row.reason and "(1, 64)" in row.reason
+    assert row.reason == "shape (64,) for a (1, 64) value"
     assert "keepdims" in row.diagnosis
     assert row.as_json()["eps_scale"] is None and row.as_json()["reason"] == row.reason
 

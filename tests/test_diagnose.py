@@ -110,6 +110,7 @@ def test_scatter_without_accumulation(seed):
     wrong[ix] = demb  # no accumulation: the last write wins
     assert "scatter without accumulation" in diagnose(wrong, dC, indices=[ix])
     assert "scatter" not in diagnose(wrong, dC)  # without the indices it cannot tell
+    assert "scatter" in diagnose(wrong, dC, indices=ix)  # one array is fine too
     assert diagnose(dC.copy(), dC, indices=[ix]) == ""
 
 
