@@ -42,6 +42,10 @@ _EXPORTS: dict[str, str] = {
     # the three jobs
     "cross_check": "jaxninja.check",
     "CheckResult": "jaxninja.check",
+    # your own model: gradients of intermediates, its check table, a cmp that diagnoses
+    "intermediate_grads": "jaxninja.taps",
+    "cross_check_model": "jaxninja.model_check",
+    "cmp": "jaxninja.diagnose",
     "train": "jaxninja.training",
     "TrainResult": "jaxninja.training",
     "run_training": "jaxninja.run",

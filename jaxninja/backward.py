@@ -12,8 +12,10 @@ One line per notebook line, in the notebook's order. Each expression is written 
   ``dW2 = (dlogits^T h)^T``, not ``h^T dlogits``.
 - ``max``: jax splits the gradient evenly between tied maxima, so does this code.
 
-``reference_grads`` gets the same 26 gradients from ``jax.grad`` by adding a zero "probe" to each
-intermediate: the gradient of the loss with respect to the probe is exactly dX.
+``reference_grads`` gets the same 26 gradients from ``jax.grad`` through
+:func:`jaxninja.taps.intermediate_grads` (a zero "probe" added to each tapped intermediate: the
+gradient of the loss with respect to the probe is exactly dX), the same mechanism any model's
+check uses.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxninja.model import BN_EPS, Intermediates, Params, forward_chunked
+from jaxninja.model import BN_EPS, Intermediates, Params, Tap, forward_chunked
+from jaxninja.taps import intermediate_grads
 
 ROWS = (
     "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes",
@@ -124,16 +127,17 @@ def manual_backward(
     return {name: grads["d" + name] for name in ROWS}
 
 
-def reference_grads(params: Params, xb: jax.Array, yb: jax.Array) -> dict[str, jax.Array]:
-    """The same 26 gradients from ``jax.grad``: parameters directly, intermediates via probes."""
-    shapes = jax.eval_shape(forward_chunked, params, xb, yb)
-    probes = {
-        name: jnp.zeros(s.shape, s.dtype) for name, s in shapes._asdict().items() if name in ROWS
-    }
+def lecture_forward(params: Params, batch: tuple[jax.Array, jax.Array], tap: Tap) -> jax.Array:
+    """The chunked forward as :func:`jaxninja.intermediate_grads` takes it: the loss, with every
+    notebook intermediate tapped under its name."""
+    xb, yb = batch
+    return forward_chunked(params, xb, yb, tap).loss
 
-    def loss(params: Params, probes: dict[str, jax.Array]) -> jax.Array:
-        return forward_chunked(params, xb, yb, tap=lambda name, v: v + probes[name]).loss
 
-    dparams, dprobes = jax.grad(loss, argnums=(0, 1))(params, probes)
-    by_name = dprobes | dparams._asdict()
-    return {name: by_name[name] for name in ROWS}
+def reference_grads(
+    params: Params, xb: jax.Array, yb: jax.Array, *, jit: bool = False
+) -> dict[str, jax.Array]:
+    """The same 26 gradients from ``jax.grad``: parameters directly, intermediates via probes
+    (:func:`jaxninja.taps.intermediate_grads`; ``jit=True`` compiles the pass)."""
+    _, grads = intermediate_grads(lecture_forward, params, (xb, yb), jit=jit)
+    return {name: grads[name] for name in ROWS}

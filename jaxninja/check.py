@@ -18,18 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import generated, numerics, parallel
-from jaxninja.backward import manual_backward, reference_grads
-from jaxninja.compare import Row, compare, compare_rows
+from jaxninja.backward import ROWS, lecture_forward, manual_backward
+from jaxninja.compare import ZERO_BY_SYMMETRY, Row, compare, compare_rows
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.model import (
+    Intermediates,
     Params,
     batchnorm_fused,
     cross_entropy,
-    forward_chunked,
     init_params,
     n_params,
 )
+from jaxninja.model_check import HEADER, Bounds, Model, cross_check_model, row_line, summary_lines
 from jaxninja.settings import resolve_dtype, torch_available
 
 JSON_FORMAT = 2  # version 2: each row's error is "eps_scale" (version 1 called it "ulps")
@@ -63,32 +64,47 @@ class CheckResult(NamedTuple):
         }
 
 
-def _numpy(grads: dict[str, jax.Array]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in grads.items()}
+def lecture_model(cfg: CheckConfig, ds: Dataset) -> Model:
+    """The lecture's MLP as a :class:`~jaxninja.model_check.Model`: Exercise 1's parameters, a
+    batch of ``cfg.batch_size`` training examples, the chunked forward with its 19 taps, and
+    the manual backward; torch's column is ``torch_ref``'s notebook forward."""
+    dtype = resolve_dtype(cfg.dtype)
+
+    def init(key: jax.Array) -> Params:
+        return init_params(key, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
+
+    def batch(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        ix = np.asarray(jax.random.randint(key, (cfg.batch_size,), 0, len(ds.train.y)))
+        return jnp.asarray(ds.train.x[ix]), jnp.asarray(ds.train.y[ix])
+
+    def backward(params: Params, batch, acts: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        fwd = Intermediates(**{k: acts[k] for k in Intermediates._fields[:-1]}, loss=None)
+        return manual_backward(params, fwd, *batch)
+
+    return Model("lecture", init, batch, lecture_forward, backward, _torch_forward,
+                 ZERO_BY_SYMMETRY)  # fmt: skip
 
 
-def jax_grads(params: Params, xb: jax.Array, yb: jax.Array, jit: bool):
-    """(intermediates, manual grads, jax.grad grads), eagerly or each stage jit-compiled."""
-    fwd_fn, man_fn, ref_fn = forward_chunked, manual_backward, reference_grads
-    if jit:
-        fwd_fn, man_fn, ref_fn = jax.jit(fwd_fn), jax.jit(man_fn), jax.jit(ref_fn)
-    fwd = fwd_fn(params, xb, yb)
-    return fwd, _numpy(man_fn(params, fwd, xb, yb)), _numpy(ref_fn(params, xb, yb))
+def _torch_forward(params: Params, batch, tap) -> object:
+    """``torch_ref``'s notebook forward (every intermediate retains its grad), each tapped."""
+    from torch_ref.reference import INTERMEDIATES, forward
+
+    fwd = forward(params._asdict(), *(b.numpy() for b in batch))
+    for name in INTERMEDIATES:
+        tap(name, fwd[name])
+    return fwd["loss"]
 
 
-def torch_rows(
-    params: Params, xb: np.ndarray, yb: np.ndarray, manual: dict[str, np.ndarray], tanh: str
+def torch_manual_rows(
+    params: Params, xb: np.ndarray, yb: np.ndarray, autograd: dict[str, np.ndarray], tanh: str
 ) -> list[Row]:
-    """jaxninja's manual gradients vs torch autograd, and torch's manual backward vs autograd."""
+    """torch's manual backward (the notebook's, in torch) vs torch autograd: bit-exact."""
     import torch_ref
 
     tp = torch_ref.to_torch(params._asdict())
     fwd = torch_ref.forward(tp, xb, yb)
-    autograd = {k: v.numpy() for k, v in torch_ref.autograd_grads(tp, fwd).items()}
     torch_manual = {k: v.numpy() for k, v in torch_ref.manual_backward(tp, fwd, tanh).items()}
-    return compare_rows(
-        manual, autograd, "torch", numerics.TORCH, numerics.TORCH_SYMMETRIC
-    ) + compare_rows(torch_manual, autograd, "torch-manual")
+    return compare_rows(torch_manual, autograd, "torch-manual")
 
 
 def fused_rows(params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarray]) -> list[Row]:
@@ -115,47 +131,62 @@ def default_against() -> tuple[str, ...]:
     return ("jax", "torch") if torch_available() else ("jax",)
 
 
-def exercise_setup(
-    cfg: CheckConfig, dataset: Dataset, dtype: np.dtype | None = None
-) -> tuple[Params, jax.Array, jax.Array]:
-    """Exercise 1's parameters and minibatch: both drawn from ``jax.random.key(cfg.seed)``."""
-    dtype = resolve_dtype(cfg.dtype) if dtype is None else dtype
-    kparams, kbatch = jax.random.split(jax.random.key(cfg.seed))
-    vocab_size = dataset.vocab.size
-    params = init_params(kparams, vocab_size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
-    ix = np.asarray(jax.random.randint(kbatch, (cfg.batch_size,), 0, len(dataset.train.y)))
-    return params, jnp.asarray(dataset.train.x[ix]), jnp.asarray(dataset.train.y[ix])
+def lecture_bounds(jit: bool) -> Bounds:
+    """The lecture's contract: bit-exact eagerly (its backward follows autodiff's operation
+    order), 32 under jit; 64 vs torch, 128 for the zero-by-symmetry rows."""
+    return Bounds(
+        jax=numerics.JAX_JIT if jit else numerics.EXACT,
+        torch=numerics.TORCH,
+        torch_scale_rows=numerics.TORCH_SYMMETRIC,
+    )
+
+
+def exercise_setup(cfg: CheckConfig, dataset: Dataset) -> tuple[Params, jax.Array, jax.Array]:
+    """Exercise 1's parameters and minibatch, exactly as ``check`` draws them (the notebook's
+    setup): ``jax.random.key(cfg.seed)`` split into the parameters' key and the batch's."""
+    model = lecture_model(cfg, dataset)
+    kinit, kbatch = jax.random.split(jax.random.key(cfg.seed))
+    return (model.init(kinit), *model.batch(kbatch))
 
 
 def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) -> CheckResult:
     """Build the notebook's batch and parameters, then compare every row against each reference.
+
+    This is :func:`jaxninja.model_check.cross_check_model` applied to :func:`lecture_model`, with
+    the lecture's bounds, plus the lecture's own rows: Exercises 2 and 3 (``fused``), N devices
+    (``--devices``) and torch's manual backward (``torch-manual``).
 
     ``cfg`` defaults to Exercise 1's setup against every installed reference; ``dataset`` to
     :func:`load_dataset` of ``cfg.data`` (else ``$JAXNINJA_NAMES``, else the default data set).
     """
     cfg = CheckConfig(against=default_against()) if cfg is None else cfg
     cfg.validate()
-    dtype = resolve_dtype(cfg.dtype)  # float64 switches on jax_enable_x64 here, and checks it
+    resolve_dtype(cfg.dtype)  # float64 switches on jax_enable_x64 here, and checks it
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
-    ds = (
-        dataset
-        if dataset is not None
-        else load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
+    if dataset is None:
+        dataset = load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
+    ds = dataset
+    result = cross_check_model(
+        lecture_model(cfg, ds),
+        seed=cfg.seed,
+        dtype=cfg.dtype,
+        jit=cfg.jit,
+        against=cfg.against,
+        bounds=lecture_bounds(cfg.jit),
     )
-    params, xb, yb = exercise_setup(cfg, ds, dtype)
-    fwd, manual, reference = jax_grads(params, xb, yb, cfg.jit)
-    rows: list[Row] = []
+    params, (xb, yb) = result.params, result.batch
+    fwd = Intermediates(**result.acts, loss=jnp.asarray(result.loss, params.W1.dtype))
+    rows = [r for r in result.rows if r.against == "jax"]
     if "jax" in cfg.against:
-        rows += compare_rows(
-            manual, reference, "jax", numerics.JAX_JIT if cfg.jit else numerics.EXACT
-        )
-        rows += fused_rows(params, fwd, yb, reference)
+        rows += fused_rows(params, fwd, yb, result.reference)
     if mesh is not None:
         rows += parallel.sharded_rows(mesh, params, xb, yb)
     if "torch" in cfg.against:
-        rows += torch_rows(params, np.asarray(xb), np.asarray(yb), manual, cfg.torch_tanh)
+        rows += [r for r in result.rows if r.against == "torch"]
+        autograd = {k: result.autograd[k] for k in ROWS}
+        rows += torch_manual_rows(params, np.asarray(xb), np.asarray(yb), autograd, cfg.torch_tanh)
     return CheckResult(
-        cfg, ds.source, ds.shapes(), n_params(params), float(fwd.loss), rows, manual["logits"]
+        cfg, ds.source, ds.shapes(), n_params(params), result.loss, rows, result.manual["logits"]
     )
 
 
@@ -170,25 +201,11 @@ def format_table(result: CheckResult) -> str:
         f"{'jit' if cfg.jit else 'eager'}: {result.n_params} parameters, "
         f"loss {result.loss:.6f}",
         "",
-        f"{'row':15s} {'against':12s} {'shape':12s} {'exact':5s} {'close':5s} "
-        f"{'maxdiff':>10s} {'eps·scale':>10s} {'bound':>6s}  ok",
+        HEADER,
+        *(row_line(r) for r in result.rows),
+        "",
+        *summary_lines(result.rows),
     ]
-    for r in result.rows:
-        bound = "exact" if r.bound == 0 else f"{r.bound:g}"
-        lines.append(
-            f"{r.name:15s} {r.against:12s} {str(r.shape):12s} {str(r.exact):5s} "
-            f"{str(r.close):5s} {r.maxdiff:10.3g} {r.eps_scale:10.3g} {bound:>6s}  "
-            f"{'ok' if r.ok else 'FAIL'}"
-        )
-    lines.append("")
-    for against in dict.fromkeys(r.against for r in result.rows):
-        rs = [r for r in result.rows if r.against == against]
-        lines.append(
-            f"{against}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
-            f"{sum(r.ok for r in rs)}/{len(rs)} within contract, "
-            f"max {max(r.eps_scale for r in rs):.3g} eps·scale"
-        )
-    lines.append("all rows within contract" if result.ok else "SOME ROWS BREAK THE CONTRACT")
     return "\n".join(lines)
 
 

@@ -1,8 +1,10 @@
-"""The notebook's ``cmp``, grown up: exact, close, max difference, and the error in eps·scale.
+"""The notebook's ``cmp``, grown up: exact, close, max difference, the error in eps·scale, and
+for a failing row the mistake its numbers fit (:mod:`jaxninja.diagnose`).
 
 The metric and every bound live in :mod:`jaxninja.numerics`. A row whose true gradient is zero by
 symmetry (``dlogit_maxes``, ``db1``) has no scale of its own; it borrows the scale of the row its
-sum comes from (``norm_logits``, ``hprebn``).
+sum comes from (``norm_logits``, ``hprebn``). A gradient whose shape or dtype differs from its
+reference's is a failing row with that reason (never a silent broadcast, never a traceback).
 """
 
 from __future__ import annotations
@@ -12,14 +14,10 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.errors import JaxninjaError
+from jaxninja.diagnose import diagnose
 
 ZERO_BY_SYMMETRY = {"logit_maxes": "norm_logits", "b1": "hprebn"}
 """Rows whose exact gradient is 0, and the upstream row whose scale they are measured at."""
-
-
-class ShapeMismatchError(JaxninjaError, ValueError):
-    """A gradient's shape differs from its reference's: broadcasting was not undone."""
 
 
 class Row(NamedTuple):
@@ -33,10 +31,12 @@ class Row(NamedTuple):
     maxdiff: float
     eps_scale: float  # maxdiff / (eps * scale), see jaxninja.numerics
     bound: float  # the contract: eps_scale must be <= bound (0 means bit-exact)
+    reason: str = ""  # why the row could not be compared (shape, dtype, missing): it fails
+    diagnosis: str = ""  # for a failing row: the mistake its numbers fit (jaxninja.diagnose)
 
     @property
     def ok(self) -> bool:
-        return numerics.within(self.eps_scale, self.bound, self.exact)
+        return not self.reason and numerics.within(self.eps_scale, self.bound, self.exact)
 
     def as_json(self) -> dict:
         return {
@@ -45,11 +45,24 @@ class Row(NamedTuple):
             "against": self.against,
             "exact": self.exact,
             "close": self.close,
-            "maxdiff": self.maxdiff,
-            "eps_scale": self.eps_scale,
+            "maxdiff": _finite(self.maxdiff),
+            "eps_scale": _finite(self.eps_scale),
             "bound": self.bound,
             "ok": self.ok,
+            "reason": self.reason,
+            "diagnosis": self.diagnosis,
         }
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: a row that could not be measured says null."""
+    return x if np.isfinite(x) else None
+
+
+def failing(name: str, shape: tuple[int, ...], against: str, bound: float, reason: str) -> Row:
+    """A row that could not be compared (no manual gradient, not an array, ...): it fails."""
+    nan = float("nan")
+    return Row(name, tuple(shape), against, False, False, nan, nan, bound, reason, reason)
 
 
 def compare(
@@ -59,16 +72,24 @@ def compare(
     against: str,
     scale: float | None = None,
     bound: float = 0.0,
+    n: list[int] | None = None,
+    indices: list[np.ndarray] | None = None,
 ) -> Row:
-    """Compare ``manual`` with ``reference``; refuse shapes that differ (no silent broadcast)."""
+    """Compare ``manual`` with ``reference``; a shape or dtype that differs is a failing row with
+    its reason (no silent broadcast). A failing row is diagnosed (``n``: its batch counts,
+    ``indices``: the batch's integer inputs, see :func:`jaxninja.diagnose.diagnose`)."""
     manual, reference = np.asarray(manual), np.asarray(reference)
+    why = ""
     if manual.shape != reference.shape:
-        raise ShapeMismatchError(
-            f"{name}: gradient has shape {manual.shape} but the tensor "
-            f"(and {against}'s gradient) has shape {reference.shape}"
-        )
+        why = f"shape {manual.shape} for a {reference.shape} value"
+    elif manual.dtype != reference.dtype:
+        why = f"dtype {manual.dtype} for a {reference.dtype} value"
+    if why:
+        nan = float("nan")
+        diagnosis = diagnose(manual, reference, n=n, indices=indices, scale=scale)
+        return Row(name, reference.shape, against, False, False, nan, nan, bound, why, diagnosis)
     maxdiff, error = numerics.eps_scale(manual, reference, scale)
-    return Row(
+    row = Row(
         name=name,
         shape=reference.shape,
         against=against,
@@ -78,6 +99,9 @@ def compare(
         eps_scale=error,
         bound=bound,
     )
+    if row.ok:
+        return row
+    return row._replace(diagnosis=diagnose(manual, reference, n=n, indices=indices, scale=scale))
 
 
 def compare_rows(
@@ -86,13 +110,33 @@ def compare_rows(
     against: str,
     bound: float = 0.0,
     symmetric_bound: float | None = None,
+    scale_rows: dict[str, str] | None = None,
+    counts: dict[str, list[int]] | None = None,
+    indices: list[np.ndarray] | None = None,
 ) -> list[Row]:
-    """Compare every row of ``reference``; zero-by-symmetry rows use their upstream scale and
-    ``symmetric_bound`` (default: ``bound``)."""
+    """Compare every row of ``reference``, in ``manual``'s order (a backward's order, so the
+    first failing row is where a mistake starts); zero-by-symmetry rows (``scale_rows``,
+    default the lecture's :data:`ZERO_BY_SYMMETRY`) use their upstream row's scale and
+    ``symmetric_bound`` (default: ``bound``). A reference row without a manual gradient, and a
+    manual gradient of nothing in ``reference``, are failing rows. ``counts`` (each row's batch
+    counts) and ``indices`` (the batch's integer inputs) serve the diagnosis."""
+    scale_rows = ZERO_BY_SYMMETRY if scale_rows is None else scale_rows
+    order = [k for k in manual if k in reference] + [k for k in reference if k not in manual]
     rows = []
-    for name, ref in reference.items():
-        upstream = ZERO_BY_SYMMETRY.get(name)
+    for name in order:
+        ref = reference[name]
+        upstream = scale_rows.get(name)
         scale = numerics.row_scale(reference[upstream]) if upstream in reference else None
         b = bound if upstream is None or symmetric_bound is None else symmetric_bound
-        rows.append(compare(name, manual[name], ref, against, scale=scale, bound=b))
+        if name not in manual:
+            rows.append(failing(name, np.shape(ref), against, b, "no manual gradient"))
+            continue
+        n = (counts or {}).get(name)
+        rows.append(
+            compare(name, manual[name], ref, against, scale=scale, bound=b, n=n, indices=indices)
+        )
+    for name in manual:
+        if name not in reference:
+            why = "not a tapped value or parameter (no gradient to compare with)"
+            rows.append(failing(name, np.shape(manual[name]), against, bound, why))
     return rows

@@ -1,5 +1,6 @@
 """Pictures for ``jaxninja check --plot DIR``: the lecture's gray image of ``dlogits`` and a bar
-chart of every row's error in eps·scale, one bar group per reference."""
+chart of every row's error in eps·scale, one bar group per reference (``--model``: the bar chart;
+a row that could not be measured, e.g. a wrong shape, is a red mark)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ from jaxninja.errors import ConfigError  # noqa: E402
 
 
 def save_plots(result, folder: str | Path) -> list[Path]:
-    """Write ``dlogits.png`` and ``errors.png`` into ``folder`` (created if needed)."""
+    """Write ``dlogits.png`` (the lecture's check only) and ``errors.png`` into ``folder``
+    (created if needed)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--plot {folder}: exists and is not a directory")
     folder.mkdir(parents=True, exist_ok=True)
-    return [
-        _dlogits(result.dlogits, folder / "dlogits.png"),
-        _errors(result, folder / "errors.png"),
-    ]
+    written = []
+    if getattr(result, "dlogits", None) is not None:
+        written.append(_dlogits(result.dlogits, folder / "dlogits.png"))
+    return [*written, _errors(result, folder / "errors.png")]
 
 
 def _dlogits(dlogits: np.ndarray, path: Path) -> Path:
@@ -46,16 +48,18 @@ def _errors(result, path: Path) -> Path:
         rows = [r for r in result.rows if r.against == ref]
         ax.barh(
             [r.name for r in rows],
-            [r.eps_scale for r in rows],
-            color=["tab:green" if r.exact else "tab:orange" for r in rows],
+            [r.eps_scale if np.isfinite(r.eps_scale) else 0.0 for r in rows],
+            color=["tab:green" if r.exact else "tab:orange" if r.ok else "tab:red" for r in rows],
         )
         for i, r in enumerate(rows):
             if r.exact:
                 ax.text(0, i, " exact", va="center", color="tab:green", fontsize=8)
+            elif not np.isfinite(r.eps_scale):
+                ax.text(0, i, " FAIL (not measured)", va="center", color="tab:red", fontsize=8)
         ax.invert_yaxis()
         ax.set_title(f"vs {ref}")
         ax.set_xlabel("error / (eps · scale)")
-    fig.suptitle("manual gradient error per row (green: bit-exact)")
+    fig.suptitle("manual gradient error per row (green: bit-exact, red: breaks its bound)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

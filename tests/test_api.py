@@ -28,6 +28,7 @@ DOCUMENTED = {  # README's "From Python" lists exactly these
     "TrainResult", "run_training", "RunResult", "Checkpoint", "save_checkpoint",
     "load_checkpoint", "sample", "evaluate", "make_mesh", "replicated", "batch_sharding",
     "JaxninjaError", "ConfigError", "DataError", "CheckpointError", "TrainingError",
+    "intermediate_grads", "cross_check_model", "cmp",
 }  # fmt: skip
 # test_train.py's small model: the jit caches are shared with it
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxninja.backward import ROWS, manual_backward, reference_grads
-from jaxninja.compare import ShapeMismatchError, compare, compare_rows
+from jaxninja.compare import compare, compare_rows
 from jaxninja.data import build_dataset, build_vocab
 from jaxninja.model import forward_chunked, init_params
 
@@ -132,10 +132,15 @@ def test_finite_differences_float64_on_tiny_data(x64):
     assert np.abs(np.asarray(manual["C"])).max() > 1e-3  # the check had something to check
 
 
-def test_comparator_refuses_shape_mismatch():
-    """A (64,) gradient for a (1, 64) tensor is an error, not a silent broadcast."""
-    with pytest.raises(ShapeMismatchError, match=r"bngain.*\(64,\).*\(1, 64\)"):
-        compare("bngain", np.zeros(64, np.float32), np.zeros((1, 64), np.float32), "jax")
+def test_comparator_fails_a_shape_mismatch_with_its_reason():
+    """A (64,) gradient for a (1, 64) tensor is a failing row naming both shapes (not a silent
+    broadcast, not a traceback), diagnosed as the missing keepdims it is."""
+    ref = np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64)
+    row = compare("bngain", ref.reshape(64), ref, "jax", bound=32)
+    assert not row.ok and not row.exact and row.shape == (1, 64)
+    assert row.reason == "shape (64,) for a (1, 64) value"
+    assert "keepdims" in row.diagnosis
+    assert row.as_json()["eps_scale"] is None and row.as_json()["reason"] == row.reason
 
 
 def test_comparator_measures_eps_scale():

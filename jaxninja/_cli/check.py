@@ -6,20 +6,30 @@ from __future__ import annotations
 import argparse
 import json
 
-from jaxninja.config import CheckConfig
+from jaxninja.config import FLAGS, CheckConfig
 from jaxninja.settings import check_against, torch_available
 
 from .flags import add_config_flags, given
 
 DATA_NOTE = " (default: $JAXNINJA_NAMES, else the names package's census names)"
+LECTURE_ONLY = ("data", "n_embd", "n_hidden", "block_size", "batch_size", "torch_tanh", "devices")
+LECTURE_ONLY += ("max_data_bytes",)
+"""Flags that only describe the lecture's model: refused with ``--model``."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``jaxninja check``: the model's sizes with Exercise 1's defaults."""
+    p.add_argument(
+        "--model",
+        metavar="FILE",
+        help="check your own model instead of the lecture's: a Python file defining init, "
+        "batch, forward, backward (and optionally torch_forward, scale_rows); FILE runs as "
+        "Python. Refuses the flags that size the lecture's model",
+    )
     p.add_argument("--data", help="word list, one word a line" + DATA_NOTE)
-    add_config_flags(p, CheckConfig, ("max_data_bytes",))
-    sizes = ("n_embd", "n_hidden", "block_size", "batch_size", "seed", "dtype")
-    add_config_flags(p, CheckConfig, sizes)
+    add_config_flags(p, CheckConfig, LECTURE_ONLY[1:5], none_defaults=True)
+    add_config_flags(p, CheckConfig, ("seed", "dtype"), none_defaults=True)
+    add_config_flags(p, CheckConfig, ("max_data_bytes",), none_defaults=True)
     p.add_argument(
         "--against",
         help="comma-separated references: jax, torch (default: jax,torch, or jax alone when "
@@ -30,9 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "devices": ", compared with 1 device and jax.grad "
         "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)",
     }
-    add_config_flags(p, CheckConfig, ("jit", "torch_tanh", "devices"), notes=notes)
+    add_config_flags(p, CheckConfig, ("jit",), notes=notes)
+    add_config_flags(p, CheckConfig, ("torch_tanh", "devices"), none_defaults=True, notes=notes)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--plot", metavar="DIR", help="save dlogits.png and errors.png into DIR")
+    p.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="save dlogits.png and errors.png into DIR (with --model: errors.png)",
+    )
 
 
 def parse_against(text: str | None) -> tuple[str, ...]:
@@ -46,6 +61,8 @@ def parse_against(text: str | None) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Check, print, plot."""
+    if args.model is not None:
+        return run_model(args)
     names = (
         "data",
         "max_data_bytes",
@@ -66,6 +83,36 @@ def run(args: argparse.Namespace) -> int:
 
     result = cross_check(cfg)
     print(json.dumps(result.as_json()) if args.json else format_table(result))
+    if args.plot:
+        from jaxninja.plot_check import save_plots
+
+        save_plots(result, args.plot)
+    return 0 if result.ok else 1
+
+
+def run_model(args: argparse.Namespace) -> int:
+    """``check --model FILE``: the table of your own model (exit 1 if a row breaks its bound,
+    2 if the file cannot be checked)."""
+    from jaxninja.errors import ConfigError
+
+    given_flags = [FLAGS[n].flag for n in LECTURE_ONLY if getattr(args, n, None) is not None]
+    if given_flags:
+        raise ConfigError(
+            f"{', '.join(given_flags)}: only for the lecture's model, not with --model "
+            "(your FILE's init and batch size the model)"
+        )
+    cfg = CheckConfig(**given(args, ("seed", "dtype", "jit")))  # validated like the lecture's
+    against = None if args.against is None else parse_against(args.against)
+    if args.plot:
+        from jaxninja.checkpoint import prepare_out_dir
+
+        prepare_out_dir(args.plot, "--plot")
+    from jaxninja.model_check import cross_check_model, format_model_table
+
+    result = cross_check_model(
+        args.model, seed=cfg.seed, dtype=cfg.dtype, jit=cfg.jit, against=against
+    )
+    print(json.dumps(result.as_json()) if args.json else format_model_table(result))
     if args.plot:
         from jaxninja.plot_check import save_plots
 

@@ -1,0 +1,438 @@
+"""The check table for your own model: manual backward vs ``jax.grad`` (and torch) row by row.
+
+A model is five functions (:class:`Model`), usually defined in a Python file
+(``jaxninja check --model FILE``, :func:`load_model`)::
+
+    def init(key): ...                      # parameters: any pytree of arrays
+    def batch(key): ...                     # the batch: any pytree of arrays (ints: indices)
+    def forward(params, batch, tap): ...    # scalar loss; x = tap("x", x) marks intermediates
+    def backward(params, batch, acts): ...  # {"x": dx, "W": dW, ...}: your manual gradients
+    def torch_forward(params, batch, tap): ...  # optional: the same forward in torch
+    scale_rows = {"b1": "hprebn"}           # optional: zero-by-symmetry rows, measured at
+                                            # another row's scale
+
+The file runs as Python (it is a program, not data): load only files you would run. Everything
+wrong with it (a syntax error, a missing function, a forward that is not scalar, a backward that
+returns something else than arrays, an exception inside it) is a one-line :class:`ModelError`
+(exit 2 from the CLI). Rows that cannot be compared (a name without a manual gradient, an extra
+name, a wrong shape or dtype) are failing rows with their reason.
+
+The lecture's own table is :func:`cross_check_model` applied to the lecture's model
+(:func:`jaxninja.check.lecture_model`), with the lecture's tighter bounds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxninja import numerics
+from jaxninja.compare import Row, compare_rows
+from jaxninja.errors import JaxninjaError
+from jaxninja.settings import check_against, resolve_dtype, torch_available
+from jaxninja.taps import TapError, Taps, is_float, param_names, tapped_grads
+
+JSON_FORMAT = 2  # as check's: rows carry "eps_scale", plus "reason" and "diagnosis"
+REQUIRED = ("init", "batch", "forward", "backward")
+
+
+class ModelError(JaxninjaError):
+    """A model (file) cannot be checked: it does not load, or breaks the model protocol."""
+
+    exit_code = 2
+
+
+class Model(NamedTuple):
+    """A model to check: see the module docstring for each function's contract."""
+
+    name: str  # shown in the table: the file, or "lecture"
+    init: Callable[[jax.Array], Any]
+    batch: Callable[[jax.Array], Any]
+    forward: Callable[[Any, Any, Callable], Any]
+    backward: Callable[[Any, Any, dict[str, jax.Array]], Mapping[str, Any]]
+    torch_forward: Callable[[Any, Any, Callable], Any] | None = None
+    scale_rows: Mapping[str, str] = {}
+
+
+class Bounds(NamedTuple):
+    """The contract, eps·scale per reference (0: bit-exact). A model that is not the lecture's is
+    held to 32 against ``jax.grad`` (the jit bound: its manual backward need not follow
+    autodiff's operation order) and 64 against torch."""
+
+    jax: float = numerics.MODEL_JAX
+    torch: float = numerics.MODEL_TORCH
+    torch_scale_rows: float | None = None  # the zero-by-symmetry rows vs torch (None: torch)
+
+
+class ModelCheck(NamedTuple):
+    """What :func:`cross_check_model` measured; ``rows`` is the table."""
+
+    model: str
+    seed: int
+    dtype: str
+    jit: bool
+    against: tuple[str, ...]
+    n_params: int
+    loss: float
+    rows: list[Row]
+    skipped: tuple[str, ...]  # integer taps / parameters: no gradient
+    params: Any
+    batch: Any
+    acts: dict[str, jax.Array]
+    manual: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]
+    autograd: dict[str, np.ndarray] | None  # torch's gradients, when torch was asked for
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    def as_json(self) -> dict:
+        return {
+            "format": JSON_FORMAT,
+            "model": self.model,
+            "config": {
+                "seed": self.seed,
+                "dtype": self.dtype,
+                "jit": self.jit,
+                "against": list(self.against),
+            },
+            "n_params": self.n_params,
+            "loss": self.loss,
+            "skipped": list(self.skipped),
+            "ok": self.ok,
+            "rows": [r.as_json() for r in self.rows],
+        }
+
+
+# ----------------------------------------------------------------------------- loading a file
+
+
+def _where(err: BaseException, path: str) -> str:
+    """`` (FILE:LINE)`` of the innermost frame inside the model file, if any."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]
+    return f" (line {frames[-1].lineno})" if frames else ""
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def load_model(path: str | Path) -> Model:
+    """Run the Python file ``path`` as a module and collect its model functions.
+
+    The file is untrusted input in the sense that anything may be wrong with it: every failure
+    is one :class:`ModelError` line naming the file (and the line, where there is one). It is
+    *not* sandboxed: the file runs as Python, with your permissions.
+    """
+    path = Path(path)
+    shown = str(path)
+    try:
+        source = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"--model {shown}: {err.strerror or err}") from None
+    try:
+        code = compile(source, str(path.resolve()), "exec")
+    except SyntaxError as err:
+        raise ModelError(f"{shown}:{err.lineno}: syntax error: {err.msg}") from None
+    except ValueError as err:  # e.g. null bytes
+        raise ModelError(f"{shown}: not Python source: {err}") from None
+    name = f"jaxninja_model_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path.resolve())
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        exec(code, module.__dict__)
+    except Exception as err:
+        where = _where(err, str(path.resolve()))
+        raise ModelError(
+            f"{shown}: running it raised {type(err).__name__}{where}: {_one_line(err)}"
+        ) from None
+    missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
+    if missing:
+        need = ", ".join(f"{f}()" for f in missing)
+        raise ModelError(f"{shown}: defines no {need} (a model file needs init, batch, "
+                         "forward, backward)")  # fmt: skip
+    torch_forward = getattr(module, "torch_forward", None)
+    if torch_forward is not None and not callable(torch_forward):
+        raise ModelError(f"{shown}: torch_forward is not a function")
+    scale_rows = getattr(module, "scale_rows", {})
+    if not isinstance(scale_rows, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in scale_rows.items()
+    ):
+        raise ModelError(f"{shown}: scale_rows must map row names to row names, e.g. "
+                         '{"b1": "hprebn"}')  # fmt: skip
+    return Model(
+        shown,
+        module.init,
+        module.batch,
+        module.forward,
+        module.backward,
+        torch_forward,
+        dict(scale_rows),
+    )
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def _call(model: Model, what: str, fn: Callable, *args: Any) -> Any:
+    """Call a model function; its exceptions become one ModelError line."""
+    try:
+        return fn(*args)
+    except JaxninjaError as err:
+        raise ModelError(f"{model.name}: {what}: {err}") from None
+    except Exception as err:
+        where = _where(err, str(Path(model.name).resolve()))
+        raise ModelError(
+            f"{model.name}: {what} raised {type(err).__name__}{where}: {_one_line(err)}"
+        ) from None
+
+
+def _as_arrays(model: Model, what: str, tree: Any, dtype: np.dtype) -> Any:
+    """Every leaf as a jax array, floating leaves cast to ``dtype``."""
+    leaves, treedef = jax.tree.flatten(tree)
+    out = []
+    for leaf in leaves:
+        try:
+            arr = jnp.asarray(leaf)
+        except TypeError:
+            raise ModelError(
+                f"{model.name}: {what} must return a pytree of arrays, found a "
+                f"{type(leaf).__name__}"
+            ) from None
+        floating = jnp.issubdtype(arr.dtype, jnp.floating) and arr.dtype != dtype
+        out.append(arr.astype(dtype) if floating else arr)  # astype compiles, even to itself
+    if not out:
+        raise ModelError(f"{model.name}: {what} returned no arrays")
+    return jax.tree.unflatten(treedef, out)
+
+
+ARRAYS = (jax.Array, np.ndarray, np.generic)
+
+
+def _manual(model: Model, grads: Any) -> dict[str, np.ndarray]:
+    """The backward's result as numpy arrays by name; anything else is a ModelError."""
+    if not isinstance(grads, Mapping):
+        raise ModelError(
+            f"{model.name}: backward must return a dict of gradients by name, got a "
+            f"{type(grads).__name__}"
+        )
+    out = {}
+    for name, g in grads.items():
+        if not isinstance(name, str):
+            raise ModelError(f"{model.name}: backward's keys must be names, got {name!r}")
+        if not isinstance(g, ARRAYS):
+            raise ModelError(
+                f"{model.name}: backward returned a {type(g).__name__} for {name!r}, not an array"
+            )
+        out[name] = np.asarray(g)
+    return out
+
+
+def batch_counts(acts: Mapping[str, Any], batch: Any) -> tuple[dict[str, list[int]], list[int]]:
+    """Each row's batch count n for the diagnosis's factors: ``B*T`` for a ``(B, T, ...)`` row,
+    ``B`` for ``(B, ...)``; rows without the batch axis (parameters) get every count seen."""
+    leaves = [np.shape(x) for x in jax.tree.leaves(batch)]
+    b = leaves[0][0] if leaves and leaves[0] else None
+    own: dict[str, list[int]] = {}
+    for name, value in acts.items():
+        shape = np.shape(value)
+        if b is not None and shape and shape[0] == b:
+            own[name] = [b * shape[1] if len(shape) >= 3 else b]
+    seen = sorted({n for ns in own.values() for n in ns}, reverse=True) or ([b] if b else [])
+    return own, seen
+
+
+def _counts(names: list[str], acts, batch) -> dict[str, list[int]]:
+    own, seen = batch_counts(acts, batch)
+    return {name: own.get(name, seen) for name in names}
+
+
+def torch_grads(torch_forward: Callable, params: Any, batch: Any) -> dict[str, np.ndarray]:
+    """torch autograd's gradient of every tapped tensor (``retain_grad``) and parameter leaf.
+
+    Parameters become leaf tensors that require grad (floating leaves), the batch tensors
+    (integer leaves as int64, torch's index type); names as :func:`jaxninja.taps.param_names`.
+    """
+    import torch
+
+    leaves, treedef = jax.tree.flatten(params)
+    tleaves = [torch.tensor(np.asarray(x)).requires_grad_(is_float(x)) for x in leaves]
+    tbatch = jax.tree.map(
+        lambda x: torch.tensor(np.asarray(x, np.int64) if not is_float(x) else np.asarray(x)),
+        batch,
+    )
+    seen: dict[str, Any] = {}
+
+    def tap(name: str, t: Any) -> Any:
+        if name in seen:
+            raise TapError(f"torch_forward: tap({name!r}) called twice")
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            t.retain_grad()
+        seen[name] = t
+        return t
+
+    loss = torch_forward(jax.tree.unflatten(treedef, tleaves), tbatch, tap)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise TapError("torch_forward must return a scalar torch tensor")
+    loss.backward()
+
+    def grad(t: Any) -> np.ndarray:
+        g = t.grad if isinstance(t, torch.Tensor) else None
+        return np.zeros(tuple(t.shape), np.asarray(t.detach()).dtype) if g is None else g.numpy()
+
+    out = {name: grad(t) for name, t in seen.items() if isinstance(t, torch.Tensor)}
+    for name, t in zip(param_names(params), tleaves, strict=True):
+        if t.requires_grad:
+            out[name] = grad(t)
+    return out
+
+
+def default_against(model: Model) -> tuple[str, ...]:
+    """jax, and torch when the model has a torch forward and torch is installed."""
+    torch = model.torch_forward is not None and torch_available()
+    return ("jax", "torch") if torch else ("jax",)
+
+
+def cross_check_model(
+    model: Model | str | Path,
+    *,
+    seed: int = 42,
+    dtype: str = "float32",
+    jit: bool = False,
+    against: tuple[str, ...] | None = None,
+    bounds: Bounds | None = None,
+) -> ModelCheck:
+    """The check table of ``model`` (a :class:`Model` or a model file's path).
+
+    ``jax.random.key(seed)`` is split into init's and batch's keys; ``dtype`` float64 turns on
+    x64 before ``init`` runs, and floating leaves of the parameters and the batch are cast to
+    ``dtype``; ``jit`` compiles the taps' pass and the backward; ``against``: "jax", "torch"
+    (default :func:`default_against`). Rows come in the backward's order.
+    """
+    model = load_model(model) if isinstance(model, str | Path) else model
+    np_dtype = resolve_dtype(dtype)  # float64: x64 on before init
+    against = default_against(model) if against is None else tuple(against)
+    for name in against:
+        check_against(name)
+    if "torch" in against and model.torch_forward is None:
+        raise ModelError(f"{model.name}: --against torch needs a torch_forward(params, batch, tap)")
+    bounds = Bounds() if bounds is None else bounds
+    kinit, kbatch = jax.random.split(jax.random.key(seed))
+    params = _as_arrays(model, "init(key)", _call(model, "init(key)", model.init, kinit), np_dtype)
+    made = _call(model, "batch(key)", model.batch, kbatch)
+    batch = _as_arrays(model, "batch(key)", made, np_dtype)
+    taps: Taps = _call(
+        model, "forward", lambda: tapped_grads(model.forward, params, batch, jit=jit)
+    )
+    backward = jax.jit(model.backward) if jit else model.backward
+    manual = _manual(model, _call(model, "backward", backward, params, batch, taps.acts))
+    reference = {k: np.asarray(v) for k, v in taps.grads.items()}
+    indices = [np.asarray(x) for x in jax.tree.leaves(batch) if not is_float(x)]
+    counts = _counts(list(reference), taps.acts, batch)
+    rows: list[Row] = []
+    autograd = None
+    common = dict(scale_rows=dict(model.scale_rows), counts=counts, indices=indices)
+    if "jax" in against:
+        rows += compare_rows(manual, reference, "jax", bounds.jax, **common)
+    if "torch" in against:
+        autograd = _call(model, "torch_forward", torch_grads, model.torch_forward, params, batch)
+        autograd = {k: autograd[k] for k in reference if k in autograd}
+        missing = [k for k in reference if k not in autograd]
+        if missing:
+            raise ModelError(f"{model.name}: torch_forward taps no {', '.join(missing)}")
+        sym = bounds.torch_scale_rows
+        rows += compare_rows(manual, autograd, "torch", bounds.torch, sym, **common)
+    return ModelCheck(
+        model=model.name,
+        seed=seed,
+        dtype=dtype,
+        jit=jit,
+        against=against,
+        n_params=sum(int(np.size(x)) for x in jax.tree.leaves(params)),
+        loss=float(taps.loss),
+        rows=rows,
+        skipped=taps.skipped,
+        params=params,
+        batch=batch,
+        acts=taps.acts,
+        manual=manual,
+        reference=reference,
+        autograd=autograd,
+    )
+
+
+# ----------------------------------------------------------------------------- the table
+
+HEADER = (
+    f"{'row':15s} {'against':12s} {'shape':12s} {'exact':5s} {'close':5s} "
+    f"{'maxdiff':>10s} {'eps·scale':>10s} {'bound':>6s}  ok    diagnosis"
+)
+
+
+def row_line(r: Row) -> str:
+    """One line of the table; a failing row ends with its reason and its diagnosis."""
+    bound = "exact" if r.bound == 0 else f"{r.bound:g}"
+    why = "; ".join(dict.fromkeys(x for x in (r.reason, r.diagnosis) if x))
+    return (
+        f"{r.name:15s} {r.against:12s} {str(r.shape):12s} {str(r.exact):5s} "
+        f"{str(r.close):5s} {r.maxdiff:10.3g} {r.eps_scale:10.3g} {bound:>6s}  "
+        f"{'ok' if r.ok else 'FAIL'}{'  ' + why if why else ''}"
+    ).rstrip()
+
+
+def summary_lines(rows: list[Row]) -> list[str]:
+    """Per reference: bit-exact and within-contract counts, the largest error, and the first
+    failing row (in backward order: where a mistake starts; rows after it may only inherit it)."""
+    lines = []
+    for against in dict.fromkeys(r.against for r in rows):
+        rs = [r for r in rows if r.against == against]
+        errors = [r.eps_scale for r in rs if np.isfinite(r.eps_scale)]
+        line = (
+            f"{against}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
+            f"{sum(r.ok for r in rs)}/{len(rs)} within contract, "
+            f"max {max(errors, default=0.0):.3g} eps·scale"
+        )
+        first = next((r for r in rs if not r.ok), None)
+        if first is not None:
+            line += f"; first failing row {first.name} (rows below it may inherit its error)"
+        lines.append(line)
+    ok = all(r.ok for r in rows)
+    lines.append("all rows within contract" if ok else "SOME ROWS BREAK THE CONTRACT")
+    return lines
+
+
+def format_model_table(result: ModelCheck) -> str:
+    """The text table of :func:`cross_check_model`."""
+    lines = [
+        f"model {result.model}: {result.n_params} parameters, loss {result.loss:.6f}, "
+        f"seed {result.seed}, {result.dtype}, {'jit' if result.jit else 'eager'}",
+    ]
+    if result.skipped:
+        lines.append(f"no gradient (integer values): {', '.join(result.skipped)}")
+    lines += ["", HEADER, *(row_line(r) for r in result.rows), ""]
+    return "\n".join(lines + summary_lines(result.rows))
+
+
+__all__ = [
+    "Bounds",
+    "Model",
+    "ModelCheck",
+    "ModelError",
+    "cross_check_model",
+    "default_against",
+    "format_model_table",
+    "load_model",
+    "torch_grads",
+]

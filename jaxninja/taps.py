@@ -1,0 +1,213 @@
+"""Gradients of intermediates, for any JAX function: the zero-probe construction.
+
+JAX has no ``retain_grad``: ``jax.grad`` differentiates with respect to a function's *inputs*,
+so the gradient of a value computed inside the function is not one call away. The construction:
+write the forward as ``forward(params, batch, tap) -> scalar loss`` and mark each intermediate
+with ``x = tap("x", x)``. :func:`intermediate_grads` then
+
+1. traces ``forward`` once abstractly (``jax.eval_shape``) with a recording tap, to learn each
+   tapped name's shape and dtype (and to refuse what it cannot differentiate, below);
+2. differentiates ``loss(params, probes)``, where ``tap(name, x)`` returns ``x + probes[name]``
+   and every probe is zero. The forward's values are unchanged (``x + 0 == x``), and since
+   ``d(x + p)/dp = 1`` the gradient with respect to ``probes[name]`` *is* d loss / d x: the
+   cotangent that reaches the tapped value, summed over all its uses, with no arithmetic added
+   (the transpose of an add passes the cotangent through). The add is a ``custom_jvp`` whose
+   value is ``x`` itself, since ``p`` is known to be zero: nothing is computed, eagerly nothing
+   compiled, and ``-0.0`` stays ``-0.0``. Run eagerly, this is bit for bit what
+   ``jax.grad`` gives with ``x`` made an explicit input of the rest of the forward; under
+   ``jit=True`` XLA compiles a different program and the two agree within
+   :data:`jaxninja.numerics.JAX_JIT` eps·scale (README, "`jaxninja check`").
+
+The tapped values themselves come back as ``acts`` (the pass's primal values, before the probe
+is added), so a manual backward can use exactly the numbers the reference saw.
+
+What is refused, and why (each a one-line :class:`TapError`):
+
+- a tap inside ``jax.lax.scan`` / ``vmap`` / ``cond`` / an inner ``jit`` (the value is a tracer
+  of the inner transformation): one probe would stand for every iteration or batch element and
+  its gradient would be their sum, not any one value's;
+- a name tapped twice: the probe would receive the sum of both values' gradients;
+- a name that is not a string, or that is also a parameter's name;
+- a forward whose result is not a scalar floating loss.
+
+It may itself be called inside ``jax.jit`` (or pass ``jit=True``).
+
+Integer and boolean values (indices, masks) are kept in ``acts`` but have no gradient row: they
+are skipped, and listed in :attr:`Taps.skipped`. Integer parameter leaves likewise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxninja.errors import JaxninjaError
+
+Tap = Callable[[str, Any], Any]
+Forward = Callable[[Any, Any, Tap], Any]
+
+
+class TapError(JaxninjaError):
+    """A forward's taps cannot be differentiated as written (nested, repeated, misnamed)."""
+
+    exit_code = 2
+
+
+class Taps(NamedTuple):
+    """What :func:`tapped_grads` measured: the loss, the tapped values, and d loss / d each."""
+
+    loss: jax.Array
+    acts: dict[str, jax.Array]  # every tapped value by name, in forward order
+    grads: dict[str, jax.Array]  # tapped floating values (forward order), then parameters
+    skipped: tuple[str, ...]  # integer / boolean taps and parameters: no gradient
+
+
+def param_names(params: Any) -> list[str]:
+    """One name per leaf of ``params``: the dict key / attribute / index path joined by ``.``
+    (``Params.W1`` -> ``W1``, ``{"layers": [{"W": ..}]}`` -> ``layers.0.W``); a bare array is
+    ``params``."""
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    keystr = jax.tree_util.keystr
+    names = [keystr(path, simple=True, separator=".") or "params" for path, _ in paths]
+    if len(set(names)) != len(names):
+        raise TapError(f"parameter names repeat: {names}")
+    return names
+
+
+def is_float(x: Any) -> bool:
+    """Whether jax can differentiate with respect to ``x`` (a floating or complex array)."""
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _trace_of(x: Any) -> Any:
+    """The trace a tracer belongs to (None for a concrete array)."""
+    return getattr(x, "_trace", None) if isinstance(x, jax.core.Tracer) else None
+
+
+def _record(forward: Forward, params: Any, batch: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """Trace ``forward`` abstractly (``jax.eval_shape``: nothing is computed or compiled) with a
+    recording tap: each name's shape and dtype, in order; the loss must be a scalar.
+
+    A tapped value that belongs to another trace than the forward's own inputs was computed
+    inside ``scan`` / ``vmap`` / ``cond`` / an inner ``jit``: refused (module docstring)."""
+    seen: dict[str, jax.ShapeDtypeStruct] = {}
+    reserved = set(param_names(params))
+    top: list[Any] = []
+
+    def tap(name: Any, value: Any) -> Any:
+        if not isinstance(name, str):
+            raise TapError(f"tap names must be strings, got {name!r}")
+        if name in seen:
+            raise TapError(
+                f"tap({name!r}) called twice: a name may be tapped once (inside a Python loop, "
+                "put the loop index in the name)"
+            )
+        if name in reserved:
+            raise TapError(f"tap({name!r}): {name!r} is also a parameter's name")
+        trace = _trace_of(value)
+        if trace is not None and top and trace is not top[0]:
+            raise TapError(
+                f"tap({name!r}) inside jax.lax.scan / vmap / cond / jit: one probe would stand "
+                "for every iteration's value; tap at the top level of forward"
+            )
+        value = jnp.asarray(value)
+        seen[name] = jax.ShapeDtypeStruct(value.shape, value.dtype)
+        return value
+
+    def traced(params: Any, batch: Any) -> Any:
+        top.extend(t for t in map(_trace_of, jax.tree.leaves((params, batch))) if t is not None)
+        out = forward(params, batch, tap)
+        try:
+            return jnp.asarray(out)
+        except TypeError:
+            raise TapError(
+                f"forward must return a scalar floating loss, got {type(out).__name__}"
+            ) from None
+
+    loss = jax.eval_shape(traced, params, batch)
+    shape = getattr(loss, "shape", None)
+    if shape != () or not jnp.issubdtype(loss.dtype, jnp.inexact):
+        what = f"shape {shape}" if shape is not None else type(loss).__name__
+        raise TapError(f"forward must return a scalar floating loss, got {what}")
+    return seen
+
+
+@jax.custom_jvp
+def _probe(value: jax.Array, probe: jax.Array) -> jax.Array:
+    """``value + probe`` for a probe that is zero: the value itself (no add computed, so no
+    program compiled for it eagerly, and ``-0.0`` stays ``-0.0``); its derivative is that of the
+    add, ``dvalue + dprobe``, so the cotangent of ``probe`` is the cotangent of the value,
+    untouched (an add's transpose passes the cotangent through to both operands)."""
+    return value
+
+
+@_probe.defjvp
+def _probe_jvp(primals, tangents):
+    (value, _), (dvalue, dprobe) = primals, tangents
+    return value, dvalue + dprobe
+
+
+def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False) -> Taps:
+    """The loss, every tapped value and d loss / d every tapped value and parameter leaf.
+
+    ``forward(params, batch, tap)`` returns a scalar loss and marks intermediates with
+    ``x = tap("x", x)``; ``params`` and ``batch`` are any pytrees of arrays. See the module
+    docstring for the construction, its bit-exactness and what it refuses.
+    """
+    shapes = _record(forward, params, batch)
+    floats = [name for name, s in shapes.items() if jnp.issubdtype(s.dtype, jnp.inexact)]
+    leaves, treedef = jax.tree.flatten(params)
+    names = param_names(params)
+    diff = [i for i, leaf in enumerate(leaves) if is_float(leaf)]
+
+    def loss_fn(float_leaves, probes, int_leaves, batch):
+        merged = list(int_leaves)
+        for i, leaf in zip(diff, float_leaves, strict=True):
+            merged[i] = leaf
+        acts: dict[str, Any] = {}
+
+        def tap(name: str, value: Any) -> Any:
+            value = jnp.asarray(value)
+            acts[name] = value  # the primal value, before the probe
+            return _probe(value, probes[name]) if name in probes else value
+
+        loss = forward(jax.tree.unflatten(treedef, merged), batch, tap)
+        return loss, acts
+
+    def run(leaves, batch):
+        # numpy zeros: eagerly, a jnp.zeros of each shape would compile a program of its own
+        probes = {name: np.zeros(shapes[name].shape, shapes[name].dtype) for name in floats}
+        float_leaves = [leaves[i] for i in diff]
+        int_leaves = [None if i in diff else leaf for i, leaf in enumerate(leaves)]
+        grad = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+        (loss, acts), (dleaves, dprobes) = grad(float_leaves, probes, int_leaves, batch)
+        return loss, acts, dleaves, dprobes
+
+    loss, acts, dleaves, dprobes = (jax.jit(run) if jit else run)(leaves, batch)
+    grads = {name: dprobes[name] for name in floats}
+    grads |= {names[i]: g for i, g in zip(diff, dleaves, strict=True)}
+    skipped = tuple(n for n in shapes if n not in dprobes)
+    skipped += tuple(names[i] for i in range(len(leaves)) if i not in diff)
+    acts = {name: acts[name] for name in shapes}  # forward order (a pytree dict comes back sorted)
+    return Taps(loss, acts, grads, skipped)
+
+
+def intermediate_grads(
+    forward: Forward, params: Any, batch: Any, *, jit: bool = False
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """``acts, grads``: every tapped value by name, and d loss / d each tapped value and each
+    parameter leaf (named by :func:`param_names`), JAX's missing ``retain_grad``.
+
+    ``forward(params, batch, tap)`` computes a scalar loss and marks intermediates with
+    ``x = tap("x", x)``. Eagerly the gradients are bit for bit ``jax.grad``'s with the
+    intermediate as an explicit input; ``jit=True`` compiles the pass (within 32 eps·scale).
+    """
+    taps = tapped_grads(forward, params, batch, jit=jit)
+    return taps.acts, taps.grads
+
+
+__all__ = ["Tap", "TapError", "Taps", "intermediate_grads", "param_names", "tapped_grads"]
