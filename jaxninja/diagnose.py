@@ -217,16 +217,26 @@ def cmp(
     indices=None,
     *,
     n: Sequence[int] | int | None = None,
-) -> str:
+) -> None:
     """The notebook's ``cmp(s, dt, t)`` with the true gradient as ``ref`` (e.g. from
     :func:`jaxninja.intermediate_grads`), plus the diagnosis; prints the line and returns it.
-    ``indices``: the batch's integer inputs, for the scatter pattern; ``n``: the batch count."""
+    ``indices``: the batch's integer inputs, for the scatter pattern; ``n``: the batch count.
+    A blank (``...`` or None, the exercises notebook's unfilled lines) prints "not yet". Returns
+    None, like the lecture's, so a notebook cell shows the line once; :func:`cmp_text` returns
+    it."""
+    print(cmp_text(name, mine, ref, indices, n=n))
+
+
+def cmp_text(name: str, mine, ref, indices=None, *, n: Sequence[int] | int | None = None) -> str:
+    """The line :func:`cmp` prints."""
+    if mine is Ellipsis or mine is None:
+        return f"{name:15s} | not yet: fill in d{name}"
     mine, ref = np.asarray(mine), np.asarray(ref)
+    if mine.dtype == object or mine.dtype.kind not in "biuf":
+        return f"{name:15s} | not an array of numbers: {type(mine).__name__} {mine.dtype}"
     line = cmp_line(name, mine, ref)
     why = diagnose(mine, ref, n=n, indices=indices)
-    line = f"{line} | {why}" if why else line
-    print(line)
-    return line
+    return f"{line} | {why}" if why else line
 
 
-__all__ = ["NO_PATTERN", "batch_counts", "cmp", "cmp_line", "diagnose", "factors"]
+__all__ = ["NO_PATTERN", "batch_counts", "cmp", "cmp_line", "cmp_text", "diagnose", "factors"]

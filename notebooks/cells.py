@@ -224,7 +224,7 @@ dlogits = generated.cross_entropy_backward(logits, yb)
 
 DLOGITS_PICTURE = """
 plt.figure(figsize=(6, 6))
-plt.imshow(np.asarray(dlogits), cmap="gray")
+plt.imshow(np.asarray(ref["logits"]), cmap="gray")  # the true dlogits (yours, once it is exact)
 plt.title("dlogits: the pull down on the target, the push up on every other letter")
 plt.show()
 """
