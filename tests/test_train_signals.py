@@ -18,38 +18,31 @@ from jaxninja.checkpoint import load_checkpoint
 from jaxninja.data import default_words
 
 
-@pytest.mark.parametrize(
-    "signum, status",
-    [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)],
-)  # SIGTERM takes the same path with another number: in the slow run, to keep the default short
-def test_signal_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path, signum, status):
+def start_train(tmp_path: Path, steps: int, *flags: str, stdout=subprocess.PIPE):
+    """``python -m jaxninja train`` on 2,000 census names, a tiny model, into tmp_path/run."""
     words = tmp_path / "words.txt"
     words.write_text("\n".join(default_words()[:2000]) + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    argv = [
-        "train",
-        "--data",
-        str(words),
-        "--steps",
-        "100000000",
-        "--n-embd",
-        "4",
-        "--n-hidden",
-        "16",
-        "--out",
-        str(out),
-        "--samples",
-        "0",
-    ]
+    argv = ["train", "--data", str(words), "--steps", str(steps), "--n-embd", "4"]
+    argv += ["--n-hidden", "16", "--out", str(out), *flags]
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jaxninja", *argv],
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
         cwd=tmp_path,
     )
+    return proc, out
+
+
+@pytest.mark.parametrize(
+    "signum, status",
+    [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)],
+)  # SIGTERM takes the same path with another number: in the slow run, to keep the default short
+def test_signal_saves_a_checkpoint_and_exits_with_one_line(tmp_path: Path, signum, status):
+    proc, out = start_train(tmp_path, 100_000_000, "--samples", "0")
     try:
         header = proc.stdout.readline()  # printed once the signal handlers are in place
         assert header.startswith("training on"), header + proc.stderr.read()
@@ -78,20 +71,8 @@ SLOW_OFFSETS = [0.1, 0.3, 0.6, 1.0, 1.4, 2.2, 2.6, 3.0, 3.5, 4.0, 5.0, 6.5]
 
 def interrupt_at(tmp_path: Path, offset: float) -> tuple[int, str, Path]:
     """Start a short ``jaxninja train``, send SIGINT ``offset`` s later; (status, stderr, out)."""
-    words = tmp_path / "words.txt"
-    words.write_text("\n".join(default_words()[:2000]) + "\n", encoding="utf-8")
-    out = tmp_path / "run"
-    argv = ["train", "--data", str(words), "--steps", "3000", "--n-embd", "4", "--n-hidden", "16"]
-    argv += ["--out", str(out), "--samples", "3", "--checkpoint-every", "1000"]
-    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxninja", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    flags = ("--samples", "3", "--checkpoint-every", "1000")
+    proc, out = start_train(tmp_path, 3000, *flags, stdout=subprocess.DEVNULL)
     try:
         try:
             proc.wait(timeout=offset)
