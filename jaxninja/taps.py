@@ -114,7 +114,7 @@ def _record(forward: Forward, params: Any, batch: Any) -> dict[str, jax.ShapeDty
                 f"tap({name!r}) inside jax.lax.scan / vmap / cond / jit: one probe would stand "
                 "for every iteration's value; tap at the top level of forward"
             )
-        value = jnp.asarray(value)
+        value = value if isinstance(value, jax.Array) else jnp.asarray(value)
         seen[name] = jax.ShapeDtypeStruct(value.shape, value.dtype)
         return value
 
@@ -171,7 +171,7 @@ def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False
         acts: dict[str, Any] = {}
 
         def tap(name: str, value: Any) -> Any:
-            value = jnp.asarray(value)
+            value = value if isinstance(value, jax.Array) else jnp.asarray(value)
             acts[name] = value  # the primal value, before the probe
             return _probe(value, probes[name]) if name in probes else value
 
