@@ -365,7 +365,7 @@ def runs_table(ks, loops_of, rates, cpu_us) -> str:
     largest K that was: sequential runs do not get faster with K."""
     lines = [
         "| K | layout | one program run-steps/s | K sequential | ratio | vmapped | "
-        "CPU µs/run-step program / sequential / vmapped | cores busy | compile s |",
+        "CPU µs/run-step program / sequential / vmapped | cores busy | first call s |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     measured = [k for k in ks if f"K={k} sequential" in rates]
