@@ -87,8 +87,8 @@ def details(name: str, out: Path, log: str) -> str:
     """The step's numbers, for the table."""
     try:
         if name == "check":
-            rows = json.loads(log.strip().splitlines()[-1])
-            return f"all rows within contract: {rows.get('ok')}"
+            result = json.loads(log.strip().splitlines()[-1])
+            return f"{len(result['rows'])} rows, all within the contract: {result['ok']}"
         if name == "speed":
             data = json.loads((out / "speed.json").read_text())
             a = data["loops"]["(a)"]["median"]

@@ -355,3 +355,29 @@ def test_gpu_check_module_without_a_gpu_in_jax_exits_0(tmp_path, monkeypatch, ca
     monkeypatch.setattr(gpu_check, "gpu_present", lambda: None)
     assert gpu_check.main([str(tmp_path / "out")]) == 0
     assert "jax sees no GPU" in capsys.readouterr().out
+
+
+def test_gpu_check_writes_one_table_and_json_with_every_step(tmp_path, monkeypatch, capsys):
+    """The report machinery with stand-in steps (no GPU here): a step that passes, one that
+    fails and one that runs out of time each get their row; the exit status says one failed."""
+    from benchmarks import gpu_check
+
+    ok = json.dumps({"ok": True, "rows": [{}, {}]})
+    monkeypatch.setattr(gpu_check, "gpu_present", lambda: "a stand-in GPU")
+    monkeypatch.setattr(
+        gpu_check,
+        "STEPS",
+        [
+            ("check", ["-c", f"print({ok!r})"], 30),
+            ("lecture", ["-c", "raise SystemExit(3)"], 30),
+            ("seeds8", ["-c", "import time; time.sleep(30)"], 1),
+        ],
+    )
+    out = tmp_path / "gpu"
+    assert gpu_check.main([str(out)]) == 1
+    table = (out / "gpu_check.md").read_text()
+    assert "a stand-in GPU" in table and "| check | 0 |" in table
+    assert "2 rows, all within the contract: True" in table
+    assert "| lecture | 3 |" in table and "| seeds8 | timeout |" in table
+    steps = json.loads((out / "gpu_check.json").read_text())["steps"]
+    assert [s["step"] for s in steps] == ["check", "lecture", "seeds8"]
