@@ -147,7 +147,7 @@ def test_runs_over_two_host_devices_equal_the_runs_alone(words_file):
 def test_vmapped_groups_agree_with_the_runs_alone_to_rounding(dtype, dataset, request):
     """``group > 1`` (the GPU layout) batches the matmuls, which may sum in another order: the
     runs then agree only to rounding. Measured on this CPU after 300 steps: <= 3 eps relative to
-    each group's largest parameter (K = 5..16; K <= 4 came out identical); the bound, 64 eps,
+    each parameter array's largest entry (K = 5..16; K <= 4 came out identical); the bound, 64 eps,
     leaves room for another XLA's order, while a wrong batch, schedule or run order moves the
     parameters by percent (the last assertion shows one such mistake is seen)."""
     if dtype == "float64":
