@@ -181,6 +181,24 @@ def test_stop_and_resume_of_runs_is_bit_identical(dataset):
         assert_same_run(a, b)
 
 
+def test_check_every_checks_each_run_and_changes_nothing(dataset, monkeypatch):
+    """``--check-every 100``: every run's manual gradients against jax.grad at steps 0, 100, 200
+    (5 runs, the K = 5 program's chunks), and the runs are still the runs alone."""
+    checked = []
+    real = multirun.check_gradients
+
+    def spy(params, key, step, *args):
+        checked.append(step)
+        return real(params, key, step, *args)
+
+    monkeypatch.setattr(multirun, "check_gradients", spy)
+    runs = runplan.plan_runs(SMALL, seeds=5)
+    result = multirun.train_runs(runs, dataset, check_every=100)
+    assert checked == [0] * 5 + [100] * 5 + [200] * 5
+    for config, state in zip(runs, result.states, strict=True):
+        assert_same_run(state, alone(config, dataset, chunk_steps=100))
+
+
 def test_a_non_finite_run_is_named_with_its_step(dataset):
     runs = runplan.plan_runs(SMALL._replace(steps=200, lr_decay_step=100), 1)
     runs = [runs[0], runs[0]._replace(lr_decay=1e31, seed=2)]  # lr 1e30 from step 100
