@@ -19,6 +19,14 @@ plus the arithmetic limit: matmul FLOPs per step over a measured matmul GFLOP/s.
 one thread (``--torch-threads``): on 2 shared cores a second OpenMP thread made (d) ~10x slower.
 The CPU µs/step column is process CPU time per step; on a busy machine it is steadier than wall
 time, and 1e6 / (CPU µs/step) is roughly the rate a single-threaded loop reaches on an idle core.
+
+``--runs 1,2,4,8,16,64`` adds a second table: K runs of the lecture's model in one program
+(``multirun.runs_chunk``, the runs' axis over one CPU device per core, one run at a time per
+device) against the same K runs trained one after another with ``step.train_chunk`` in this
+process, and the same program with every device's runs vmapped (``--group``'s GPU layout)::
+
+    JAX_PLATFORMS=cpu python -m benchmarks.train_speed --runs 1,2,4,8,16,64 --runs-only
+    python -m benchmarks.train_speed --device gpu --no-torch --runs 1,16,256,1024   # on a GPU
 """
 
 from __future__ import annotations
@@ -39,9 +47,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxninja import multirun
+from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
 from jaxninja.model import BN_EPS, Params, init_params, loss_fused
 from jaxninja.step import Schedule, batch_indices, chunk_indices, learning_rate, train_chunk
+from jaxninja.training import start_state
 
 SCHEDULE = Schedule()
 N_EMBD, N_HIDDEN, BLOCK, BATCH = 10, 200, 3, 32
@@ -291,6 +302,119 @@ def six_matmuls_loop(steps: int, chunk: int) -> Loop:
     )
 
 
+# ---------------------------------------------------------------- K runs in one program
+
+
+def runs_loops(
+    k: int, vocab: int, x, y, chunk: int, steps: int, platform: str, sequential: bool
+) -> list[Loop]:
+    """K lecture runs (seeds 0..K-1): one program (the default layout), K sequential single
+    runs (if ``sequential``), and one program with each device's runs vmapped (unless that is
+    the default layout already). ``steps`` is run-steps per round."""
+    configs = [TrainConfig(seed=s, steps=10**9) for s in range(k)]
+    states = [start_state(c, vocab) for c in configs]
+    per_run = steps // k // chunk * chunk or chunk
+    loops = []
+    default = multirun.make_layout(k, platform)
+    layouts = [(f"K={k} one program", default)]
+    vmapped = multirun.make_layout(k, platform, group=default.padded)
+    if vmapped.group != default.group:
+        layouts.append((f"K={k} vmapped", vmapped))
+    for label, layout in layouts:
+        params, keys, sched, (xd, yd) = multirun.place(configs, states, layout, (x, y))
+        state = {"p": params, "s": 0}
+
+        def chunk_call(p, s, keys=keys, sched=sched, xd=xd, yd=yd, layout=layout):
+            args = (p, keys, *sched, np.int32(s), xd, yd, chunk, BATCH, layout.mesh, layout.group)
+            return multirun.runs_chunk(*args)
+
+        def run(n: int, state=state, chunk_call=chunk_call) -> None:
+            for _ in range(n // k // chunk):
+                state["p"], losses = chunk_call(state["p"], state["s"])
+                np.asarray(losses)
+                state["s"] += chunk
+
+        compile_s = first_call(lambda chunk_call=chunk_call, params=params: chunk_call(params, 0))
+        loops.append(Loop(label, layout.describe(k), run, per_run * k, compile_s))
+    if not sequential:
+        return loops
+    seq = {"p": [s.params for s in states], "s": 0}
+
+    def run_sequential(n: int) -> None:
+        for _ in range(n // k // chunk):
+            for i, s in enumerate(states):
+                seq["p"][i], losses = train_chunk(
+                    seq["p"][i], s.batch_key, np.int32(seq["s"]), x, y, chunk, BATCH, SCHEDULE
+                )
+                np.asarray(losses)
+            seq["s"] += chunk
+
+    s0 = states[0]
+    compile_s = first_call(
+        lambda: train_chunk(s0.params, s0.batch_key, np.int32(0), x, y, chunk, BATCH, SCHEDULE)
+    )
+    what = f"{k} x `step.train_chunk`"
+    loops.insert(1, Loop(f"K={k} sequential", what, run_sequential, per_run * k, compile_s))
+    return loops
+
+
+def runs_table(ks, loops_of, rates, cpu_us) -> str:
+    """One row per K: run-steps/s of the program, of K sequential runs, their same-round ratio,
+    the vmapped program, CPU µs per run-step and how many cores the program kept busy. A K
+    whose sequential runs were not measured (``--runs-sequential-max``) is compared with the
+    largest K that was: sequential runs do not get faster with K."""
+    lines = [
+        "| K | layout | one program run-steps/s | K sequential | ratio | vmapped | "
+        "CPU µs/run-step program / sequential / vmapped | cores busy | first call s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    measured = [k for k in ks if f"K={k} sequential" in rates]
+    for k in ks:
+        one, vm = f"K={k} one program", f"K={k} vmapped"
+        ks_seq = k if k in measured else max((m for m in measured if m < k), default=None)
+        seq = None if ks_seq is None else f"K={ks_seq} sequential"
+        cpu = {lab: statistics.median(cpu_us[lab]) for lab in (one, vm, seq) if lab in rates}
+        med = {lab: statistics.median(rates[lab]) for lab in (one, vm, seq) if lab in rates}
+        if seq is None:
+            seq_text, ratio = "–", "–"
+        elif ks_seq == k:
+            seq_text, ratio = f"{med[seq]:,.0f}", f"{same_round_ratio(rates[one], rates[seq]):.2f}"
+        else:
+            seq_text, ratio = f"{med[seq]:,.0f} (K={ks_seq}'s)", f"{med[one] / med[seq]:.2f}"
+        vm_text = f"{med[vm]:,.0f}" if vm in med else "= one program"
+        cpu_text = " / ".join(f"{cpu[lab]:.0f}" if lab in cpu else "–" for lab in (one, seq, vm))
+        busy = med[one] * cpu[one] / 1e6
+        loop = loops_of[one]
+        lines.append(
+            f"| {k} | {loop.what} | {med[one]:,.0f} | {seq_text} | {ratio} | {vm_text} "
+            f"| {cpu_text} | {busy:.1f} | {loop.compile_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def run_rows(args, ds, x, y, platform: str) -> tuple[str, dict]:
+    """The K-runs table and its JSON."""
+    loops: list[Loop] = []
+    for k in args.runs:
+        sequential = k <= args.runs_sequential_max
+        loops += runs_loops(
+            k, ds.vocab.size, x, y, args.chunk, args.runs_steps, platform, sequential
+        )
+    rates, cpu_us = measure(loops, args.runs_rounds)
+    text = runs_table(args.runs, {loop.label: loop for loop in loops}, rates, cpu_us)
+    data = {
+        loop.label: {
+            "what": loop.what,
+            "run_steps_per_s": rates[loop.label],
+            "median": statistics.median(rates[loop.label]),
+            "cpu_us_per_run_step": cpu_us[loop.label],
+            "compile_s": loop.compile_s,
+        }
+        for loop in loops
+    }
+    return text, data
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -403,7 +527,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-torch", action="store_true", help="skip (d) and (e)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
+    p.add_argument(
+        "--runs",
+        default="",
+        metavar="K,K,...",
+        help="also the table of K runs in one program vs K sequential runs (e.g. 1,2,4,8,16,64)",
+    )
+    p.add_argument(
+        "--runs-steps",
+        type=int,
+        default=16_000,
+        help="run-steps per round of each K row (K runs x steps/K each, whole chunks)",
+    )
+    p.add_argument("--runs-rounds", type=int, default=3, help="rounds of the K rows")
+    p.add_argument(
+        "--runs-sequential-max",
+        type=int,
+        default=64,
+        help="measure K sequential runs up to this K (beyond, the largest measured K's rate)",
+    )
+    p.add_argument("--runs-only", action="store_true", help="only the K rows (skip loops (a)..(m))")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu or gpu: where every loop runs (default: JAX's default device)",
+    )
     args = p.parse_args(argv)
+    try:
+        args.runs = [int(k) for k in args.runs.split(",") if k.strip()]
+    except ValueError:
+        p.error(f"--runs {args.runs!r}: expected K,K,... (integers)")
+    if any(k < 1 for k in args.runs):
+        p.error("--runs: every K must be >= 1")
     for name in ("rounds", "steps", "chunk", "python_steps", "notebook_steps", "torch_threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -414,6 +569,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.runs and args.device in ("auto", "cpu"):
+        from jaxninja._cli.hostdevices import cores
+
+        jax.config.update("jax_num_cpu_devices", cores())  # before jax starts its CPU backend
+    if args.device != "auto":
+        from jaxninja.settings import resolve_device
+
+        jax.config.update("jax_default_device", resolve_device(args.device))
+    where = jax.devices()[0].platform if args.device == "auto" else args.device
     ds = load_dataset(args.data, BLOCK)
     x, y = jnp.asarray(ds.train.x), jnp.asarray(ds.train.y)
     key = jax.random.key(42)
@@ -426,6 +590,30 @@ def main(argv: list[str] | None = None) -> int:
 
     load0 = os.getloadavg()[0]
     warm_up()
+    out: dict = {
+        "date": str(datetime.date.today()),
+        "machine": machine,
+        "args": vars(args),
+    }
+    if not args.runs_only:
+        out |= single_run_table(args, ds, params, key, x, y)
+    if args.runs:
+        text, out["runs"] = run_rows(args, ds, x, y, where)
+        devices = len(jax.devices(where))
+        print(f"\nK runs in one program ({devices} {where} device(s), {args.runs_rounds} rounds, "
+              f"{args.runs_steps:,} run-steps per row and round):\n")  # fmt: skip
+        print(text)
+    load = f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    print(f"\n{datetime.date.today()}, {machine}, {load}")
+    out["load_average"] = [load0, os.getloadavg()[0]]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+def single_run_table(args, ds, params, key, x, y) -> dict:
+    """Loops (a) .. (m) side by side: today's table, printed; its JSON returned."""
     loops = [
         jaxninja_loop(params, key, x, y, args.chunk, args.steps),
         autodiff_scan_loop(
@@ -468,33 +656,24 @@ def main(argv: list[str] | None = None) -> int:
     limit = gflops * 1e9 / flops
     print()
     print(table(loops, rates, cpu_us, limit, gflops, flops))
-    torch_note = "" if args.no_torch else f", torch {args.torch_threads} thread(s)"
-    load = f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
-    print(f"\n{datetime.date.today()}, {machine}{torch_note}, {args.rounds} rounds, {load}")
-    if args.json:
-        out = {
-            "date": str(datetime.date.today()),
-            "machine": machine,
-            "load_average": [load0, os.getloadavg()[0]],
-            "args": vars(args),
-            "matmul_gflops": gflops,
-            "flops_per_step": flops,
-            "arithmetic_limit": limit,
-            "loops": {
-                loop.label: {
-                    "what": loop.what,
-                    "steps_per_s": rates[loop.label],
-                    "median": statistics.median(rates[loop.label]),
-                    "a_is_x_faster": same_round_ratio(rates["(a)"], rates[loop.label]),
-                    "cpu_us_per_step": cpu_us[loop.label],
-                    "compile_s": loop.compile_s,
-                }
-                for loop in loops
-            },
-        }
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return 0
+    torch_note = "no torch" if args.no_torch else f"torch {args.torch_threads} thread(s)"
+    print(f"\n{torch_note}, {args.rounds} rounds")
+    return {
+        "matmul_gflops": gflops,
+        "flops_per_step": flops,
+        "arithmetic_limit": limit,
+        "loops": {
+            loop.label: {
+                "what": loop.what,
+                "steps_per_s": rates[loop.label],
+                "median": statistics.median(rates[loop.label]),
+                "a_is_x_faster": same_round_ratio(rates["(a)"], rates[loop.label]),
+                "cpu_us_per_step": cpu_us[loop.label],
+                "compile_s": loop.compile_s,
+            }
+            for loop in loops
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import memory, parallel, settings
+from jaxninja import memory, parallel, runplan, settings
 from jaxninja.atomic import prepare_out_dir, write_atomic
 from jaxninja.checkpoint import (
     CHECKPOINT_NAME,
@@ -131,17 +131,23 @@ def resolve_config(
 
 
 def _refuse_overwrite(out: Path, resume: Path | None, overwrite: bool) -> None:
-    """A folder that already holds a run is continued (resume) or replaced (overwrite), never
-    silently written over."""
+    """A folder that already holds a run (its checkpoint) or runs (a multi-run's plan or run
+    folders) is continued (``resume`` names it) or replaced (``overwrite``), never silently
+    written over."""
+    if overwrite:
+        return
+    resumed = None if resume is None else resume.resolve()
+    if runplan.holds_runs(out) and resumed != out.resolve():
+        raise ConfigError(
+            f"--out {out} already holds runs ({runplan.PLAN_NAME}, {runplan.RUN_PREFIX}NN/); "
+            f"continue them with --resume {out} or replace them with --overwrite"
+        )
     existing = out / CHECKPOINT_NAME
-    if overwrite or not existing.exists():
-        return
-    if resume is not None and resume.resolve() == existing.resolve():
-        return
-    raise ConfigError(
-        f"--out {out} already holds a run ({CHECKPOINT_NAME}); continue it with --resume {out} "
-        f"or replace it with --overwrite"
-    )
+    if existing.exists() and resumed != existing.resolve():
+        raise ConfigError(
+            f"--out {out} already holds a run ({CHECKPOINT_NAME}); continue it with --resume "
+            f"{out} or replace it with --overwrite"
+        )
 
 
 def prepare(

@@ -3,6 +3,8 @@
 jaxninja train --out runs/lecture                  # the lecture's Exercise 4 (200,000 steps)
 jaxninja train --steps 2000 --n-hidden 64 --out runs/quick --checkpoint-every 500
 jaxninja train --resume runs/quick --steps 4000    # continue, bit for bit, to step 4,000
+jaxninja train --seeds 8 --out runs/seeds          # 8 seeds in one program: mean +- std
+jaxninja train --sweep lr=0.05,0.1,0.2 --seeds 4 --out runs/lr --steps 20000
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
+from jaxninja import runplan
 from jaxninja.config import TrainConfig
 from jaxninja.data import MAX_DATA_BYTES
+from jaxninja.errors import ConfigError
+from jaxninja.settings import check_int
 
 from .flags import add_config_flags, given
+from .hostdevices import ensure_host_devices
 from .signals import Interrupts
 
 CONFIG_FIELDS = ("steps", "batch_size", "n_embd", "n_hidden", "block_size", "lr")
@@ -87,8 +93,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume",
         metavar="DIR",
-        help="continue the run saved in DIR (its checkpoint.npz); the result is bit-identical "
-        "to a run that never stopped",
+        help="continue the run saved in DIR (its checkpoint.npz), or every run of a multi-run "
+        "DIR (its runs.json); the result is bit-identical to a run that never stopped",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="K",
+        help="train K seeds (--seed, --seed + 1, ...) in one program, each into --out/run-NN/, "
+        "and report mean, std, min and max over them (default: one run)",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="also train every value of NAME, one of lr, lr-decay, lr-decay-step (the settings "
+        "that keep the arrays' shapes); repeat for a grid; combines with --seeds as a product",
+    )
+    p.add_argument(
+        "--group",
+        type=int,
+        metavar="G",
+        help="with --seeds/--sweep: runs vmapped together on a device (default 1 on CPU, each "
+        "run bit for bit the run alone; all of a device's runs on a GPU)",
     )
 
 
@@ -98,17 +126,17 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     settings = given(args, CONFIG_FIELDS)
     if args.resume is None:
         TrainConfig(**settings)  # refuse bad flags before jax is imported
+    sweeps = [runplan.parse_sweep(text) for text in args.sweep]
+    runplan.check_sweeps(sweeps)
+    if args.seeds is not None:
+        runplan.check_seeds(args.seeds, settings.get("seed", TrainConfig.seed))
+    many = args.seeds is not None or bool(sweeps)
+    many = many or (args.resume is not None and runplan.holds_runs(args.resume))
+    if many:
+        return _run_many(args, settings, sweeps, interrupts)
+    if args.group is not None:
+        raise ConfigError("--group applies to --seeds / --sweep only")
     from jaxninja.run import run_training
-
-    def on_saved(path: Path) -> None:  # the run is safe: a signal now ends finishing at once
-        interrupts.exit_phase(
-            f"interrupted while finishing; the trained checkpoint is safe in {path}"
-        )
-        if interrupts.caught:
-            name = signal.Signals(interrupts.caught[0]).name
-            from .signals import leave
-
-            leave(f"{name}: stopped; the trained checkpoint is safe in {path}", interrupts.status)
 
     try:
         result = run_training(
@@ -126,7 +154,7 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
             devices=args.devices,
             should_stop=interrupts.should_stop,
             on_start=interrupts.stop_phase,
-            on_saved=on_saved,
+            on_saved=_on_saved(interrupts, "the trained checkpoint is"),
             log=lambda line: print(line, flush=True),
         )
     finally:
@@ -137,5 +165,65 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     sys.stderr.write(
         f"jaxninja: {name} at step {result.result.state.step:,}: checkpoint saved to "
         f"{result.checkpoint}; continue with: jaxninja train --resume {result.out}\n"
+    )
+    return interrupts.status
+
+
+def _on_saved(interrupts: Interrupts, what: str):
+    """Once the trained state is safe, a signal ends finishing at once, saying where it is."""
+
+    def on_saved(path: Path) -> None:
+        interrupts.exit_phase(f"interrupted while finishing; {what} safe in {path}")
+        if interrupts.caught:
+            name = signal.Signals(interrupts.caught[0]).name
+            from .signals import leave
+
+            leave(f"{name}: stopped; {what} safe in {path}", interrupts.status)
+
+    return on_saved
+
+
+def _run_many(
+    args: argparse.Namespace, settings: dict, sweeps: list, interrupts: Interrupts
+) -> int:
+    """--seeds / --sweep (or --resume of a multi-run folder): every run in one program."""
+    if args.devices != 1:
+        raise ConfigError(
+            "--devices (one run's batch over devices) cannot be combined with --seeds/--sweep "
+            "yet; the runs are spread over the devices already"
+        )
+    if args.group is not None:
+        check_int("--group", args.group, 1, "runs vmapped together")
+    if args.device in ("auto", "cpu"):
+        ensure_host_devices()  # before jax: one CPU device per core for the runs' axis
+    from jaxninja.run_many import run_many
+
+    interrupts.stop_phase()
+    try:
+        result = run_many(
+            settings,
+            args.out,
+            seeds=args.seeds,
+            sweeps=sweeps,
+            data=args.data,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            samples=args.samples,
+            check_every=args.check_every,
+            checkpoint_every=args.checkpoint_every,
+            device=args.device,
+            group=args.group,
+            should_stop=interrupts.should_stop,
+            on_saved=_on_saved(interrupts, "every run's trained checkpoint is"),
+            log=lambda line: print(line, flush=True),
+        )
+    finally:
+        interrupts.exit_phase()
+    if not result.interrupted:
+        return 0
+    name = signal.Signals(interrupts.caught[0]).name
+    sys.stderr.write(
+        f"jaxninja: {name} at step {result.result.states[0].step:,}: every run's checkpoint "
+        f"saved under {result.out}; continue with: jaxninja train --resume {result.out}\n"
     )
     return interrupts.status

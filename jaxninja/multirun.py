@@ -1,0 +1,306 @@
+"""Many runs in one compiled program: K seeds and sweep points trained side by side.
+
+The K runs' parameters are stacked on a leading *runs* axis, which is split over the devices of a
+one-axis mesh (``"runs"``: on CPU, host devices made with ``XLA_FLAGS=
+--xla_force_host_platform_device_count=N`` before jax starts; the CLI does this). On each device
+``jax.lax.map`` walks that device's runs; each iteration is *the single run's own chunk*
+(:func:`jaxninja.step.sgd_step` in a ``lax.scan`` over pre-drawn batches), so every run is bit for
+bit the run trained alone, at every K. ``group > 1`` vectorises ``group`` runs per iteration
+(``vmap``): that is what a GPU needs (one run is launch-bound there), but batched matmuls may sum
+in another order, so those runs agree with the run alone only to rounding (README states the
+bound measured). The runs are independent: no collective appears in the program.
+
+    from jaxninja import multirun, runplan
+    runs = runplan.plan_runs(TrainConfig(steps=20_000), seeds=8)
+    result = multirun.train_runs(runs, dataset)           # 8 runs, one program
+    result.states[3].params                                # equals train(runs[3]) bit for bit
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxninja.config import TrainConfig
+from jaxninja.data import Dataset
+from jaxninja.errors import ConfigError
+from jaxninja.model import Params
+from jaxninja.step import chunk_indices, sgd_step
+from jaxninja.training import (
+    CHUNK_STEPS,
+    ChunkReport,
+    NonFiniteLoss,
+    TrainState,
+    check_gradients,
+    float_dtype,
+    next_boundary,
+    start_state,
+)
+
+RUNS_AXIS = "runs"
+SHARED_FIELDS = ("n_embd", "n_hidden", "block_size", "batch_size", "dtype", "steps")
+"""What every run of one program shares (shapes, dtype, length); the rest may differ."""
+INT32_MAX = 2**31 - 1  # steps are int32 in the program: a later decay step never comes
+
+
+class Layout(NamedTuple):
+    """How the runs are laid out: the mesh their axis is split over, the runs vectorised per
+    ``lax.map`` iteration on a device, and K rounded up to a multiple of the mesh size."""
+
+    mesh: Mesh
+    group: int  # 1: one run at a time (bit-identical to the run alone); > 1: vmap of `group`
+    padded: int  # runs in the program (the extra ones repeat run 0 and are dropped)
+
+    @property
+    def devices(self) -> int:
+        return self.mesh.size
+
+    def describe(self, runs: int) -> str:
+        where = f"{self.devices} {self.mesh.devices.flat[0].platform} device(s)"
+        how = "one run at a time" if self.group == 1 else f"{self.group} runs vmapped at a time"
+        pad = f", {self.padded - runs} padding run(s)" if self.padded > runs else ""
+        return f"{runs} runs over {where}, {how}{pad}"
+
+
+class RunsResult(NamedTuple):
+    """The end of :func:`train_runs`: each run's state, and how fast the program went."""
+
+    states: list[TrainState]
+    interrupted: bool
+    steps_per_s: float | None  # program steps/s (each advances every run) over warm chunks
+    compile_s: float
+    wall_s: float
+    layout: Layout
+
+    @property
+    def run_steps_per_s(self) -> float | None:
+        return None if self.steps_per_s is None else self.steps_per_s * len(self.states)
+
+
+class RunNonFinite(NonFiniteLoss):
+    """A run's loss became inf or nan; ``run`` is its index."""
+
+    def __init__(self, run: int, step: int, value: float, last_saved: int | None):
+        super().__init__(step, value, last_saved)
+        self.run = run
+        self.args = (f"run {run}: {self.args[0]}",)
+
+
+def make_layout(
+    runs: int, platform: str | None = None, devices: int | None = None, group: int | None = None
+) -> Layout:
+    """The runs' axis over ``devices`` devices of ``platform`` (default: as many as there are
+    runs, up to all jax sees) with ``group`` runs vectorised per step of the device's loop
+    (default 1 on CPU, where vmap gains little per core and one run at a time is bit-identical;
+    all of a device's runs on an accelerator, where one run cannot fill the chip)."""
+    available = jax.devices(platform)
+    if devices is None:
+        devices = min(runs, len(available))
+    if not 1 <= devices <= len(available):
+        raise ConfigError(
+            f"{devices} devices asked for the runs, but jax sees {len(available)} "
+            f"{available[0].platform} device(s)"
+        )
+    padded = -(-runs // devices) * devices
+    per_device = padded // devices
+    if group is None:
+        group = 1 if available[0].platform == "cpu" else per_device
+    if not isinstance(group, int) or group < 1:
+        raise ConfigError(f"--group must be an integer >= 1, got {group!r}")
+    mesh = Mesh(np.array(available[:devices]), (RUNS_AXIS,))
+    return Layout(mesh, min(group, per_device), padded)
+
+
+# ------------------------------------------------------------------------- the compiled chunk
+
+
+def _one_run_chunk(params, key, lr0, lr1, decay_step, step0, x, y, n_steps, batch_size):
+    """One run's chunk: :func:`jaxninja.step.train_chunk` with its schedule as arrays (a sweep's
+    runs differ in it); the same ops, the same batches, the same learning rates."""
+    steps = step0 + jnp.arange(n_steps)
+    ix = chunk_indices(key, steps, batch_size, x.shape[0])
+    lrs = jnp.where(steps < decay_step, lr0, lr1)
+    return jax.lax.scan(sgd_step, params, (x[ix], y[ix], lrs))
+
+
+@partial(jax.jit, static_argnames=("n_steps", "batch_size", "mesh", "group"))
+def runs_chunk(
+    params: Params,
+    keys: jax.Array,
+    lr0: jax.Array,
+    lr1: jax.Array,
+    decay_step: jax.Array,
+    step0: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    n_steps: int,
+    batch_size: int,
+    mesh: Mesh,
+    group: int,
+) -> tuple[Params, jax.Array]:
+    """Steps ``step0 .. step0 + n_steps - 1`` of every run: ``params`` (runs, ...) stacked,
+    ``keys`` (runs,), the schedules (runs,); returns the new parameters and (runs, n_steps)
+    losses. Each device maps over its share of the runs, ``group`` at a time."""
+
+    def local(params, keys, lr0, lr1, decay_step, step0, x, y):
+        def one(run):
+            return _one_run_chunk(*run, step0, x, y, n_steps, batch_size)
+
+        batch = group if group > 1 else None
+        return jax.lax.map(one, (params, keys, lr0, lr1, decay_step), batch_size=batch)
+
+    runs, whole = P(RUNS_AXIS), P()
+    mapped = jax.shard_map(
+        local, mesh=mesh, in_specs=(runs,) * 5 + (whole,) * 3, out_specs=(runs, runs)
+    )
+    return mapped(params, keys, lr0, lr1, decay_step, step0, x, y)
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+def check_compatible(configs: Sequence[TrainConfig]) -> None:
+    """The runs of one program share shapes, dtype and length (:data:`SHARED_FIELDS`)."""
+    if not configs:
+        raise ConfigError("no runs to train")
+    for field in SHARED_FIELDS:
+        values = {getattr(c, field) for c in configs}
+        if len(values) > 1:
+            raise ConfigError(f"runs in one program must share {field}, got {sorted(values)}")
+
+
+def _schedules(configs: Sequence[TrainConfig], padded: int, dtype) -> tuple[np.ndarray, ...]:
+    """(lr, lr x decay, decay step) per run as arrays, rounded as the single run rounds them:
+    Python's double product, then one rounding to ``dtype``."""
+    rows = [(c.lr, c.lr * c.lr_decay, min(c.lr_decay_step, INT32_MAX)) for c in configs]
+    rows += [rows[0]] * (padded - len(rows))
+    lr0, lr1, decay = zip(*rows, strict=True)
+    return np.asarray(lr0, dtype), np.asarray(lr1, dtype), np.asarray(decay, np.int32)
+
+
+def _stack(trees: Sequence, padded: int):
+    trees = list(trees) + [trees[0]] * (padded - len(trees))
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def place(
+    configs: Sequence[TrainConfig],
+    states: Sequence[TrainState],
+    layout: Layout,
+    data: tuple[np.ndarray, np.ndarray],
+) -> tuple[Params, jax.Array, tuple[jax.Array, ...], tuple[jax.Array, jax.Array]]:
+    """The program's inputs on the layout's devices: parameters and keys stacked (padded) and
+    split over the runs' axis, the schedules likewise, the training split ``data`` on every
+    device: the arguments :func:`runs_chunk` takes before ``step0``."""
+    spread, whole = NamedSharding(layout.mesh, P(RUNS_AXIS)), NamedSharding(layout.mesh, P())
+    dtype = float_dtype(configs[0].dtype)
+    params = jax.device_put(_stack([s.params for s in states], layout.padded), spread)
+    keys = jax.device_put(_stack([s.batch_key for s in states], layout.padded), spread)
+    schedule = jax.device_put(_schedules(configs, layout.padded, dtype), spread)
+    return params, keys, schedule, jax.device_put(tuple(data), whole)
+
+
+def train_runs(
+    configs: Sequence[TrainConfig],
+    dataset: Dataset,
+    *,
+    states: Sequence[TrainState] | None = None,
+    chunk_steps: int = CHUNK_STEPS,
+    check_every: int = 0,
+    checkpoint_every: int = 0,
+    save: Callable[[list[TrainState]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+    layout: Layout | None = None,
+) -> RunsResult:
+    """Train every run of ``configs`` (from ``states``, default fresh) to their shared
+    ``steps``, in one program per chunk, with :func:`jaxninja.training.train_loop`'s contract:
+    chunks end at multiples of ``chunk_steps``, ``check_every`` and ``checkpoint_every``;
+    ``save(states)`` at each checkpoint and when ``should_stop()`` turns true (asked after every
+    chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and step."""
+    check_compatible(configs)
+    config = configs[0]
+    dtype = float_dtype(config.dtype)
+    k = len(configs)
+    if states is None:
+        states = [start_state(c, dataset.vocab.size) for c in configs]
+    if len(states) != k or len({s.step for s in states}) != 1:
+        raise ConfigError("every run must start from the same step")
+    layout = layout or make_layout(k)
+    mesh = layout.mesh
+    params, keys, schedule, (x, y) = place(configs, states, layout, dataset.train[:2])
+    step = states[0].step
+    losses = np.full((k, config.steps), np.nan, dtype)  # train_loop's history is in the dtype too
+    for i, s in enumerate(states):
+        losses[i, :step] = s.losses[:step]
+    last_saved = step if step > 0 else None
+    seen: set[int] = set()
+    warm_steps, warm_s, compile_s = 0, 0.0, 0.0
+    t_start = time.perf_counter()
+
+    def current() -> list[TrainState]:
+        host = jax.device_get(params)
+        return [
+            TrainState(
+                jax.tree.map(lambda a, i=i: a[i], host), step, s.batch_key, losses[i, :step].copy()
+            )
+            for i, s in enumerate(states)
+        ]
+
+    while step < config.steps:
+        if check_every and step % check_every == 0:
+            _check_runs(params, states, step, dataset, config.batch_size)
+        n = next_boundary(step, config.steps, chunk_steps, check_every, checkpoint_every) - step
+        t0 = time.perf_counter()
+        new_params, chunk = runs_chunk(
+            params, keys, *schedule, np.int32(step), x, y, n, config.batch_size, mesh, layout.group
+        )  # fmt: skip
+        chunk = np.asarray(chunk)[:k]
+        seconds = time.perf_counter() - t0
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            i = int(bad.any(axis=0).argmax())  # the first bad step, then the first run there
+            run = int(bad[:, i].argmax())
+            raise RunNonFinite(run, step + i, float(chunk[run, i]), last_saved)
+        params = new_params
+        losses[:, step : step + n] = chunk
+        step += n
+        compiled = n not in seen
+        seen.add(n)
+        if compiled:
+            compile_s += seconds
+        else:
+            warm_steps, warm_s = warm_steps + n, warm_s + seconds
+        if on_chunk:
+            on_chunk(ChunkReport(step, n, float(chunk.mean()), seconds, compiled))
+        if step == config.steps:
+            break
+        stop = should_stop is not None and should_stop()
+        if save and (stop or (checkpoint_every and step % checkpoint_every == 0)):
+            save(current())
+            last_saved = step
+        if stop:
+            break
+    wall_s = time.perf_counter() - t_start
+    rate = warm_steps / warm_s if warm_s > 0 else None
+    return RunsResult(current(), step < config.steps, rate, compile_s, wall_s, layout)
+
+
+def _check_runs(params, states, step: int, dataset: Dataset, batch_size: int) -> None:
+    """``--check-every`` for every run: its manual gradients against ``jax.grad``."""
+    host = jax.device_get(params)
+    x, y = jnp.asarray(dataset.train.x), jnp.asarray(dataset.train.y)
+    for i, s in enumerate(states):
+        run_params = Params(*(jnp.asarray(a[i]) for a in host))
+        try:
+            check_gradients(run_params, s.batch_key, step, x, y, batch_size)
+        except Exception as err:
+            raise type(err)(f"run {i}: {err}") from None

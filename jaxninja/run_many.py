@@ -1,0 +1,450 @@
+"""Many runs into one folder: ``jaxninja train --seeds K --sweep lr=...`` is one call of
+:func:`run_many`, the multi-run twin of :func:`jaxninja.run_training`::
+
+    from jaxninja.run_many import run_many
+    done = run_many({"steps": 20_000}, "runs/seeds", seeds=8)
+    print(done.summary["over_runs"]["val"])               # mean, std, min, max over the 8 runs
+    run_many({"steps": 40_000}, None, resume="runs/seeds")  # continue all 8, bit for bit
+
+The folder holds ``runs.json`` (the plan: base settings, seeds, sweep, each run's settings),
+one ``run-NN/`` per run in the single run's format (``checkpoint.npz``, ``losses.npy``,
+``summary.json``), and at the end ``summary.json`` (the table: each run's split losses; over
+runs their mean, std, min and max) and ``loss.png`` (every run's curve, the mean, its band).
+Saving, the overwrite rule and the finishing steps are :mod:`jaxninja.run`'s, run by run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxninja import memory, runplan, settings
+from jaxninja.checkpoint import CHECKPOINT_NAME, load_checkpoint, prepare_out_dir, write_atomic
+from jaxninja.config import TrainConfig
+from jaxninja.data import Dataset, load_dataset
+from jaxninja.errors import CheckpointError, ConfigError, TrainingError
+from jaxninja.model import Params, n_params
+from jaxninja.multirun import Layout, RunNonFinite, RunsResult, make_layout, train_runs
+from jaxninja.progress import Progress
+from jaxninja.run import (
+    PLOT_NAME,
+    SAMPLE_SEED_OFFSET,
+    SUMMARY_NAME,
+    Run,
+    _finishing_step,
+    _kept_checkpoint,
+    _refuse_overwrite,
+    _summary,
+    data_source,
+    load_losses,
+    resolve_config,
+    save_run,
+    save_then_calibrate,
+)
+from jaxninja.step import learning_rate
+from jaxninja.training import (
+    ChunkReport,
+    TrainResult,
+    TrainState,
+    calibrate,
+    sample_names,
+    split_losses,
+)
+
+Sweeps = Sequence[tuple[str, tuple[Any, ...]]]
+Log = Callable[[str], None]
+PLAN_VERSION = 1
+TIMING_FIELDS = ("steps_per_s", "run_steps_per_s", "compile_and_first_chunk_s", "wall_s")
+TIMING_FIELDS += ("finished",)
+"""The top summary.json's fields that time the machine (differ between identical jobs)."""
+
+
+class Many(NamedTuple):
+    """A multi-run job ready to start (everything refusable already refused)."""
+
+    base: TrainConfig
+    configs: list[TrainConfig]
+    seeds: int
+    sweeps: tuple[tuple[str, tuple[Any, ...]], ...]
+    dataset: Dataset
+    out: Path
+    device: jax.Device
+    layout: Layout
+    states: list[TrainState] | None  # None: from the seeds
+    resume: Path | None  # the multi-run folder resumed from
+
+    def folder(self, i: int) -> Path:
+        return self.out / runplan.run_name(i, len(self.configs))
+
+    def resumed(self, i: int) -> Path | None:
+        if self.resume is None:
+            return None
+        return self.resume / runplan.run_name(i, len(self.configs)) / CHECKPOINT_NAME
+
+
+class ManyResult(NamedTuple):
+    """What :func:`run_many` did; ``summary`` is None when it was interrupted."""
+
+    out: Path
+    configs: list[TrainConfig]
+    result: RunsResult
+    summary: dict[str, Any] | None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.result.interrupted
+
+
+# ----------------------------------------------------------------------------------- the plan
+
+
+def read_plan(folder: Path) -> dict[str, Any]:
+    """``runs.json`` of a multi-run folder, its shape checked (its settings are checked again as
+    configurations: the file is input, not trusted)."""
+    path = folder / runplan.PLAN_NAME
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"--resume {folder}: no {runplan.PLAN_NAME} (not a multi-run folder)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})".splitlines()[0]) from None
+    ok = isinstance(plan, dict) and plan.get("version") == PLAN_VERSION
+    ok = ok and isinstance(plan.get("base"), dict) and isinstance(plan.get("seeds"), int)
+    ok = ok and isinstance(plan.get("sweep"), list)
+    if not ok:
+        raise CheckpointError(f"{path}: not a version-{PLAN_VERSION} plan of runs")
+    return plan
+
+
+def _stored_sweeps(plan: dict[str, Any], path: Path) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    try:
+        sweeps = tuple((str(name), tuple(values)) for name, values in plan["sweep"])
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: its sweep is not a list of [name, values]") from None
+    for name, values in sweeps:  # the same checks as the flag's
+        runplan.parse_sweep(f"{name}={','.join(map(str, values))}")
+    return sweeps
+
+
+def write_plan(job: Many) -> None:
+    plan = {
+        "version": PLAN_VERSION,
+        "base": job.base.to_dict() | {"data": data_source(job.dataset)},
+        "seeds": job.seeds,
+        "sweep": [[name, list(values)] for name, values in job.sweeps],
+        "runs": [
+            {"name": job.folder(i).name, "config": c.to_dict()} for i, c in enumerate(job.configs)
+        ],
+    }
+    text = json.dumps(plan, indent=2) + "\n"
+    write_atomic(job.out / runplan.PLAN_NAME, lambda f: f.write(text.encode("utf-8")))
+
+
+def prepare_many(
+    config: TrainConfig | Mapping[str, Any] | None,
+    out: str | os.PathLike | None,
+    *,
+    seeds: int | None = None,
+    sweeps: Sweeps = (),
+    data: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    samples: int = 20,
+    device: str = "auto",
+    group: int | None = None,
+) -> Many:
+    """Everything refusable, refused before training: the plan (fresh, or the folder's with
+    only ``steps`` changed), every run's checkpoint on resume, the device, the data, the memory
+    of K runs and the folder."""
+    settings.check_steps(samples, "--samples")
+    sweeps = tuple(sweeps)
+    folder = Path(resume) if resume is not None else None
+    plan = None
+    if folder is None:
+        base = resolve_config(config, None)
+        seeds = 1 if seeds is None else seeds
+    else:
+        plan = read_plan(folder)
+        where = str(folder / runplan.PLAN_NAME)
+        stored = _stored_sweeps(plan, folder / runplan.PLAN_NAME)
+        if seeds is not None and seeds != plan["seeds"]:
+            raise ConfigError(
+                f"--seeds {seeds} does not match {where} ({plan['seeds']}); drop it to resume"
+            )
+        if sweeps and sweeps != stored:
+            raise ConfigError(f"--sweep does not match {where}; drop it to resume")
+        base = resolve_config(config, plan["base"], where)
+        seeds, sweeps = plan["seeds"], stored
+    configs = runplan.plan_runs(base, seeds, sweeps)
+    settings.resolve_dtype(base.dtype)
+    jax_device = settings.resolve_device(device)
+    source = data if data is not None or plan is None else plan["base"].get("data")
+    dataset = load_dataset(source, base.block_size)
+    states = None if folder is None else _resumed_states(folder, configs, dataset)
+    needed = memory.run_bytes(
+        base, len(dataset.train.y), dataset.vocab.size, samples, runs=len(configs)
+    )
+    memory.check_fits(needed, f"these {len(configs):,} runs ({base.steps:,} steps each)")
+    layout = make_layout(len(configs), jax_device.platform, group=group)
+    target = Path(out) if out is not None else (folder if folder is not None else Path("out"))
+    _refuse_overwrite(target, folder, overwrite)
+    target = prepare_out_dir(target)
+    job = Many(base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder)
+    for i in range(len(configs)):
+        prepare_out_dir(job.folder(i))
+    return job
+
+
+def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) -> list[TrainState]:
+    """Every run's checkpoint, checked against the plan; all must stand at the same step."""
+    states = []
+    for i, config in enumerate(configs):
+        path = folder / runplan.run_name(i, len(configs)) / CHECKPOINT_NAME
+        try:
+            ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err} ({dataset.source})") from None
+        stored = resolve_config({"steps": config.steps}, ckpt.config, str(path))
+        if stored != config:
+            raise ConfigError(f"{path}: its settings differ from {runplan.PLAN_NAME}'s run {i}")
+        if config.steps < ckpt.step:
+            raise ConfigError(
+                f"--steps {config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
+            )
+        states.append(
+            TrainState(
+                Params(*(jnp.asarray(p) for p in ckpt.params)),
+                ckpt.step,
+                jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
+                load_losses(path.parent, ckpt.step),
+            )
+        )
+    steps = sorted({s.step for s in states})
+    if len(steps) > 1:
+        raise ConfigError(
+            f"--resume {folder}: its runs stopped at different steps ({steps[0]:,} .. "
+            f"{steps[-1]:,}); runs of one program move together"
+        )
+    return states
+
+
+# ----------------------------------------------------------------------------------- the job
+
+
+def run_many(
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    seeds: int | None = None,
+    sweeps: Sweeps = (),
+    data: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    samples: int = 20,
+    check_every: int = 0,
+    checkpoint_every: int = 0,
+    device: str = "auto",
+    group: int | None = None,
+    progress: bool | Callable[[ChunkReport], None] = True,
+    should_stop: Callable[[], bool] | None = None,
+    on_saved: Callable[[Path], None] | None = None,
+    log: Log | None = print,
+) -> ManyResult:
+    """Train ``seeds`` seeds x the ``sweeps`` points of ``config`` into ``out`` in one program,
+    then finish every run; the keywords are :func:`jaxninja.run_training`'s, plus ``seeds``,
+    ``sweeps`` (``runplan.parse_sweep`` pairs) and ``group`` (runs vmapped together on a device:
+    see :func:`jaxninja.multirun.make_layout`)."""
+    settings.check_steps(check_every, "--check-every")
+    settings.check_steps(checkpoint_every, "--checkpoint-every")
+    job = prepare_many(
+        config, out, seeds=seeds, sweeps=sweeps, data=data, resume=resume, overwrite=overwrite,
+        samples=samples, device=device, group=group,
+    )  # fmt: skip
+    write_plan(job)
+    start = job.states[0].step if job.states else 0
+    _log(log, _start_line(job, start))
+    bar = Progress(start, job.base.steps) if progress is True else None
+    on_chunk = bar if bar is not None else (progress or None)
+
+    def save(states: list[TrainState]) -> None:
+        for i, (state, c) in enumerate(zip(states, job.configs, strict=True)):
+            save_then_calibrate(job.folder(i), state, job.dataset, c)
+
+    try:
+        result = train_runs(
+            job.configs,
+            job.dataset,
+            states=job.states,
+            check_every=check_every,
+            checkpoint_every=checkpoint_every,
+            save=save,
+            should_stop=should_stop,
+            on_chunk=on_chunk,
+            layout=job.layout,
+        )
+    except RunNonFinite as err:
+        kept = _kept_checkpoint(err.last_saved, start, job.folder(err.run), job.resumed(err.run))
+        lr = float(learning_rate(job.configs[err.run].schedule, err.step))
+        raise TrainingError(f"{job.folder(err.run).name}: {err} (lr {lr:g}); {kept}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if result.interrupted:
+        return ManyResult(job.out, job.configs, result, None)
+    for i, (state, c) in enumerate(zip(result.states, job.configs, strict=True)):
+        save_run(job.folder(i), state, None, job.dataset, c)  # every run safe from here on
+    if on_saved is not None:
+        on_saved(job.out)
+    return _finish(job, result, samples, log)
+
+
+def _start_line(job: Many, start: int) -> str:
+    ds = job.dataset
+    return (
+        f"training {job.layout.describe(len(job.configs))} on {ds.source} "
+        f"({len(ds.train.y):,} examples), steps {start:,}..{job.base.steps:,}, {job.base.dtype}"
+    )
+
+
+def _finish(job: Many, result: RunsResult, num_samples: int, log: Log | None) -> ManyResult:
+    """Each run finished as a single run is (calibrate, checkpoint, split losses, samples, its
+    summary.json), then the folder's summary.json with the table and statistics, and loss.png."""
+    per_run = []
+    for i, (state, config) in enumerate(zip(result.states, job.configs, strict=True)):
+        per_run.append(_finish_one(job, i, state, config, result, num_samples))
+    summary = _table(job, per_run, result)
+    text = json.dumps(summary, indent=2) + "\n"
+    write_atomic(job.out / SUMMARY_NAME, lambda f: f.write(text.encode("utf-8")))
+    step = result.states[0].step
+    _finishing_step("plotting the losses", job.out, step, _plot, job, result)
+    for line in summary_lines(summary):
+        _log(log, line)
+    _log(
+        log, f"wrote {job.out / SUMMARY_NAME}, {job.out / PLOT_NAME} and {len(per_run)} run folders"
+    )
+    return ManyResult(job.out, job.configs, result, summary)
+
+
+def _finish_one(
+    job: Many, i: int, state: TrainState, config: TrainConfig, result: RunsResult, samples: int
+) -> dict[str, Any]:
+    out, ds, step = job.folder(i), job.dataset, state.step
+    stats = _finishing_step("calibrating BatchNorm", out, step, calibrate, state.params, ds.train.x)
+    save_run(out, state, stats, ds, config)
+    losses = _finishing_step("evaluating", out, step, split_losses, state.params, stats, ds)
+    names: list[str] = []
+    if samples:
+        key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_SEED_OFFSET)
+        args = (state.params, stats, ds.vocab, samples, key)
+        names = _finishing_step("sampling", out, step, sample_names, *args)
+    one = TrainResult(
+        state, False, result.steps_per_s, result.compile_s, result.wall_s, stats, losses
+    )
+    summary = _summary(Run(config, ds, out, job.device, None, None, None), one)
+    summary["samples"] = names
+    text = json.dumps(summary, indent=2) + "\n"
+    write_atomic(out / SUMMARY_NAME, lambda f: f.write(text.encode("utf-8")))
+    return {
+        "name": out.name,
+        "settings": {f: getattr(config, f) for f in ("seed", *runplan.SWEEPABLE)},
+        "losses": losses,
+    }
+
+
+def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict[str, Any]:
+    """The folder's summary: each run's losses and the statistics computed from them."""
+    losses = [r["losses"] for r in per_run]
+    by_setting = []
+    if job.sweeps:
+        for p in range(len(per_run) // job.seeds):
+            group = per_run[p * job.seeds : (p + 1) * job.seeds]
+            by_setting.append(
+                {
+                    "settings": {name: group[0]["settings"][name] for name, _ in job.sweeps},
+                    "runs": [r["name"] for r in group],
+                    "over_seeds": runplan.split_statistics([r["losses"] for r in group]),
+                }
+            )
+    base = _summary(
+        Run(job.base, job.dataset, job.out, job.device, None, None, None),
+        TrainResult(result.states[0], False, result.steps_per_s, result.compile_s, result.wall_s),
+    )
+    return {
+        "config": base["config"],
+        "seeds": job.seeds,
+        "sweep": {name: list(values) for name, values in job.sweeps},
+        "varying": list(runplan.varying(job.configs)),
+        "runs": per_run,
+        "over_runs": runplan.split_statistics(losses),
+        "by_setting": by_setting,
+        "n_params": n_params(result.states[0].params),
+        "layout": {
+            "devices": job.layout.devices,
+            "group": job.layout.group,
+            "padded_runs": job.layout.padded,
+        },
+        "steps_per_s": result.steps_per_s,
+        "run_steps_per_s": result.run_steps_per_s,
+        "compile_and_first_chunk_s": result.compile_s,
+        "wall_s": result.wall_s,
+        "device": base["device"],
+        "jax": base["jax"],
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The table as text: one line per run, then mean ± std and min .. max over runs."""
+    shown = summary["varying"] or ["seed"]
+    head = "  ".join(f"{f:>10}" for f in shown)
+    lines = [f"{'run':8}{head}  {'train':>7}  {'val':>7}  {'test':>7}"]
+    for r in summary["runs"]:
+        cells = "  ".join(_cell(r["settings"][f]) for f in shown)
+        loss = "  ".join(f"{r['losses'][s]:7.4f}" for s in runplan.SPLITS)
+        lines.append(f"{r['name']:8}{cells}  {loss}")
+    lines += _stat_lines("over all runs", summary["over_runs"])
+    for point in summary["by_setting"]:
+        where = ", ".join(f"{k} {v:g}" for k, v in point["settings"].items())
+        lines += _stat_lines(where, point["over_seeds"])
+    rate = summary["run_steps_per_s"]
+    rate_text = "n/a: every chunk compiled" if rate is None else f"{rate:,.0f} run-steps/s"
+    lines.append(f"({rate_text}; {summary['wall_s']:.1f} s incl. "
+                 f"{summary['compile_and_first_chunk_s']:.1f} s compiling)")  # fmt: skip
+    return lines
+
+
+def _cell(value: float | int) -> str:
+    return f"{value:>10d}" if isinstance(value, int) else f"{value:>10g}"
+
+
+def _stat_lines(what: str, stats: dict[str, dict[str, Any]]) -> list[str]:
+    parts = []
+    for split in runplan.SPLITS:
+        s = stats[split]
+        spread = "" if s["std"] is None else f" ± {s['std']:.4f}"
+        parts.append(f"{split} {s['mean']:.4f}{spread} [{s['min']:.4f}, {s['max']:.4f}]")
+    return [f"{what} (n={stats['val']['n']}; mean ± std [min, max]): " + "; ".join(parts)]
+
+
+def _plot(job: Many, result: RunsResult) -> None:
+    from jaxninja.plot_runs import plot_runs  # matplotlib only when the runs finish
+
+    losses = np.stack([s.losses for s in result.states])
+    labels = [job.folder(i).name for i in range(len(job.configs))]
+    title = f"{len(labels)} runs, {n_params(result.states[0].params):,} parameters each"
+    plot_runs(losses, job.out / PLOT_NAME, labels, title)
+
+
+def _log(log: Log | None, line: str) -> None:
+    if log is not None:
+        log(line)
