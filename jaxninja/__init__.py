@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "jaxninja.training",
     "run_training": "jaxninja.run",
     "RunResult": "jaxninja.run",
+    "run_many": "jaxninja.run_many",
+    "ManyResult": "jaxninja.run_many",
     # checkpoints and their use
     "Checkpoint": "jaxninja.checkpoint",
     "save_checkpoint": "jaxninja.checkpoint",

@@ -25,8 +25,9 @@ DOCUMENTED = {  # README's "From Python" lists exactly these
     "load_dataset", "Dataset", "Vocab", "Params", "Intermediates", "BNStats", "init_params",
     "forward_chunked", "loss_fused", "manual_backward", "reference_grads", "loss_and_grads",
     "ModelConfig", "CheckConfig", "TrainConfig", "cross_check", "CheckResult", "train",
-    "TrainResult", "run_training", "RunResult", "Checkpoint", "save_checkpoint",
-    "load_checkpoint", "sample", "evaluate", "make_mesh", "replicated", "batch_sharding",
+    "TrainResult", "run_training", "RunResult", "run_many", "ManyResult", "Checkpoint",
+    "save_checkpoint", "load_checkpoint", "sample", "evaluate", "make_mesh", "replicated",
+    "batch_sharding",
     "JaxninjaError", "ConfigError", "DataError", "CheckpointError", "TrainingError",
     "intermediate_grads", "cross_check_model", "cmp",
 }  # fmt: skip
