@@ -15,7 +15,7 @@ from pathlib import Path
 from jaxninja.config import TrainConfig
 from jaxninja.data import MAX_DATA_BYTES
 
-from .flags import add_config_flags, given
+from .flags import add_config_flags, add_distributed_flags, given, join_processes
 from .signals import Interrupts
 
 CONFIG_FIELDS = ("steps", "batch_size", "n_embd", "n_hidden", "block_size", "lr")
@@ -39,10 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--devices",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="split each batch over N devices, BatchNorm synchronised (on CPU: "
-        "XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1)",
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1; several processes: "
+        "every device of every process)",
     )
     p.add_argument(
         "--out",
@@ -90,6 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="continue the run saved in DIR (its checkpoint.npz); the result is bit-identical "
         "to a run that never stopped",
     )
+    add_distributed_flags(p)
 
 
 def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     settings = given(args, CONFIG_FIELDS)
     if args.resume is None:
         TrainConfig(**settings)  # refuse bad flags before jax is imported
+    join_processes(args)  # several processes: connect before jax starts its backend
     from jaxninja.run import run_training
 
     def on_saved(path: Path) -> None:  # the run is safe: a signal now ends finishing at once
@@ -133,9 +136,10 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         interrupts.exit_phase()
     if not result.interrupted:
         return 0
-    name = signal.Signals(interrupts.caught[0]).name
+    code = interrupts.caught[0] if interrupts.caught else result.stop_code  # agreed elsewhere
+    name = signal.Signals(code).name
     sys.stderr.write(
         f"jaxninja: {name} at step {result.result.state.step:,}: checkpoint saved to "
         f"{result.checkpoint}; continue with: jaxninja train --resume {result.out}\n"
     )
-    return interrupts.status
+    return interrupts.status or 128 + code
