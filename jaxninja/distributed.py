@@ -33,7 +33,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -41,15 +42,17 @@ from jaxninja.errors import ConfigError, DistributedError, JaxninjaError
 
 INIT_TIMEOUT_S = 60
 """Seconds every process waits for all of them to connect (JAX: 300). Two processes start on a
-loaded 2-core machine in under 15 s; a cluster's scheduler starts its tasks within seconds."""
+loaded 2-core machine in under 15 s; a cluster's scheduler starts its tasks within seconds.
+``$JAXNINJA_INIT_TIMEOUT_S`` overrides it."""
 
 HEARTBEAT_TIMEOUT_S = 20
 """Seconds without a heartbeat before a process counts as dead and the others are ended (JAX:
-100). Heartbeats come from a C++ thread, not Python, so compiling does not delay them."""
+100). Heartbeats come from a C++ thread, not Python, so compiling does not delay them.
+``$JAXNINJA_HEARTBEAT_TIMEOUT_S`` overrides it."""
 
 SHUTDOWN_TIMEOUT_S = 60
 """Seconds a finished process waits at exit for the others (JAX: 300): process 0 still writes
-the summary and plot after the others are done."""
+the summary and plot after the others are done. ``$JAXNINJA_SHUTDOWN_TIMEOUT_S`` overrides it."""
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 CLUSTER_COUNTS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")  # tasks in a cluster job step
@@ -124,6 +127,7 @@ def check_address(address: str) -> tuple[str, int]:
 def initialize(spec: Spec) -> None:
     """Join the run described by ``spec`` (before any other jax call) with this module's
     timeouts; every failure is one :class:`DistributedError` line naming the address."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before jaxlib loads: our lines say it
     import jax
 
     address = spec.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
@@ -132,20 +136,20 @@ def initialize(spec: Spec) -> None:
         host, port = check_address(address)
         if host in LOOPBACK:  # one machine: listen on loopback only
             bind = address
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # runtime's own error lines: ours say it
     where = address or "the cluster's coordinator"
+    init_s = timeout("JAXNINJA_INIT_TIMEOUT_S", INIT_TIMEOUT_S)
     try:
         jax.distributed.initialize(
             coordinator_address=spec.coordinator,
             num_processes=spec.num_processes,
             process_id=spec.process_id,
-            initialization_timeout=INIT_TIMEOUT_S,
-            heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
-            shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S,
+            initialization_timeout=init_s,
+            heartbeat_timeout_seconds=timeout("JAXNINJA_HEARTBEAT_TIMEOUT_S", HEARTBEAT_TIMEOUT_S),
+            shutdown_timeout_seconds=timeout("JAXNINJA_SHUTDOWN_TIMEOUT_S", SHUTDOWN_TIMEOUT_S),
             coordinator_bind_address=bind,
         )
     except Exception as err:  # the runtime raises RuntimeError, ValueError, JaxRuntimeError
-        raise DistributedError(_init_failure(err, where, spec)) from None
+        raise DistributedError(_init_failure(err, where, spec, init_s)) from None
     count = jax.process_count()
     if spec.num_processes is not None and count != spec.num_processes:
         raise DistributedError(
@@ -154,7 +158,18 @@ def initialize(spec: Spec) -> None:
         )
 
 
-def _init_failure(err: Exception, where: str, spec: Spec) -> str:
+def timeout(name: str, default: int) -> int:
+    """Seconds from the environment variable ``name`` (a whole number 1..3600), else
+    ``default``."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 3600:
+        raise ConfigError(f"${name} must be whole seconds 1..3600, got {text!r}")
+    return int(text)
+
+
+def _init_failure(err: Exception, where: str, spec: Spec, init_s: int) -> str:
     text = str(err)
     first = text.splitlines()[0] if text else type(err).__name__
     if "Failed to start RPC server" in text or "Address already in use" in text:
@@ -162,7 +177,7 @@ def _init_failure(err: Exception, where: str, spec: Spec) -> str:
     if "DEADLINE_EXCEEDED" in text or "timed out" in text.lower():
         n = spec.num_processes or "all"
         return (
-            f"not all {n} processes reached the coordinator {where} within {INIT_TIMEOUT_S} s "
+            f"not all {n} processes reached the coordinator {where} within {init_s} s "
             "(is process 0 running there, and was every process given the same "
             "--num-processes?)"
         )
@@ -196,8 +211,24 @@ def _allgather(row: bytes) -> list[bytes]:
     from jax.experimental import multihost_utils
 
     local = np.frombuffer(row, np.uint8)
-    rows = np.asarray(multihost_utils.process_allgather(local))
+    with lost_contact():
+        rows = np.asarray(multihost_utils.process_allgather(local))
     return [bytes(r) for r in rows.reshape(-1, len(row))]
+
+
+@contextmanager
+def lost_contact(kept: Callable[[], str] | None = None) -> Iterator[None]:
+    """A collective that fails (another process left: its sockets closed) becomes one
+    :class:`DistributedError` line; ``kept()`` ends it (e.g. which checkpoint is kept)."""
+    try:
+        yield
+    except JaxninjaError:
+        raise
+    except Exception as err:  # the runtime raises ValueError / JaxRuntimeError with its text
+        text = str(err).strip()
+        reason = text.splitlines()[0][:300] if text else type(err).__name__
+        end = f"; {kept()}" if kept is not None else ""
+        raise DistributedError(f"lost contact with another process ({reason}){end}") from None
 
 
 def _digest(text: str) -> bytes:
@@ -280,7 +311,8 @@ def shared_files(folder: Path | None, names: tuple[str, ...], max_bytes: int) ->
                     blobs.append(b"")
         except (JaxninjaError, OSError) as err:
             error, sizes[:] = err, -2
-    sizes = np.asarray(multihost_utils.broadcast_one_to_all(sizes))
+    with lost_contact():
+        sizes = np.asarray(multihost_utils.broadcast_one_to_all(sizes))
     if error is not None:
         raise error
     if (sizes == -2).any():
@@ -290,7 +322,8 @@ def shared_files(folder: Path | None, names: tuple[str, ...], max_bytes: int) ->
     if payload is None:
         payload = np.zeros(total, np.uint8)
     if total:
-        payload = np.asarray(multihost_utils.broadcast_one_to_all(payload))
+        with lost_contact():
+            payload = np.asarray(multihost_utils.broadcast_one_to_all(payload))
     if is_writer():
         return folder
     local = Path(tempfile.mkdtemp(prefix="jaxninja-resume-"))

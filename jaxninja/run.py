@@ -16,6 +16,7 @@ the checkpoint that is safe; periodic saves follow the same order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -48,7 +49,6 @@ from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dat
 from jaxninja.errors import (
     CheckpointError,
     ConfigError,
-    DistributedError,
     JaxninjaError,
     TrainingError,
 )
@@ -448,31 +448,25 @@ def run_training(
         stop_code[0] = distributed.agree_stop(int(local or 0)) if several else int(local or 0)
         return stop_code[0]
 
+    kept = lambda: _kept_checkpoint(saved[0], start, folder, run.resume)  # noqa: E731
     try:
-        result = train_loop(
-            config,
-            dataset,
-            state=run.state,
-            check_every=check_every,
-            checkpoint_every=checkpoint_every,
-            save=save,
-            should_stop=stop if (several or should_stop is not None) else None,
-            on_chunk=on_chunk,
-            device=None if device == "auto" else run.device,  # None: uncommitted
-            mesh=run.mesh,
-        )
+        with distributed.lost_contact(kept) if several else contextlib.nullcontext():
+            result = train_loop(
+                config,
+                dataset,
+                state=run.state,
+                check_every=check_every,
+                checkpoint_every=checkpoint_every,
+                save=save,
+                should_stop=stop if (several or should_stop is not None) else None,
+                on_chunk=on_chunk,
+                device=None if device == "auto" else run.device,  # None: uncommitted
+                mesh=run.mesh,
+            )
     except NonFiniteLoss as err:
-        kept = _kept_checkpoint(err.last_saved, start, folder, run.resume)
+        kept_now = _kept_checkpoint(err.last_saved, start, folder, run.resume)
         lr = float(learning_rate(config.schedule, err.step))
-        raise TrainingError(f"{err} (lr {lr:g}); {kept}") from None
-    except JaxninjaError:
-        raise
-    except Exception as err:  # a collective failed: another process left or its host vanished
-        if not several:
-            raise
-        kept = _kept_checkpoint(saved[0], start, folder, run.resume)
-        reason = _first_line(err)
-        raise DistributedError(f"lost contact with another process ({reason}); {kept}") from None
+        raise TrainingError(f"{err} (lr {lr:g}); {kept_now}") from None
     finally:
         if bar is not None:
             bar.close()
@@ -484,11 +478,6 @@ def run_training(
     if on_saved is not None:
         on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, samples, log)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _start_line(run: Run, start: int) -> str:
