@@ -138,6 +138,9 @@ def initialize(spec: Spec) -> None:
             bind = address
     where = address or "the cluster's coordinator"
     init_s = timeout("JAXNINJA_INIT_TIMEOUT_S", INIT_TIMEOUT_S)
+    # JAX's preemption service installs its own SIGTERM handler in C++, which would replace
+    # the command's (SIGTERM would then be ignored); the agreed stop does that job here.
+    jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(
             coordinator_address=spec.coordinator,
@@ -282,23 +285,23 @@ def agree_stop(code: int) -> int:
 # ----------------------------------------------------------------------------- files
 
 
-def shared_files(folder: Path | None, names: tuple[str, ...], max_bytes: int) -> Path | None:
-    """Process 0's ``folder/name`` files, present in every process: process 0 reads them and
-    broadcasts their bytes; the others write them into a private temporary folder and get its
-    path (to be read by the same, hostile-input-safe, loaders). ``folder`` None: nothing to
-    share. A missing file is sent as absent; one over ``max_bytes`` is refused by all."""
+def shared_files(sources: tuple[Path, ...], names: tuple[str, ...], max_bytes: int) -> Path:
+    """Process 0's files ``sources``, present in every process: process 0 reads them and
+    broadcasts their bytes; each other process writes them, as ``names``, into a private
+    temporary folder and gets its path, to be read by the same hostile-input-safe loaders (the
+    ``sources`` of the other processes are not read). Process 0 gets its first source's folder.
+    A missing file is sent as absent; one over ``max_bytes`` is refused by all."""
     if not is_multiprocess():
-        return folder
+        return sources[0].parent
     import numpy as np
     from jax.experimental import multihost_utils
 
     sizes = np.full(len(names), -1, np.int32)
     blobs: list[bytes] = []
     error: BaseException | None = None
-    if is_writer() and folder is not None:
+    if is_writer():
         try:
-            for i, name in enumerate(names):
-                path = folder / name
+            for i, path in enumerate(sources):
                 if path.is_file():
                     if path.stat().st_size > max_bytes:
                         raise DistributedError(
@@ -325,7 +328,7 @@ def shared_files(folder: Path | None, names: tuple[str, ...], max_bytes: int) ->
         with lost_contact():
             payload = np.asarray(multihost_utils.broadcast_one_to_all(payload))
     if is_writer():
-        return folder
+        return sources[0].parent
     local = Path(tempfile.mkdtemp(prefix="jaxninja-resume-"))
     offset = 0
     for name, size in zip(names, sizes.tolist(), strict=True):

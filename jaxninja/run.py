@@ -350,7 +350,8 @@ def load_losses(folder: Path, step: int) -> np.ndarray:
         losses = np.zeros(0, np.float32)
     if losses.ndim != 1 or len(losses) < step or losses.dtype.kind != "f":
         return np.full(step, np.nan, np.float32)
-    return losses[:step].astype(np.float32)
+    keep = np.float64 if losses.dtype == np.float64 else np.float32  # a float64 run's stay so
+    return losses[:step].astype(keep)
 
 
 def _finishing_step(what: str, out: Path, step: int, fn: Callable, *args: Any) -> Any:

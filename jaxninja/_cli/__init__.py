@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from typing import NamedTuple
 
 from jaxninja.errors import JaxninjaError
@@ -95,6 +96,11 @@ def _main_status(argv: list[str] | None, interrupts: signals.Interrupts) -> int:
     except OSError as err:  # disk full, permissions: name the file, no traceback
         where = f"{err.filename}: " if err.filename else ""
         return _fail(f"{where}{err.strerror or err}", 1)
+    except Exception:  # a bug: its traceback, and with other processes, leave them at once
+        if not _joined():
+            raise
+        traceback.print_exc()
+        return 1
 
 
 def _main(argv: list[str], interrupts: signals.Interrupts) -> int:
@@ -111,8 +117,7 @@ def _leave_failed_run(status: int) -> int:
     """A process of a run over several processes that failed leaves now: the runtime's exit
     barrier would wait for the others (which are leaving too, or gone) and then abort with a
     page of C++ log instead of this process's one line and status."""
-    jax = sys.modules.get("jax")
-    if status not in (0, 130, 143) and jax is not None and jax.distributed.is_initialized():
+    if status not in (0, 130, 143) and _joined():
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -120,6 +125,12 @@ def _leave_failed_run(status: int) -> int:
                 pass
         os._exit(status)
     return status
+
+
+def _joined() -> bool:
+    """Whether this process is part of a run over several processes (jax already imported)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and jax.distributed.is_initialized()
 
 
 def _fail(message: str, status: int) -> int:

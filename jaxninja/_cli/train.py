@@ -138,6 +138,12 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         return 0
     code = interrupts.caught[0] if interrupts.caught else result.stop_code  # agreed elsewhere
     name = signal.Signals(code).name
+    from jaxninja.distributed import is_writer
+
+    if not is_writer():  # several processes: process 0 saved
+        step = result.result.state.step
+        sys.stderr.write(f"jaxninja: {name} at step {step:,}: stopped with process 0 (it saved)\n")
+        return 128 + code
     sys.stderr.write(
         f"jaxninja: {name} at step {result.result.state.step:,}: checkpoint saved to "
         f"{result.checkpoint}; continue with: jaxninja train --resume {result.out}\n"
