@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,12 +134,14 @@ def initialize(spec: Spec) -> None:
 
     address = spec.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
     bind = None
+    init_s = timeout("JAXNINJA_INIT_TIMEOUT_S", INIT_TIMEOUT_S)
     if address is not None:
         host, port = check_address(address)
         if host in LOOPBACK:  # one machine: listen on loopback only
             bind = address
+        if spec.process_id:  # not process 0, which starts the coordinator
+            wait_for_coordinator(host.strip("[]"), port, init_s)
     where = address or "the cluster's coordinator"
-    init_s = timeout("JAXNINJA_INIT_TIMEOUT_S", INIT_TIMEOUT_S)
     # JAX's preemption service installs its own SIGTERM handler in C++, which would replace
     # the command's (SIGTERM would then be ignored); the agreed stop does that job here.
     jax.config.update("jax_enable_preemption_service", False)
@@ -155,10 +159,38 @@ def initialize(spec: Spec) -> None:
         raise DistributedError(_init_failure(err, where, spec, init_s)) from None
     count = jax.process_count()
     if spec.num_processes is not None and count != spec.num_processes:
-        raise DistributedError(
+        # said at the first agreement, with the others, so none is left waiting for this one
+        _problems.append(
             f"--num-processes {spec.num_processes} but the coordinator {where} runs "
             f"{count} processes; start every process with the same --num-processes"
         )
+
+
+_problems: list[str] = []
+
+
+def check_joined() -> None:
+    """Raise what :func:`initialize` found wrong but could not say alone (a process count that
+    differs from the coordinator's); called inside the first :func:`agreed` phase."""
+    if _problems:
+        raise DistributedError(_problems[0])
+
+
+def wait_for_coordinator(host: str, port: int, seconds: float) -> None:
+    """Until the coordinator accepts connections, at most ``seconds``: JAX's own wait ends in a
+    fatal abort (a page of log, status 134) where this gives one line."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise DistributedError(
+                    f"cannot reach the coordinator {host}:{port} within {seconds:g} s (is process "
+                    "0 running there, on that port?)"
+                ) from None
+            time.sleep(0.25)
 
 
 def timeout(name: str, default: int) -> int:

@@ -180,6 +180,7 @@ def prepare(
     """
 
     def check_arguments() -> None:
+        distributed.check_joined()
         settings.check_steps(samples, "--samples")
         if devices is not None:
             settings.check_devices(devices)

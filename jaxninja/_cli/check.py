@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if join_processes(args):  # several processes: the sharded rows span all their devices
         import jax
 
+        from jaxninja.distributed import check_joined
+
+        check_joined()
         writer = jax.process_index() == 0  # every process checks; process 0 prints
         if cfg.devices == 1:
             cfg = cfg._replace(devices=jax.device_count())
