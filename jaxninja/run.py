@@ -46,12 +46,7 @@ from jaxninja.checkpoint import (
 )
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dataset, load_dataset
-from jaxninja.errors import (
-    CheckpointError,
-    ConfigError,
-    JaxninjaError,
-    TrainingError,
-)
+from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
 from jaxninja.model import BNStats, Params, n_params
 from jaxninja.progress import Progress
 from jaxninja.step import learning_rate
@@ -210,7 +205,7 @@ def prepare(
                 device,
                 devices,
                 log,
-            ),  # fmt: skip
+            ),
             _run_fingerprint,
         )
     finally:
@@ -328,7 +323,8 @@ def save_then_calibrate(
     chunk and wait there)."""
     if not distributed.is_writer():
         return None
-    state = host_state(state)
+    if distributed.is_multiprocess():
+        state = host_state(state)
     save_run(out, state, None, dataset, config)
     stats = _finishing_step(
         "calibrating BatchNorm", out, state.step, calibrate, state.params, dataset.train.x
@@ -450,7 +446,11 @@ def run_training(
         stop_code[0] = distributed.agree_stop(int(local or 0)) if several else int(local or 0)
         return stop_code[0]
 
-    kept = lambda: _kept_checkpoint(saved[0], start, folder, run.resume)  # noqa: E731
+    def kept() -> str:
+        if not distributed.is_writer():
+            return "process 0 keeps the last good checkpoint"
+        return _kept_checkpoint(saved[0], start, folder, run.resume)
+
     try:
         with distributed.lost_contact(kept) if several else contextlib.nullcontext():
             result = train_loop(
