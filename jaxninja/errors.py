@@ -33,3 +33,10 @@ class TrainingError(JaxninjaError):
     """Training cannot go on (a non-finite loss, manual and jax.grad gradients disagree)."""
 
     exit_code = 1
+
+
+class DistributedError(JaxninjaError):
+    """A run over several processes cannot start or go on (a port in use, a process that did not
+    connect or that left, processes started with different settings)."""
+
+    exit_code = 1

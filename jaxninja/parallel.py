@@ -20,8 +20,13 @@ set before jax starts)::
     loss, grads = loss_and_grads_sharded(mesh, params, xb, yb)        # grads replicated
     params, losses = train_chunk_sharded(mesh, params, key, 0, x, y, 1000, 512, Schedule())
 
-Several hosts (untested here): call ``jax.distributed.initialize()`` in every process first;
-``jax.devices()`` then lists every host's devices and :func:`make_mesh` spans them.
+Several processes (one per host, or several on one machine): :func:`jaxninja.distributed.initialize`
+in every process first; ``jax.devices()`` then lists every process's devices and :func:`make_mesh`
+spans all of them. Every process holds the same host data (the same word list and seed), so
+:func:`replicate` and :func:`shard_batch` build the global arrays from each process's own copy,
+nothing is sent at placement, and each device gathers its own rows of each batch inside the
+compiled step. Replicated results (parameters, losses) are read in every process with
+``np.asarray``.
 """
 
 from __future__ import annotations
@@ -46,9 +51,15 @@ BATCH_AXIS = "batch"
 
 def make_mesh(n_devices: int, platform: str | None = None, flag: str = "--devices") -> Mesh:
     """A mesh of the first ``n_devices`` devices of ``platform`` (default: JAX's default
-    platform), with one axis, ``"batch"``."""
+    platform), with one axis, ``"batch"``. With several processes it must span every device of
+    every process (a process without a device in the mesh would have no part in the step)."""
     check_int(flag, n_devices, 1, "data parallelism needs at least one device")
     devices = jax.devices(platform)
+    if jax.process_count() > 1 and n_devices != len(devices):
+        raise ConfigError(
+            f"{flag} {n_devices}: with {jax.process_count()} processes the batch is split over "
+            f"all {len(devices)} devices of all processes; drop {flag} or give {len(devices)}"
+        )
     if n_devices > len(devices):
         platform = devices[0].platform
         raise ConfigError(
@@ -74,15 +85,30 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def place(tree, sharding: NamedSharding):
+    """``tree`` laid out by ``sharding``. Within one process this is ``jax.device_put``. Across
+    processes every process passes the same values: arrays go through host memory (a process
+    can place only onto its own devices) and a PRNG key through its raw data."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(leaf)))
+        return jax.device_put(np.asarray(leaf), sharding)
+
+    return jax.tree.map(put, tree)
+
+
 def replicate(mesh: Mesh, tree):
     """``tree`` copied onto every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
+    return place(tree, replicated(mesh))
 
 
 def shard_batch(mesh: Mesh, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, jax.Array]:
     """A minibatch split over the mesh: device i holds examples i·n/N .. (i+1)·n/N - 1."""
     check_divisible(len(yb), mesh.size)
-    return jax.device_put((xb, yb), batch_sharding(mesh))
+    return place((xb, yb), batch_sharding(mesh))
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -101,9 +127,9 @@ def loss_and_grads_sharded(
 def loss_and_grads_one_device(
     params: Params, xb: jax.Array, yb: jax.Array, device: jax.Device | None = None
 ) -> tuple[jax.Array, Params]:
-    """The reference: the same jitted backward with everything on ``device`` (default: the
-    first device)."""
-    return _loss_and_grads(*jax.device_put((params, xb, yb), device or jax.devices()[0]))
+    """The reference: the same jitted backward with everything on ``device`` (default: this
+    process's first device)."""
+    return _loss_and_grads(*jax.device_put((params, xb, yb), device or jax.local_devices()[0]))
 
 
 def jax_grad_sharded(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> Params:
@@ -124,6 +150,11 @@ def sharded_hlo(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> str
     return _loss_and_grads.lower(*args).compile().as_text()
 
 
+def _first_local(mesh: Mesh) -> jax.Device:
+    """This process's first device of the mesh (the others' devices are not addressable)."""
+    return next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
+
+
 def gradient_rows(grads: Params, reference: Params, against: str, bound: float) -> list[Row]:
     """One :class:`Row` per parameter group, in eps at the group's own scale; ``b1`` is zero by
     symmetry (BatchNorm cancels it), so it is measured at the largest scale of all groups."""
@@ -141,7 +172,7 @@ def sharded_rows(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> li
     """The sharded manual gradients vs the one-device manual gradients (<= 8 eps·scale) and vs
     ``jax.grad`` of the same sharded loss (<= 32 eps·scale): the rows ``check --devices N`` adds.
     """
-    _, single = loss_and_grads_one_device(params, xb, yb, mesh.devices.flat[0])
+    _, single = loss_and_grads_one_device(params, xb, yb, _first_local(mesh))
     _, sharded = loss_and_grads_sharded(mesh, params, xb, yb)
     autodiff = jax_grad_sharded(mesh, params, xb, yb)
     n = mesh.size

@@ -16,9 +16,11 @@ the checkpoint that is safe; periodic saves follow the same order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import memory, parallel, runplan, settings
+from jaxninja import distributed, memory, parallel, runplan, settings
 from jaxninja.atomic import prepare_out_dir, write_atomic
 from jaxninja.checkpoint import (
     CHECKPOINT_NAME,
+    MAX_TOTAL_BYTES,
     Checkpoint,
     check_same_data,
     checkpoint_file,
@@ -74,6 +77,7 @@ class RunResult(NamedTuple):
     result: TrainResult
     summary: dict[str, Any] | None  # None: interrupted before the end
     samples: list[str]
+    stop_code: int = 0  # interrupted: what should_stop returned (several processes: agreed)
 
     @property
     def interrupted(self) -> bool:
@@ -161,15 +165,83 @@ def prepare(
     max_data_bytes: int = MAX_DATA_BYTES,
     samples: int = 20,
     device: str = "auto",
-    devices: int = 1,
+    devices: int | None = None,
     log: Log | None = None,
+    agree: str = "",
 ) -> Run:
     """Everything that can be refused, refused before any training: the settings (fresh or
-    from the checkpoint), the device(s), the data, the memory the run needs and the folder."""
-    settings.check_steps(samples, "--samples")
-    settings.check_devices(devices)
+    from the checkpoint), the device(s), the data, the memory the run needs and the folder.
+
+    ``devices`` None: one device, or with several processes every device of every process.
+    Several processes agree at two points (:func:`jaxninja.distributed.agreed`): on their
+    arguments (``agree``, the caller's fingerprint of them), then on the prepared run (settings,
+    data hash, step); any failure or difference ends every process with one line. On resume,
+    process 0 reads the checkpoint and broadcasts it; only process 0 touches ``out``.
+    """
+
+    def check_arguments() -> None:
+        distributed.check_joined()
+        settings.check_steps(samples, "--samples")
+        if devices is not None:
+            settings.check_devices(devices)
+        settings.check_int("--max-data-bytes", max_data_bytes, 1)
+
+    distributed.agreed("checking the settings", check_arguments, lambda _: agree)
     path = checkpoint_file(resume) if resume is not None else None
-    ckpt = load_checkpoint(path) if path is not None else None
+    readable = path
+    if path is not None and distributed.is_multiprocess():
+        shared = distributed.shared_files(
+            (path, path.parent / LOSSES_NAME), (CHECKPOINT_NAME, LOSSES_NAME), MAX_TOTAL_BYTES
+        )
+        readable = path if distributed.is_writer() else shared / CHECKPOINT_NAME
+    try:
+        return distributed.agreed(
+            "preparing the run",
+            lambda: _prepare(
+                config,
+                out,
+                data,
+                path,
+                readable,
+                overwrite,
+                allow_other_data,
+                max_data_bytes,
+                samples,
+                device,
+                devices,
+                log,
+            ),
+            _run_fingerprint,
+        )
+    finally:
+        if readable is not None and readable != path:  # the broadcast copy, now in memory
+            shutil.rmtree(readable.parent, ignore_errors=True)
+
+
+def _run_fingerprint(run: Run) -> str:
+    """What every process must share: the settings, the words, the starting step."""
+    step = run.state.step if run.state else 0
+    fields = {"config": run.config.to_dict(), "data": run.dataset.data_hash, "step": step}
+    return json.dumps(fields | {"devices": run.mesh.size if run.mesh else 1}, sort_keys=True)
+
+
+def _prepare(
+    config: TrainConfig | Mapping[str, Any] | None,
+    out: str | os.PathLike | None,
+    data: str | os.PathLike | None,
+    path: Path | None,
+    readable: Path | None,
+    overwrite: bool,
+    allow_other_data: bool,
+    max_data_bytes: int,
+    samples: int,
+    device: str,
+    devices: int | None,
+    log: Log | None,
+) -> Run:
+    """:func:`prepare` in one process; ``readable`` is where this process reads the checkpoint
+    ``path`` (process 0's file, or its broadcast copy)."""
+    ckpt = load_checkpoint(readable) if readable is not None else None
     run_config = resolve_config(config, ckpt.config if ckpt else None, str(path))
     if ckpt is not None and run_config.steps < ckpt.step:
         raise ConfigError(
@@ -177,33 +249,37 @@ def prepare(
         )
     settings.resolve_dtype(run_config.dtype)
     jax_device = settings.resolve_device(device)
+    several = distributed.is_multiprocess()
+    if several:  # this process's own device: the others' are not addressable here
+        jax_device = jax.local_devices(backend=jax_device.platform)[0]
+    n_devices = devices if devices is not None else (jax.device_count() if several else 1)
     mesh = None
-    if devices != 1:
-        mesh = parallel.make_mesh(devices, jax_device.platform)
-        parallel.check_divisible(run_config.batch_size, devices)
+    if n_devices != 1 or several:
+        mesh = parallel.make_mesh(n_devices, jax_device.platform)
+        parallel.check_divisible(run_config.batch_size, n_devices)
     source = data if data is not None or ckpt is None else ckpt.config.get("data")
-    settings.check_int("--max-data-bytes", max_data_bytes, 1)
     dataset = load_dataset(source, run_config.block_size, max_data_bytes)
     if ckpt is not None:  # read again, now expecting this data's vocabulary
         try:
-            ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
+            ckpt = load_checkpoint(readable, expect_vocab=dataset.vocab)
         except CheckpointError as err:
             raise CheckpointError(f"{err} ({dataset.source})") from None
-        note = check_same_data(path, ckpt, dataset, allow_other_data)
+        note = check_same_data(readable, ckpt, dataset, allow_other_data)
         if note:
             _log(log, f"note: {note}")
     needed = memory.run_bytes(run_config, len(dataset.train.y), dataset.vocab.size, samples)
     memory.check_fits(needed, f"this run ({run_config.steps:,} steps, --samples {samples:,})")
     folder = Path(out) if out is not None else (path.parent if path is not None else Path("out"))
-    _refuse_overwrite(folder, path, overwrite)
-    folder = prepare_out_dir(folder)
+    if distributed.is_writer():  # only process 0 writes, so only its folder is checked
+        _refuse_overwrite(folder, path, overwrite)
+        folder = prepare_out_dir(folder)
     state = None
     if ckpt is not None:
         state = TrainState(
             Params(*(jnp.asarray(p) for p in ckpt.params)),
             ckpt.step,
             jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
-            load_losses(path.parent, ckpt.step),
+            load_losses(readable.parent, ckpt.step),
         )
     return Run(run_config, dataset, folder, jax_device, mesh, state, path)
 
@@ -226,7 +302,10 @@ def save_run(
     out: Path, state: TrainState, stats: BNStats | None, dataset: Dataset, config: TrainConfig
 ) -> None:
     """The checkpoint (parameters, calibrated statistics if known, vocab, config, step, RNG key)
-    and the loss history beside it; the losses first, so a checkpoint never lacks its history."""
+    and the loss history beside it; the losses first, so a checkpoint never lacks its history.
+    With several processes only process 0 writes (the others hold the same values)."""
+    if not distributed.is_writer():
+        return
     run_config = config.to_dict() | {"data": data_source(dataset)}
     ckpt = Checkpoint(
         to_numpy(state.params),
@@ -243,15 +322,26 @@ def save_run(
 
 def save_then_calibrate(
     out: Path, state: TrainState, dataset: Dataset, config: TrainConfig
-) -> BNStats:
+) -> BNStats | None:
     """Save the trained state first (it is safe from here on), then calibrate BatchNorm and
-    rewrite the checkpoint with the statistics."""
+    rewrite the checkpoint with the statistics (process 0 only: the others go on to the next
+    chunk and wait there)."""
+    if not distributed.is_writer():
+        return None
+    if distributed.is_multiprocess():
+        state = host_state(state)
     save_run(out, state, None, dataset, config)
     stats = _finishing_step(
         "calibrating BatchNorm", out, state.step, calibrate, state.params, dataset.train.x
     )
     save_run(out, state, stats, dataset, config)
     return stats
+
+
+def host_state(state: TrainState) -> TrainState:
+    """``state`` with its parameters in host memory: after training each process finishes on
+    its own device, and a process cannot compute on arrays that span the others'."""
+    return state._replace(params=Params(*(np.asarray(p) for p in state.params)))
 
 
 def load_losses(folder: Path, step: int) -> np.ndarray:
@@ -262,7 +352,8 @@ def load_losses(folder: Path, step: int) -> np.ndarray:
         losses = np.zeros(0, np.float32)
     if losses.ndim != 1 or len(losses) < step or losses.dtype.kind != "f":
         return np.full(step, np.nan, np.float32)
-    return losses[:step].astype(np.float32)
+    keep = np.float64 if losses.dtype == np.float64 else np.float32  # a float64 run's stay so
+    return losses[:step].astype(keep)
 
 
 def _finishing_step(what: str, out: Path, step: int, fn: Callable, *args: Any) -> Any:
@@ -297,7 +388,7 @@ def run_training(
     check_every: int = 0,
     checkpoint_every: int = 0,
     device: str = "auto",
-    devices: int = 1,
+    devices: int | None = None,
     progress: bool | Callable[[ChunkReport], None] = True,
     should_stop: Callable[[], bool] | None = None,
     on_start: Callable[[], None] | None = None,
@@ -312,17 +403,34 @@ def run_training(
     ``$JAXNINJA_NAMES``, else the default data set (``"-"``: standard input, at most
     ``max_data_bytes``); resuming on words other than the checkpoint's (by their hash) needs
     ``allow_other_data``. An ``out`` that holds a run needs ``resume`` or ``overwrite=True``.
-    ``should_stop()`` is asked after every chunk; when it turns true the state is saved and the
-    result says ``interrupted``. ``on_start()`` is called when everything
-    has been checked and training begins; ``on_saved(checkpoint)`` once the trained state is safe
-    on disk, before finishing. ``log`` gets each status line.
+    ``should_stop()`` is asked after every chunk; when it turns true (e.g. a signal number) the
+    state is saved and the result says ``interrupted`` and ``stop_code``. With several processes
+    (:mod:`jaxninja.distributed` initialised) the batch is split over every device of every
+    process, the processes agree on stopping after every chunk (the largest ``should_stop()``
+    value of all), only process 0 writes files and logs, and a collective that fails because
+    another process left is a :class:`DistributedError` naming the checkpoint kept.
+    ``on_start()`` is called when everything has been checked and training begins;
+    ``on_saved(checkpoint)`` once the trained state is safe on disk, before finishing; ``log``
+    gets each status line.
     """
     settings.check_steps(check_every, "--check-every")
     settings.check_steps(checkpoint_every, "--checkpoint-every")
+    several = distributed.is_multiprocess()
+    if several and not distributed.is_writer():  # process 0 speaks for the run
+        log, progress = None, (False if progress is True else progress)
+    agree = json.dumps(
+        {
+            "config": dict(config._asdict() if isinstance(config, TrainConfig) else config or {}),
+            "resume": resume is not None, "samples": samples, "check_every": check_every,
+            "checkpoint_every": checkpoint_every, "devices": devices,
+            "max_data_bytes": max_data_bytes, "allow_other_data": allow_other_data,
+        },
+        sort_keys=True, default=str,
+    )  # fmt: skip
     run = prepare(
         config, out, data=data, resume=resume, overwrite=overwrite,
         allow_other_data=allow_other_data, max_data_bytes=max_data_bytes, samples=samples,
-        device=device, devices=devices, log=log,
+        device=device, devices=devices, log=log, agree=agree,
     )  # fmt: skip
     config, dataset, folder = run.config, run.dataset, run.out
     start = run.state.step if run.state else 0
@@ -331,28 +439,48 @@ def run_training(
     _log(log, _start_line(run, start))
     bar = Progress(start, config.steps) if progress is True else None
     on_chunk = bar if bar is not None else (progress or None)
+    saved = [start if start > 0 else None]
+    stop_code = [0]
+
+    def save(state: TrainState) -> None:
+        save_then_calibrate(folder, state, dataset, config)
+        saved[0] = state.step
+
+    def stop() -> int:  # several processes: all stop at the same chunk, or none does
+        local = should_stop() if should_stop is not None else 0
+        stop_code[0] = distributed.agree_stop(int(local or 0)) if several else int(local or 0)
+        return stop_code[0]
+
+    def kept() -> str:
+        if not distributed.is_writer():
+            return "process 0 keeps the last good checkpoint"
+        return _kept_checkpoint(saved[0], start, folder, run.resume)
+
     try:
-        result = train_loop(
-            config,
-            dataset,
-            state=run.state,
-            check_every=check_every,
-            checkpoint_every=checkpoint_every,
-            save=lambda s: save_then_calibrate(folder, s, dataset, config),
-            should_stop=should_stop,
-            on_chunk=on_chunk,
-            device=None if device == "auto" else run.device,  # None: uncommitted
-            mesh=run.mesh,
-        )
+        with distributed.lost_contact(kept) if several else contextlib.nullcontext():
+            result = train_loop(
+                config,
+                dataset,
+                state=run.state,
+                check_every=check_every,
+                checkpoint_every=checkpoint_every,
+                save=save,
+                should_stop=stop if (several or should_stop is not None) else None,
+                on_chunk=on_chunk,
+                device=None if device == "auto" else run.device,  # None: uncommitted
+                mesh=run.mesh,
+            )
     except NonFiniteLoss as err:
-        kept = _kept_checkpoint(err.last_saved, start, folder, run.resume)
+        kept_now = _kept_checkpoint(err.last_saved, start, folder, run.resume)
         lr = float(learning_rate(config.schedule, err.step))
-        raise TrainingError(f"{err} (lr {lr:g}); {kept}") from None
+        raise TrainingError(f"{err} (lr {lr:g}); {kept_now}") from None
     finally:
         if bar is not None:
             bar.close()
     if result.interrupted:
-        return RunResult(folder, config, result, None, [])
+        return RunResult(folder, config, result, None, [], stop_code[0])
+    if several:
+        result = result._replace(state=host_state(result.state))
     save_run(folder, result.state, None, dataset, config)  # safe from here on
     if on_saved is not None:
         on_saved(folder / CHECKPOINT_NAME)
@@ -362,6 +490,8 @@ def run_training(
 def _start_line(run: Run, start: int) -> str:
     ds, device = run.dataset, run.device
     where = f"{device.platform} ({device}{f' x {run.mesh.size}' if run.mesh else ''})"
+    if jax.process_count() > 1:
+        where = f"{device.platform} ({run.mesh.size} devices of {jax.process_count()} processes)"
     return (
         f"training on {ds.source} ({len(ds.train.y):,} examples, vocabulary {ds.vocab.size}) "
         f"for steps {start:,}..{run.config.steps:,} on {where}, {run.config.dtype}"
@@ -394,10 +524,12 @@ def _finish(run: Run, result: TrainResult, num_samples: int, log: Log | None) ->
     result = result._replace(bn_stats=stats, split_losses=losses)
     summary = _summary(run, result)
     summary["samples"] = names
-    text = json.dumps(summary, indent=2) + "\n"
-    write = lambda f: f.write(text.encode("utf-8"))  # noqa: E731
-    _finishing_step("writing the summary", out, step, write_atomic, out / SUMMARY_NAME, write)
-    _finishing_step("plotting the loss", out, step, _plot, state, out / PLOT_NAME, config.steps)
+    if distributed.is_writer():  # the others computed the same, to reach the exit together
+        text = json.dumps(summary, indent=2) + "\n"
+        write = lambda f: f.write(text.encode("utf-8"))  # noqa: E731
+        _finishing_step("writing the summary", out, step, write_atomic, out / SUMMARY_NAME, write)
+        plot_args = (state, out / PLOT_NAME, config.steps)
+        _finishing_step("plotting the loss", out, step, _plot, *plot_args)
     _log(log, _result_line(result))
     for name in names:
         _log(log, name)

@@ -200,12 +200,15 @@ def train_loop(
     config.validate()
     float_dtype(config.dtype)
     state = state or start_state(config, dataset.vocab.size)
-    place, batch_sharding = device, None
-    if mesh is not None:
+    batch_sharding, key = None, state.batch_key
+    if mesh is None:
+        x, y, params = jax.device_put((dataset.train.x, dataset.train.y, state.params), device)
+    else:  # replicated on every device of every process; each gathers its rows in the step
         parallel.check_divisible(config.batch_size, mesh.size)
-        place, batch_sharding = parallel.replicated(mesh), parallel.chunk_sharding(mesh)
-    x, y = jax.device_put((dataset.train.x, dataset.train.y), place)
-    params = jax.device_put(state.params, place)
+        batch_sharding = parallel.chunk_sharding(mesh)
+        x, y, params, key = parallel.replicate(
+            mesh, (dataset.train.x, dataset.train.y, state.params, state.batch_key)
+        )
     step, losses = state.step, [state.losses]
     last_saved = state.step if state.step > 0 else None
     seen_lengths: set[int] = set()
@@ -217,12 +220,12 @@ def train_loop(
 
     while step < config.steps:
         if check_every and step % check_every == 0:
-            check_gradients(params, state.batch_key, step, x, y, config.batch_size)
+            check_gradients(params, key, step, x, y, config.batch_size)
         n = next_boundary(step, config.steps, chunk_steps, check_every, checkpoint_every) - step
         t0 = time.perf_counter()
         new_params, chunk_losses = train_chunk(
             params,
-            state.batch_key,
+            key,
             np.int32(step),
             x,
             y,

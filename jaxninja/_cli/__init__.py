@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from typing import NamedTuple
 
 from jaxninja.errors import JaxninjaError
@@ -41,6 +42,9 @@ COMMANDS: dict[str, Command] = {
         "jaxninja._cli.derive", "print the sympy derivations, or check your own layer (--layer)"
     ),
     "train": Command("jaxninja._cli.train", "train the MLP with the manual backward (Exercise 4)"),
+    "launch": Command(
+        "jaxninja._cli.launch", "run `train` or `check` as several processes on this machine"
+    ),
     "sample": Command(
         "jaxninja._cli.use", "sample names from a checkpoint", "add_sample_arguments", "run_sample"
     ),
@@ -75,18 +79,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     with signals.installed() as interrupts:
-        try:
-            return _main(sys.argv[1:] if argv is None else argv, interrupts)
-        except JaxninjaError as err:
-            return _fail(str(err), err.exit_code)
-        except BrokenPipeError:  # e.g. `jaxninja sample ... | head -1`: the reader left, fine
-            _silence_stdout()
-            return 0
-        except KeyboardInterrupt:  # raised by a caller's own handler: still one line
-            return _fail("interrupted", 130)
-        except OSError as err:  # disk full, permissions: name the file, no traceback
-            where = f"{err.filename}: " if err.filename else ""
-            return _fail(f"{where}{err.strerror or err}", 1)
+        return _leave_failed_run(_main_status(argv, interrupts))
+
+
+def _main_status(argv: list[str] | None, interrupts: signals.Interrupts) -> int:
+    """:func:`_main`, every failure turned into one line and a status."""
+    try:
+        return _main(sys.argv[1:] if argv is None else argv, interrupts)
+    except JaxninjaError as err:
+        return _fail(str(err), err.exit_code)
+    except BrokenPipeError:  # e.g. `jaxninja sample ... | head -1`: the reader left, fine
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:  # raised by a caller's own handler: still one line
+        return _fail("interrupted", 130)
+    except OSError as err:  # disk full, permissions: name the file, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(f"{where}{err.strerror or err}", 1)
+    except Exception:  # a bug: its traceback, and with other processes, leave them at once
+        if not _joined():
+            raise
+        traceback.print_exc()
+        return 1
 
 
 def _main(argv: list[str], interrupts: signals.Interrupts) -> int:
@@ -97,6 +111,26 @@ def _main(argv: list[str], interrupts: signals.Interrupts) -> int:
     if args.command == "train":
         return runner(args, interrupts)
     return runner(args)
+
+
+def _leave_failed_run(status: int) -> int:
+    """A process of a run over several processes that failed leaves now: the runtime's exit
+    barrier would wait for the others (which are leaving too, or gone) and then abort with a
+    page of C++ log instead of this process's one line and status."""
+    if status not in (0, 130, 143) and _joined():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    return status
+
+
+def _joined() -> bool:
+    """Whether this process is part of a run over several processes (jax already imported)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and jax.distributed.is_initialized()
 
 
 def _fail(message: str, status: int) -> int:

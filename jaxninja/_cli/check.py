@@ -9,7 +9,7 @@ import json
 from jaxninja.config import FLAGS, CheckConfig
 from jaxninja.settings import check_against, torch_available
 
-from .flags import add_config_flags, given
+from .flags import add_config_flags, add_distributed_flags, given, join_processes
 
 DATA_NOTE = " (default: $JAXNINJA_NAMES, else the names package's census names)"
 LECTURE_ONLY = ("data", "n_embd", "n_hidden", "block_size", "batch_size", "torch_tanh", "devices")
@@ -48,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="save dlogits.png and errors.png into DIR (with --model: errors.png)",
     )
+    add_distributed_flags(p)
 
 
 def parse_against(text: str | None) -> tuple[str, ...]:
@@ -75,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
     )
     names += ("jit", "torch_tanh", "devices")
     cfg = CheckConfig(**given(args, names), against=parse_against(args.against))
+    writer = True
+    if join_processes(args):  # several processes: the sharded rows span all their devices
+        import jax
+
+        from jaxninja.distributed import check_joined
+
+        check_joined()
+        writer = jax.process_index() == 0  # every process checks; process 0 prints
+        if cfg.devices == 1:
+            cfg = cfg._replace(devices=jax.device_count())
     if args.plot:  # refuse an unusable folder before the work, not after
         from jaxninja.atomic import prepare_out_dir
 
@@ -82,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from jaxninja.check import cross_check, format_table
 
     result = cross_check(cfg)
-    print(json.dumps(result.as_json()) if args.json else format_table(result))
-    if args.plot:
+    if writer:
+        print(json.dumps(result.as_json()) if args.json else format_table(result))
+    if args.plot and writer:
         from jaxninja.plot_check import save_plots
 
         save_plots(result, args.plot)

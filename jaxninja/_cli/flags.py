@@ -52,3 +52,34 @@ def _shown(value: Any) -> str:
 def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     """The fields among ``names`` that were given on the command line (not None)."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id``: this process's place in a run
+    over several processes (``jaxninja launch`` passes them; SLURM / Open MPI need none)."""
+    g = p.add_argument_group(
+        "several processes",
+        "one run over several processes (hosts); every process gets the same other flags and "
+        "data. On one machine `jaxninja launch` starts them; under SLURM or Open MPI the count "
+        "and id come from the environment",
+    )
+    g.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="process 0's address and a free port (default: $JAX_COORDINATOR_ADDRESS or the "
+        "cluster's)",
+    )
+    g.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's id, 0..N-1")
+
+
+def join_processes(args: argparse.Namespace) -> bool:
+    """Join the run over several processes that the flags or the environment describe, before
+    anything starts jax's backend; False: this is a run in one process."""
+    from jaxninja import distributed
+
+    spec = distributed.spec_from(args.coordinator, args.num_processes, args.process_id)
+    if spec is None:
+        return False
+    distributed.initialize(spec)
+    return True

@@ -52,8 +52,9 @@ class Interrupts:
         """From now on the first signal is a request to stop at the next chunk boundary."""
         self.phase = "stop"
 
-    def should_stop(self) -> bool:
-        return bool(self.caught)
+    def should_stop(self) -> int:
+        """The first signal caught (truthy: stop at this chunk boundary), else 0."""
+        return self.caught[0] if self.caught else 0
 
     @property
     def status(self) -> int:

@@ -20,7 +20,7 @@ from jaxninja.data import MAX_DATA_BYTES
 from jaxninja.errors import ConfigError
 from jaxninja.settings import check_int
 
-from .flags import add_config_flags, given
+from .flags import add_config_flags, add_distributed_flags, given, join_processes
 from .hostdevices import ensure_host_devices
 from .signals import Interrupts
 
@@ -45,10 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--devices",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="split each batch over N devices, BatchNorm synchronised (on CPU: "
-        "XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1)",
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N) (default 1; several processes: "
+        "every device of every process)",
     )
     p.add_argument(
         "--out",
@@ -118,6 +119,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --seeds/--sweep: runs vmapped together on a device (default 1 on CPU, each "
         "run bit for bit the run alone; all of a device's runs on a GPU)",
     )
+    add_distributed_flags(p)
 
 
 def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         return _run_many(args, settings, sweeps, interrupts)
     if args.group is not None:
         raise ConfigError("--group applies to --seeds / --sweep only")
+    join_processes(args)  # several processes: connect before jax starts its backend
     from jaxninja.run import run_training
 
     try:
@@ -161,12 +164,19 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         interrupts.exit_phase()
     if not result.interrupted:
         return 0
-    name = signal.Signals(interrupts.caught[0]).name
+    code = interrupts.caught[0] if interrupts.caught else result.stop_code  # agreed elsewhere
+    name = signal.Signals(code).name
+    from jaxninja.distributed import is_writer
+
+    if not is_writer():  # several processes: process 0 saved
+        step = result.result.state.step
+        sys.stderr.write(f"jaxninja: {name} at step {step:,}: stopped with process 0 (it saved)\n")
+        return 128 + code
     sys.stderr.write(
         f"jaxninja: {name} at step {result.result.state.step:,}: checkpoint saved to "
         f"{result.checkpoint}; continue with: jaxninja train --resume {result.out}\n"
     )
-    return interrupts.status
+    return interrupts.status or 128 + code
 
 
 def _on_saved(interrupts: Interrupts, what: str):
@@ -187,7 +197,12 @@ def _run_many(
     args: argparse.Namespace, settings: dict, sweeps: list, interrupts: Interrupts
 ) -> int:
     """--seeds / --sweep (or --resume of a multi-run folder): every run in one program."""
-    if args.devices != 1:
+    if any(getattr(args, f) is not None for f in ("coordinator", "num_processes", "process_id")):
+        raise ConfigError(
+            "--seeds/--sweep cannot run over several processes yet (--coordinator, "
+            "--num-processes, --process-id): the two are designed together later"
+        )
+    if args.devices not in (None, 1):
         raise ConfigError(
             "--devices (one run's batch over devices) cannot be combined with --seeds/--sweep "
             "yet; the runs are spread over the devices already"

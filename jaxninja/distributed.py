@@ -1,0 +1,370 @@
+"""Several processes as one data-parallel run: JAX's distributed runtime, bounded in time.
+
+Every process runs the same command (``jaxninja train ...``) with the same data and seed;
+:func:`initialize` connects it to the others before jax starts its backend, after which
+``jax.devices()`` lists every process's devices and :func:`jaxninja.parallel.make_mesh` spans
+them. Where the processes come from:
+
+- ``--coordinator HOST:PORT --num-processes N --process-id I`` (what ``jaxninja launch`` passes);
+- ``JAX_COORDINATOR_ADDRESS`` (JAX reads it itself) with ``--num-processes`` / ``--process-id``;
+- a cluster environment ``jax.distributed.initialize()`` detects (SLURM's ``srun``, Open MPI's
+  ``mpirun``) with more than one task: count, id and coordinator come from it.
+
+**Nothing hangs for minutes.** JAX's defaults wait 5 minutes for the processes to connect, 100 s
+before a silent process is declared dead and 5 minutes for the others at exit; here they are
+:data:`INIT_TIMEOUT_S`, :data:`HEARTBEAT_TIMEOUT_S` and :data:`SHUTDOWN_TIMEOUT_S`. A process
+that dies makes the others' next collective fail at once (its sockets close) or, when its host
+vanishes silently, the runtime ends them after the heartbeat timeout (``LOG(FATAL)``, status 134:
+such a process cannot print a line of its own, so ``jaxninja launch`` prints it).
+
+**Decisions are agreed.** Whatever can differ between processes (their flags, their data, a
+failure while preparing, a signal that reached only some of them) is all-gathered at a fixed
+point (:func:`agreed`, :func:`agree_stop`), so every process takes the same branch and none waits
+in a collective for one that left. Only process 0 writes files; on ``--resume`` process 0 reads
+the checkpoint and broadcasts its bytes (:func:`shared_files`), so the hosts need no shared
+filesystem.
+
+On a loopback coordinator (``127.0.0.1``, ``localhost``) the coordinator binds to that address
+only, never to every interface (JAX's default, meant for clusters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+from jaxninja.errors import ConfigError, DistributedError, JaxninjaError
+
+INIT_TIMEOUT_S = 60
+"""Seconds every process waits for all of them to connect (JAX: 300). Two processes start on a
+loaded 2-core machine in under 15 s; a cluster's scheduler starts its tasks within seconds.
+``$JAXNINJA_INIT_TIMEOUT_S`` overrides it."""
+
+HEARTBEAT_TIMEOUT_S = 20
+"""Seconds without a heartbeat before a process counts as dead and the others are ended (JAX:
+100). Heartbeats come from a C++ thread, not Python, so compiling does not delay them.
+``$JAXNINJA_HEARTBEAT_TIMEOUT_S`` overrides it."""
+
+SHUTDOWN_TIMEOUT_S = 60
+"""Seconds a finished process waits at exit for the others (JAX: 300): process 0 still writes
+the summary and plot after the others are done. ``$JAXNINJA_SHUTDOWN_TIMEOUT_S`` overrides it."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+CLUSTER_COUNTS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")  # tasks in a cluster job step
+
+T = TypeVar("T")
+
+
+class Spec(NamedTuple):
+    """How this process joins the run; None fields are left to JAX (environment, cluster)."""
+
+    coordinator: str | None
+    num_processes: int | None
+    process_id: int | None
+
+
+# ----------------------------------------------------------------------------- joining
+
+
+def spec_from(
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    environ: Mapping[str, str] | None = None,
+) -> Spec | None:
+    """This process's :class:`Spec`, or None for a run in one process.
+
+    Several processes when a flag is given, when ``JAX_COORDINATOR_ADDRESS`` is set, or in a
+    cluster job step of more than one task (SLURM, Open MPI). The flags are checked here, before
+    jax starts, so a wrong id or count is one line.
+    """
+    env = os.environ if environ is None else environ
+    cluster = any(_int_or_zero(env.get(name)) > 1 for name in CLUSTER_COUNTS)
+    given = (coordinator, num_processes, process_id) != (None, None, None)
+    if not (given or env.get("JAX_COORDINATOR_ADDRESS") or cluster):
+        return None
+    if coordinator is not None:
+        check_address(coordinator)
+    if num_processes is not None and (type(num_processes) is not int or num_processes < 1):
+        raise ConfigError(f"--num-processes must be at least 1, got {num_processes}")
+    if process_id is not None:
+        if type(process_id) is not int or process_id < 0:
+            raise ConfigError(f"--process-id must be 0 or more, got {process_id}")
+        if num_processes is not None and process_id >= num_processes:
+            raise ConfigError(
+                f"--process-id {process_id} is not below --num-processes {num_processes} "
+                f"(ids run 0..{num_processes - 1})"
+            )
+    if not cluster and (num_processes is None or process_id is None):
+        missing = "--num-processes" if num_processes is None else "--process-id"
+        raise ConfigError(
+            f"{missing} is needed with a coordinator (outside SLURM / Open MPI, every process "
+            "is given --coordinator HOST:PORT --num-processes N --process-id I)"
+        )
+    return Spec(coordinator, num_processes, process_id)
+
+
+def _int_or_zero(text: str | None) -> int:
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        return 0
+
+
+def check_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` split and checked (a port 1..65535)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--coordinator {address!r}: expected HOST:PORT, e.g. 127.0.0.1:12345")
+    return host, int(port)
+
+
+def initialize(spec: Spec) -> None:
+    """Join the run described by ``spec`` (before any other jax call) with this module's
+    timeouts; every failure is one :class:`DistributedError` line naming the address."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before jaxlib loads: our lines say it
+    import jax
+
+    address = spec.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    bind = None
+    init_s = timeout("JAXNINJA_INIT_TIMEOUT_S", INIT_TIMEOUT_S)
+    if address is not None:
+        host, port = check_address(address)
+        if host in LOOPBACK:  # one machine: listen on loopback only
+            bind = address
+        if spec.process_id:  # not process 0, which starts the coordinator
+            wait_for_coordinator(host.strip("[]"), port, init_s)
+    where = address or "the cluster's coordinator"
+    # JAX's preemption service installs its own SIGTERM handler in C++, which would replace
+    # the command's (SIGTERM would then be ignored); the agreed stop does that job here.
+    jax.config.update("jax_enable_preemption_service", False)
+    try:
+        jax.distributed.initialize(
+            coordinator_address=spec.coordinator,
+            num_processes=spec.num_processes,
+            process_id=spec.process_id,
+            initialization_timeout=init_s,
+            heartbeat_timeout_seconds=timeout("JAXNINJA_HEARTBEAT_TIMEOUT_S", HEARTBEAT_TIMEOUT_S),
+            shutdown_timeout_seconds=timeout("JAXNINJA_SHUTDOWN_TIMEOUT_S", SHUTDOWN_TIMEOUT_S),
+            coordinator_bind_address=bind,
+        )
+    except Exception as err:  # the runtime raises RuntimeError, ValueError, JaxRuntimeError
+        raise DistributedError(_init_failure(err, where, spec, init_s)) from None
+    count = jax.process_count()
+    if spec.num_processes is not None and count != spec.num_processes:
+        # said at the first agreement, with the others, so none is left waiting for this one
+        _problems.append(
+            f"--num-processes {spec.num_processes} but the coordinator {where} runs "
+            f"{count} processes; start every process with the same --num-processes"
+        )
+
+
+_problems: list[str] = []
+
+
+def check_joined() -> None:
+    """Raise what :func:`initialize` found wrong but could not say alone (a process count that
+    differs from the coordinator's); called inside the first :func:`agreed` phase."""
+    if _problems:
+        raise DistributedError(_problems[0])
+
+
+def wait_for_coordinator(host: str, port: int, seconds: float) -> None:
+    """Until the coordinator accepts connections, at most ``seconds``: JAX's own wait ends in a
+    fatal abort (a page of log, status 134) where this gives one line."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise DistributedError(
+                    f"cannot reach the coordinator {host}:{port} within {seconds:g} s (is process "
+                    "0 running there, on that port?)"
+                ) from None
+            time.sleep(0.25)
+
+
+def timeout(name: str, default: int) -> int:
+    """Seconds from the environment variable ``name`` (a whole number 1..3600), else
+    ``default``."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 3600:
+        raise ConfigError(f"${name} must be whole seconds 1..3600, got {text!r}")
+    return int(text)
+
+
+def _init_failure(err: Exception, where: str, spec: Spec, init_s: int) -> str:
+    text = str(err)
+    first = text.splitlines()[0] if text else type(err).__name__
+    if "Failed to start RPC server" in text or "Address already in use" in text:
+        return f"cannot listen on {where}: the port is in use (pick another --coordinator port)"
+    if "DEADLINE_EXCEEDED" in text or "timed out" in text.lower():
+        n = spec.num_processes or "all"
+        return (
+            f"not all {n} processes reached the coordinator {where} within {init_s} s "
+            "(is process 0 running there, and was every process given the same "
+            "--num-processes?)"
+        )
+    return f"joining the run at {where} failed: {first}"
+
+
+def is_multiprocess() -> bool:
+    """Whether this process is one of several (``jax.distributed`` initialised)."""
+    import jax
+
+    return jax.process_count() > 1
+
+
+def process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run's files: process 0 (or the only process)."""
+    return process_index() == 0
+
+
+# ----------------------------------------------------------------------------- agreeing
+
+
+def _allgather(row: bytes) -> list[bytes]:
+    """Every process's ``row`` (the same length everywhere), in process order."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    local = np.frombuffer(row, np.uint8)
+    with lost_contact():
+        rows = np.asarray(multihost_utils.process_allgather(local))
+    return [bytes(r) for r in rows.reshape(-1, len(row))]
+
+
+@contextmanager
+def lost_contact(kept: Callable[[], str] | None = None) -> Iterator[None]:
+    """A collective that fails (another process left: its sockets closed) becomes one
+    :class:`DistributedError` line; ``kept()`` ends it (e.g. which checkpoint is kept)."""
+    try:
+        yield
+    except JaxninjaError:
+        raise
+    except Exception as err:  # the runtime raises ValueError / JaxRuntimeError with its text
+        text = str(err).strip()
+        reason = text.splitlines()[0][:300] if text else type(err).__name__
+        end = f"; {kept()}" if kept is not None else ""
+        raise DistributedError(f"lost contact with another process ({reason}){end}") from None
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def agreed(what: str, fn: Callable[[], T], fingerprint: Callable[[T], str] | None = None) -> T:
+    """``fn()`` in every process, then one all-gather: either every process succeeded (and, with
+    ``fingerprint``, computed the same fingerprint of its result) and each gets its result, or
+    every process raises (its own error, or one naming the process that failed or differs).
+
+    ``what`` names the phase in the messages. One process alone: just ``fn()``.
+    """
+    if not is_multiprocess():
+        return fn()
+    result: T | None = None
+    error: BaseException | None = None
+    try:
+        result = fn()
+    except (JaxninjaError, OSError) as err:
+        error = err
+    mark = b"\x01" + (_digest(fingerprint(result)) if error is None and fingerprint else bytes(32))
+    rows = _allgather(b"\x00" + bytes(32) if error is not None else mark)
+    failed = [i for i, row in enumerate(rows) if row[0] == 0]
+    if error is not None and (failed[0] == process_index() or failed[0] != 0):
+        raise error  # its own failure (process 0's, when it failed too, is the one to read)
+    if failed:
+        raise DistributedError(
+            f"process {failed[0]} failed while {what} (see its message); every process stops"
+        )
+    differ = [i for i, row in enumerate(rows) if row != rows[0]]
+    if differ:
+        raise ConfigError(
+            f"process {differ[0]} was started with other settings or data than process 0 "
+            f"({what}); start every process with the same flags and the same words"
+        )
+    return result  # type: ignore[return-value]
+
+
+def agree_stop(code: int) -> int:
+    """The largest stop ``code`` over all processes (0: go on; a signal number: stop).
+
+    Called by every process after every chunk, so a signal that reached one process stops all
+    of them at the same step; the cost is one tiny all-gather per chunk (1,000 steps)."""
+    if not is_multiprocess():
+        return code
+    rows = _allgather(int(code).to_bytes(1, "little"))
+    return max(row[0] for row in rows)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def shared_files(sources: tuple[Path, ...], names: tuple[str, ...], max_bytes: int) -> Path:
+    """Process 0's files ``sources``, present in every process: process 0 reads them and
+    broadcasts their bytes; each other process writes them, as ``names``, into a private
+    temporary folder and gets its path, to be read by the same hostile-input-safe loaders (the
+    ``sources`` of the other processes are not read). Process 0 gets its first source's folder.
+    A missing file is sent as absent; one over ``max_bytes`` is refused by all."""
+    if not is_multiprocess():
+        return sources[0].parent
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    sizes = np.full(len(names), -1, np.int32)
+    blobs: list[bytes] = []
+    error: BaseException | None = None
+    if is_writer():
+        try:
+            for i, path in enumerate(sources):
+                if path.is_file():
+                    if path.stat().st_size > max_bytes:
+                        raise DistributedError(
+                            f"{path}: over {max_bytes:,} bytes, too large to send to the other "
+                            "processes"
+                        )
+                    blobs.append(path.read_bytes())
+                    sizes[i] = len(blobs[-1])
+                else:
+                    blobs.append(b"")
+        except (JaxninjaError, OSError) as err:
+            error, sizes[:] = err, -2
+    with lost_contact():
+        sizes = np.asarray(multihost_utils.broadcast_one_to_all(sizes))
+    if error is not None:
+        raise error
+    if (sizes == -2).any():
+        raise DistributedError("process 0 could not read the checkpoint (see its message)")
+    payload = np.frombuffer(b"".join(blobs), np.uint8) if is_writer() else None
+    total = int(np.maximum(sizes, 0).sum())
+    if payload is None:
+        payload = np.zeros(total, np.uint8)
+    if total:
+        with lost_contact():
+            payload = np.asarray(multihost_utils.broadcast_one_to_all(payload))
+    if is_writer():
+        return sources[0].parent
+    local = Path(tempfile.mkdtemp(prefix="jaxninja-resume-"))
+    offset = 0
+    for name, size in zip(names, sizes.tolist(), strict=True):
+        if size >= 0:
+            (local / name).write_bytes(payload[offset : offset + size].tobytes())
+            offset += size
+    return local
