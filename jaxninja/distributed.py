@@ -141,6 +141,8 @@ def initialize(spec: Spec) -> None:
             bind = address
         if spec.process_id:  # not process 0, which starts the coordinator
             wait_for_coordinator(host.strip("[]"), port, init_s)
+        elif host in LOOPBACK:
+            check_port_free(host.strip("[]"), port, address)
     where = address or "the cluster's coordinator"
     # JAX's preemption service installs its own SIGTERM handler in C++, which would replace
     # the command's (SIGTERM would then be ignored); the agreed stop does that job here.
@@ -174,6 +176,23 @@ def check_joined() -> None:
     differs from the coordinator's); called inside the first :func:`agreed` phase."""
     if _problems:
         raise DistributedError(_problems[0])
+
+
+def check_port_free(host: str, port: int, address: str) -> None:
+    """Refuse a coordinator port that is already in use, before jaxlib tries to listen on it:
+    jaxlib then either raises or, in some states, crashes the process with SIGSEGV, which
+    cannot print a line. (A port taken in the moment between this probe and jaxlib's own bind
+    still reaches jaxlib.)"""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR: a port a finished run left in TIME_WAIT is free; a listening one is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise DistributedError(
+                f"cannot listen on {address}: the port is in use (pick another --coordinator port)"
+            ) from None
 
 
 def wait_for_coordinator(host: str, port: int, seconds: float) -> None:
