@@ -60,3 +60,11 @@ def prove_equal(derived: sp.Expr, closed: sp.Expr) -> Proof:
     simplified = sp.simplify(opaque_sums(difference)) == 0
     point = all(point_value(difference, seed) == 0 for seed in (SEED, SEED + 1))
     return Proof(simplified, point)
+
+
+def simplified_difference(derived: sp.Expr, claim: sp.Expr) -> sp.Expr:
+    """``derived - claim`` simplified, each sum held as one opaque symbol meanwhile (what a
+    refutation prints)."""
+    sums = sorted((derived - claim).atoms(sp.Sum), key=sp.default_sort_key)
+    back = {sp.Symbol(f"S{idx}"): total for idx, total in enumerate(sums)}
+    return sp.factor_terms(sp.simplify(opaque_sums(derived - claim))).xreplace(back)

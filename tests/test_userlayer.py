@@ -200,7 +200,9 @@ def test_kernel_matches_vjp_of_a_hand_written_forward(name, printed, request, x6
             error = float(jnp.max(jnp.abs(got - ref))) / (eps * scale)
             assert error <= BOUND, f"{name}: d{key} at n={n}: {error:.2f} eps·scale"
     # the tool's own verification said the same
-    assert all(v.ok for v in report.verified) and [v.n for v in report.verified] == [3, 8, 64]
+    assert all(v.ok for v in report.verified)
+    batch = str(report.layer.axes[0])
+    assert {v.sizes[batch] for v in report.verified} == {1, 5, 7, 16}  # smallest, odd, larger
 
 
 def test_verification_leaves_float32_the_default(right_reports):
