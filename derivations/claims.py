@@ -35,6 +35,7 @@ from derivations.userlayer import (
     Layer,
     LayerError,
     _Evaluator,
+    check_power,
     dims,
 )
 
@@ -132,8 +133,13 @@ class ClaimEvaluator(_Evaluator):
     # ---- broadcasting
     def binary_arr(self, node: ast.BinOp) -> Arr:
         left, right = self.value(node.left), self.value(node.right)
-        if isinstance(node.op, ast.Pow) and not right.axes and _too_big_power(right.expr):
-            self.fail(f"the power {ast.unparse(node.right)!r} is too large")
+        if isinstance(node.op, ast.Pow) and not right.axes:
+            check_power(
+                left.expr if not left.axes else sp.Symbol("a"),
+                right.expr,
+                ast.unparse(node),
+                self.fail,
+            )
         a, b, axes = self.broadcast(left, right, ast.unparse(node))
         return Arr(_OPS[type(node.op)](a, b), axes)
 
@@ -328,10 +334,6 @@ def _literal(node: ast.AST) -> bool:
     except (ValueError, SyntaxError, TypeError):
         return False
     return True
-
-
-def _too_big_power(exponent: sp.Expr) -> bool:
-    return bool(exponent.is_Number and abs(exponent) > 64)
 
 
 def _function(name: str):

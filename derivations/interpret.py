@@ -33,6 +33,12 @@ class _Backend:
 
             self.xp = torch
 
+    def scalar(self, value: float):
+        """A float64 scalar array (so functions apply to constants as to arrays)."""
+        if self.name == "jax":
+            return self.xp.asarray(value, dtype=self.xp.float64)
+        return self.xp.tensor(value, dtype=self.xp.float64)
+
     def transpose(self, a, perm):
         return self.xp.transpose(a, perm) if self.name == "jax" else a.permute(*perm)
 
@@ -107,7 +113,7 @@ class _Line:
 
     def eval(self, node: ast.AST) -> _Value:
         if isinstance(node, ast.Constant):
-            return _Value(float(node.value), ())
+            return _Value(self.backend.scalar(float(node.value)), ())
         if isinstance(node, ast.UnaryOp):
             inner = self.eval(node.operand)
             return _Value(
@@ -133,12 +139,12 @@ class _Line:
     def name(self, key: str) -> _Value:
         layer = self.layer
         if key in layer.sizes:
-            return _Value(float(self.sizes[key]), ())
+            return _Value(self.backend.scalar(float(self.sizes[key])), ())
         for symbol, value in layer.constant_values.items():
             if str(symbol) == key:
-                return _Value(float(value), ())
+                return _Value(self.backend.scalar(float(value)), ())
         if key == "pi":
-            return _Value(math.pi, ())
+            return _Value(self.backend.scalar(math.pi), ())
         return _Value(self.env[key], ())
 
     def binary(self, op: ast.operator, a: _Value, b: _Value) -> _Value:

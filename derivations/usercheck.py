@@ -224,17 +224,19 @@ def _bad_sizes(base: sp.Expr, kind: str, layer: Layer) -> list[int] | None:
 def undefined_sizes(layer: Layer, parts: dict[str, sp.Expr]) -> tuple[str, ...]:
     """Where each part (the forward, the claim) is undefined for lack of a size: a division
     by ``n - 1`` at n = 1, a ``sqrt(n - 2)``; each in words, e.g. ``the claim at n = 1, 2``."""
-    out = []
+    out: list[str] = []
     rules = {"zero": "= 0", "negative": "< 0", "log": "<= 0"}
     for name, expr in parts.items():
+        at: dict[sp.Symbol, set[int]] = {}
         for base, kind in sorted(set(_hazards(expr, layer)), key=sp.default_sort_key):
             bad = _bad_sizes(base, kind, layer)
             if bad is None:
                 out.append(f"{name} where {base} {rules[kind]}")
             elif bad:
                 (size,) = base.free_symbols & set(layer.axes)
-                values = ", ".join(map(str, bad))
-                out.append(f"{name} at {size} = {values} ({base} {rules[kind]})")
+                at.setdefault(size, set()).update(bad)
+        for size, values in at.items():
+            out.append(f"{name} at {size} = {', '.join(map(str, sorted(values)))}")
     return tuple(dict.fromkeys(out))
 
 

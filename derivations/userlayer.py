@@ -75,7 +75,6 @@ RESERVED = {
     *FUNCTIONS,
     *BINARY_FUNCTIONS,
     *LETTERS,
-    *(str(x) for x in FREE),
 }
 
 
@@ -408,8 +407,8 @@ class _Evaluator:
 
     def binary(self, node: ast.BinOp):
         left, right = self.eval(node.left), self.eval(node.right)
-        if isinstance(node.op, ast.Pow) and _too_big(right):
-            self.fail(f"the power {ast.unparse(node.right)!r} is too large")
+        if isinstance(node.op, ast.Pow):
+            check_power(left, right, ast.unparse(node), self.fail)
         return _BINARY[type(node.op)](left, right)
 
     def scalar(self, key: str):
@@ -433,9 +432,29 @@ class _Evaluator:
         self.fail(f"unknown function {func!r}")
 
 
-def _too_big(exponent) -> bool:
-    """A power a statement may not raise to: beyond 64 in size (e.g. ``x**(2**100)``)."""
-    return bool(getattr(exponent, "is_Number", False) and abs(exponent) > 64)
+MAX_POWER = 64  # exact verification raises rationals to this power at most (x**(2**100): never)
+
+
+def check_power(base, exponent, text: str, fail: Callable) -> None:
+    """A power the engine can evaluate exactly: an array raised to at most :data:`MAX_POWER`,
+    a number to a number whose value fits a float64 (the kernel computes with it)."""
+    base, exponent = sp.sympify(base), sp.sympify(exponent)
+    if not exponent.is_Number:
+        return
+    if not base.is_Number:
+        if abs(exponent) > MAX_POWER:
+            fail(f"the power in {text!r} is beyond {MAX_POWER}")
+        return
+    if abs(exponent) > 4 * MAX_POWER**2:
+        fail(f"{text!r} is too large a number")
+    value = base**exponent
+    if value.is_Number and value != 0:
+        try:
+            fits = math.isfinite(float(value)) and float(value) != 0.0
+        except (OverflowError, TypeError):
+            fits = False
+        if not fits:
+            fail(f"{text!r} does not fit a float64")
 
 
 _BINARY: dict[type, Callable] = {

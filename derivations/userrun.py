@@ -115,9 +115,14 @@ def _kernel(layer: Layer, verdicts, out: Path | None, source: str, seconds: dict
     """Generate the kernel into ``out`` and verify it: (results, None), or ([], why not)."""
     start = time.perf_counter()
     proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
-    gradients = {v.key: v.claim if v.key in proved else v.derived for v in verdicts}
+    # a claim undefined where the forward is defined (a 0/0 at n = 1) is not printed
+    partial = {v.key for v in verdicts if any(u.startswith("the claim") for u in v.undefined)}
+    printed = proved - partial
+    gradients = {v.key: v.claim if v.key in printed else v.derived for v in verdicts}
     origins = {
         key: "your claim, proved equal to the derived gradient"
+        if key in printed
+        else "the derived gradient (your claim, proved, is undefined at some sizes)"
         if key in proved
         else "the derived gradient"
         for key in gradients
