@@ -25,7 +25,6 @@ from derivations.functions import kink_arguments
 from derivations.proofs import Proof, prove_equal, simplified_difference
 from derivations.userlayer import Layer, LayerError
 
-ZERO = sp.Float("1e-30", DIGITS)  # 50-digit evaluation of an exact value; zero reads ~1e-50
 MAX_SIZE = 4  # counterexamples are searched with every size in 1..MAX_SIZE
 MAX_TOTAL = 9  # and the sizes' sum at most MAX_TOTAL (3 axes: up to (3, 3, 3)), smallest first
 SEARCH_SECONDS = 20.0  # and within this much time; past it, the claim is NOT PROVED, not PROVED
@@ -283,10 +282,27 @@ def at_sizes(expr: sp.Expr, layer: Layer, sizes: dict, inputs: dict) -> sp.Expr:
     return out.xreplace(labels).xreplace(inputs)
 
 
+def certified(value: sp.Expr) -> sp.Float | None:
+    """``value`` to :data:`DIGITS` digits, every digit guaranteed by sympy's ``evalf(strict=
+    True)`` error tracking; None where it cannot guarantee them."""
+    try:
+        out = sp.sympify(value).evalf(DIGITS + 5, strict=True)
+    except (sp.core.evalf.PrecisionExhausted, TypeError, ValueError):
+        return None
+    return out if out.is_Number else None
+
+
 def differs(truth: sp.Expr, claim: sp.Expr) -> bool:
-    """The two exact values differ: their difference, evaluated to 50 digits, is not ~0."""
-    gap = sp.N(truth - claim, DIGITS)
-    return bool(abs(gap) > ZERO * max(1, abs(sp.N(truth, DIGITS))))
+    """The two exact values differ: equal rationals are not; otherwise both are certified to
+    50 digits and their intervals value * (1 +- 1e-50) (plus 1e-50) do not overlap. A value
+    that cannot be certified never makes a counterexample."""
+    if truth.is_Rational and claim.is_Rational:
+        return truth != claim
+    a, b = certified(truth), certified(claim)
+    if a is None or b is None:
+        return False
+    width = sp.Float(10, DIGITS) ** -DIGITS
+    return bool(abs(a - b) > width * (2 + abs(a) + abs(b)))
 
 
 def _on_a_kink(total: sp.Expr, inputs: dict) -> bool:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.arrayprint import PrintError, array_code
-from derivations.codegen import wrap_code
+from derivations.codegen import WIDTH, wrap_code
 from derivations.collapse import collapse
 from derivations.printer import spaced
 from derivations.usercheck import normal_dummies, raw
@@ -83,6 +83,9 @@ def _candidates(line, layer: Layer, free: dict, depth: int):
         element = line.target[at] if at else line.target
         value = normal_dummies(collapse(raw(element, layer)), depth)
         yield element, value
+        expanded = sp.expand(value, power_base=False, power_exp=False, log=False)
+        if expanded != value:  # the form differentiation leaves inside tanh(...), exp(...)
+            yield element, expanded
 
 
 def _named_lines(layer: Layer) -> list:
@@ -184,7 +187,11 @@ def _constants(layer: Layer):
 
 def _statement(layer: Layer, name: str, expr, target: tuple, shape: tuple) -> list[str]:
     sizes = dict(zip(target, shape, strict=True))
-    return wrap_code(f"    {name} = {code(expr, layer, target, sizes, shape)}", "    ")
+    rhs = code(expr, layer, target, sizes, shape)
+    line = f"    {name} = {rhs}"
+    if len(line) > WIDTH and not (rhs.startswith("(") and _is_wrapped(rhs)):
+        line = f"    {name} = ({rhs})"  # parentheses to break the sum inside
+    return wrap_code(line, "    ")
 
 
 def _statements(layer: Layer, lines) -> list[str]:

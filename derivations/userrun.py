@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import userkernel
+from derivations import usercheck, userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 
@@ -47,9 +47,13 @@ class Report(NamedTuple):
 
 
 def _value(value: sp.Expr) -> str:
+    """An exact value as written when short, else its 50 certified digits."""
     exact = sp.sstr(value)
-    approx = sp.N(value, 12)
-    return f"{exact}  (= {approx})" if len(exact) <= 60 else f"{approx}"
+    if value.is_Rational and len(exact) <= 60:
+        return f"{exact}  (= {sp.N(value, 12)})"
+    digits = usercheck.certified(value)
+    shown = sp.N(digits, usercheck.DIGITS) if digits is not None else sp.N(value, 12)
+    return f"{shown}  (50 digits, certified by evalf)" if digits is not None else f"{shown}"
 
 
 def _example_lines(
