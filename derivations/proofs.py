@@ -79,9 +79,13 @@ def prove_equal(derived: sp.Expr, closed: sp.Expr) -> Proof:
     return Proof(simplified, point)
 
 
-def simplified_difference(derived: sp.Expr, claim: sp.Expr) -> sp.Expr:
-    """``derived - claim`` simplified, each sum held as one opaque symbol meanwhile (what a
-    refutation prints)."""
-    sums = sorted((derived - claim).atoms(sp.Sum), key=sp.default_sort_key)
+def prove_with_difference(derived: sp.Expr, claim: sp.Expr) -> tuple[Proof, sp.Expr]:
+    """:func:`prove_equal`, and ``derived - claim`` simplified (sums held opaque) from the same
+    single ``simplify`` call: what a refutation prints, at the cost of one simplify, not two."""
+    difference = derived - claim
+    sums = sorted(difference.atoms(sp.Sum), key=sp.default_sort_key)
     back = {sp.Symbol(f"S{idx}"): total for idx, total in enumerate(sums)}
-    return sp.factor_terms(sp.simplify(opaque_sums(derived - claim))).xreplace(back)
+    reduced = sp.simplify(opaque_sums(difference))
+    point = all(point_is_zero(point_value(difference, seed)) for seed in (SEED, SEED + 1))
+    proof = Proof(reduced == 0, point)
+    return proof, sp.factor_terms(reduced).xreplace(back)

@@ -21,8 +21,8 @@ import sympy as sp
 
 from derivations.brute import DIGITS, written_out
 from derivations.collapse import collapse
-from derivations.functions import kink_arguments
-from derivations.proofs import Proof, prove_equal, simplified_difference
+from derivations.functions import KINKS, kink_arguments
+from derivations.proofs import Proof, prove_with_difference
 from derivations.userlayer import Layer, LayerError
 
 MAX_SIZE = 4  # counterexamples are searched with every size in 1..MAX_SIZE
@@ -146,15 +146,45 @@ class Verdict(NamedTuple):
     searched: str = ""  # what the counterexample search covered, in words
 
 
+def merged_sums(expr: sp.Expr) -> sp.Expr:
+    """Products of sums written as one sum over all their indices, the limits in a canonical
+    order: ``Sum(W1[q, k] * Sum(dout[p, l] * W2[k, l], l), k)`` and ``Sum(W1[q, k] * W2[k, l] *
+    dout[p, l], l, k)`` become the same sum, so the proofs' opaque sums match. (Dummies are
+    unique per sum, so pulling an inner sum out never captures an index.)"""
+    if not expr.args or isinstance(expr, sp.Indexed):
+        return expr
+    if not isinstance(expr, sp.Sum):
+        return expr.func(*[merged_sums(arg) for arg in expr.args])
+    body, limits = merged_sums(expr.function), list(expr.limits)
+    while True:
+        inner = [f for f in sp.Mul.make_args(body) if isinstance(f, sp.Sum)]
+        if not inner:
+            break
+        total = inner[0]
+        rest = sp.Mul(*[f for f in sp.Mul.make_args(body) if f is not total])
+        body, limits = rest * total.function, [*limits, *total.limits]
+    if isinstance(body, sp.Add):  # a sum of terms: one sum per term
+        return sp.Add(*[merged_sums(sp.Sum(term, *limits)) for term in body.args])
+    return _canonical_limits(body, limits)
+
+
+def _canonical_limits(body: sp.Expr, limits: list) -> sp.Sum:
+    """The ordering of the limits whose normalised form sorts first (at most 4! tried)."""
+    if len(limits) == 1 or len(limits) > 4:
+        return sp.Sum(body, *limits)
+    options = [sp.Sum(body, *order) for order in itertools.permutations(limits)]
+    return min(options, key=lambda x: sp.default_sort_key(normal_dummies(x)))
+
+
 def derive(layer: Layer, key: str) -> sp.Expr:
     """d objective / d key[p, q, ...] for symbolic sizes, collapsed, in the raw inputs."""
     derivative = sp.diff(objective(layer), wrt(layer, key))
-    return normal_dummies(collapse(derivative))
+    return normal_dummies(merged_sums(collapse(derivative)))
 
 
 def written(expr: sp.Expr, layer: Layer) -> sp.Expr:
     """A claim in the raw inputs, collapsed and normalised like the derivation."""
-    return normal_dummies(collapse(raw(expr, layer)))
+    return normal_dummies(merged_sums(collapse(raw(expr, layer))))
 
 
 def check(layer: Layer, key: str) -> Verdict:
@@ -168,9 +198,9 @@ def check(layer: Layer, key: str) -> Verdict:
         claim = layer.claims[key]
         claim_raw = written(claim, layer)
         parts["the claim"] = raw(claim, layer)
-        proof = prove_equal(derived, claim_raw)
+        proof, difference = prove_with_difference(derived, claim_raw)
         if not proof.ok:
-            diff = simplified_difference(derived, claim_raw)
+            diff = difference
             example, searched = counterexample(layer, key, claim)
     undefined = undefined_sizes(layer, parts)
     seconds = time.perf_counter() - start
@@ -225,9 +255,12 @@ def undefined_sizes(layer: Layer, parts: dict[str, sp.Expr]) -> tuple[str, ...]:
     by ``n - 1`` at n = 1, a ``sqrt(n - 2)``; each in words, e.g. ``the claim at n = 1, 2``."""
     out: list[str] = []
     rules = {"zero": "= 0", "negative": "< 0", "log": "<= 0"}
+    seen: set = set()  # a hazard the forward has is the forward's, not also the claim's
     for name, expr in parts.items():
         at: dict[sp.Symbol, set[int]] = {}
-        for base, kind in sorted(set(_hazards(expr, layer)), key=sp.default_sort_key):
+        hazards = set(_hazards(expr, layer)) - seen
+        seen |= hazards
+        for base, kind in sorted(hazards, key=sp.default_sort_key):
             bad = _bad_sizes(base, kind, layer)
             if bad is None:
                 out.append(f"{name} where {base} {rules[kind]}")
@@ -331,14 +364,18 @@ def counterexample(layer: Layer, key: str, claim: sp.Expr) -> tuple[Counterexamp
 
 
 def _search_at(layer: Layer, key: str, claim_raw, sizes: dict, skipped: list):
-    """One size combination: every element of the gradient at one drawn point off the kinks."""
+    """One size combination: every element of the gradient at one drawn point off the kinks.
+    The forward is written out only once the claim is known to be defined here."""
+    objective_expr = objective(layer)
+    kinked = bool(objective_expr.atoms(*KINKS))
     total = inputs = None
     for draw in range(DRAWS):
         seed = f"{layer.name}/{sorted((str(k), v) for k, v in sizes.items())}/{draw}"
         inputs = concrete_inputs(layer, sizes, seed)
+        if not kinked:
+            break
         labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}
-        if total is None:
-            total = at_sizes(objective(layer), layer, sizes, {}).xreplace(labels)
+        total = at_sizes(objective_expr, layer, sizes, {}).xreplace(labels)
         if not _on_a_kink(total, inputs):
             break
     else:
@@ -350,6 +387,9 @@ def _search_at(layer: Layer, key: str, claim_raw, sizes: dict, skipped: list):
         if not _finite(value):
             skipped.append(", ".join(f"{k}={v}" for k, v in sizes.items()))
             return None
+        if total is None:
+            labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}
+            total = at_sizes(objective_expr, layer, sizes, {}).xreplace(labels)
         truth = exact_derivative(total, element, inputs)
         if not _finite(truth):
             return None  # the forward is undefined here

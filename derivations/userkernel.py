@@ -23,15 +23,18 @@ import sympy as sp
 from derivations.arrayprint import PrintError, array_code
 from derivations.codegen import WIDTH, wrap_code
 from derivations.collapse import collapse
+from derivations.functions import absolute
 from derivations.printer import spaced
-from derivations.usercheck import normal_dummies, raw
+from derivations.usercheck import _nodes, normal_dummies, raw
 from derivations.userlayer import Layer, LayerError
 
-# eps·scale, scale = max |gradient|: the bound the project's generated kernels meet
-# (tests/test_generated), kept as one constant so it can follow jaxninja's numerical contract
+# The verifier's bound, in eps·scale (scale: max |gradient| or of its printed form in absolute
+# values, see _errors): the bound the project's generated kernels meet (tests/test_generated).
+# One named constant, so it can follow jaxninja's numerical contract (jaxninja/numerics.py).
 BOUND = 8.0
 OTHER_SIZE = 5  # every axis not being varied (odd, and unlike the varied sizes: no transposes hide)
 VARIED = (7, 16)  # each axis also at these sizes, after the smallest size the forward allows
+CENTRING_NODES = 3000  # a gradient larger than this once expanded is printed without centring
 
 
 def _dtype(layer: Layer) -> str:
@@ -152,13 +155,16 @@ def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) 
     centrings = _centrings(layer)
     if not centrings:
         return expr
+    centred = expr
     for base, value, letters in centrings:
-        expr = expr.replace(
+        centred = centred.replace(
             lambda x, b=base: isinstance(x, sp.Indexed) and x.base == b,
             lambda x, v=value, ls=letters: v.xreplace(dict(zip(ls, x.indices, strict=True))),
         )
-    expr = normal_dummies(collapse(sp.expand(expr, power_base=False, power_exp=False)))
-    return sp.factor_terms(named(expr, pairs))
+    expanded = sp.expand(centred, power_base=False, power_exp=False)
+    if _nodes(expanded, CENTRING_NODES) > CENTRING_NODES:
+        return expr  # too large to re-collapse quickly: the names alone
+    return sp.factor_terms(named(normal_dummies(collapse(expanded)), pairs))
 
 
 # ---------------------------------------------------------------- the module
@@ -256,17 +262,41 @@ def render_kernel(
         ),
         *_statements(layer, _named_lines(layer)),
     ]
+    magnitudes = [
+        "",
+        "",
+        _signature(layer, "magnitudes", [*upstream, *floats, *labels]),
+        '    """For the verification: each gradient as printed above with every term, factor',
+        "    and summand replaced by its absolute value (its rounding error is at most a few",
+        '    eps times this)."""',
+        *body[4:],
+    ]
     for key, expr in gradients.items():
         shape = layer.inputs[key]
         free = layer.free_sizes(shape)
-        pairs = namings(layer, free)
+        printed = in_names(expr, layer, namings(layer, free))
         body.append(f"    # d{key}: {origins[key]}")
-        body += _statement(layer, f"d{key}", in_names(expr, layer, pairs), tuple(free), shape)
+        body += _statement(layer, f"d{key}", printed, tuple(free), shape)
+        magnitudes += _statement(layer, f"d{key}", absolute_form(printed), tuple(free), shape)
     returns = [f"d{key}" for key in gradients]
-    body.append(
-        f"    return {', '.join(returns)}" if len(returns) > 1 else f"    return {returns[0]}"
-    )
-    return "\n".join(head + body) + "\n"
+    back = f"    return {', '.join(returns)}" if len(returns) > 1 else f"    return {returns[0]}"
+    return "\n".join(head + body + [back] + magnitudes + [back]) + "\n"
+
+
+def absolute_form(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with each term, factor and summand replaced by its absolute value: the size of
+    the numbers a float64 evaluation of exactly this form adds up (a bound fitting the form)."""
+    if isinstance(expr, (sp.Add, sp.Mul)):
+        return expr.func(*[absolute_form(arg) for arg in expr.args])
+    if isinstance(expr, sp.Sum):
+        return sp.Sum(absolute_form(expr.function), *expr.limits)
+    if isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
+        return absolute_form(expr.base) ** expr.exp
+    if expr.is_Number:
+        return abs(expr)
+    if isinstance(expr, sp.KroneckerDelta) or (expr.is_Symbol and expr.is_positive):
+        return expr
+    return absolute(expr)
 
 
 def load_kernel(path: Path, name: str):
@@ -341,22 +371,24 @@ def _case(layer: Layer, sizes: dict, rng) -> tuple[list, list, list]:
     return floats, labels, cotangent
 
 
-def _errors(layer: Layer, reference, kernel, nudged) -> dict[str, float]:
-    """max |kernel - reference| / (eps * scale) per gradient. scale = max |gradient|, or, when
-    larger, max |change of the gradient when every input moves by one ulp| / eps: a gradient
-    that cancels (RMSNorm at D = 1, a chain of layers) cannot be computed in float64 more
-    accurately than its own conditioning, so the bound follows the form being compared."""
+def _errors(layer: Layer, reference, kernel, terms) -> dict[str, float]:
+    """max |kernel - reference| / (eps * scale) per gradient, where the scale fits the form
+    compared: the larger of max |gradient| and the max of the kernel's printed form with every
+    term in absolute value (:func:`absolute_form`). A gradient that cancels (softmax's at T = 1,
+    RMSNorm's at D = 1) is computed from terms far larger than itself, and float64 rounds each
+    term; a scale of max |gradient| alone would flag a correct kernel OVER THE BOUND."""
     import numpy as np
 
     eps = float(np.finfo(np.float64).eps)
     errors = {}
-    for key, ref, got, moved in zip(layer.differentiable, reference, kernel, nudged, strict=True):
+    rows = zip(layer.differentiable, reference, kernel, terms, strict=True)
+    for key, ref, got, size in rows:
         ref, got = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
         if ref.shape != got.shape:
             errors[f"d{key}"] = float("inf")
             continue
-        conditioning = float(np.max(np.abs(np.asarray(moved) - ref))) / eps
-        scale = max(float(np.max(np.abs(ref))), conditioning, 1e-300)
+        form = float(np.max(np.abs(np.asarray(size))))
+        scale = max(float(np.max(np.abs(ref))), form, 1e-300)
         errors[f"d{key}"] = float(np.max(np.abs(got - ref))) / (eps * scale)
     return errors
 
@@ -388,6 +420,7 @@ def verify(layer: Layer, module, seed: int = 0) -> list[Verified]:
     from derivations.interpret import forward as interpreted
 
     backward = getattr(module, f"{layer.name}_backward")
+    magnitudes = getattr(module, f"{layer.name}_magnitudes")
     reference_forward = interpreted(layer, "jax")
     keys = list(layer.inputs)
     moving = [k for k in keys if k in layer.differentiable]
@@ -403,11 +436,11 @@ def verify(layer: Layer, module, seed: int = 0) -> list[Verified]:
             return jax.vjp(of, *xs)[1](ct)
 
         xs = [fixed[k] for k in moving]
-        ulp = np.finfo(np.float64).eps
-        nudged = pulled([x * (1 + ulp) for x in xs], cotangent * (1 - ulp))
         upstream = () if layer.is_loss else (cotangent,)
         kernel = backward(*upstream, *floats, *labels)
-        return pulled(xs, cotangent), kernel if isinstance(kernel, tuple) else (kernel,), nudged
+        sizes = magnitudes(*upstream, *floats, *labels)
+        as_tuple = lambda x: x if isinstance(x, tuple) else (x,)  # noqa: E731
+        return pulled(xs, cotangent), as_tuple(kernel), as_tuple(sizes)
 
     cases = size_cases(layer)
     before = jax.config.jax_enable_x64
@@ -420,9 +453,10 @@ def verify(layer: Layer, module, seed: int = 0) -> list[Verified]:
     finally:
         jax.config.update("jax_enable_x64", before)  # the caller's default stays
     results = []
-    for sizes, case, (reference, kernel, nudged) in zip(cases, drawn, outputs, strict=True):
+    for sizes, case, (reference, kernel, terms) in zip(cases, drawn, outputs, strict=True):
         torch_ref = _torch_reference(layer, *case)
-        torch_errors = {} if torch_ref is None else _errors(layer, torch_ref, kernel, nudged)
+        torch_errors = {} if torch_ref is None else _errors(layer, torch_ref, kernel, terms)
         named = {str(a): v for a, v in sizes.items()}
-        results.append(Verified(named, _errors(layer, reference, kernel, nudged), torch_errors))
+        errors = _errors(layer, reference, kernel, terms)
+        results.append(Verified(named, errors, torch_errors))
     return results

@@ -101,12 +101,12 @@ def _verdict_lines(layer: Layer, verdict: Verdict) -> list[str]:
             )
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
-            difference = userkernel.in_names(verdict.difference, layer, pairs)
+            difference = userkernel.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, verdict.counterexample)
         else:
             lines.append("  NOT PROVED: simplify does not reach zero, yet no counterexample")
-            difference = userkernel.in_names(verdict.difference, layer, pairs)
+            difference = userkernel.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, None, verdict.searched)
         if not verdict.proof.ok and verdict.undefined:
@@ -170,8 +170,9 @@ def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
         torch = " and torch autograd" if verified and verified[0].torch_errors else ""
         lines.append(
             f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
-            f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * max "
-            f"|gradient|), bound {userkernel.BOUND:g}):"
+            f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * scale), "
+            "scale: max |gradient| or of its printed form with every term in absolute value; "
+            f"bound {userkernel.BOUND:g}):"
         )
     for result in verified:
         sizes = ", ".join(f"{k}={v}" for k, v in result.sizes.items())
