@@ -115,7 +115,9 @@ def _verdict_lines(layer: Layer, verdict: Verdict) -> list[str]:
     return lines
 
 
-def _kernel(layer: Layer, verdicts, out: Path | None, source: str, seconds: dict):
+def _kernel(
+    layer: Layer, verdicts, out: Path | None, source: str, seconds: dict, verify: bool = True
+):
     """Generate the kernel into ``out`` and verify it: (results, None), or ([], why not)."""
     start = time.perf_counter()
     proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
@@ -142,7 +144,7 @@ def _kernel(layer: Layer, verdicts, out: Path | None, source: str, seconds: dict
         start = time.perf_counter()
         try:
             module = userkernel.load_kernel(path, layer.name)
-            verified = userkernel.verify(layer, module)
+            verified = userkernel.verify(layer, module) if verify else []
         except Exception as err:  # a kernel that does not run is reported, not traced back
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             return [], f"the kernel does not run: {type(err).__name__}: {first}"
@@ -151,13 +153,14 @@ def _kernel(layer: Layer, verdicts, out: Path | None, source: str, seconds: dict
     return verified, None
 
 
-def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
-    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify."""
+def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) -> Report:
+    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify
+    (``verify=False``: a caller that checks the kernel itself; the report is then not ok)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     verdicts = tuple(check(layer, key) for key in layer.differentiable)
     seconds["derive + prove/refute"] = time.perf_counter() - start
-    verified, problem = _kernel(layer, verdicts, out, source, seconds)
+    verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
     for verdict in verdicts:
@@ -168,6 +171,9 @@ def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
     else:
         lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
         torch = " and torch autograd" if verified and verified[0].torch_errors else ""
+    if problem is None and not verify:
+        lines.append("-- kernel: not verified here (the caller checks it)")
+    elif problem is None:
         lines.append(
             f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
             f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * scale), "

@@ -149,13 +149,17 @@ def test_big_integers_print_as_floats_and_verify(tmp_path):
 
 
 # ---------------------------------------------------------------- sizes and shapes
-def test_an_exponentially_growing_chain_stops_with_one_line():
+def test_an_exponentially_growing_chain_stops_with_one_line(monkeypatch):
+    """Each line uses the last twice: 2**k nodes. The budget stops it with one line (a smaller
+    budget here, so the test is quick; the mechanism is the same)."""
+    monkeypatch.setattr(usercheck, "MAX_OPS", 2000)
     lines = ["a0[i, j] = x[i, j]"]
     lines += [f"a{k}[i, j] = a{k - 1}[i, j] * exp(a{k - 1}[i, j])" for k in range(1, 30)]
     lines.append("out[i, j] = a29[i, j]")
     layer = _layer(forward=tuple(lines))
-    with pytest.raises(LayerError, match=f"passes {usercheck.MAX_OPS} nodes"):
+    with pytest.raises(LayerError, match="passes 2000 nodes") as err:
         check(layer, "x")
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -215,31 +219,47 @@ def test_wrong_statements_at_higher_rank_name_the_symbol(changes, message):
 
 
 # ---------------------------------------------------------------- the CLI
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _main(capsys, *args: str) -> tuple[int, str]:
+    """The CLI in process (jaxninja.cli.main): its status and its stderr."""
+    from jaxninja.cli import main
+
+    status = main(list(args))
+    return status, capsys.readouterr().err
+
+
+def test_out_naming_the_layer_file_itself_is_refused(tmp_path, capsys):
+    path = tmp_path / "layer.py"
+    text = (ROOT / "examples" / "linear.py").read_text()
+    path.write_text(text)
+    status, err = _main(capsys, "derive", "--layer", str(path), "--out", str(path))
+    assert status == 2 and err.count("\n") == 1
+    assert "that is the layer file itself" in err and "Traceback" not in err
+    assert path.read_text() == text  # untouched
+
+
+def test_a_layer_file_that_raises_anything_is_one_line(tmp_path, capsys):
+    path = tmp_path / "layer.py"
+    path.write_text("import sys\nsys.exit(3)\n")
+    status, err = _main(capsys, "derive", "--layer", str(path))
+    assert status == 2 and err.count("\n") == 1
+    assert "SystemExit" in err and "Traceback" not in err
+
+
+def test_a_malformed_statement_through_a_subprocess_is_one_line(tmp_path):
+    """One real process: no traceback reaches stderr (the in-process tests above see main's
+    return only)."""
+    path = tmp_path / "layer.py"
+    path.write_text(
+        'from derivations import Layer\nlayer = Layer("t", ("n",), {"lambda": ("n",)}, ())\n'
+    )
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxninja", *args],
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxninja", "derive", "--layer", str(path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-
-
-def test_out_naming_the_layer_file_itself_is_refused(tmp_path):
-    path = tmp_path / "layer.py"
-    text = (ROOT / "examples" / "linear.py").read_text()
-    path.write_text(text)
-    done = _cli("derive", "--layer", str(path), "--out", str(path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "that is the layer file itself" in done.stderr and "Traceback" not in done.stderr
-    assert path.read_text() == text  # untouched
-
-
-def test_a_layer_file_that_raises_anything_is_one_line(tmp_path):
-    path = tmp_path / "layer.py"
-    path.write_text("import sys\nsys.exit(3)\n")
-    done = _cli("derive", "--layer", str(path))
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "SystemExit" in done.stderr and "Traceback" not in done.stderr
+    assert "input name 'lambda' is reserved" in done.stderr and "Traceback" not in done.stderr

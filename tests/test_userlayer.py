@@ -97,7 +97,9 @@ def derived_reports(tmp_path_factory):
     reports = {}
     for name in NAMES:
         layer = load_layer(EXAMPLES / f"{name}.py").without_claims()
-        reports[name] = run_layer(layer, out / f"{name}_kernel.py", f"examples/{name}.py")
+        # verify=False: the tests below check these kernels against hand-written forwards
+        path = out / f"{name}_kernel.py"
+        reports[name] = run_layer(layer, path, f"examples/{name}.py", verify=False)
     return reports
 
 
@@ -199,10 +201,10 @@ def test_kernel_matches_vjp_of_a_hand_written_forward(name, printed, request, x6
             scale = float(jnp.max(jnp.abs(ref)))
             error = float(jnp.max(jnp.abs(got - ref))) / (eps * scale)
             assert error <= BOUND, f"{name}: d{key} at n={n}: {error:.2f} eps·scale"
-    # the tool's own verification said the same
-    assert all(v.ok for v in report.verified)
-    batch = str(report.layer.axes[0])
-    assert {v.sizes[batch] for v in report.verified} == {1, 5, 7, 16}  # smallest, odd, larger
+    if printed == "claims":  # the tool's own verification said the same
+        assert all(v.ok for v in report.verified)
+        batch = str(report.layer.axes[0])
+        assert {v.sizes[batch] for v in report.verified} == {1, 5, 7, 16}  # smallest, odd, larger
 
 
 def test_verification_leaves_float32_the_default(right_reports):
