@@ -134,7 +134,7 @@ def _kernel(
         for key in gradients
     }
     try:
-        text = userkernel.render_kernel(layer, gradients, source, origins)
+        text = userkernel.render_kernel(layer, gradients, source, origins, frozenset(printed))
     except LayerError as err:
         return [], str(err)
     with tempfile.TemporaryDirectory() as tmp:

@@ -204,7 +204,7 @@ def test_kernel_matches_vjp_of_a_hand_written_forward(name, printed, request, x6
     if printed == "claims":  # the tool's own verification said the same
         assert all(v.ok for v in report.verified)
         batch = str(report.layer.axes[0])
-        assert {v.sizes[batch] for v in report.verified} == {1, 5, 7, 16}  # smallest, odd, larger
+        assert {v.sizes[batch] for v in report.verified} == {1, 5, 7}  # smallest, odd, larger
 
 
 def test_verification_leaves_float32_the_default(right_reports):
