@@ -64,8 +64,8 @@ def point_is_zero(value: sp.Expr) -> bool:
     far below any coincidence of random rationals."""
     if value == 0:
         return True
-    if not value.is_number:
-        return False
+    if value.is_Rational or not value.is_number:
+        return False  # a non-zero rational is exactly non-zero
     terms = [abs(sp.N(term, POINT_DIGITS)) for term in sp.Add.make_args(sp.expand(value))]
     size = max([sp.Float(1, POINT_DIGITS), *terms])
     return bool(abs(sp.N(value, POINT_DIGITS)) <= POINT_ZERO * size)

@@ -2,12 +2,15 @@
 
 The forward is written out in the layer's raw inputs (each intermediate replaced by its
 definition, with fresh summation dummies), differentiated element-wise with respect to each
-input at the free indices p, q, and its delta sums collapsed (:func:`derivations.collapse.
-collapse`). A claim is written out the same way and compared with
-:func:`derivations.proofs.prove_equal` (``simplify`` with sums held opaque, plus an exact
-random-rational point). A claim that is not proved is refuted with a concrete counterexample:
-the smallest sizes at which, with exact rational inputs, the exact derivative of the
-written-out forward (:func:`derivations.brute.written_out`) and the claim differ.
+input at its free indices (p, q, r, ... one per axis of the input), its delta sums collapsed
+(:func:`derivations.collapse.collapse`) and products of sums merged (:func:`merged_sums`). A
+claim is written out the same way and compared with
+:func:`derivations.proofs.prove_with_difference` (``simplify`` with sums held opaque, plus an
+exact random-rational point). A claim that is not proved is refuted with a concrete
+counterexample: the smallest sizes (:func:`size_grid`, within its budgets) at which, with
+exact rational inputs, the exact derivative of the written-out forward
+(:func:`derivations.brute.written_out`) and the claim differ; with none, it is NOT PROVED.
+:func:`undefined_sizes` names the sizes where the forward or the claim is undefined.
 """
 
 from __future__ import annotations
@@ -149,8 +152,8 @@ class Verdict(NamedTuple):
 def merged_sums(expr: sp.Expr) -> sp.Expr:
     """Products of sums written as one sum over all their indices, the limits in a canonical
     order: ``Sum(W1[q, k] * Sum(dout[p, l] * W2[k, l], l), k)`` and ``Sum(W1[q, k] * W2[k, l] *
-    dout[p, l], l, k)`` become the same sum, so the proofs' opaque sums match. (Dummies are
-    unique per sum, so pulling an inner sum out never captures an index.)"""
+    dout[p, l], l, k)`` become the same sum, so the proofs' opaque sums match. Each pulled
+    sum's dummies are renamed fresh first, so no index is ever captured."""
     if not expr.args or isinstance(expr, sp.Indexed):
         return expr
     if not isinstance(expr, sp.Sum):
@@ -162,7 +165,11 @@ def merged_sums(expr: sp.Expr) -> sp.Expr:
             break
         total = inner[0]
         rest = sp.Mul(*[f for f in sp.Mul.make_args(body) if f is not total])
-        body, limits = rest * total.function, [*limits, *total.limits]
+        # fresh dummies: two sums of one term may share a dummy (d(S**2) = 2 * S * S')
+        renamed = {d: sp.Dummy(str(d), integer=True, nonnegative=True) for d, _, _ in total.limits}
+        function = total.function.xreplace(renamed)
+        new_limits = [(renamed[d], low, high) for d, low, high in total.limits]
+        body, limits = rest * function, [*limits, *new_limits]
     if isinstance(body, sp.Add):  # a sum of terms: one sum per term
         return sp.Add(*[merged_sums(sp.Sum(term, *limits)) for term in body.args])
     return _canonical_limits(body, limits)

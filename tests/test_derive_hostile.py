@@ -263,3 +263,31 @@ def test_a_malformed_statement_through_a_subprocess_is_one_line(tmp_path):
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "input name 'lambda' is reserved" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_merging_sums_never_captures_a_shared_dummy():
+    """Two sums of one term may share a dummy (the product rule on S**2 gives S * S'):
+    merging them into one sum must keep them independent. Checked by writing both forms
+    out at a concrete size with exact values."""
+    import random
+
+    import sympy as sp
+
+    from derivations.brute import written_out
+    from derivations.usercheck import merged_sums
+
+    k, l = (sp.Dummy(name, integer=True, nonnegative=True) for name in "kl")
+    n = sp.Symbol("n", integer=True, positive=True)
+    a, b, x = (sp.IndexedBase(name) for name in "abx")
+    first, second = sp.Sum(a[l], (l, 0, n - 1)), sp.Sum(b[l] ** 2, (l, 0, n - 1))
+    expr = sp.Sum(x[k] * first * second, (k, 0, n - 1))
+    merged = merged_sums(expr)
+    rng = random.Random(0)
+    values = {
+        base[i]: sp.Rational(rng.randint(-9, 9), rng.randint(1, 5))
+        for base in (a, b, x)
+        for i in range(3)
+    }
+    assert written_out(merged.xreplace({n: 3})).xreplace(values) == written_out(
+        expr.xreplace({n: 3})
+    ).xreplace(values)
