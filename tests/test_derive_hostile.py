@@ -291,3 +291,36 @@ def test_merging_sums_never_captures_a_shared_dummy():
     assert written_out(merged.xreplace({n: 3})).xreplace(values) == written_out(
         expr.xreplace({n: 3})
     ).xreplace(values)
+
+
+def test_a_correct_cancelling_layer_is_not_flagged_over_the_bound(tmp_path, x64):
+    """x / |x| has gradient 0 at n = 1, computed as rinv * dout - x**2 * rinv**3 * dout:
+    rounding of two equal terms. Measured against max |gradient| alone that is far beyond
+    the bound; against the printed form's own terms (the tool's scale) it is within it."""
+    import numpy as np
+
+    from derivations import userkernel
+
+    layer = Layer(
+        "unit",
+        ("n",),
+        {"x": ("n",)},
+        ("rinv = sum(x[i]**2, i)**(-1/2)", "out[i] = x[i] * rinv"),
+    )
+    report = run_layer(layer, tmp_path / "k.py", "test")
+    assert report.ok and "OVER THE BOUND" not in report.text, report.text
+    assert min(v.sizes["n"] for v in report.verified) == 1
+    # the same comparison at n = 1 with max |gradient| as the only scale would flag it
+    module = userkernel.load_kernel(tmp_path / "k.py", "unit")
+    rounded = []
+    for value in (0.7, 0.3, 1.1, 2.9, 0.123, 5.3):
+        x, dout = np.array([value]), np.array([1.3])
+        got = np.asarray(module.unit_backward(dout, x))
+        if got[0] != 0:  # this point leaves a rounding residue
+            rounded.append((got, np.asarray(module.unit_magnitudes(dout, x))))
+    assert rounded, "no test point leaves a rounding residue"
+    exact = np.zeros(1)  # the true gradient at n = 1
+    for got, terms in rounded:
+        fitted = userkernel._errors(layer, [exact], [got], [terms])["dx"]
+        strict = userkernel._errors(layer, [exact], [got], [np.full(1, 1e-300)])["dx"]
+        assert fitted <= userkernel.BOUND < strict
