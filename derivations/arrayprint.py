@@ -273,6 +273,8 @@ class ArrayPrinter(StrPrinter):
             return f"jnp.where({args[0]} >= 0, 1.0, -1.0)"  # jax: grad(abs)(0) = 1
         if name == "TieStep":
             return f"jnp.where({args[0]} > 0, 1.0, jnp.where({args[0]} < 0, 0.0, 0.5))"
+        if name == "GeStep":
+            return f"jnp.where({args[0]} >= 0, 1.0, 0.0)"
         if name == "ReluStep":
             return f"jnp.where({args[0]} > 0, 1.0, 0.0)"  # jax: relu'(0) = 0
         if name == "relu":

@@ -95,6 +95,11 @@ class ClaimCode:
                 type(node.op), a._replace(prec=left_prec), b._replace(prec=right_prec), left, right
             )
             return Code(text, axes, _PREC[type(node.op)])
+        if isinstance(node, ast.Compare) and len(node.ops) == 1:
+            symbol = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}[type(node.ops[0])]
+            a, b = self.value(node.left), self.value(node.comparators[0])
+            left, right, axes = self.broadcast(a, b)
+            return Code(f"({left} {symbol} {right})", axes)
         if isinstance(node, ast.Attribute) and node.attr == "T":
             inner = self.value(node.value)
             return Code(f"{_paren(inner.text)}.T", tuple(reversed(inner.axes)))

@@ -14,9 +14,11 @@ position has size 1. The broadcasting rules, each tested:
    unaligned leading positions (``(T,)`` against ``(T, T)``).
 3. ``sum`` / ``mean`` take ``axis=k`` or ``axis=(0, 1)`` (positions of the value, negative
    allowed) and ``keepdims=True``; with no ``axis`` they reduce every axis.
-4. ``a @ b`` is numpy's matmul (a 1-D operand is a vector; leading positions broadcast
-   positionally), ``a.T`` reverses the axes, ``einsum('btc,ch->bth', x, W)`` sums the letters
-   missing after ``->`` (a letter must keep one size; an operand needs one letter per axis).
+4. ``a > b`` (``>=``, ``<``, ``<=``) is 0/1 and broadcasts as an operator: ``dout * (x > 0)``
+   is relu's gradient. ``a @ b`` is numpy's matmul (a 1-D operand is a vector; leading
+   positions broadcast positionally), ``a.T`` reverses the axes, ``einsum('btc,ch->bth', x,
+   W)`` sums the letters missing after ``->`` (a letter must keep one size; an operand needs
+   one letter per axis).
 5. The claim's value lines up with the input's shape by rule 1 when the input has no repeated
    axis and the value no size-1 position, else by rule 2; an axis the input lacks must have been
    reduced (an error names it), an axis the value lacks broadcasts.
@@ -99,6 +101,13 @@ class ClaimEvaluator(_Evaluator):
                 return self.binary_arr(node)
         if isinstance(node, ast.Name):
             return self.array(node.id)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
+            from derivations.functions import comparison
+
+            a, b, axes = self.broadcast(
+                self.value(node.left), self.value(node.comparators[0]), ast.unparse(node)
+            )
+            return Arr(comparison(_CMP[type(node.ops[0])], a, b), axes)
         if isinstance(node, ast.Attribute) and node.attr == "T":
             inner = self.value(node.value)
             return Arr(inner.expr, tuple(reversed(inner.axes)))
@@ -342,6 +351,7 @@ def _function(name: str):
     return {**FUNCTIONS, **BINARY_FUNCTIONS}[name]
 
 
+_CMP = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}
 _OPS = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,

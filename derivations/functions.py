@@ -8,7 +8,9 @@ convention fixes at the kink:
 - ``relu(x)``: derivative ``ReluStep(x)``, 0 at x = 0 (``jax.grad(jax.nn.relu)(0.) == 0``);
 - ``absolute(x)``: derivative ``AbsStep(x)``, +1 at x = 0 (``jax.grad(jnp.abs)(0.) == 1``);
 - ``maximum(a, b)``: derivative ``TieStep(a - b)`` in a, ``TieStep(b - a)`` in b, 1/2 each at a
-  tie (``jnp.maximum``).
+  tie (``jnp.maximum``);
+- a claim may write the steps as comparisons: ``(x > 0)`` is ``ReluStep(x)``, ``(x >= 0)``
+  ``GeStep(x)`` (:func:`comparison`).
 
 Proofs hold where the functions are differentiable (the steps are opaque symbols to
 ``simplify``); the counterexample search draws no point where a kink's argument is 0
@@ -53,6 +55,12 @@ class AbsStep(_Step):
 
     at_zero = sp.S.One
     below = sp.S.NegativeOne
+
+
+class GeStep(_Step):
+    """A claim's ``(x >= 0)``: 1 at and above 0, 0 below."""
+
+    at_zero = sp.S.One
 
 
 class TieStep(_Step):
@@ -105,7 +113,19 @@ class maximum(sp.Function):  # noqa: N801
         return TieStep(a - b) if argindex == 1 else TieStep(b - a)
 
 
-KINKS = (relu, absolute, maximum, ReluStep, AbsStep, TieStep)
+KINKS = (relu, absolute, maximum, ReluStep, AbsStep, TieStep, GeStep)
+
+
+def comparison(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    """A claim's ``a > b`` (and ``>=``, ``<``, ``<=``) as 0/1: ``(x > 0)`` is relu's
+    derivative, ``ReluStep(x)``, exactly as the derivation writes it."""
+    if op == ">":
+        return ReluStep(a - b)
+    if op == "<":
+        return ReluStep(b - a)
+    if op == ">=":
+        return GeStep(a - b)
+    return GeStep(b - a)
 
 
 def kink_arguments(expr: sp.Expr) -> list[sp.Expr]:

@@ -324,3 +324,37 @@ def test_a_correct_cancelling_layer_is_not_flagged_over_the_bound(tmp_path, x64)
         fitted = userkernel._errors(layer, [exact], [got], [terms])["dx"]
         strict = userkernel._errors(layer, [exact], [got], [np.full(1, 1e-300)])["dx"]
         assert fitted <= userkernel.BOUND < strict
+
+
+def test_kinks_follow_jax_and_a_relu_claim_is_proved(tmp_path, x64):
+    """relu, abs and maximum: the derived kernel at the kink (x = 0, y = 0, a tie) equals
+    jax.grad there, and dout * (x > 0) is proved for relu."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from derivations import userkernel
+
+    layer = Layer(
+        "kinks",
+        ("n", "D"),
+        {"x": ("n", "D"), "y": ("n", "D")},
+        ("out[i, j] = relu(x[i, j]) + abs(y[i, j]) + maximum(x[i, j], y[i, j])",),
+    )
+    report = run_layer(layer, tmp_path / "k.py", "test")
+    assert report.ok, report.text
+    module = userkernel.load_kernel(tmp_path / "k.py", "kinks")
+    x, y = jnp.array([[0.0, 1.0, -1.0, 0.5]]), jnp.array([[0.0, 2.0, -1.0, 0.5]])
+    ones = jnp.ones_like(x)
+    got = module.kinks_backward(ones, x, y)
+
+    def total(a, b):
+        return jnp.sum(jax.nn.relu(a) + jnp.abs(b) + jnp.maximum(a, b))
+
+    want = jax.grad(total, argnums=(0, 1))(x, y)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)  # exact: 0, 1/2 and 1 are exact in float64
+    relu = Layer(
+        "r", ("n",), {"x": ("n",)}, ("out[i] = relu(x[i])",), claims={"x": "dout * (x > 0)"}
+    )
+    assert check(relu, "x").proof.ok
