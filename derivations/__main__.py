@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from derivations.build import outputs, run_all
+from derivations.build import run_all
+from derivations.files import outputs
 
 
 def stale(files: dict[Path, str], root: Path) -> list[Path]:

@@ -1,14 +1,12 @@
 """Run everything: derivations, identity checks, the Exercise 1 chains, the brute force.
 
-:func:`run_all` returns the results with the seconds each part took; :func:`outputs` renders
-the files ``python -m derivations`` writes (they depend only on the derivations, never on the
-timings, so a fresh run reproduces them byte for byte).
+:func:`run_all` returns the results with the seconds each part took;
+:func:`derivations.files.outputs` renders the files ``python -m derivations`` writes.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 from derivations import brute
@@ -17,9 +15,6 @@ from derivations.derive import Derivation, derive_layer
 from derivations.identities import Checked, check_layer
 from derivations.layers import all_layers
 from derivations.proofs import Proof
-
-GENERATED = Path("jaxninja/generated.py")
-DOCS = Path("docs/derivations.md")
 
 
 class Results(NamedTuple):
@@ -77,11 +72,3 @@ def run_all(sizes: tuple[int, ...] = brute.SIZES) -> Results:
         lambda: tuple(result for layer in layers for result in brute.check_layer(layer, sizes)),
     )
     return Results(derivations, identities, chains, checks, seconds)
-
-
-def outputs(results: Results) -> dict[Path, str]:
-    """The generated files, by path relative to the repository root."""
-    from derivations.codegen import render_module
-    from derivations.markdown import render_markdown
-
-    return {GENERATED: render_module(), DOCS: render_markdown(results)}

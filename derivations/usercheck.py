@@ -2,12 +2,15 @@
 
 The forward is written out in the layer's raw inputs (each intermediate replaced by its
 definition, with fresh summation dummies), differentiated element-wise with respect to each
-input at the free indices p, q, and its delta sums collapsed (:func:`derivations.collapse.
-collapse`). A claim is written out the same way and compared with
-:func:`derivations.proofs.prove_equal` (``simplify`` with sums held opaque, plus an exact
-random-rational point). A claim that is not proved is refuted with a concrete counterexample:
-the smallest sizes at which, with exact rational inputs, the exact derivative of the
-written-out forward (:func:`derivations.brute.written_out`) and the claim differ.
+input at its free indices (p, q, r, ... one per axis of the input), its delta sums collapsed
+(:func:`derivations.collapse.collapse`) and products of sums merged (:func:`merged_sums`). A
+claim is written out the same way and compared with
+:func:`derivations.proofs.prove_with_difference` (``simplify`` with sums held opaque, plus an
+exact random-rational point). A claim that is not proved is refuted with a concrete
+counterexample: the smallest sizes (:func:`size_grid`, within its budgets) at which, with
+exact rational inputs, the exact derivative of the written-out forward
+(:func:`derivations.brute.written_out`) and the claim differ; with none, it is NOT PROVED.
+:func:`undefined_sizes` names the sizes where the forward or the claim is undefined.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations.brute import written_out
+from derivations.brute import DIGITS, written_out
 from derivations.collapse import collapse
-from derivations.proofs import Proof, opaque_sums, prove_equal
-from derivations.userlayer import Layer
+from derivations.functions import KINKS, kink_arguments
+from derivations.proofs import Proof, prove_with_difference
+from derivations.userlayer import Layer, LayerError
 
-DIGITS = 50
-ZERO = sp.Float("1e-30", DIGITS)  # 50-digit evaluation of an exact value; zero reads ~1e-50
-MAX_BATCH = 4  # counterexamples are searched at n = 1..MAX_BATCH
-MAX_OTHER = 3  # and the other sizes at 1..MAX_OTHER
+MAX_SIZE = 4  # counterexamples are searched with every size in 1..MAX_SIZE
+MAX_TOTAL = 9  # and the sizes' sum at most MAX_TOTAL (3 axes: up to (3, 3, 3)), smallest first
+SEARCH_SECONDS = 20.0  # and within this much time; past it, the claim is NOT PROVED, not PROVED
+MAX_OPS = 20_000  # a forward written out in its inputs beyond this many operations is refused
+DRAWS = 5  # inputs are redrawn this often when a draw lands on a kink (relu(0), a tie)
 
 
 # ---------------------------------------------------------------- writing the forward out
@@ -63,9 +68,16 @@ def normal_dummies(expr: sp.Expr, depth: int = 0) -> sp.Expr:
 
 
 def raw(expr: sp.Expr, layer: Layer) -> sp.Expr:
-    """``expr`` with every named intermediate replaced by its definition in the raw inputs."""
+    """``expr`` with every named intermediate replaced by its definition in the raw inputs;
+    a chain whose written-out form passes :data:`MAX_OPS` operations (each line using the last
+    twice doubles it) is a one-line error, not minutes of silence."""
     lines = layer.names
     for _ in range(len(lines) + 1):
+        if _nodes(expr, MAX_OPS) > MAX_OPS:
+            raise LayerError(
+                f"layer {layer.name}: the forward written out in its inputs passes {MAX_OPS} "
+                "nodes: its chain of lines grows too fast to derive (reuse fewer lines twice)"
+            )
         new = expr.replace(
             lambda x: (
                 (isinstance(x, sp.Indexed) and str(x.base) in lines)
@@ -77,6 +89,16 @@ def raw(expr: sp.Expr, layer: Layer) -> sp.Expr:
             return new
         expr = new
     return expr
+
+
+def _nodes(expr: sp.Expr, cap: int) -> int:
+    """The expression tree's size, counted no further than ``cap`` + 1 (cheap when huge)."""
+    count = 0
+    for _ in sp.preorder_traversal(expr):
+        count += 1
+        if count > cap:
+            break
+    return count
 
 
 def _instance(line, element: sp.Expr) -> sp.Expr:
@@ -123,25 +145,53 @@ class Verdict(NamedTuple):
     difference: sp.Expr | None  # simplify(derived - claim), when not proved
     counterexample: Counterexample | None
     seconds: float
+    undefined: tuple[str, ...] = ()  # where the claim or the forward is undefined, in words
+    searched: str = ""  # what the counterexample search covered, in words
+
+
+def merged_sums(expr: sp.Expr) -> sp.Expr:
+    """Products of sums written as one sum over all their indices, the limits in a canonical
+    order: ``Sum(W1[q, k] * Sum(dout[p, l] * W2[k, l], l), k)`` and ``Sum(W1[q, k] * W2[k, l] *
+    dout[p, l], l, k)`` become the same sum, so the proofs' opaque sums match. Each pulled
+    sum's dummies are renamed fresh first, so no index is ever captured."""
+    if not expr.args or isinstance(expr, sp.Indexed):
+        return expr
+    if not isinstance(expr, sp.Sum):
+        return expr.func(*[merged_sums(arg) for arg in expr.args])
+    body, limits = merged_sums(expr.function), list(expr.limits)
+    while True:
+        inner = [f for f in sp.Mul.make_args(body) if isinstance(f, sp.Sum)]
+        if not inner:
+            break
+        total = inner[0]
+        rest = sp.Mul(*[f for f in sp.Mul.make_args(body) if f is not total])
+        # fresh dummies: two sums of one term may share a dummy (d(S**2) = 2 * S * S')
+        renamed = {d: sp.Dummy(str(d), integer=True, nonnegative=True) for d, _, _ in total.limits}
+        function = total.function.xreplace(renamed)
+        new_limits = [(renamed[d], low, high) for d, low, high in total.limits]
+        body, limits = rest * function, [*limits, *new_limits]
+    if isinstance(body, sp.Add):  # a sum of terms: one sum per term
+        return sp.Add(*[merged_sums(sp.Sum(term, *limits)) for term in body.args])
+    return _canonical_limits(body, limits)
+
+
+def _canonical_limits(body: sp.Expr, limits: list) -> sp.Sum:
+    """The ordering of the limits whose normalised form sorts first (at most 4! tried)."""
+    if len(limits) == 1 or len(limits) > 4:
+        return sp.Sum(body, *limits)
+    options = [sp.Sum(body, *order) for order in itertools.permutations(limits)]
+    return min(options, key=lambda x: sp.default_sort_key(normal_dummies(x)))
 
 
 def derive(layer: Layer, key: str) -> sp.Expr:
-    """d objective / d key[p, q] for symbolic sizes, collapsed, in the raw inputs."""
+    """d objective / d key[p, q, ...] for symbolic sizes, collapsed, in the raw inputs."""
     derivative = sp.diff(objective(layer), wrt(layer, key))
-    return normal_dummies(collapse(derivative))
+    return normal_dummies(merged_sums(collapse(derivative)))
 
 
 def written(expr: sp.Expr, layer: Layer) -> sp.Expr:
     """A claim in the raw inputs, collapsed and normalised like the derivation."""
-    return normal_dummies(collapse(raw(expr, layer)))
-
-
-def difference(derived: sp.Expr, claim: sp.Expr) -> sp.Expr:
-    """``derived - claim`` simplified, each sum held as one opaque symbol meanwhile."""
-    sums = sorted((derived - claim).atoms(sp.Sum), key=sp.default_sort_key)
-    opaque = opaque_sums(derived - claim)
-    back = {sp.Symbol(f"S{idx}"): total for idx, total in enumerate(sums)}
-    return sp.factor_terms(sp.simplify(opaque)).xreplace(back)
+    return normal_dummies(merged_sums(collapse(raw(expr, layer))))
 
 
 def check(layer: Layer, key: str) -> Verdict:
@@ -149,30 +199,100 @@ def check(layer: Layer, key: str) -> Verdict:
     start = time.perf_counter()
     derived = derive(layer, key)
     claim = proof = diff = example = None
+    searched = ""
+    parts = {"the forward": objective(layer)}
     if key in layer.claim_text:
         claim = layer.claims[key]
         claim_raw = written(claim, layer)
-        proof = prove_equal(derived, claim_raw)
+        parts["the claim"] = raw(claim, layer)
+        proof, difference = prove_with_difference(derived, claim_raw)
         if not proof.ok:
-            diff = difference(derived, claim_raw)
-            example = counterexample(layer, key, claim)
+            diff = difference
+            example, searched = counterexample(layer, key, claim)
+    undefined = undefined_sizes(layer, parts)
     seconds = time.perf_counter() - start
-    return Verdict(key, derived, claim, proof, diff, example, seconds)
+    return Verdict(key, derived, claim, proof, diff, example, seconds, undefined, searched)
+
+
+# ---------------------------------------------------------------- where sizes are undefined
+def _size_only(expr: sp.Expr, layer: Layer) -> bool:
+    symbols = expr.free_symbols
+    return bool(symbols & set(layer.axes)) and symbols <= set(layer.axes) | set(
+        layer.constants.values()
+    )
+
+
+def _hazards(expr: sp.Expr, layer: Layer) -> list[tuple[sp.Expr, str]]:
+    """Sub-expressions in the sizes alone that must not vanish (a denominator, ``"zero"``),
+    be negative (a fractional power, ``"negative"``) or be at most zero (a log, ``"log"``)."""
+    found = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Pow) and _size_only(node.base, layer):
+            if node.exp.is_negative:
+                found.append((node.base, "zero"))
+            if not node.exp.is_integer:
+                found.append((node.base, "negative"))
+        elif isinstance(node, sp.log) and _size_only(node.args[0], layer):
+            found.append((node.args[0], "log"))
+    return found
+
+
+def _bad_sizes(base: sp.Expr, kind: str, layer: Layer) -> list[int] | None:
+    """The sizes >= 1 where ``base`` breaks the rule ``kind`` (exactly: from the polynomial's
+    real roots, beyond which its sign is fixed); None when undecidable here (several sizes)."""
+    base = sp.factor(base.xreplace(layer.constant_values))
+    symbols = sorted(base.free_symbols, key=str)
+    if len(symbols) != 1 or not base.is_polynomial(symbols[0]):
+        return None
+    (size,) = symbols
+    roots = [r for r in sp.Poly(base, size).real_roots()]
+    if kind == "zero":
+        return sorted({int(r) for r in roots if r.is_integer and r >= 1})
+    top = max([1, *(int(sp.ceiling(r)) for r in roots)]) + 1
+
+    def bad(value: int) -> bool:
+        at = base.subs(size, value)
+        return bool(at < 0) if kind == "negative" else bool(at <= 0)
+
+    return [value for value in range(1, top + 1) if bad(value)]
+
+
+def undefined_sizes(layer: Layer, parts: dict[str, sp.Expr]) -> tuple[str, ...]:
+    """Where each part (the forward, the claim) is undefined for lack of a size: a division
+    by ``n - 1`` at n = 1, a ``sqrt(n - 2)``; each in words, e.g. ``the claim at n = 1, 2``."""
+    out: list[str] = []
+    rules = {"zero": "= 0", "negative": "< 0", "log": "<= 0"}
+    seen: set = set()  # a hazard the forward has is the forward's, not also the claim's
+    for name, expr in parts.items():
+        at: dict[sp.Symbol, set[int]] = {}
+        hazards = set(_hazards(expr, layer)) - seen
+        seen |= hazards
+        for base, kind in sorted(hazards, key=sp.default_sort_key):
+            bad = _bad_sizes(base, kind, layer)
+            if bad is None:
+                out.append(f"{name} where {base} {rules[kind]}")
+            elif bad:
+                (size,) = base.free_symbols & set(layer.axes)
+                at.setdefault(size, set()).update(bad)
+        for size, values in at.items():
+            out.append(f"{name} at {size} = {', '.join(map(str, sorted(values)))}")
+    return tuple(dict.fromkeys(out))
 
 
 # ---------------------------------------------------------------- concrete counterexamples
 def size_grid(layer: Layer) -> list[dict[sp.Symbol, int]]:
-    """Concrete sizes, smallest first: n = 1, 2, ...; the other axis 1, 2, ... for each n."""
-    batch, *others = layer.axes
-    grid = []
-    for count in range(1, MAX_BATCH + 1):
-        for rest in itertools.product(range(1, MAX_OTHER + 1), repeat=len(others)):
-            grid.append({batch: count, **dict(zip(others, rest, strict=True))})
-    return grid
+    """Concrete sizes in the stated order: every size in 1..MAX_SIZE and their sum at most
+    MAX_TOTAL; the smallest sum first, then the first axis smallest (n = 1 before D = 1)."""
+    grid = [
+        dict(zip(layer.axes, values, strict=True))
+        for values in itertools.product(range(1, MAX_SIZE + 1), repeat=len(layer.axes))
+        if sum(values) <= max(MAX_TOTAL, len(layer.axes))
+    ]
+    return sorted(grid, key=lambda sizes: (sum(sizes.values()), tuple(sizes.values())))
 
 
 def concrete_inputs(layer: Layer, sizes: dict, seed: str) -> dict[sp.Expr, sp.Expr]:
-    """Exact small rationals for every float input element, integers for label elements."""
+    """Exact small non-zero rationals for every float input element, integers for labels."""
     rng = random.Random(seed)
     values: dict[sp.Expr, sp.Expr] = {}
     arrays = [*layer.inputs.items(), *((k, s) for k, (s, _) in layer.labels.items())]
@@ -185,7 +305,8 @@ def concrete_inputs(layer: Layer, sizes: dict, seed: str) -> dict[sp.Expr, sp.Ex
             if key in layer.labels:
                 values[element] = sp.Integer(rng.randrange(sizes[layer.labels[key][1]]))
             else:
-                values[element] = sp.Rational(rng.randint(-9, 9), rng.randint(1, 4))
+                sign = rng.choice([-1, 1])
+                values[element] = sp.Rational(sign * rng.randint(1, 9), rng.randint(1, 4))
     return values
 
 
@@ -197,36 +318,104 @@ def at_sizes(expr: sp.Expr, layer: Layer, sizes: dict, inputs: dict) -> sp.Expr:
     """An index expression at concrete sizes and inputs: sums written out, exact."""
     concrete = {**sizes, **layer.constant_values}
     out = written_out(expr.xreplace(concrete))
-    labels = {k: v for k, v in inputs.items() if str(k.base if k.is_Indexed else k) in layer.labels}
+    labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}
     return out.xreplace(labels).xreplace(inputs)
 
 
+def certified(value: sp.Expr) -> sp.Float | None:
+    """``value`` to :data:`DIGITS` digits, every digit guaranteed by sympy's ``evalf(strict=
+    True)`` error tracking; None where it cannot guarantee them."""
+    try:
+        out = sp.sympify(value).evalf(DIGITS + 5, strict=True)
+    except (sp.core.evalf.PrecisionExhausted, TypeError, ValueError):
+        return None
+    return out if out.is_Number else None
+
+
 def differs(truth: sp.Expr, claim: sp.Expr) -> bool:
-    """The two exact values differ: their difference, evaluated to 50 digits, is not ~0."""
-    gap = sp.N(truth - claim, DIGITS)
-    return bool(abs(gap) > ZERO * max(1, abs(sp.N(truth, DIGITS))))
+    """The two exact values differ: equal rationals are not; otherwise both are certified to
+    50 digits and their intervals value * (1 +- 1e-50) (plus 1e-50) do not overlap. A value
+    that cannot be certified never makes a counterexample."""
+    if truth.is_Rational and claim.is_Rational:
+        return truth != claim
+    a, b = certified(truth), certified(claim)
+    if a is None or b is None:
+        return False
+    width = sp.Float(10, DIGITS) ** -DIGITS
+    return bool(abs(a - b) > width * (2 + abs(a) + abs(b)))
 
 
-def counterexample(layer: Layer, key: str, claim: sp.Expr) -> Counterexample | None:
-    """The smallest sizes where the claim and the exact derivative differ, or None."""
+def _on_a_kink(total: sp.Expr, inputs: dict) -> bool:
+    """A drawn point where some relu/abs argument or maximum's a - b is exactly 0."""
+    return any(arg.xreplace(inputs) == 0 for arg in kink_arguments(total))
+
+
+def counterexample(layer: Layer, key: str, claim: sp.Expr) -> tuple[Counterexample | None, str]:
+    """The smallest sizes (in :func:`size_grid`'s order, within :data:`SEARCH_SECONDS`) where
+    the claim and the exact derivative differ, or None; and what was searched, in words."""
     skipped: list[str] = []
     claim_raw = raw(claim, layer)
-    for sizes in size_grid(layer):
-        inputs = concrete_inputs(layer, sizes, f"{layer.name}/{sorted(sizes.values())}")
+    undefined = _undefined_at(layer, claim_raw)  # known without writing anything out
+    start = time.perf_counter()
+    grid = size_grid(layer)
+    tried = 0
+    for sizes in grid:
+        if time.perf_counter() - start > SEARCH_SECONDS:
+            break
+        tried += 1
+        if any((axis, size) in undefined for axis, size in sizes.items()):
+            skipped.append(", ".join(f"{k}={v}" for k, v in sizes.items()))
+            continue
+        found = _search_at(layer, key, claim_raw, sizes, skipped)
+        if found is not None:
+            return found, ""
+    largest = ", ".join(f"{a} <= {MAX_SIZE}" for a in layer.axes)
+    budget = "all" if tried == len(grid) else f"{tried} (time budget {SEARCH_SECONDS:g} s)"
+    return None, f"{budget} of {len(grid)} size combinations ({largest}; sum <= {MAX_TOTAL})"
+
+
+def _undefined_at(layer: Layer, expr: sp.Expr) -> set[tuple[sp.Symbol, int]]:
+    """(axis, size) pairs at which ``expr`` divides by zero whatever the other sizes."""
+    out = set()
+    for base, kind in _hazards(expr, layer):
+        if kind == "zero" and len(base.free_symbols & set(layer.axes)) == 1:
+            (axis,) = base.free_symbols & set(layer.axes)
+            out |= {(axis, size) for size in _bad_sizes(base, kind, layer) or ()}
+    return out
+
+
+def _search_at(layer: Layer, key: str, claim_raw, sizes: dict, skipped: list):
+    """One size combination: every element of the gradient at one drawn point off the kinks.
+    The forward is written out only once the claim is known to be defined here."""
+    objective_expr = objective(layer)
+    kinked = bool(objective_expr.atoms(*KINKS))
+    total = inputs = None
+    for draw in range(DRAWS):
+        seed = f"{layer.name}/{sorted((str(k), v) for k, v in sizes.items())}/{draw}"
+        inputs = concrete_inputs(layer, sizes, seed)
+        if not kinked:
+            break
         labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}
-        total = None  # written out only where the claim is defined
-        for at in itertools.product(*(range(sizes[size]) for size in layer.inputs[key])):
-            element = layer.arrays[key][at]
-            point = dict(zip(wrt(layer, key).indices, at, strict=True))
-            value = at_sizes(claim_raw.xreplace(point), layer, sizes, inputs)
-            if not _finite(value):
-                skipped.append(", ".join(f"{k}={v}" for k, v in sizes.items()))
-                break
-            if total is None:
-                total = at_sizes(objective(layer), layer, sizes, {}).xreplace(labels)
-            truth = exact_derivative(total, element, inputs)
-            if differs(truth, value):
-                return Counterexample(sizes, element, inputs, truth, value, tuple(skipped))
+        total = at_sizes(objective_expr, layer, sizes, {}).xreplace(labels)
+        if not _on_a_kink(total, inputs):
+            break
+    else:
+        return None  # every draw on a kink: no point of differentiability found here
+    for at in itertools.product(*(range(sizes[size]) for size in layer.inputs[key])):
+        element = layer.arrays[key][at]
+        point = dict(zip(wrt(layer, key).indices, at, strict=True))
+        value = at_sizes(claim_raw.xreplace(point), layer, sizes, inputs)
+        if not _finite(value):
+            skipped.append(", ".join(f"{k}={v}" for k, v in sizes.items()))
+            return None
+        if total is None:
+            labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}
+            total = at_sizes(objective_expr, layer, sizes, {}).xreplace(labels)
+        truth = exact_derivative(total, element, inputs)
+        if not _finite(truth):
+            return None  # the forward is undefined here
+        if differs(truth, value):
+            return Counterexample(sizes, element, inputs, truth, value, tuple(skipped))
     return None
 
 
@@ -240,4 +429,5 @@ def exact_derivative(total: sp.Expr, element: sp.Indexed, inputs: dict) -> sp.Ex
 
 
 def _is_label(element: sp.Expr, layer: Layer) -> bool:
-    return isinstance(element, sp.Indexed) and str(element.base) in layer.labels
+    base = element.base if isinstance(element, sp.Indexed) else element
+    return str(base) in layer.labels

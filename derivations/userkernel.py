@@ -2,102 +2,93 @@
 
 The module written has ``<name>_forward`` (the stated forward, line by line) and
 ``<name>_backward`` (the intermediates, then each derived gradient), printed by
-:class:`derivations.printer.JaxPrinter`: one-axis arrays are kept broadcastable ((1, D) or
-(n, 1)) inside and reshaped back on return. Where a derived gradient contains an intermediate's
+:mod:`derivations.arrayprint`: every variable holds its natural shape, sums print as axis
+reductions, ``@`` or ``jnp.einsum``. Where a derived gradient contains an intermediate's
 definition exactly (``mean(x**2)``, or a power of ``ms + eps``), the intermediate's name is put
 back, so the kernel reads like the forward. :func:`verify` compares the backward with
-``jax.vjp`` of the forward in float64 and reports errors in eps·scale.
+``jax.vjp`` of the forward *as the statement's text reads* (:mod:`derivations.interpret`, no
+sympy assumptions) in float64, at three sizes per axis, and reports errors in eps·scale.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
 import sympy as sp
 
-from derivations.codegen import wrap_code
+from derivations.arrayprint import PrintError, array_code
+from derivations.codegen import WIDTH, wrap_code
 from derivations.collapse import collapse
-from derivations.printer import JaxPrinter, spaced
-from derivations.usercheck import normal_dummies, raw
-from derivations.userlayer import FREE, Layer, LayerError
+from derivations.functions import absolute
+from derivations.printer import spaced
+from derivations.usercheck import _nodes, normal_dummies, raw
+from derivations.userlayer import Layer, LayerError
 
-BOUND = 8.0  # eps·scale, the bound the project's generated kernels meet (tests/test_generated)
-VERIFY_SIZES = (3, 8, 64)
-OTHER_SIZE = 16  # every other axis at verification (different from every n: no transposes hide)
-
-
-class UserPrinter(JaxPrinter):
-    """The project's printer, with square roots as ``jnp.sqrt``, and a summed index found on a
-    one-axis array too (``vector_axes``: name -> axis), for layers with no matrix in a sum."""
-
-    _default_settings = {**JaxPrinter._default_settings, "vector_axes": None}
-
-    def _axis_of(self, dummy: sp.Symbol, body: sp.Expr) -> int:
-        try:
-            return super()._axis_of(dummy, body)
-        except ValueError:
-            vectors = self._settings["vector_axes"] or {}
-            axes = {
-                vectors[str(x.base)]
-                for x in body.atoms(sp.Indexed)
-                if x.rank == 1 and x.indices[0] == dummy and str(x.base) in vectors
-            }
-            if len(axes) != 1:
-                raise
-            return axes.pop()
-
-    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
-        if expr.exp == sp.S.Half:
-            return f"jnp.sqrt({self._print(expr.base)})"
-        if expr.exp == -sp.S.Half:
-            return f"1/jnp.sqrt({self._print(expr.base)})"
-        return super()._print_Pow(expr, rational)
-
-    def _print_Sum(self, expr: sp.Sum) -> str:
-        """A sum over several indices (sympy merges nested sums) as nested reductions, the
-        outermost index last."""
-        if len(expr.limits) == 1 or expr.function.atoms(sp.KroneckerDelta):
-            return super()._print_Sum(expr)
-        *inner, (dummy, _, _) = expr.limits
-        axis = self._axis_of(dummy, expr.function)
-        body = self._with_axis(dummy, axis)._print(sp.Sum(expr.function, *inner))
-        keepdims = ", keepdims=True" if self._settings["keepdims"] or self._depth else ""
-        return f"jnp.sum({body}, axis={axis}{keepdims})"
+# The verifier's bound, in eps·scale (scale: max |gradient| or of its printed form in absolute
+# values, see _errors): the bound the project's generated kernels meet (tests/test_generated).
+# One named constant, so it can follow jaxninja's numerical contract (jaxninja/numerics.py).
+BOUND = 8.0
+OTHER_SIZE = 5  # every axis not being varied (odd, and unlike the varied sizes: no transposes hide)
+VARIED = (7,)  # each axis also at this size and at the smallest size the forward allows
+CENTRING_NODES = 3000  # a gradient larger than this once expanded is printed without centring
 
 
-def code(expr: sp.Expr, layer: Layer) -> str:
-    """One right-hand side as jax.numpy code; an unprintable form is a one-line error."""
-    dtype = f"{next(iter(layer.inputs))}.dtype"
-    vectors = {
-        key: layer.axes.index(shape[0])
-        for key, shape in [
-            *layer.inputs.items(),
-            *((str(line.target), line.shape) for line in layer.lines),
-            (str(layer.upstream), layer.output.shape),
-        ]
-        if len(shape) == 1
-    }
-    settings = {"one_hot_dtype": dtype, "zeros_shape": None, "keepdims": True}
-    printer = UserPrinter({**settings, "vector_axes": vectors})
+def _dtype(layer: Layer) -> str:
+    return f"{next(iter(layer.inputs))}.dtype"
+
+
+def code(expr: sp.Expr, layer: Layer, target: tuple, sizes: dict, shape: tuple) -> str:
+    """One right-hand side as jax.numpy code on the axes ``target`` (of sizes ``shape``),
+    broadcast where the expression lacks some of them; an unprintable form is an error."""
     try:
-        return spaced(printer.doprint(expr))
-    except ValueError as err:
+        text, axes = array_code(expr, target, sizes, _dtype(layer))
+    except PrintError as err:
         raise LayerError(f"layer {layer.name}: no array form: {err}") from err
+    text = spaced(text)
+    if tuple(axes) != tuple(target):
+        if axes:
+            start = target.index(axes[0])
+            slots = [":" if x in axes else "None" for x in target[start:]]
+            while slots and slots[-1] == ":":
+                slots.pop()
+            if slots:
+                text = f"({text})[{', '.join(slots)}]"
+        full = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+        text = f"jnp.broadcast_to({text}, {full})"
+    if text.startswith("(") and _is_wrapped(text):
+        text = text[1:-1]
+    return text
+
+
+def _is_wrapped(text: str) -> bool:
+    depth = 0
+    for pos, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and pos != len(text) - 1:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- names put back
-def _candidates(line, layer: Layer, depth: int):
-    """The line's element at every index it can have at sum depth ``depth``: its free index
-    or an enclosing dummy (``i0`` .. ``i{depth-1}``), with its definition written out there."""
+def _candidates(line, layer: Layer, free: dict, depth: int):
+    """The line's element at every index it can have at sum depth ``depth``: a free index of
+    the gradient on an axis of the same size, or an enclosing dummy (``i0`` .. ``i{depth-1}``),
+    with its definition written out there."""
     dummies = [sp.Symbol(f"i{d}", integer=True, nonnegative=True) for d in range(depth)]
-    options = [[FREE[layer.axes.index(size)], *dummies] for size in line.shape]
+    options = [[*(x for x, s in free.items() if s == size), *dummies] for size in line.shape]
     for at in itertools.product(*options):
+        if len(set(at)) != len(at):
+            continue  # a repeated index is a diagonal: never a name's definition
         element = line.target[at] if at else line.target
         value = normal_dummies(collapse(raw(element, layer)), depth)
         yield element, value
+        expanded = sp.expand(value, power_base=False, power_exp=False, log=False)
+        if expanded != value:  # the form differentiation leaves inside tanh(...), exp(...)
+            yield element, expanded
 
 
 def _named_lines(layer: Layer) -> list:
@@ -106,14 +97,15 @@ def _named_lines(layer: Layer) -> list:
     return layer.lines[:-1] if layer.is_loss else layer.lines
 
 
-def namings(layer: Layer, depth: int = 1) -> list[tuple[sp.Expr, sp.Expr]]:
+def namings(layer: Layer, free: dict, depth: int = 1) -> list[tuple[sp.Expr, sp.Expr]]:
     """(element, its definition written out) for every intermediate, latest first, at every
-    index it can have up to sum depth ``depth``."""
+    index it can have up to sum depth ``depth`` in a gradient with free indices ``free``
+    (index -> size)."""
     return [
         pair
         for line in reversed(_named_lines(layer))
         for level in range(depth + 1)
-        for pair in _candidates(line, layer, level)
+        for pair in _candidates(line, layer, free, level)
     ]
 
 
@@ -163,32 +155,29 @@ def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) 
     centrings = _centrings(layer)
     if not centrings:
         return expr
+    centred = expr
     for base, value, letters in centrings:
-        expr = expr.replace(
+        centred = centred.replace(
             lambda x, b=base: isinstance(x, sp.Indexed) and x.base == b,
             lambda x, v=value, ls=letters: v.xreplace(dict(zip(ls, x.indices, strict=True))),
         )
-    expr = normal_dummies(collapse(sp.expand(expr, power_base=False, power_exp=False)))
-    return sp.factor_terms(named(expr, pairs))
+    expanded = sp.expand(centred, power_base=False, power_exp=False)
+    if _nodes(expanded, CENTRING_NODES) > CENTRING_NODES:
+        return expr  # too large to re-collapse quickly: the names alone
+    return sp.factor_terms(named(normal_dummies(collapse(expanded)), pairs))
 
 
 # ---------------------------------------------------------------- the module
-def _kept(layer: Layer, shape: tuple[sp.Symbol, ...]) -> str:
-    return "(" + ", ".join(str(a) if a in shape else "1" for a in layer.axes) + ",)"
-
-
-def _bindings(layer: Layer, floats: dict[str, tuple]) -> list[str]:
+def _bindings(layer: Layer, floats: dict[str, tuple], used: set) -> list[str]:
+    """``n = x.shape[0]`` for every size the code uses, from the first array that has it."""
     lines = []
     for axis in layer.axes:
+        if axis not in used:
+            continue
         owner = next((k for k, shape in floats.items() if axis in shape), None)
         if owner is None:
             raise LayerError(f"layer {layer.name}: no float input has axis {axis}")
         lines.append(f"{axis} = {owner}.shape[{floats[owner].index(axis)}]")
-    classes = {classes for _, classes in layer.labels.values()}
-    lines += [f"V = {size}" for size in classes if str(size) != "V"]  # one_hot prints V
-    for key, shape in floats.items():
-        if len(shape) < len(layer.axes):
-            lines.append(f"{key} = jnp.reshape({key}, {_kept(layer, shape)})")
     return lines
 
 
@@ -202,34 +191,60 @@ def _constants(layer: Layer):
     return [(str(symbol), value) for symbol, value in layer.constant_values.items()]
 
 
+def _statement(layer: Layer, name: str, expr, target: tuple, shape: tuple) -> list[str]:
+    sizes = dict(zip(target, shape, strict=True))
+    rhs = code(expr, layer, target, sizes, shape)
+    line = f"    {name} = {rhs}"
+    if len(line) > WIDTH and not (rhs.startswith("(") and _is_wrapped(rhs)):
+        line = f"    {name} = ({rhs})"  # parentheses to break the sum inside
+    return wrap_code(line, "    ")
+
+
 def _statements(layer: Layer, lines) -> list[str]:
     out = []
     for line in lines:
-        at = layer.free(line.shape)
-        rhs = line.rhs.xreplace(dict(zip(line.indices, at, strict=True)))
-        out += wrap_code(f"    {line.target} = {code(rhs, layer)}", "    ")
+        out += _statement(layer, str(line.target), line.rhs, line.indices, line.shape)
     return out
 
 
-def _reshape_back(name: str, layer: Layer, shape: tuple) -> str:
-    kept = _kept(layer, shape)
-    target = "(" + ", ".join(map(str, shape)) + ",)" if shape else "()"
-    return f"jnp.reshape(jnp.broadcast_to({name}, {kept}), {target})"
+def _sizes_used(exprs) -> set:
+    """Sizes a printed expression names: in its terms and in its sums' upper limits."""
+    used = set()
+    for expr in exprs:
+        used |= expr.free_symbols
+        for total in expr.atoms(sp.Sum):
+            used |= {high + 1 for _, _, high in total.limits}
+        for delta in expr.atoms(sp.KroneckerDelta):
+            used |= delta.free_symbols
+    return used
 
 
 def render_kernel(
-    layer: Layer, gradients: dict[str, sp.Expr], source: str, origins: dict[str, str]
+    layer: Layer,
+    gradients: dict[str, sp.Expr],
+    source: str,
+    origins: dict[str, str],
+    as_written: frozenset[str] = frozenset(),
 ) -> str:
     """The kernel module's text for ``gradients`` (input name -> an index expression proved
-    equal to the derived gradient); ``origins`` says which form each one is printed from."""
+    equal to the derived gradient); ``origins`` says which form each one is printed from;
+    the inputs in ``as_written`` are printed from the claim's text where it translates
+    (:mod:`derivations.claimcode`)."""
+    from derivations.claimcode import claim_code
+
     labels = list(layer.labels)
     floats = dict(layer.inputs)
+    used = _sizes_used([line.rhs for line in layer.lines])
+    used |= {classes for _, classes in layer.labels.values()}
     head = [
         f'"""GENERATED by ``jaxninja derive --layer {source}`` from the sympy derivation of',
-        f"layer {layer.name} ({layer.title}): do not edit; regenerate with that command.",
+        f"layer {layer.name}: do not edit; regenerate with that command.",
         "",
-        "Each gradient is the derived one, for any batch size (printed from your claim where",
-        "the claim was proved equal to it); verified against jax.vjp of the forward in float64.",
+        *textwrap.wrap(layer.title, 92),
+        "",
+        "Each gradient is the derived one, for any sizes the statement allows (printed from",
+        "your claim where it was proved equal to it); verified against jax.vjp of the forward",
+        "in float64. Kinks follow jax: abs'(0) = 1, relu'(0) = 0, a tie in maximum 1/2 each.",
         '"""',
         "",
         "import jax",
@@ -238,9 +253,9 @@ def render_kernel(
         "",
         _signature(layer, "forward", [*floats, *labels]),
         f'    """The stated forward: {layer.output.text}."""',
-        *(f"    {b}" for b in _bindings(layer, floats)),
+        *(f"    {b}" for b in _bindings(layer, floats, used)),
         *_statements(layer, layer.lines),
-        f"    return {_reshape_back(str(layer.output.target), layer, layer.output.shape)}",
+        f"    return {layer.output.target}",
     ]
     upstream = [] if layer.is_loss else [str(layer.upstream)]
     grad_floats = {**floats, **{a: layer.output.shape for a in upstream}}
@@ -249,18 +264,51 @@ def render_kernel(
         "",
         _signature(layer, "backward", [*upstream, *floats, *labels]),
         f'    """The derived gradients ({", ".join("d" + k for k in gradients)})."""',
-        *(f"    {b}" for b in _bindings(layer, grad_floats)),
+        *(
+            f"    {b}"
+            for b in _bindings(layer, grad_floats, used | _sizes_used(gradients.values()))
+        ),
         *_statements(layer, _named_lines(layer)),
     ]
-    pairs = namings(layer)
+    magnitudes = [
+        "",
+        "",
+        _signature(layer, "magnitudes", [*upstream, *floats, *labels]),
+        '    """For the verification: each gradient as printed above with every term, factor',
+        "    and summand replaced by its absolute value (its rounding error is at most a few",
+        '    eps times this)."""',
+        *body[4:],
+    ]
     for key, expr in gradients.items():
+        shape = layer.inputs[key]
+        free = layer.free_sizes(shape)
+        printed = in_names(expr, layer, namings(layer, free))
         body.append(f"    # d{key}: {origins[key]}")
-        body += wrap_code(f"    d{key} = {code(in_names(expr, layer, pairs), layer)}", "    ")
-    returns = [_reshape_back(f"d{key}", layer, layer.inputs[key]) for key in gradients]
-    body.append(
-        f"    return {', '.join(returns)}" if len(returns) > 1 else f"    return {returns[0]}"
-    )
-    return "\n".join(head + body) + "\n"
+        text = claim_code(layer, key) if key in as_written else None
+        if text is not None:
+            body += wrap_code(f"    d{key} = {text}", "    ")
+        else:
+            body += _statement(layer, f"d{key}", printed, tuple(free), shape)
+        magnitudes += _statement(layer, f"d{key}", absolute_form(printed), tuple(free), shape)
+    returns = [f"d{key}" for key in gradients]
+    back = f"    return {', '.join(returns)}" if len(returns) > 1 else f"    return {returns[0]}"
+    return "\n".join(head + body + [back] + magnitudes + [back]) + "\n"
+
+
+def absolute_form(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with each term, factor and summand replaced by its absolute value: the size of
+    the numbers a float64 evaluation of exactly this form adds up (a bound fitting the form)."""
+    if isinstance(expr, (sp.Add, sp.Mul)):
+        return expr.func(*[absolute_form(arg) for arg in expr.args])
+    if isinstance(expr, sp.Sum):
+        return sp.Sum(absolute_form(expr.function), *expr.limits)
+    if isinstance(expr, sp.Pow) and expr.exp.is_Integer and expr.exp > 0:
+        return absolute_form(expr.base) ** expr.exp
+    if expr.is_Number:
+        return abs(expr)
+    if isinstance(expr, sp.KroneckerDelta) or (expr.is_Symbol and expr.is_positive):
+        return expr
+    return absolute(expr)
 
 
 def load_kernel(path: Path, name: str):
@@ -273,68 +321,155 @@ def load_kernel(path: Path, name: str):
 
 # ---------------------------------------------------------------- verification
 class Verified(NamedTuple):
-    """One batch size: each gradient's max |kernel - jax.vjp| in eps·scale."""
+    """One set of sizes: each gradient's max |kernel - reference| in eps·scale, against
+    jax.vjp and (when torch is installed) torch autograd of the statement as written."""
 
-    n: int
+    sizes: dict[str, int]
     errors: dict[str, float]
+    torch_errors: dict[str, float]
 
     @property
     def ok(self) -> bool:
-        """Every gradient within :data:`BOUND` eps·scale."""
-        return all(error <= BOUND for error in self.errors.values())
+        """Every gradient within :data:`BOUND` eps·scale of every reference."""
+        return all(e <= BOUND for e in [*self.errors.values(), *self.torch_errors.values()])
 
 
-def _both(forward, backward, is_loss: bool):
-    """jax.vjp's gradients and the kernel's, for several sizes in one compiled call (one
-    compilation for all sizes is ~2x faster than one per size on 2 cores)."""
-    import jax
+def smallest_size(layer: Layer, axis: sp.Symbol) -> int:
+    """The smallest size of ``axis`` at which the forward is defined (2 where it divides by
+    ``n - 1``), the others at any size."""
+    from derivations.usercheck import _bad_sizes, _hazards, objective
 
-    def one(floats, labels, cotangent):
-        pullback = jax.vjp(lambda *xs: forward(*xs, *labels), *floats)[1]
-        upstream = () if is_loss else (cotangent,)
-        kernel = backward(*upstream, *floats, *labels)
-        return pullback(cotangent), kernel if isinstance(kernel, tuple) else (kernel,)
-
-    return jax.jit(lambda cases: [one(*case) for case in cases])
+    bad: set[int] = set()
+    for base, kind in _hazards(objective(layer), layer):
+        if base.free_symbols & set(layer.axes) == {axis}:
+            bad |= set(_bad_sizes(base, kind, layer) or ())
+    return next(size for size in itertools.count(1) if size not in bad)
 
 
-def verify(layer: Layer, module, sizes=VERIFY_SIZES, seed: int = 0) -> list[Verified]:
-    """The kernel vs ``jax.vjp`` of the forward, float64, at each batch size in ``sizes``;
+def size_cases(layer: Layer) -> list[dict[sp.Symbol, int]]:
+    """Every axis at :data:`OTHER_SIZE` (odd), then one axis at a time at its smallest size
+    and at :data:`VARIED`: three sizes per axis (smallest, 5, 7) in 1 + 2 * axes cases (each
+    case costs one compilation, the verification's main cost)."""
+    base = {a: max(OTHER_SIZE, smallest_size(layer, a)) for a in layer.axes}
+    cases = [base]
+    for axis in layer.axes:
+        for size in (smallest_size(layer, axis), *VARIED):
+            case = {**base, axis: size}
+            if case not in cases:
+                cases.append(case)
+    return cases
+
+
+def _case(layer: Layer, sizes: dict, rng) -> tuple[list, list, list]:
+    """Float64 inputs at ``sizes``: normal for differentiated inputs, 0/1 for fixed ones (a
+    lower-triangular causal mask when square), labels in range, and a normal cotangent."""
+    import numpy as np
+
+    floats = []
+    for key, shape in layer.inputs.items():
+        dims_ = [sizes[a] for a in shape]
+        if key in layer.fixed:
+            if len(dims_) == 2 and dims_[0] == dims_[1]:
+                floats.append(np.tril(np.ones(dims_)))
+            else:
+                floats.append(rng.integers(0, 2, size=dims_).astype(np.float64))
+        else:
+            floats.append(rng.normal(size=dims_))
+    labels = [
+        rng.integers(0, sizes[classes], size=[sizes[a] for a in shape])
+        for shape, classes in layer.labels.values()
+    ]
+    out = [sizes[a] for a in layer.output.shape]
+    cotangent = rng.normal(size=out) if out else np.float64(1.0)
+    return floats, labels, cotangent
+
+
+def _errors(layer: Layer, reference, kernel, terms) -> dict[str, float]:
+    """max |kernel - reference| / (eps * scale) per gradient, where the scale fits the form
+    compared: the larger of max |gradient| and the max of the kernel's printed form with every
+    term in absolute value (:func:`absolute_form`). A gradient that cancels (softmax's at T = 1,
+    RMSNorm's at D = 1) is computed from terms far larger than itself, and float64 rounds each
+    term; a scale of max |gradient| alone would flag a correct kernel OVER THE BOUND."""
+    import numpy as np
+
+    eps = float(np.finfo(np.float64).eps)
+    errors = {}
+    rows = zip(layer.differentiable, reference, kernel, terms, strict=True)
+    for key, ref, got, size in rows:
+        ref, got = np.asarray(ref, dtype=np.float64), np.asarray(got, dtype=np.float64)
+        if ref.shape != got.shape:
+            errors[f"d{key}"] = float("inf")
+            continue
+        form = float(np.max(np.abs(np.asarray(size))))
+        scale = max(float(np.max(np.abs(ref))), form, 1e-300)
+        errors[f"d{key}"] = float(np.max(np.abs(got - ref))) / (eps * scale)
+    return errors
+
+
+def _torch_reference(layer: Layer, floats, labels, cotangent):
+    """torch autograd of the statement as written, float64; None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from derivations.interpret import forward
+
+    run = forward(layer, "torch")
+    tensors = [
+        torch.tensor(x, dtype=torch.float64, requires_grad=k in layer.differentiable)
+        for k, x in zip(layer.inputs, floats, strict=True)
+    ]
+    out = run(*tensors, *(torch.tensor(y) for y in labels))
+    out.backward(torch.tensor(cotangent, dtype=torch.float64))
+    return [t.grad.numpy() for k, t in zip(layer.inputs, tensors, strict=True) if t.requires_grad]
+
+
+def verify(layer: Layer, module, seed: int = 0) -> list[Verified]:
+    """The kernel vs ``jax.vjp`` of the statement as written, float64, at :func:`size_cases`;
     scale is max |gradient|: the error relative to the gradient's largest entry."""
     import jax
     import numpy as np
 
-    forward = getattr(module, f"{layer.name}_forward")
+    from derivations.interpret import forward as interpreted
+
     backward = getattr(module, f"{layer.name}_backward")
+    magnitudes = getattr(module, f"{layer.name}_magnitudes")
+    reference_forward = interpreted(layer, "jax")
+    keys = list(layer.inputs)
+    moving = [k for k in keys if k in layer.differentiable]
+
+    def one(floats, labels, cotangent):
+        fixed = dict(zip(keys, floats, strict=True))
+
+        def of(*xs):
+            values = {**fixed, **dict(zip(moving, xs, strict=True))}
+            return reference_forward(*(values[k] for k in keys), *labels)
+
+        def pulled(xs, ct):
+            return jax.vjp(of, *xs)[1](ct)
+
+        xs = [fixed[k] for k in moving]
+        upstream = () if layer.is_loss else (cotangent,)
+        kernel = backward(*upstream, *floats, *labels)
+        sizes = magnitudes(*upstream, *floats, *labels)
+        as_tuple = lambda x: x if isinstance(x, tuple) else (x,)  # noqa: E731
+        return pulled(xs, cotangent), as_tuple(kernel), as_tuple(sizes)
+
+    cases = size_cases(layer)
     before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)  # this check is float64 by definition
     try:
-        cases = [_case(layer, forward, n, np.random.default_rng(seed + n)) for n in sizes]
-        outputs = jax.device_get(_both(forward, backward, layer.is_loss)(cases))
+        drawn = [
+            _case(layer, sizes, np.random.default_rng(seed + k)) for k, sizes in enumerate(cases)
+        ]
+        outputs = jax.device_get(jax.jit(lambda cs: [one(*c) for c in cs])(drawn))
     finally:
         jax.config.update("jax_enable_x64", before)  # the caller's default stays
-    eps = float(np.finfo(np.float64).eps)
     results = []
-    for n, (reference, kernel) in zip(sizes, outputs, strict=True):
-        errors = {}
-        for key, ref, got in zip(layer.inputs, reference, kernel, strict=True):
-            scale = max(float(np.max(np.abs(ref))), 1e-300)
-            errors[f"d{key}"] = float(np.max(np.abs(np.asarray(got) - ref))) / (eps * scale)
-        results.append(Verified(n, errors))
+    for sizes, case, (reference, kernel, terms) in zip(cases, drawn, outputs, strict=True):
+        torch_ref = _torch_reference(layer, *case)
+        torch_errors = {} if torch_ref is None else _errors(layer, torch_ref, kernel, terms)
+        named = {str(a): v for a, v in sizes.items()}
+        errors = _errors(layer, reference, kernel, terms)
+        results.append(Verified(named, errors, torch_errors))
     return results
-
-
-def _case(layer: Layer, forward, n: int, rng) -> tuple:
-    """Random float64 inputs (normal), labels and a cotangent at batch size ``n``."""
-    import jax
-    import numpy as np
-
-    dims = {axis: (n if k == 0 else OTHER_SIZE) for k, axis in enumerate(layer.axes)}
-    floats = [rng.normal(size=[dims[a] for a in shape]) for shape in layer.inputs.values()]
-    labels = [
-        rng.integers(0, dims[classes], size=[dims[a] for a in shape])
-        for shape, classes in layer.labels.values()
-    ]
-    shape = jax.eval_shape(lambda *xs: forward(*xs, *labels), *floats).shape
-    cotangent = rng.normal(size=shape) if shape else np.float64(1.0)
-    return floats, labels, cotangent

@@ -1,17 +1,23 @@
 """State your own layer: inputs with symbolic shapes, the forward in index notation, and
 optionally your hand-derived gradient of each input, to be proved or refuted.
 
-A layer lives on (at most) two axes, ``axes = ("n", "D")``: the batch and the features (or
-classes). Every array is indexed by a subsequence of them: ``x`` (n, D), a gain ``g`` (D,), a
-per-row statistic (n,). The forward is a list of lines ``name[i, j] = expression`` in index
-notation (letters ``i j k l m``); the left side names the axes a line keeps, and every other
-index on the right must be reduced with ``sum(expr, j)`` or ``mean(expr, j)``: that is how a
-statement says which axes are reduced. The last line is the output; a scalar output (``loss =
-...``) is a loss, any other output receives the upstream gradient ``upstream`` (``dout``).
+A layer names its axes, ``axes = ("B", "T", "C")``, any number of them. Every array is indexed
+by axes in any order, an axis repeated included: ``x`` (B, T, C), a weight ``W`` (C, H), a
+square ``Wr`` (C, C), attention scores (T, T), a gain ``g`` (C,). The forward is a list of lines
+``name[i, j] = expression`` in index notation (letters ``i j k l m``); the left side names the
+indices a line keeps, and every other index on the right must be reduced with ``sum(expr, j)``
+or ``mean(expr, j)`` (or several at once, ``mean(expr, i, j)``): that is how a statement says
+which axes are reduced. The last line is the output; a scalar output (``loss = ...``) is a
+loss, any other output receives the upstream gradient ``upstream`` (``dout``).
 
-A claim is an *array* expression in the layer's names, as you would write the backward in
-numpy: ``rinv * (g * dout - xhat * mean(g * dout * xhat, axis=1))``. Arrays broadcast like
-keepdims arrays ((n, 1) against (n, D)); ``sum``/``mean`` take ``axis=0`` (batch) or ``axis=1``.
+Inputs listed in ``fixed`` (a 0/1 mask ``M``) are not differentiated; ``labels`` are integer
+arrays used as ``one_hot(y[i], j)``; ``constants`` are numbers (``"1/100000"``): each is
+assumed to have the sign of its value, nothing more. Functions: ``exp log sqrt tanh erf
+sigmoid abs relu maximum`` and ``pi``; kinks follow jax (:mod:`derivations.functions`).
+
+A claim is an *array* expression in the layer's names, as you would write the backward in numpy
+(:mod:`derivations.claims`): ``rinv * (g * dout - xhat * mean(g * dout * xhat, axis=1))``,
+``dout @ W.T``, ``einsum('btc,ch->bth', x, W)``.
 
     layer = Layer(
         name="rmsnorm",
@@ -28,13 +34,16 @@ keepdims arrays ((n, 1) against (n, D)); ``sum``/``mean`` take ``axis=0`` (batch
     )
 
 Mistakes in a statement (an unknown name, a shape mismatch, an axis that does not exist, an
-index left unreduced) raise :class:`LayerError`: one line naming the symbol at fault.
+index left unreduced, a name Python or the kernel already uses) raise :class:`LayerError`: one
+line naming the symbol at fault.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
+import keyword
+import math
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -42,14 +51,31 @@ from typing import NamedTuple
 
 import sympy as sp
 
+from derivations.functions import BINARY_FUNCTIONS, FUNCTIONS
 from jaxninja.errors import ConfigError
 
-LETTERS = "ijklm"  # index letters of the forward; p, q are the printer's free indices
-FREE = (
-    sp.Symbol("p", integer=True, nonnegative=True),
-    sp.Symbol("q", integer=True, nonnegative=True),
-)
-FUNCTIONS = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "tanh": sp.tanh}
+LETTERS = "ijklm"  # index letters of the forward
+# the free indices of a gradient, one per position of its array (p on axis 0, q on axis 1, ...)
+FREE = tuple(sp.Symbol(x, integer=True, nonnegative=True) for x in "pqrsuvw")
+# names a statement may not take: the kernel's modules and helpers, the language's own words
+RESERVED = {
+    "jax",
+    "jnp",
+    "np",
+    "sp",
+    "sum",
+    "mean",
+    "one_hot",
+    "einsum",
+    "pi",
+    "axis",
+    "keepdims",
+    "Layer",
+    "load_layer",
+    *FUNCTIONS,
+    *BINARY_FUNCTIONS,
+    *LETTERS,
+}
 
 
 class LayerError(ConfigError):
@@ -60,9 +86,9 @@ class Line(NamedTuple):
     """One forward line, ``target[indices] = rhs``, in index notation."""
 
     target: sp.IndexedBase | sp.Symbol
-    indices: tuple[sp.Symbol, ...]  # its free index letters, in axis order
+    indices: tuple[sp.Symbol, ...]  # its free index letters, in the left side's order
     rhs: sp.Expr
-    shape: tuple[sp.Symbol, ...]  # its sizes, a subsequence of the layer's axes
+    shape: tuple[sp.Symbol, ...]  # its sizes, one per index
     text: str
 
 
@@ -73,6 +99,46 @@ def dims(shape: tuple) -> str:
 
 def _index(letter: str) -> sp.Symbol:
     return sp.Symbol(letter, integer=True, nonnegative=True)
+
+
+def _check_name(key: str, what: str, taken: dict[str, str]) -> None:
+    """A statement's name must be a Python identifier the kernel can use as a variable."""
+    if not isinstance(key, str) or not key.isidentifier():
+        raise LayerError(f"{what} name {key!r} is not a Python identifier")
+    if keyword.iskeyword(key) or key in RESERVED or key.startswith("_"):
+        raise LayerError(
+            f"{what} name {key!r} is reserved (a Python keyword, or a name the kernel or "
+            "the statement language uses)"
+        )
+    if key in taken:
+        raise LayerError(f"{what} name {key!r} is already the name of {taken[key]}")
+    taken[key] = f"{what} {key}"
+
+
+def constant_value(key: str, value) -> sp.Rational:
+    """A constant's exact value: a number, or a string sympy reads as a number (``"1/10"``);
+    finite in float64, since the kernel computes with it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise LayerError(f"constant {key}: {value!r} is not a number")
+    try:
+        exact = sp.nsimplify(str(value), rational=True)
+    except (sp.SympifyError, TypeError, ValueError, SyntaxError) as err:
+        raise LayerError(f"constant {key}: {value!r} is not a number") from err
+    if not (exact.is_Rational or exact.is_Integer):
+        raise LayerError(f"constant {key}: {value!r} is not a number")
+    if not math.isfinite(float(exact)) or (exact != 0 and float(exact) == 0.0):
+        raise LayerError(f"constant {key}: {value!r} does not fit a float64")
+    return exact
+
+
+def _constant_symbol(key: str, value: sp.Rational) -> sp.Symbol:
+    """The constant as a symbol assumed to have exactly its value's sign (and nothing else):
+    a negative value is never assumed positive."""
+    if value > 0:
+        return sp.Symbol(key, positive=True)
+    if value < 0:
+        return sp.Symbol(key, negative=True)
+    return sp.Symbol(key, zero=True)
 
 
 class Layer:
@@ -89,32 +155,57 @@ class Layer:
         constants: dict[str, str | float] | None = None,
         claims: dict[str, str] | None = None,
         title: str = "",
+        fixed: tuple[str, ...] | list[str] = (),
     ) -> None:
-        if not name.isidentifier():
-            raise LayerError(f"layer name {name!r} is not a Python identifier")
+        taken: dict[str, str] = {}
+        _check_name(name, "layer", {})
         self.name, self.title = name, title or name
-        if not 1 <= len(axes) <= 2:
-            raise LayerError(f"axes {axes!r}: one or two axes (batch, features) are supported")
-        self.sizes = {size: sp.Symbol(size, integer=True, positive=True) for size in axes}
+        if isinstance(axes, str) or not axes:
+            raise LayerError(f"axes {axes!r}: give a tuple of axis names, e.g. ('n', 'D')")
+        self.sizes = {}
+        for size in axes:
+            _check_name(size, "axis", taken)
+            self.sizes[size] = sp.Symbol(size, integer=True, positive=True)
         self.axes = tuple(self.sizes.values())
-        self.constants = {
-            key: sp.Symbol(key, positive=True) for key in (constants or {})
-        }  # positive: eps, a temperature, a smoothing weight
-        self.constant_values = {
-            self.constants[key]: sp.nsimplify(str(value), rational=True)
-            for key, value in (constants or {}).items()
-        }
-        self.inputs = {key: self._shape(key, shape) for key, shape in inputs.items()}
-        self.labels = {key: self._label(key, *spec) for key, spec in (labels or {}).items()}
+        self.constants, self.constant_values = {}, {}
+        for key, value in (constants or {}).items():
+            _check_name(key, "constant", taken)
+            exact = constant_value(key, value)
+            self.constants[key] = _constant_symbol(key, exact)
+            self.constant_values[self.constants[key]] = exact
+        self.inputs: dict[str, tuple[sp.Symbol, ...]] = {}
+        for key, shape in inputs.items():
+            _check_name(key, "input", taken)
+            self.inputs[key] = self._shape(key, shape)
+        if not self.inputs:
+            raise LayerError(f"layer {name}: no inputs")
+        self.fixed = tuple(fixed)
+        for key in self.fixed:
+            if key not in self.inputs:
+                raise LayerError(f"fixed {key!r}: not an input ({', '.join(self.inputs)})")
+        self.labels = {}
+        for key, spec in (labels or {}).items():
+            _check_name(key, "labels", taken)
+            self.labels[key] = self._label(key, spec)
         self.arrays = {key: sp.IndexedBase(key) for key in [*self.inputs, *self.labels]}
         self.shapes = {**self.inputs, **{key: shape for key, (shape, _) in self.labels.items()}}
+        _check_name(upstream, "upstream", taken)
         self.upstream = sp.IndexedBase(upstream)
         self.lines: list[Line] = []
         for text in forward:
-            self.lines.append(self._line(text))
+            if not isinstance(text, str):
+                raise LayerError(f"forward line {len(self.lines) + 1}: {text!r} is not a string")
+            self.lines.append(self._line(text, taken))
         if not self.lines:
             raise LayerError(f"layer {name}: the forward has no lines")
         self.output = self.lines[-1]
+        for key in self.differentiable:
+            grad = f"d{key}"
+            if grad in taken and grad != upstream:
+                raise LayerError(
+                    f"input {key}: its gradient's name {grad!r} is already the name of "
+                    f"{taken[grad]}"
+                )
         self._set_claims(claims or {})
 
     # ---- the statement's parts
@@ -125,31 +216,28 @@ class Layer:
         return self.sizes[size]
 
     def _shape(self, key: str, shape: tuple[str, ...] | str) -> tuple[sp.Symbol, ...]:
-        if not key.isidentifier():
-            raise LayerError(f"input name {key!r} is not an identifier")
-        shape = tuple(shape.split()) if isinstance(shape, str) else tuple(shape)
-        sizes = tuple(self._size(size, f"input {key}") for size in shape)
-        self._check_layout(key, sizes)
-        return sizes
+        if isinstance(shape, str):
+            shape = tuple(shape.split())
+        if not isinstance(shape, (tuple, list)):
+            raise LayerError(f"input {key}: shape {shape!r} is not a tuple of axis names")
+        return tuple(self._size(size, f"input {key}") for size in shape)
 
-    def _label(self, key: str, shape, classes: str) -> tuple[tuple[sp.Symbol, ...], sp.Symbol]:
+    def _label(self, key: str, spec) -> tuple[tuple[sp.Symbol, ...], sp.Symbol]:
+        if not (isinstance(spec, (tuple, list)) and len(spec) == 2):
+            raise LayerError(f"labels {key}: write (shape, classes axis), e.g. (('n',), 'V')")
+        shape, classes = spec
         return self._shape(key, shape), self._size(classes, f"labels {key}")
 
-    def _check_layout(self, key: str, sizes: tuple[sp.Symbol, ...]) -> None:
-        """Arrays index the axes in the layer's order (the kernel's layout: batch on axis 0)."""
-        positions = [self.axes.index(size) for size in sizes]
-        if positions != sorted(set(positions)):
-            order = ", ".join(map(str, self.axes))
-            raise LayerError(f"{key}: shape {dims(sizes)} is not in axis order ({order})")
-
-    def _line(self, text: str) -> Line:
+    def _line(self, text: str, taken: dict[str, str]) -> Line:
         where = f"forward line {len(self.lines) + 1} ({text.strip()!r})"
         left, sep, right = text.partition("=")
         if not sep:
             raise LayerError(f"{where}: write 'name[i, j] = expression'")
         target, letters = _parse_target(left, where)
-        if target in self.arrays or target in self.names or target in self.sizes:
-            raise LayerError(f"{where}: {target} is already defined")
+        try:
+            _check_name(target, "intermediate", taken)
+        except LayerError as err:
+            raise LayerError(f"{where}: {err}") from err
         rhs = IndexEvaluator(self, where).run(right)
         free = _free_indices(rhs)
         extra = sorted(map(str, free - set(letters)))
@@ -163,7 +251,6 @@ class Layer:
         if missing:
             raise LayerError(f"{where}: index {missing[0]} of {target} does not occur on the right")
         shape = tuple(sizes[x] for x in letters)
-        self._check_layout(target, shape)
         base = sp.IndexedBase(target) if letters else sp.Symbol(target)
         return Line(base, letters, rhs, shape, text.strip())
 
@@ -172,6 +259,11 @@ class Layer:
     def names(self) -> dict[str, Line]:
         """Named intermediates (and the output), by name."""
         return {str(line.target): line for line in self.lines}
+
+    @property
+    def differentiable(self) -> tuple[str, ...]:
+        """The inputs whose gradients are derived: every input not listed in ``fixed``."""
+        return tuple(key for key in self.inputs if key not in self.fixed)
 
     def without_claims(self) -> Layer:
         """The same layer with no claims: its kernel then prints every derived gradient."""
@@ -186,10 +278,16 @@ class Layer:
 
     def _set_claims(self, claims: dict[str, str]) -> None:
         """Parse each claim now, so a mistake in one is reported before any derivation."""
-        for key in claims:
+        from derivations.claims import claim_expr
+
+        for key, text in claims.items():
+            if key in self.fixed:
+                raise LayerError(f"claim for {key!r}: {key} is fixed (not differentiated)")
             if key not in self.inputs:
-                known = ", ".join(self.inputs)
+                known = ", ".join(self.differentiable)
                 raise LayerError(f"claim for {key!r}: not a differentiable input ({known})")
+            if not isinstance(text, str):
+                raise LayerError(f"claim for {key}: {text!r} is not a string")
         self.claim_text = dict(claims)
         self.claims = {key: claim_expr(self, key) for key in self.claim_text}
 
@@ -203,8 +301,14 @@ class Layer:
         return not self.output.indices
 
     def free(self, shape: tuple[sp.Symbol, ...]) -> tuple[sp.Symbol, ...]:
-        """The free indices of an array of ``shape``: p on the first axis, q on the second."""
-        return tuple(FREE[self.axes.index(size)] for size in shape)
+        """The free indices of an array of ``shape``: p on its axis 0, q on axis 1, ..."""
+        if len(shape) > len(FREE):
+            raise LayerError(f"an array of rank {len(shape)}: at most {len(FREE)} axes")
+        return FREE[: len(shape)]
+
+    def free_sizes(self, shape: tuple[sp.Symbol, ...]) -> dict[sp.Symbol, sp.Symbol]:
+        """Each free index of an array of ``shape`` with the size it runs over."""
+        return dict(zip(self.free(shape), shape, strict=True))
 
 
 def _parse_target(left: str, where: str) -> tuple[str, tuple[sp.Symbol, ...]]:
@@ -231,9 +335,10 @@ def _free_indices(expr: sp.Expr) -> set[sp.Symbol]:
 def _index_sizes(expr: sp.Expr, layer: Layer, where: str) -> dict[sp.Symbol, sp.Symbol]:
     """Each index letter's size, from the arrays it indexes; a letter on two sizes is an error."""
     sizes: dict[sp.Symbol, tuple[sp.Symbol, str]] = {}
+    letters = {_index(x) for x in LETTERS}
 
     def note(index, size, used):
-        if not (isinstance(index, sp.Symbol) and index in {_index(x) for x in LETTERS}):
+        if not (isinstance(index, sp.Symbol) and index in letters):
             return
         old = sizes.setdefault(index, (size, used))
         if old[0] != size:
@@ -246,10 +351,13 @@ def _index_sizes(expr: sp.Expr, layer: Layer, where: str) -> dict[sp.Symbol, sp.
         shape = layer.shape_of(str(element.base))
         for index, size in zip(element.indices, shape, strict=True):
             note(index, size, str(element))
-    for delta in expr.atoms(sp.KroneckerDelta):
+    for delta in sorted(expr.atoms(sp.KroneckerDelta), key=sp.default_sort_key):
         label = next(x for x in delta.args if isinstance(x, sp.Indexed))
         other = next(x for x in delta.args if x is not label)
         note(other, layer.labels[str(label.base)][1], f"one_hot({label}, {other})")
+    for total in expr.atoms(sp.Sum):  # a summed index keeps the size it was summed over
+        for dummy, _, high in total.limits:
+            note(dummy, high + 1, f"sum over {dummy}")
     return {index: size for index, (size, _) in sizes.items()}
 
 
@@ -265,19 +373,30 @@ class _Evaluator:
             node = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as err:
             raise LayerError(f"{self.where}: not an expression: {err.msg}") from err
-        return sp.sympify(self.eval(node))
+        try:
+            return sp.sympify(self.eval(node))
+        except (TypeError, ValueError, ZeroDivisionError, RecursionError) as err:
+            raise LayerError(f"{self.where}: cannot evaluate: {err}") from err
 
     def fail(self, message: str):
         raise LayerError(f"{self.where}: {message}")
 
+    def number(self, node: ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            self.fail(f"unsupported constant {node.value!r}")
+        value = sp.nsimplify(repr(node.value), rational=True)
+        if not math.isfinite(float(value)):
+            self.fail(f"the number {node.value!r} does not fit a float64")
+        return value
+
     def eval(self, node: ast.AST):
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return sp.nsimplify(repr(node.value), rational=True)
+        if isinstance(node, ast.Constant):
+            return self.number(node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             value = self.eval(node.operand)
             return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return _BINARY[type(node.op)](self.eval(node.left), self.eval(node.right))
+            return self.binary(node)
         if isinstance(node, ast.Name):
             return self.name(node.id)
         if isinstance(node, ast.Subscript):
@@ -286,11 +405,19 @@ class _Evaluator:
             return self.call(node.func.id, node)
         self.fail(f"unsupported syntax {ast.unparse(node)!r}")
 
+    def binary(self, node: ast.BinOp):
+        left, right = self.eval(node.left), self.eval(node.right)
+        if isinstance(node.op, ast.Pow):
+            check_power(left, right, ast.unparse(node), self.fail)
+        return _BINARY[type(node.op)](left, right)
+
     def scalar(self, key: str):
         if key in self.layer.sizes:
             return self.layer.sizes[key]
         if key in self.layer.constants:
             return self.layer.constants[key]
+        if key == "pi":
+            return sp.pi
         return None
 
     def call(self, func: str, node: ast.Call):
@@ -298,7 +425,36 @@ class _Evaluator:
             if len(node.args) != 1 or node.keywords:
                 self.fail(f"{func}() takes one argument")
             return FUNCTIONS[func](self.eval(node.args[0]))
+        if func in BINARY_FUNCTIONS:
+            if len(node.args) != 2 or node.keywords:
+                self.fail(f"{func}() takes two arguments")
+            return BINARY_FUNCTIONS[func](*(self.eval(arg) for arg in node.args))
         self.fail(f"unknown function {func!r}")
+
+
+MAX_POWER = 64  # exact verification raises rationals to this power at most (x**(2**100): never)
+
+
+def check_power(base, exponent, text: str, fail: Callable) -> None:
+    """A power the engine can evaluate exactly: an array raised to at most :data:`MAX_POWER`,
+    a number to a number whose value fits a float64 (the kernel computes with it)."""
+    base, exponent = sp.sympify(base), sp.sympify(exponent)
+    if not exponent.is_Number:
+        return
+    if not base.is_Number:
+        if abs(exponent) > MAX_POWER:
+            fail(f"the power in {text!r} is beyond {MAX_POWER}")
+        return
+    if abs(exponent) > 4 * MAX_POWER**2:
+        fail(f"{text!r} is too large a number")
+    value = base**exponent
+    if value.is_Number and value != 0:
+        try:
+            fits = math.isfinite(float(value)) and float(value) != 0.0
+        except (OverflowError, TypeError):
+            fits = False
+        if not fits:
+            fail(f"{text!r} does not fit a float64")
 
 
 _BINARY: dict[type, Callable] = {
@@ -339,10 +495,11 @@ class IndexEvaluator(_Evaluator):
         shape = self.layer.shape_of(key)
         if len(items) != len(shape):
             self.fail(f"shape mismatch: {key} has shape {dims(shape)}, indexed with {len(items)}")
-        indices = [self.eval(item) for item in items]
-        for item, index in zip(items, indices, strict=True):
-            if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
+        indices = []
+        for item in items:
+            if not (isinstance(item, ast.Name) and item.id in LETTERS):
                 self.fail(f"{key}[...]: index {ast.unparse(item)!r} is not a letter of {LETTERS}")
+            indices.append(_index(item.id))
         return base[tuple(indices)]
 
     def call(self, func: str, node: ast.Call):
@@ -354,95 +511,31 @@ class IndexEvaluator(_Evaluator):
             label, index = (self.eval(arg) for arg in node.args)
             if not (isinstance(label, sp.Indexed) and str(label.base) in self.layer.labels):
                 self.fail(f"one_hot: {label} is not an element of a labels array")
+            if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
+                self.fail(f"one_hot: {index} is not an index letter of {LETTERS}")
             return sp.KroneckerDelta(index, label)
         return super().call(func, node)
 
     def reduce(self, func: str, node: ast.Call):
-        if len(node.args) != 2 or node.keywords:
-            self.fail(f"{func}(expr, j) takes an expression and the index letter it reduces")
-        body, index = (self.eval(arg) for arg in node.args)
-        if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
-            self.fail(f"{func}: {index} is not an index letter of {LETTERS}")
-        size = _index_sizes(sp.sympify(body), self.layer, self.where).get(index)
-        if size is None:
-            self.fail(f"{func}: index {index} does not occur in {body}")
-        total = sp.Sum(body, (index, 0, size - 1))
-        return total / size if func == "mean" else total
-
-
-class ArrayEvaluator(_Evaluator):
-    """A claim: an array expression in the layer's names, evaluated at the free indices p, q;
-    ``sum(expr, axis=a)`` sums the free index of axis ``a`` out under a fresh dummy."""
-
-    counter = 0
-
-    def name(self, key: str):
-        value = self.scalar(key)
-        if value is not None:
-            return value
-        if key == str(self.layer.upstream):
-            if self.layer.is_loss:
-                self.fail(f"{key}: the output is a loss, there is no upstream gradient")
-            return self.layer.upstream[self.layer.free(self.layer.output.shape)]
-        if key in self.layer.arrays or key in self.layer.names:
-            shape = self.layer.shape_of(key)
-            base = self.layer.arrays.get(key)
-            base = base if base is not None else self.layer.names[key].target
-            return base[self.layer.free(shape)] if shape else base
-        self.fail(f"unknown symbol {key!r}")
-
-    def subscript(self, node: ast.Subscript):
-        self.fail(f"{ast.unparse(node)!r}: a claim uses whole arrays, not elements")
-
-    def call(self, func: str, node: ast.Call):
-        if func in ("sum", "mean"):
-            return self.reduce(func, node)
-        if func == "one_hot":
-            if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
-                self.fail("one_hot(y) takes a labels array")
-            key = node.args[0].id
-            if key not in self.layer.labels:
-                self.fail(f"one_hot: {key!r} is not a labels array")
-            shape, classes = self.layer.labels[key]
-            row = self.layer.free(shape)
-            return sp.KroneckerDelta(self.layer.free((classes,))[0], self.layer.arrays[key][row])
-        return super().call(func, node)
-
-    def reduce(self, func: str, node: ast.Call):
-        keywords = {k.arg: k.value for k in node.keywords}
-        if len(node.args) != 1 or set(keywords) != {"axis"}:
-            self.fail(f"{func}(expr, axis=a) takes an expression and axis=0 or axis=1")
-        axis = self.eval(keywords["axis"])
-        if axis not in range(len(self.layer.axes)):
-            self.fail(f"{func}: axis {axis} does not exist (the layer has {len(self.layer.axes)})")
+        if len(node.args) < 2 or node.keywords:
+            self.fail(f"{func}(expr, j, ...) takes an expression and the index letters it reduces")
         body = sp.sympify(self.eval(node.args[0]))
-        free, size = FREE[int(axis)], self.layer.axes[int(axis)]
-        ArrayEvaluator.counter += 1
-        dummy = sp.Symbol(f"a{ArrayEvaluator.counter}", integer=True, nonnegative=True)
-        total = sp.Sum(body.xreplace({free: dummy}), (dummy, 0, size - 1))
-        return total / size if func == "mean" else total
-
-
-def claim_expr(layer: Layer, key: str, text: str | None = None) -> sp.Expr:
-    """The claimed gradient of input ``key`` as an index expression at the free indices p, q;
-    an axis the input lacks must have been reduced (a shape mismatch otherwise)."""
-    text = layer.claim_text[key] if text is None else text
-    where = f"claim for {key} ({text.strip()!r})"
-    expr = ArrayEvaluator(layer, where).run(text)
-    allowed = set(layer.free(layer.inputs[key]))
-    extra = [x for x in FREE if x in expr.free_symbols and x not in allowed]
-    if extra:
-        axis = FREE.index(extra[0])
-        size = layer.axes[axis]
-        raise LayerError(
-            f"{where}: shape mismatch: {key} has shape {dims(layer.inputs[key])} but the claim "
-            f"keeps axis {axis} ({size}); reduce it with sum(..., axis={axis})"
-        )
-    return expr
+        total, count = body, sp.Integer(1)
+        for arg in node.args[1:]:
+            index = self.eval(arg)
+            if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
+                self.fail(f"{func}: {ast.unparse(arg)} is not an index letter of {LETTERS}")
+            size = _index_sizes(body, self.layer, self.where).get(index)
+            if size is None or index not in body.free_symbols:
+                self.fail(f"{func}: index {index} does not occur in {body}")
+            total = sp.Sum(total, (index, 0, size - 1))
+            count *= size
+        return total / count if func == "mean" else total
 
 
 def load_layer(path: str | Path) -> Layer:
-    """The ``layer`` a Python file defines (``layer = Layer(...)``); one-line errors."""
+    """The ``layer`` a Python file defines (``layer = Layer(...)``); one-line errors. The file
+    is run as Python: state only layers you trust."""
     path = Path(path)
     if not path.is_file():
         raise LayerError(f"{path}: no such file")
@@ -452,7 +545,9 @@ def load_layer(path: str | Path) -> Layer:
         raise LayerError(f"{path}: {err}") from err
     except SyntaxError as err:
         raise LayerError(f"{path}:{err.lineno}: syntax error: {err.msg}") from err
-    except Exception as err:  # the file is the user's code: report, don't trace back
+    except BaseException as err:  # the file is the user's code: report, don't trace back
+        if isinstance(err, KeyboardInterrupt):
+            raise
         raise LayerError(f"{path}: {type(err).__name__}: {err}") from err
     layer = namespace.get("layer")
     if not isinstance(layer, Layer):

@@ -38,19 +38,29 @@ class Report(NamedTuple):
     @property
     def ok(self) -> bool:
         """Every claim proved and the kernel within the bound at every size."""
-        return not self.not_proved and self.problem is None and all(v.ok for v in self.verified)
+        return (
+            not self.not_proved
+            and self.problem is None
+            and bool(self.verified)
+            and all(v.ok for v in self.verified)
+        )
 
 
 def _value(value: sp.Expr) -> str:
+    """An exact value as written when short, else its 50 certified digits."""
     exact = sp.sstr(value)
-    approx = sp.N(value, 12)
-    return f"{exact}  (= {approx})" if len(exact) <= 60 else f"{approx}"
+    if value.is_Rational and len(exact) <= 60:
+        return f"{exact}  (= {sp.N(value, 12)})"
+    digits = usercheck.certified(value)
+    shown = sp.N(digits, usercheck.DIGITS) if digits is not None else sp.N(value, 12)
+    return f"{shown}  (50 digits, certified by evalf)" if digits is not None else f"{shown}"
 
 
-def _example_lines(layer: Layer, key: str, example: Counterexample | None) -> list[str]:
+def _example_lines(
+    layer: Layer, key: str, example: Counterexample | None, searched: str = ""
+) -> list[str]:
     if example is None:
-        batch, other = usercheck.MAX_BATCH, usercheck.MAX_OTHER
-        return [f"  counterexample: none at n = 1..{batch}, other sizes 1..{other}: undecided"]
+        return [f"  counterexample: none found in {searched}: undecided"]
     sizes = ", ".join(f"{k}={v}" for k, v in example.sizes.items())
     inputs = ", ".join(f"{k}={v}" for k, v in example.inputs.items())
     consts = ", ".join(f"{k}={v}" for k, v in layer.constant_values.items())
@@ -65,8 +75,15 @@ def _example_lines(layer: Layer, key: str, example: Counterexample | None) -> li
     return lines
 
 
-def _verdict_lines(layer: Layer, verdict: Verdict, pairs) -> list[str]:
+def _sizes_text(layer: Layer) -> str:
+    sizes = ", ".join(map(str, layer.axes))
+    consts = ", ".join(f"{k} = {v}" for k, v in layer.constant_values.items())
+    return f"every size {sizes} >= 1" + (f", at {consts}" if consts else "")
+
+
+def _verdict_lines(layer: Layer, verdict: Verdict) -> list[str]:
     key = verdict.key
+    pairs = userkernel.namings(layer, layer.free_sizes(layer.inputs[key]))
     lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
     derived = userkernel.in_names(verdict.derived, layer, pairs)
     lines.append(f"  derived: d{key} = {sp.sstr(derived)}")
@@ -75,74 +92,101 @@ def _verdict_lines(layer: Layer, verdict: Verdict, pairs) -> list[str]:
     else:
         lines.append(f"  claim:   d{key} = {layer.claim_text[key]}")
         if verdict.proof.ok:
+            where = _sizes_text(layer)
+            if verdict.undefined:
+                where += " except where undefined: " + "; ".join(verdict.undefined)
             lines.append(
-                "  PROVED for every size: simplify(derived - claim) == 0 and an exact "
+                f"  PROVED for {where}: simplify(derived - claim) == 0 and an exact "
                 "random-rational point agrees"
             )
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
-            difference = userkernel.in_names(verdict.difference, layer, pairs)
+            difference = userkernel.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, verdict.counterexample)
         else:
             lines.append("  NOT PROVED: simplify does not reach zero, yet no counterexample")
-            difference = userkernel.in_names(verdict.difference, layer, pairs)
+            difference = userkernel.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
-            lines += _example_lines(layer, key, None)
+            lines += _example_lines(layer, key, None, verdict.searched)
+        if not verdict.proof.ok and verdict.undefined:
+            lines.append("  undefined: " + "; ".join(verdict.undefined))
     lines.append(f"  ({verdict.seconds:.2f} s)")
     return lines
 
 
-def _kernel(layer: Layer, verdicts, out: Path | None, source: str, seconds: dict):
+def _kernel(
+    layer: Layer, verdicts, out: Path | None, source: str, seconds: dict, verify: bool = True
+):
     """Generate the kernel into ``out`` and verify it: (results, None), or ([], why not)."""
     start = time.perf_counter()
     proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
-    gradients = {v.key: v.claim if v.key in proved else v.derived for v in verdicts}
+    # a claim undefined where the forward is defined (a 0/0 at n = 1) is not printed
+    partial = {v.key for v in verdicts if any(u.startswith("the claim") for u in v.undefined)}
+    printed = proved - partial
+    gradients = {v.key: v.claim if v.key in printed else v.derived for v in verdicts}
     origins = {
         key: "your claim, proved equal to the derived gradient"
+        if key in printed
+        else "the derived gradient (your claim, proved, is undefined at some sizes)"
         if key in proved
         else "the derived gradient"
         for key in gradients
     }
     try:
-        text = userkernel.render_kernel(layer, gradients, source, origins)
+        text = userkernel.render_kernel(layer, gradients, source, origins, frozenset(printed))
     except LayerError as err:
         return [], str(err)
     with tempfile.TemporaryDirectory() as tmp:
         path = out if out is not None else Path(tmp) / f"{layer.name}_kernel.py"
         path.write_text(text, encoding="utf-8")
-        module = userkernel.load_kernel(path, layer.name)
         seconds["generate"] = time.perf_counter() - start
         start = time.perf_counter()
-        verified = userkernel.verify(layer, module)
-        seconds["verify"] = time.perf_counter() - start
+        try:
+            module = userkernel.load_kernel(path, layer.name)
+            verified = userkernel.verify(layer, module) if verify else []
+        except Exception as err:  # a kernel that does not run is reported, not traced back
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            return [], f"the kernel does not run: {type(err).__name__}: {first}"
+        finally:
+            seconds["verify"] = time.perf_counter() - start
     return verified, None
 
 
-def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
-    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify."""
+def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) -> Report:
+    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify
+    (``verify=False``: a caller that checks the kernel itself; the report is then not ok)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    verdicts = tuple(check(layer, key) for key in layer.inputs)
+    verdicts = tuple(check(layer, key) for key in layer.differentiable)
     seconds["derive + prove/refute"] = time.perf_counter() - start
-    verified, problem = _kernel(layer, verdicts, out, source, seconds)
+    verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
-    pairs = userkernel.namings(layer)
     for verdict in verdicts:
-        lines += _verdict_lines(layer, verdict, pairs)
+        lines += _verdict_lines(layer, verdict)
     where = f"wrote {out}" if out is not None else "not kept (name a file with --out)"
     if problem is not None:
         lines.append(f"-- kernel: NOT GENERATED: {problem}")
     else:
         lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
+        torch = " and torch autograd" if verified and verified[0].torch_errors else ""
+    if problem is None and not verify:
+        lines.append("-- kernel: not verified here (the caller checks it)")
+    elif problem is None:
         lines.append(
-            f"-- kernel vs jax.vjp of the forward, float64, other sizes {userkernel.OTHER_SIZE} "
-            f"(max |error| / (eps * max |gradient|), bound {userkernel.BOUND:g}):"
+            f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
+            f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * scale), "
+            "scale: max |gradient| or of its printed form with every term in absolute value; "
+            f"bound {userkernel.BOUND:g}):"
         )
     for result in verified:
+        sizes = ", ".join(f"{k}={v}" for k, v in result.sizes.items())
         errors = ", ".join(f"{k} {v:.2f}" for k, v in result.errors.items())
-        lines.append(f"  n={result.n}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
+        if result.torch_errors:
+            worst = max(result.torch_errors.values())
+            errors += f"; torch worst {worst:.2f}"
+        lines.append(f"  {sizes}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
     lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
     report = Report(layer, verdicts, verified, out, problem, seconds, "\n".join(lines) + "\n")
@@ -151,5 +195,9 @@ def run_layer(layer: Layer, out: Path | None, source: str) -> Report:
 
 def run_file(path: str | Path, out: str | Path | None = None) -> Report:
     """:func:`run_layer` on the layer a file defines."""
+    if out is not None and Path(out).resolve() == Path(path).resolve():
+        raise LayerError(f"--out {out}: that is the layer file itself; name another file")
+    if out is not None and Path(out).is_dir():
+        raise LayerError(f"--out {out}: is a directory; name a file")
     layer = load_layer(path)
     return run_layer(layer, Path(out) if out is not None else None, str(path))

@@ -18,9 +18,10 @@ from derivations import __main__ as derivations_main  # noqa: E402
 from derivations import brute  # noqa: E402
 from derivations import layers as L  # noqa: E402
 from derivations.__main__ import stale  # noqa: E402
-from derivations.build import outputs, run_all  # noqa: E402
+from derivations.build import run_all  # noqa: E402
 from derivations.collapse import canonical, collapse  # noqa: E402
 from derivations.derive import derive_gradient  # noqa: E402
+from derivations.files import outputs  # noqa: E402
 from derivations.identities import check_identity  # noqa: E402
 from derivations.indices import a, batch_sum, i, n, p, q  # noqa: E402
 from derivations.proofs import prove_equal  # noqa: E402

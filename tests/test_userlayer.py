@@ -97,7 +97,9 @@ def derived_reports(tmp_path_factory):
     reports = {}
     for name in NAMES:
         layer = load_layer(EXAMPLES / f"{name}.py").without_claims()
-        reports[name] = run_layer(layer, out / f"{name}_kernel.py", f"examples/{name}.py")
+        # verify=False: the tests below check these kernels against hand-written forwards
+        path = out / f"{name}_kernel.py"
+        reports[name] = run_layer(layer, path, f"examples/{name}.py", verify=False)
     return reports
 
 
@@ -199,8 +201,10 @@ def test_kernel_matches_vjp_of_a_hand_written_forward(name, printed, request, x6
             scale = float(jnp.max(jnp.abs(ref)))
             error = float(jnp.max(jnp.abs(got - ref))) / (eps * scale)
             assert error <= BOUND, f"{name}: d{key} at n={n}: {error:.2f} eps·scale"
-    # the tool's own verification said the same
-    assert all(v.ok for v in report.verified) and [v.n for v in report.verified] == [3, 8, 64]
+    if printed == "claims":  # the tool's own verification said the same
+        assert all(v.ok for v in report.verified)
+        batch = str(report.layer.axes[0])
+        assert {v.sizes[batch] for v in report.verified} == {1, 5, 7}  # smallest, odd, larger
 
 
 def test_verification_leaves_float32_the_default(right_reports):
@@ -296,7 +300,7 @@ def test_cli_out_needs_layer(capsys):
 # ---------------------------------------------------------------- every file through the CLI
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n + suffix for n in NAMES for suffix in ("", "_wrong")])
-def test_cli_end_to_end_under_ten_seconds(name, tmp_path):
+def test_cli_end_to_end_under_ten_cpu_seconds(name, tmp_path):
     out = tmp_path / "kernel.py"
     start = time.perf_counter()
     done = _run_cli("derive", "--layer", f"examples/{name}.py", "--out", str(out))
@@ -306,9 +310,10 @@ def test_cli_end_to_end_under_ten_seconds(name, tmp_path):
     assert ("REFUTED" in done.stdout) == wrong
     assert ("counterexample at the smallest sizes" in done.stdout) == wrong
     assert out.is_file() and "OVER THE BOUND" not in done.stdout
-    steps = float(done.stdout.split("== time: ")[1].split(" s")[0])
-    assert steps < 10.0, f"derive + prove/refute + generate + verify took {steps:.1f} s"
-    print(f"{name}: steps {steps:.1f} s, process {seconds:.1f} s")
+    # CPU time, imports included: what the load of a shared machine does not inflate
+    cpu = float(done.stdout.split(" s wall, ")[1].split(" s CPU")[0])
+    assert cpu < 10.0, f"the whole run took {cpu:.1f} s CPU"
+    print(f"{name}: {cpu:.1f} s CPU, process {seconds:.1f} s wall")
 
 
 def test_without_claims_the_derived_gradient_is_generated_and_verified(tmp_path):

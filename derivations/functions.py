@@ -1,0 +1,154 @@
+"""The statement language's functions with a kink, defined so their derivatives are jax's.
+
+sympy's own ``Abs`` differentiates through complex parts and ``Max``'s derivative is
+``Heaviside`` (1/2 at a tie, right for ``jnp.maximum`` but not for ``jax.nn.relu``), so each
+kinked function is a small ``sympy.Function`` whose derivative is a step function that jax's
+convention fixes at the kink:
+
+- ``relu(x)``: derivative ``ReluStep(x)``, 0 at x = 0 (``jax.grad(jax.nn.relu)(0.) == 0``);
+- ``absolute(x)``: derivative ``AbsStep(x)``, +1 at x = 0 (``jax.grad(jnp.abs)(0.) == 1``);
+- ``maximum(a, b)``: derivative ``TieStep(a - b)`` in a, ``TieStep(b - a)`` in b, 1/2 each at a
+  tie (``jnp.maximum``);
+- a claim may write the steps as comparisons: ``(x > 0)`` is ``ReluStep(x)``, ``(x >= 0)``
+  ``GeStep(x)`` (:func:`comparison`).
+
+Proofs hold where the functions are differentiable (the steps are opaque symbols to
+``simplify``); the counterexample search draws no point where a kink's argument is 0
+(:data:`KINKS`).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class _Step(sp.Function):
+    """A piecewise-constant function of one argument: derivative 0 (away from its jump)."""
+
+    nargs = 1
+    at_zero: sp.Expr = sp.S.Half
+    below: sp.Expr = sp.S.Zero
+    above: sp.Expr = sp.S.One
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return cls.above if arg > 0 else cls.below if arg < 0 else cls.at_zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    def _eval_evalf(self, prec):
+        value = self.args[0].evalf(prec)
+        return self.func(value) if value.is_Number else None
+
+
+class ReluStep(_Step):
+    """d relu(x)/dx: 1 above 0, 0 at and below 0."""
+
+    at_zero = sp.S.Zero
+
+
+class AbsStep(_Step):
+    """d |x|/dx: +1 at and above 0, -1 below."""
+
+    at_zero = sp.S.One
+    below = sp.S.NegativeOne
+
+
+class GeStep(_Step):
+    """A claim's ``(x >= 0)``: 1 at and above 0, 0 below."""
+
+    at_zero = sp.S.One
+
+
+class TieStep(_Step):
+    """d maximum(a, b)/da as a function of a - b: 1 above 0, 1/2 at a tie, 0 below."""
+
+
+class relu(sp.Function):  # noqa: N801 - the statement's name for it
+    """max(x, 0) with jax's derivative at 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return arg if arg > 0 else sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return ReluStep(self.args[0])
+
+
+class absolute(sp.Function):  # noqa: N801
+    """|x| with jax's derivative at 0."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return abs(arg)
+        return None
+
+    def fdiff(self, argindex=1):
+        return AbsStep(self.args[0])
+
+
+class maximum(sp.Function):  # noqa: N801
+    """The larger of a and b (element-wise), ties splitting the derivative 1/2 each."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return a if a >= b else b
+        return None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return TieStep(a - b) if argindex == 1 else TieStep(b - a)
+
+
+KINKS = (relu, absolute, maximum, ReluStep, AbsStep, TieStep, GeStep)
+
+
+def comparison(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    """A claim's ``a > b`` (and ``>=``, ``<``, ``<=``) as 0/1: ``(x > 0)`` is relu's
+    derivative, ``ReluStep(x)``, exactly as the derivation writes it."""
+    if op == ">":
+        return ReluStep(a - b)
+    if op == "<":
+        return ReluStep(b - a)
+    if op == ">=":
+        return GeStep(a - b)
+    return GeStep(b - a)
+
+
+def kink_arguments(expr: sp.Expr) -> list[sp.Expr]:
+    """The expressions whose zero is a kink: relu's and abs's argument, maximum's a - b."""
+    out = []
+    for node in expr.atoms(*KINKS):
+        out.append(node.args[0] - node.args[1] if isinstance(node, maximum) else node.args[0])
+    return out
+
+
+def sigmoid(x: sp.Expr) -> sp.Expr:
+    """1 / (1 + exp(-x)): plain sympy, so simplify and exact evaluation know it."""
+    return 1 / (1 + sp.exp(-x))
+
+
+FUNCTIONS = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "tanh": sp.tanh,
+    "erf": sp.erf,
+    "sigmoid": sigmoid,
+    "abs": absolute,
+    "relu": relu,
+}
+BINARY_FUNCTIONS = {"maximum": maximum}
