@@ -220,8 +220,8 @@ def test_wrong_statements_at_higher_rank_name_the_symbol(changes, message):
 
 # ---------------------------------------------------------------- the CLI
 def _main(capsys, *args: str) -> tuple[int, str]:
-    """The CLI in process (jaxninja.cli.main): its status and its stderr."""
-    from jaxninja.cli import main
+    """The CLI in process (jaxninja._cli.main): its status and its stderr."""
+    from jaxninja._cli import main
 
     status = main(list(args))
     return status, capsys.readouterr().err
