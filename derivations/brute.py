@@ -49,7 +49,8 @@ def _integer_arrays(expr: sp.Expr) -> set[sp.Indexed]:
 
 
 def _values(expr: sp.Expr, classes: int, rng: random.Random) -> dict[sp.Expr, sp.Expr]:
-    """Random integers for index arrays, random rationals for every other input."""
+    """Random integers in ``[0, classes)`` for the elements of the index arrays (the labels);
+    the other inputs get their values from :func:`_rationals`."""
     values: dict[sp.Expr, sp.Expr] = {}
     for element in sorted(_integer_arrays(expr), key=sp.default_sort_key):
         values[element] = sp.Integer(rng.randrange(classes))
