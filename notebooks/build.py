@@ -66,9 +66,30 @@ def execute(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         resources={"metadata": {"path": str(ROOT)}},
     )
     client.execute()
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = merged_streams(cell.outputs)
     nb.metadata.pop("widgets", None)
     nb.metadata["language_info"] = {"name": "python"}  # no interpreter version in the file
     return nb
+
+
+def merged_streams(outputs: list) -> list:
+    """Consecutive writes to one stream as one output: how the kernel splits printed text
+    into messages depends on timing, and must not make two builds differ."""
+    merged: list = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and out.output_type == "stream"
+            and last.output_type == "stream"
+            and last.name == out.name
+        ):
+            last.text += out.text
+        else:
+            merged.append(out)
+    return merged
 
 
 def masked(nb: nbformat.NotebookNode) -> list[tuple[str, list[str]]]:
@@ -77,7 +98,7 @@ def masked(nb: nbformat.NotebookNode) -> list[tuple[str, list[str]]]:
     result = []
     for cell in nb.cells:
         outputs = []
-        for out in cell.get("outputs", []):
+        for out in merged_streams(copy.deepcopy(cell.get("outputs", []))):
             if out.output_type == "stream":
                 outputs.append(f"{out.name}: {_mask(out.text)}")
             elif out.output_type in ("execute_result", "display_data"):
