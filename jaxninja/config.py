@@ -193,8 +193,7 @@ class CheckConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.devices > 1 and self.batch_size % self.devices:
-            settings.check_divisible(self.batch_size, self.devices)
+        settings.check_divisible(self.batch_size, self.devices)
 
 
 RUN_FIELDS = ("n_embd", "n_hidden", "block_size", "batch_size", "lr", "lr_decay_step", "lr_decay")

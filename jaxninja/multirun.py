@@ -36,6 +36,7 @@ from jaxninja.model import Params
 from jaxninja.step import chunk_indices, sgd_step
 from jaxninja.training import (
     CHUNK_STEPS,
+    ChunkClock,
     ChunkReport,
     NonFiniteLoss,
     TrainState,
@@ -242,8 +243,7 @@ def train_runs(
     for i, s in enumerate(states):
         losses[i, :step] = s.losses[:step]
     last_saved = step if step > 0 else None
-    seen: set[int] = set()
-    warm_steps, warm_s, compile_s = 0, 0.0, 0.0
+    clock = ChunkClock()
     t_start = time.perf_counter()
 
     def current() -> list[TrainState]:
@@ -273,12 +273,7 @@ def train_runs(
         params = new_params
         losses[:, step : step + n] = chunk
         step += n
-        compiled = n not in seen
-        seen.add(n)
-        if compiled:
-            compile_s += seconds
-        else:
-            warm_steps, warm_s = warm_steps + n, warm_s + seconds
+        compiled = clock.add(n, seconds)
         if on_chunk:
             on_chunk(ChunkReport(step, n, float(chunk.mean()), seconds, compiled))
         if step == config.steps:
@@ -290,8 +285,8 @@ def train_runs(
         if stop:
             break
     wall_s = time.perf_counter() - t_start
-    rate = warm_steps / warm_s if warm_s > 0 else None
-    return RunsResult(current(), step < config.steps, rate, compile_s, wall_s, layout)
+    interrupted = step < config.steps
+    return RunsResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s, layout)
 
 
 def _check_runs(params, states, step: int, dataset: Dataset, batch_size: int) -> None:

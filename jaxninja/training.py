@@ -124,6 +124,29 @@ def float_dtype(name: str) -> jnp.dtype:
     return jnp.dtype(name)
 
 
+class ChunkClock:
+    """Times a loop's chunks: the first chunk of each length may include compiling, so its time
+    counts as compile time; the others give the steps/s (None while every chunk compiled)."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.warm_steps, self.warm_s, self.compile_s = 0, 0.0, 0.0
+
+    def add(self, n_steps: int, seconds: float) -> bool:
+        """Record a chunk of ``n_steps``; True if it was the first of its length (compiled)."""
+        compiled = n_steps not in self.seen
+        self.seen.add(n_steps)
+        if compiled:
+            self.compile_s += seconds
+        else:
+            self.warm_steps, self.warm_s = self.warm_steps + n_steps, self.warm_s + seconds
+        return compiled
+
+    @property
+    def steps_per_s(self) -> float | None:
+        return self.warm_steps / self.warm_s if self.warm_s > 0 else None
+
+
 def next_boundary(step: int, end: int, *everies: int) -> int:
     """The next step after ``step`` that ends a chunk: a multiple of the chunk length, of each
     non-zero ``every`` (checks, checkpoints), or the end of the run."""
@@ -211,8 +234,7 @@ def train_loop(
         )
     step, losses = state.step, [state.losses]
     last_saved = state.step if state.step > 0 else None
-    seen_lengths: set[int] = set()
-    warm_steps, warm_s, compile_s = 0, 0.0, 0.0
+    clock = ChunkClock()
     t_start = time.perf_counter()
 
     def current() -> TrainState:
@@ -242,12 +264,7 @@ def train_loop(
             raise NonFiniteLoss(step + i, float(chunk_losses[i]), last_saved)
         params, step = new_params, step + n
         losses.append(chunk_losses)
-        compiled = n not in seen_lengths
-        seen_lengths.add(n)
-        if compiled:
-            compile_s += seconds
-        else:
-            warm_steps, warm_s = warm_steps + n, warm_s + seconds
+        compiled = clock.add(n, seconds)
         if on_chunk:
             on_chunk(ChunkReport(step, n, float(chunk_losses.mean()), seconds, compiled))
         if step == config.steps:
@@ -259,8 +276,8 @@ def train_loop(
         if stop:
             break
     wall_s = time.perf_counter() - t_start
-    steps_per_s = warm_steps / warm_s if warm_s > 0 else None  # None: every chunk compiled
-    return TrainResult(current(), step < config.steps, steps_per_s, compile_s, wall_s)
+    interrupted = step < config.steps
+    return TrainResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s)
 
 
 def train(

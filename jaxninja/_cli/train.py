@@ -172,11 +172,17 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         step = result.result.state.step
         sys.stderr.write(f"jaxninja: {name} at step {step:,}: stopped with process 0 (it saved)\n")
         return 128 + code
-    sys.stderr.write(
-        f"jaxninja: {name} at step {result.result.state.step:,}: checkpoint saved to "
-        f"{result.checkpoint}; continue with: jaxninja train --resume {result.out}\n"
-    )
+    saved = f"checkpoint saved to {result.checkpoint}"
+    _say_stopped(name, result.result.state.step, saved, result.out)
     return interrupts.status or 128 + code
+
+
+def _say_stopped(name: str, step: int, saved: str, out: Path) -> None:
+    """The one line a stopped run ends with: the signal, the step, what was saved, how to go on."""
+    sys.stderr.write(
+        f"jaxninja: {name} at step {step:,}: {saved}; continue with: jaxninja train --resume "
+        f"{out}\n"
+    )
 
 
 def _on_saved(interrupts: Interrupts, what: str):
@@ -237,8 +243,6 @@ def _run_many(
     if not result.interrupted:
         return 0
     name = signal.Signals(interrupts.caught[0]).name
-    sys.stderr.write(
-        f"jaxninja: {name} at step {result.result.states[0].step:,}: every run's checkpoint "
-        f"saved under {result.out}; continue with: jaxninja train --resume {result.out}\n"
-    )
+    saved = f"every run's checkpoint saved under {result.out}"
+    _say_stopped(name, result.result.states[0].step, saved, result.out)
     return interrupts.status
