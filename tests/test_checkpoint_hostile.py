@@ -10,7 +10,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 import warnings
@@ -25,6 +24,7 @@ from jaxninja import npz
 from jaxninja.checkpoint import check_same_data, load_checkpoint, save_checkpoint
 from jaxninja.data import load_dataset, words_hash
 from jaxninja.errors import CheckpointError
+from tests.conftest import finishes
 from tests.test_checkpoint import assert_same, make_checkpoint, refused, resealed, write_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,6 @@ HASH = words_hash(["emma", "ava"])
 # Refusing a forged file allocates almost nothing; 4 MiB is room for zipfile's and numpy's own
 # buffers, and far below the gigabytes the forged sizes ask for.
 REFUSAL_MEMORY = 4 * 2**20
-HANG_LIMIT_S = 10  # an open that would hang is cut off here; a refusal takes milliseconds
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -98,23 +97,6 @@ def refused_lean(path: Path, match: str) -> str:
     return message
 
 
-def in_thread(fn, *args):
-    """``fn(*args)`` in a thread; fail the test if it has not finished within HANG_LIMIT_S."""
-    result: list[object] = []
-
-    def target() -> None:
-        try:
-            result.append(fn(*args))
-        except BaseException as err:  # handed back to the test
-            result.append(err)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(HANG_LIMIT_S)
-    assert not thread.is_alive(), f"{fn.__name__} hung for {HANG_LIMIT_S} s"
-    return result[0]
-
-
 # ------------------------------------------------------------------------------ not a file
 
 
@@ -127,7 +109,7 @@ def test_character_device_is_not_read() -> None:
 def test_fifo_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "checkpoint.npz"
     os.mkfifo(fifo)
-    err = in_thread(load_checkpoint, tmp_path)
+    err = finishes(load_checkpoint, tmp_path)
     assert isinstance(err, CheckpointError) and "is a FIFO (named pipe)" in str(err)
 
 
@@ -646,7 +628,7 @@ def test_read_npy_refuses_what_load_losses_must_not_trust(tmp_path: Path) -> Non
         ck.read_npy(path, 10**6)
     if hasattr(os, "mkfifo"):
         os.mkfifo(path)
-        err = in_thread(ck.read_npy, path, 10**6)
+        err = finishes(ck.read_npy, path, 10**6)
         assert isinstance(
             err, CheckpointError
         ) and "is a FIFO (named pipe), not a .npy file" in str(err)

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,10 @@ from jaxninja.data import (
     words_hash,
 )
 from jaxninja.errors import DataError
+from tests.conftest import finishes
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"]
-HANG_LIMIT_S = 10  # a read that would hang is cut off here; a refusal takes milliseconds
 
 
 def refused(path: Path | str, match: str, **kwargs) -> str:
@@ -41,23 +40,6 @@ def refused(path: Path | str, match: str, **kwargs) -> str:
     assert "\n" not in message
     assert message.startswith(STDIN_NAME if path == "-" else str(path))
     return message
-
-
-def finishes(fn, *args, **kwargs) -> BaseException | object:
-    """Run ``fn`` in a thread; fail the test if it has not returned within HANG_LIMIT_S."""
-    result: list[object] = []
-
-    def target() -> None:
-        try:
-            result.append(fn(*args, **kwargs))
-        except BaseException as err:  # handed back to the test
-            result.append(err)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(HANG_LIMIT_S)
-    assert not thread.is_alive(), f"{fn.__name__} hung for {HANG_LIMIT_S} s"
-    return result[0]
 
 
 # ------------------------------------------------------------------------------ special files
