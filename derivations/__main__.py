@@ -41,28 +41,33 @@ def main(argv: list[str] | None = None) -> int:
         help="repository root holding jaxninja/ and docs/ (default: .)",
     )
     args = parser.parse_args(argv)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = run_all()
     failures = results.failures()
     if failures:
         for failure in failures:
             print(f"derivations: not proved: {failure}", file=sys.stderr)
         return 1
+    rendering = time.perf_counter()
     files = outputs(results)
-    seconds = time.perf_counter() - start
+    parts = {**results.seconds, "render": time.perf_counter() - rendering}
+    timing = (
+        f"{time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU: "
+        + ", ".join(f"{name} {value:.1f} s" for name, value in parts.items())
+    )
     if args.check:
         old = stale(files, args.root)
         for path in old:
             print(f"derivations: {path} is stale: run 'python -m derivations'", file=sys.stderr)
         if old:
             return 1
-        print(f"derivations: all proved, generated files current ({seconds:.1f} s)")
+        print(f"derivations: all proved, generated files current ({timing})")
         return 0
     for path, text in files.items():
         (args.root / path).parent.mkdir(parents=True, exist_ok=True)
         (args.root / path).write_text(text, encoding="utf-8")
         print(f"derivations: wrote {path}")
-    print(f"derivations: all proved ({seconds:.1f} s)")
+    print(f"derivations: all proved ({timing})")
     return 0
 
 

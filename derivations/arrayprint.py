@@ -9,6 +9,8 @@ out. Sums print without ``keepdims``:
 - one array summed over some of its indices: ``jnp.sum(dout, axis=0)``;
 - two matrices sharing one summed index: ``dout @ W.T``;
 - any other product of arrays: ``jnp.einsum('nd,dh->nh', x, W)``;
+- a one-hot of labels times an array, summed over the labels' indices: a scatter-add,
+  ``jnp.zeros((V, E), dtype).at[xb].add(demb)``;
 - anything else: the body on its natural axes, then ``jnp.sum(..., axis=k)``.
 
 ``KroneckerDelta(c, y[i])`` prints as ``jax.nn.one_hot(y, V)`` (on the axes of ``y`` and then
@@ -160,6 +162,22 @@ class ArrayPrinter(StrPrinter):
             return f"{self._print(scale)} * {placed}"
         return placed
 
+    def _print_AxisMax(self, expr) -> str:
+        """``jnp.max(body, axis=k)``: the body on its natural axes, the index's axis reduced."""
+        body, dummy, size = expr.args
+        saved_frame, saved_order, saved_sizes = self._frame, list(self._order), dict(self._sizes)
+        self._sizes[dummy] = size
+        self._order = [x for x in self._order if x != dummy] + [dummy]
+        try:
+            self._frame = tuple(x for x in self._order if x in self._indices(body))
+            code = self._print(body)
+            axis = self._frame.index(dummy)
+            kept = tuple(x for x in self._frame if x != dummy)
+        finally:
+            self._sizes, self._order = saved_sizes, saved_order
+            self._frame = saved_frame
+        return self._place(f"jnp.max({code}, axis={axis})", kept)
+
     def _reduce(self, body: sp.Expr, dummies: tuple) -> tuple[str, tuple]:
         """``body`` summed over ``dummies``: its code and the axes of the result."""
         indices = self._indices(body)
@@ -167,6 +185,9 @@ class ArrayPrinter(StrPrinter):
         factors = sp.Mul.make_args(rest)
         arrays = [x for x in factors if isinstance(x, sp.Indexed)]
         prefix = "" if coeff == 1 else f"{self._parenthesize(coeff, PRECEDENCE['Mul'])} * "
+        scatter = self._scatter(factors, dummies, prefix)
+        if scatter is not None:
+            return scatter
         if len(arrays) == len(factors) and all(len(set(self._plain(x))) == x.rank for x in arrays):
             if len(arrays) == 1:
                 return self._single_sum(arrays[0], dummies, prefix)
@@ -189,6 +210,34 @@ class ArrayPrinter(StrPrinter):
         axes = tuple(self._frame.index(d) for d in dummies)
         kept = tuple(x for x in self._frame if x not in dummies)
         return f"jnp.sum({code}, axis={axes[0] if len(axes) == 1 else axes})", kept
+
+    def _scatter(self, factors: tuple, dummies: tuple, prefix: str) -> tuple[str, tuple] | None:
+        """``sum(KroneckerDelta(r, xb[i, t]) * demb[i, t, s], i, t)``, the labels' indices the
+        summed ones: a scatter-add that accumulates repeated labels, ``jnp.zeros((V, E))
+        .at[xb].add(demb)`` (an embedding's backward), never an (n, T, V, E) one-hot product."""
+        deltas = [x for x in factors if isinstance(x, sp.KroneckerDelta)]
+        arrays = [x for x in factors if isinstance(x, sp.Indexed)]
+        if len(factors) != 2 or len(deltas) != 1 or len(arrays) != 1:
+            return None
+        labels = [x for x in deltas[0].args if isinstance(x, sp.Indexed)]
+        if len(labels) != 1:
+            return None
+        label, values = labels[0], arrays[0]
+        row = next(x for x in deltas[0].args if x is not label)
+        indices = tuple(label.indices)
+        rest = tuple(values.indices[len(indices) :])
+        if (
+            set(indices) != set(dummies)
+            or len(set(indices)) != len(indices)
+            or tuple(values.indices[: len(indices)]) != indices
+            or row in dummies
+            or row not in self._sizes
+            or any(x in dummies or x == row for x in rest)
+        ):
+            return None
+        shape = ", ".join(self._print(self._sizes[x]) for x in (row, *rest))
+        zeros = f"jnp.zeros(({shape}), dtype={self._settings['dtype']})"
+        return f"{prefix}{zeros}.at[{label.base}].add({values.base})", (row, *rest)
 
     def _single_sum(self, array: sp.Indexed, dummies: tuple, prefix: str) -> tuple[str, tuple]:
         indices = tuple(array.indices)

@@ -1,7 +1,11 @@
-"""Run everything: derivations, identity checks, the Exercise 1 chains, the brute force.
+"""Run the one engine over the lecture's layers: derive, prove, check exactly, time each part.
 
-:func:`run_all` returns the results with the seconds each part took;
-:func:`derivations.files.outputs` renders the files ``python -m derivations`` writes.
+Each layer of :mod:`derivations.lecture` goes through what a layer file goes through
+(:mod:`derivations.usercheck`): its shifts are checked, every claim is derived and proved (or
+refuted with a counterexample), the Exercise 1 chains are proved as further claims, and each
+proved claim is checked once more exactly at concrete sizes (the written-out forward's exact
+derivative, no delta collapse). :func:`run_all` returns it all; :mod:`derivations.files`
+renders the files ``python -m derivations`` writes from it.
 """
 
 from __future__ import annotations
@@ -9,66 +13,76 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from derivations import brute
-from derivations.chain import prove_chains
-from derivations.derive import Derivation, derive_layer
-from derivations.identities import Checked, check_layer
-from derivations.layers import all_layers
-from derivations.proofs import Proof
+from derivations import lecture, usercheck
+from derivations.usercheck import Verdict
+from derivations.userlayer import Layer
+
+
+class Checked(NamedTuple):
+    """One lecture layer through the engine."""
+
+    layer: Layer
+    verdicts: tuple[Verdict, ...]  # each claim the kernel prints
+    chains: tuple[Verdict, ...]  # Exercise 1's chain, composed, as a claim
+    concrete: dict[str, list[dict]]  # input -> the sizes where the exact check agreed
+    problems: tuple[str, ...]  # a shift that is not one, an exact check that disagrees
+    seconds: dict[str, float]  # each part's time: derive and prove, the exact check
 
 
 class Results(NamedTuple):
-    """Everything the derivations established, and how long each part took."""
+    """Every lecture layer's results, and how long each part took."""
 
-    derivations: tuple[Derivation, ...]
-    identities: dict[str, tuple[Checked, ...]]  # layer name -> its checked identities
-    chains: dict[str, Proof]  # Exercise 1 composed == closed form
-    brute: tuple[brute.BruteForce, ...]
+    layers: tuple[Checked, ...]
     seconds: dict[str, float]
 
     def failures(self) -> list[str]:
         """One line per thing that did not check out (empty when all is proved)."""
-        bad = [
-            f"{d.layer.name}.{st.gradient.name}: {st.proof}"
-            for d in self.derivations
-            for st in d.steps
-            if not st.proof.ok
-        ]
-        bad += [
-            f"{name}: identity {c.lhs} = {c.rhs} fails"
-            for name, checked in self.identities.items()
-            for c in checked
-            if not c.holds
-        ]
-        bad += [
-            f"Exercise 1 chain for {name}: {proof}"
-            for name, proof in self.chains.items()
-            if not proof.ok
-        ]
-        bad += [
-            f"brute force {b.layer}.{b.gradient} at n={b.n}: {b.max_error}"
-            for b in self.brute
-            if not b.ok
-        ]
+        bad = []
+        for checked in self.layers:
+            name = checked.layer.name
+            bad += [f"{name}.d{v.key}: {v.proof}" for v in checked.verdicts if not v.proof.ok]
+            bad += [
+                f"{name}.d{v.key} (Exercise 1 chain): {v.proof}"
+                for v in checked.chains
+                if not v.proof.ok
+            ]
+            bad += [f"{name}: {problem}" for problem in checked.problems]
+            bad += [
+                f"{name}.d{key}: no size checked exactly"
+                for key, sizes in checked.concrete.items()
+                if not sizes
+            ]
         return bad
 
+    def derived(self) -> dict[str, dict]:
+        """Layer name -> input -> its derived gradient (what a ``derived`` kernel prints)."""
+        return {c.layer.name: {v.key: v.derived for v in c.verdicts} for c in self.layers}
 
-def run_all(sizes: tuple[int, ...] = brute.SIZES) -> Results:
-    """Derive, check and brute-force every layer; ``sizes`` are the brute-force batch sizes."""
-    seconds: dict[str, float] = {}
-    layers = all_layers()
 
-    def timed(name, work):
-        start = time.perf_counter()
-        result = work()
-        seconds[name] = time.perf_counter() - start
-        return result
-
-    derivations = timed("derive", lambda: tuple(derive_layer(layer) for layer in layers))
-    identities = timed("identities", lambda: {layer.name: check_layer(layer) for layer in layers})
-    chains = timed("chains", prove_chains)
-    checks = timed(
-        "brute force",
-        lambda: tuple(result for layer in layers for result in brute.check_layer(layer, sizes)),
+def check_layer(layer: Layer) -> Checked:
+    """One lecture layer: shifts, claims, the Exercise 1 chain, the exact check."""
+    start = time.perf_counter()
+    problems = list(usercheck.shift_problems(layer))
+    verdicts = tuple(usercheck.check(layer, key) for key in layer.claims)
+    chains = tuple(
+        usercheck.check(layer.with_claims({key: text}), key)
+        for key, text in lecture.CHAINS.get(layer.name, {}).items()
     )
-    return Results(derivations, identities, chains, checks, seconds)
+    proved = time.perf_counter()
+    concrete = {}
+    for key in layer.claims:
+        concrete[key], problem = usercheck.exact_agreement(layer, key)
+        if problem is not None:
+            problems.append(f"exact check: {problem}")
+    seconds = {"derive and prove": proved - start, "exact check": time.perf_counter() - proved}
+    return Checked(layer, verdicts, chains, concrete, tuple(problems), seconds)
+
+
+def run_all() -> Results:
+    """Every lecture layer through the engine, each part timed over all layers."""
+    layers = tuple(check_layer(layer) for layer in lecture.LAYERS)
+    seconds: dict[str, float] = {}
+    for checked in layers:
+        for part, value in checked.seconds.items():
+            seconds[part] = seconds.get(part, 0.0) + value
+    return Results(layers, seconds)

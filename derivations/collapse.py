@@ -11,11 +11,6 @@ from __future__ import annotations
 import sympy as sp
 from sympy.concrete.delta import deltasummation
 
-from derivations.indices import H, V, i, j, n
-
-# the dummy each range is renamed to after collapsing, so equal sums look equal
-_CANONICAL = {n - 1: i, V - 1: j, H - 1: j}
-
 
 def _solvable(term: sp.Expr, dummy: sp.Symbol) -> bool:
     """True when ``term`` has a delta that pins ``dummy`` (one side is ``dummy``, the other
@@ -58,19 +53,3 @@ def collapse(expr: sp.Expr) -> sp.Expr:
             body = _sum(body, limit)
         return body
     return expr.func(*[collapse(arg) for arg in expr.args])
-
-
-def canonical(expr: sp.Expr) -> sp.Expr:
-    """Rename each one-limit sum's dummy to ``i`` (batch) or ``j`` (classes, features), so
-    that equal sums compare equal and print alike."""
-
-    def rename(total: sp.Sum) -> sp.Sum:
-        if len(total.limits) != 1:
-            return total
-        dummy, low, high = total.limits[0]
-        new = _CANONICAL.get(high)
-        if new is None or new == dummy or total.function.has(new):
-            return total
-        return sp.Sum(total.function.xreplace({dummy: new}), (new, low, high))
-
-    return expr.replace(lambda x: isinstance(x, sp.Sum), rename)

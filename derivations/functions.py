@@ -136,6 +136,27 @@ def kink_arguments(expr: sp.Expr) -> list[sp.Expr]:
     return out
 
 
+class AxisMax(sp.Function):
+    """``AxisMax(logits[i, j], j, V)``: the maximum over index ``j`` (of size ``V``), the max
+    trick's shift. Never differentiated: a forward line ``m[i] = max(x[i, j], j)`` is held as
+    an independent input, and the engine proves the output does not depend on it
+    (:func:`derivations.usercheck.shift_problems`), so any shift, the max included, is exact."""
+
+    nargs = 3
+
+    @property
+    def free_symbols(self) -> set:
+        body, index, size = self.args
+        return (body.free_symbols - {index}) | size.free_symbols
+
+    def fdiff(self, argindex=1):
+        raise TypeError("AxisMax is a shift: it is never differentiated")
+
+    def _latex(self, printer) -> str:
+        body, index, _ = self.args
+        return rf"\max_{{{printer._print(index)}}} {printer._print(body)}"
+
+
 def sigmoid(x: sp.Expr) -> sp.Expr:
     """1 / (1 + exp(-x)): plain sympy, so simplify and exact evaluation know it."""
     return 1 / (1 + sp.exp(-x))

@@ -48,6 +48,9 @@ class _Backend:
     def sum(self, a, axes):
         return self.xp.sum(a, axis=axes) if self.name == "jax" else a.sum(dim=axes)
 
+    def max(self, a, axis):
+        return self.xp.max(a, axis=axis) if self.name == "jax" else a.amax(dim=axis)
+
     def einsum(self, spec, *arrays):
         return self.xp.einsum(spec, *arrays)
 
@@ -174,6 +177,11 @@ class _Line:
                 count = math.prod(body.array.shape[k] for k in axes)
                 out = out / count
             return _Value(out, tuple(x for x in body.letters if x not in reduced))
+        if func == "max":
+            body = self.eval(node.args[0])
+            axis = body.letters.index(node.args[1].id)
+            kept = tuple(x for x in body.letters if x != node.args[1].id)
+            return _Value(self.backend.max(body.array, axis), kept)
         if func == "one_hot":
             label = self.eval(node.args[0])
             column = node.args[1].id

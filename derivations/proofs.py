@@ -1,6 +1,6 @@
 """Proofs that two index expressions are equal, for a symbolic batch size.
 
-:func:`prove_equal` asks ``simplify(derived - closed) == 0`` with every sum treated as an
+:func:`prove_with_difference` asks ``simplify(derived - claim) == 0`` with every sum treated as an
 opaque symbol (after collapsing, both sides are written in the same sums), and then checks the
 same difference exactly at a random rational point, a second opinion that does not trust
 ``simplify``. Wrong variants (biased variance, a missing term, a flipped sign) fail both.
@@ -71,17 +71,10 @@ def point_is_zero(value: sp.Expr) -> bool:
     return bool(abs(sp.N(value, POINT_DIGITS)) <= POINT_ZERO * size)
 
 
-def prove_equal(derived: sp.Expr, closed: sp.Expr) -> Proof:
-    """Prove ``derived == closed`` for symbolic sizes: simplify, then an exact point check."""
-    difference = derived - closed
-    simplified = sp.simplify(opaque_sums(difference)) == 0
-    point = all(point_is_zero(point_value(difference, seed)) for seed in (SEED, SEED + 1))
-    return Proof(simplified, point)
-
-
 def prove_with_difference(derived: sp.Expr, claim: sp.Expr) -> tuple[Proof, sp.Expr]:
-    """:func:`prove_equal`, and ``derived - claim`` simplified (sums held opaque) from the same
-    single ``simplify`` call: what a refutation prints, at the cost of one simplify, not two."""
+    """Prove ``derived == claim`` for symbolic sizes (simplify with sums opaque, then exact
+    random-rational points), and return ``derived - claim`` simplified from the same single
+    ``simplify`` call: what a refutation prints, at the cost of one simplify, not two."""
     difference = derived - claim
     sums = sorted(difference.atoms(sp.Sum), key=sp.default_sort_key)
     back = {sp.Symbol(f"S{idx}"): total for idx, total in enumerate(sums)}

@@ -9,7 +9,7 @@ claim is written out the same way and compared with
 exact random-rational point). A claim that is not proved is refuted with a concrete
 counterexample: the smallest sizes (:func:`size_grid`, within its budgets) at which, with
 exact rational inputs, the exact derivative of the written-out forward
-(:func:`derivations.brute.written_out`) and the claim differ; with none, it is NOT PROVED.
+(:func:`derivations.exact.written_out`) and the claim differ; with none, it is NOT PROVED.
 :func:`undefined_sizes` names the sizes where the forward or the claim is undefined.
 """
 
@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations.brute import DIGITS, written_out
 from derivations.collapse import collapse
+from derivations.exact import differs, exact_derivative, written_out
 from derivations.functions import KINKS, kink_arguments
 from derivations.proofs import Proof, prove_with_difference
 from derivations.userlayer import Layer, LayerError
@@ -71,7 +71,7 @@ def raw(expr: sp.Expr, layer: Layer) -> sp.Expr:
     """``expr`` with every named intermediate replaced by its definition in the raw inputs;
     a chain whose written-out form passes :data:`MAX_OPS` operations (each line using the last
     twice doubles it) is a one-line error, not minutes of silence."""
-    lines = layer.names
+    lines = {k: v for k, v in layer.names.items() if k not in layer.shifts}  # shifts: inputs
     for _ in range(len(lines) + 1):
         if _nodes(expr, MAX_OPS) > MAX_OPS:
             raise LayerError(
@@ -214,6 +214,26 @@ def check(layer: Layer, key: str) -> Verdict:
     return Verdict(key, derived, claim, proof, diff, example, seconds, undefined, searched)
 
 
+def shift_problems(layer: Layer) -> list[str]:
+    """For each shift line ``m[i] = max(x[i, j], j)``: the derivation holds ``m`` as an input,
+    which is exact only when the output does not depend on it; one line per shift for which
+    d objective / d m is not proved 0 (an empty list: every shift is exact)."""
+    problems = []
+    for number, line in enumerate(layer.lines, 1):
+        if str(line.target) not in layer.shifts:
+            continue
+        element = line.target[layer.free(line.shape)]
+        derivative = normal_dummies(merged_sums(collapse(sp.diff(objective(layer), element))))
+        proof, _ = prove_with_difference(derivative, sp.S.Zero)
+        if not proof.ok:
+            problems.append(
+                f"forward line {number} ({line.text!r}): max(...) is supported only as a shift "
+                f"the output does not depend on, and d objective / d {line.target} is not "
+                "proved 0"
+            )
+    return problems
+
+
 # ---------------------------------------------------------------- where sizes are undefined
 def _size_only(expr: sp.Expr, layer: Layer) -> bool:
     symbols = expr.free_symbols
@@ -296,6 +316,7 @@ def concrete_inputs(layer: Layer, sizes: dict, seed: str) -> dict[sp.Expr, sp.Ex
     rng = random.Random(seed)
     values: dict[sp.Expr, sp.Expr] = {}
     arrays = [*layer.inputs.items(), *((k, s) for k, (s, _) in layer.labels.items())]
+    arrays += [(key, layer.names[key].shape) for key in layer.shifts]  # any shift is exact
     if not layer.is_loss:
         arrays.append((str(layer.upstream), layer.output.shape))
     for key, shape in arrays:
@@ -320,29 +341,6 @@ def at_sizes(expr: sp.Expr, layer: Layer, sizes: dict, inputs: dict) -> sp.Expr:
     out = written_out(expr.xreplace(concrete))
     labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}
     return out.xreplace(labels).xreplace(inputs)
-
-
-def certified(value: sp.Expr) -> sp.Float | None:
-    """``value`` to :data:`DIGITS` digits, every digit guaranteed by sympy's ``evalf(strict=
-    True)`` error tracking; None where it cannot guarantee them."""
-    try:
-        out = sp.sympify(value).evalf(DIGITS + 5, strict=True)
-    except (sp.core.evalf.PrecisionExhausted, TypeError, ValueError):
-        return None
-    return out if out.is_Number else None
-
-
-def differs(truth: sp.Expr, claim: sp.Expr) -> bool:
-    """The two exact values differ: equal rationals are not; otherwise both are certified to
-    50 digits and their intervals value * (1 +- 1e-50) (plus 1e-50) do not overlap. A value
-    that cannot be certified never makes a counterexample."""
-    if truth.is_Rational and claim.is_Rational:
-        return truth != claim
-    a, b = certified(truth), certified(claim)
-    if a is None or b is None:
-        return False
-    width = sp.Float(10, DIGITS) ** -DIGITS
-    return bool(abs(a - b) > width * (2 + abs(a) + abs(b)))
 
 
 def _on_a_kink(total: sp.Expr, inputs: dict) -> bool:
@@ -372,6 +370,31 @@ def counterexample(layer: Layer, key: str, claim: sp.Expr) -> tuple[Counterexamp
     largest = ", ".join(f"{a} <= {MAX_SIZE}" for a in layer.axes)
     budget = "all" if tried == len(grid) else f"{tried} (time budget {SEARCH_SECONDS:g} s)"
     return None, f"{budget} of {len(grid)} size combinations ({largest}; sum <= {MAX_TOTAL})"
+
+
+def exact_agreement(layer: Layer, key: str, limit: int = 2) -> tuple[list[dict], str | None]:
+    """An independent check of a proved claim: at the first ``limit`` sizes of
+    :func:`size_grid` with every axis at least 2 (a size 1 hides a transposed or unsummed
+    axis) where the forward and the claim are defined, every element of the claim
+    evaluated exactly against the exact derivative of the written-out forward (no delta
+    collapse, no ``simplify``). Returns the sizes checked, and a line saying where they
+    differ (None: they agree everywhere checked)."""
+    claim_raw = raw(layer.claims[key], layer)
+    undefined = _undefined_at(layer, claim_raw) | _undefined_at(layer, objective(layer))
+    checked: list[dict] = []
+    for sizes in size_grid(layer):
+        if len(checked) == limit:
+            break
+        if min(sizes.values()) < 2 or any(pair in undefined for pair in sizes.items()):
+            continue
+        skipped: list[str] = []
+        found = _search_at(layer, key, claim_raw, sizes, skipped)
+        if found is not None:
+            where = ", ".join(f"{k}={v}" for k, v in sizes.items())
+            return checked, f"d{found.element} differs at {where}: {found.truth} vs {found.claim}"
+        if not skipped:
+            checked.append(sizes)
+    return checked, None
 
 
 def _undefined_at(layer: Layer, expr: sp.Expr) -> set[tuple[sp.Symbol, int]]:
@@ -417,15 +440,6 @@ def _search_at(layer: Layer, key: str, claim_raw, sizes: dict, skipped: list):
         if differs(truth, value):
             return Counterexample(sizes, element, inputs, truth, value, tuple(skipped))
     return None
-
-
-def exact_derivative(total: sp.Expr, element: sp.Indexed, inputs: dict) -> sp.Expr:
-    """d total / d element at ``inputs``, exactly: every other input takes its value first and
-    the element becomes a plain symbol (a much smaller expression to differentiate)."""
-    variable = sp.Symbol("variable")
-    others = {k: v for k, v in inputs.items() if k != element}
-    small = total.xreplace({element: variable}).xreplace(others)
-    return sp.diff(small, variable).xreplace({variable: inputs[element]})
 
 
 def _is_label(element: sp.Expr, layer: Layer) -> bool:

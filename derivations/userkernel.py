@@ -21,10 +21,9 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.arrayprint import PrintError, array_code
-from derivations.codegen import WIDTH, wrap_code
 from derivations.collapse import collapse
 from derivations.functions import absolute
-from derivations.printer import spaced
+from derivations.layout import WIDTH, spaced, wrap_code
 from derivations.usercheck import _nodes, normal_dummies, raw
 from derivations.userlayer import Layer, LayerError
 from jaxninja import numerics
@@ -41,11 +40,14 @@ def _dtype(layer: Layer) -> str:
     return f"{next(iter(layer.inputs))}.dtype"
 
 
-def code(expr: sp.Expr, layer: Layer, target: tuple, sizes: dict, shape: tuple) -> str:
+def code(
+    expr: sp.Expr, layer: Layer, target: tuple, sizes: dict, shape: tuple, dtype: str = ""
+) -> str:
     """One right-hand side as jax.numpy code on the axes ``target`` (of sizes ``shape``),
-    broadcast where the expression lacks some of them; an unprintable form is an error."""
+    broadcast where the expression lacks some of them; an unprintable form is an error.
+    ``dtype``: the code of a one-hot's or a scatter's dtype (default: the first input's)."""
     try:
-        text, axes = array_code(expr, target, sizes, _dtype(layer))
+        text, axes = array_code(expr, target, sizes, dtype or _dtype(layer))
     except PrintError as err:
         raise LayerError(f"layer {layer.name}: no array form: {err}") from err
     text = spaced(text)
@@ -191,9 +193,11 @@ def _constants(layer: Layer):
     return [(str(symbol), value) for symbol, value in layer.constant_values.items()]
 
 
-def _statement(layer: Layer, name: str, expr, target: tuple, shape: tuple) -> list[str]:
+def _statement(
+    layer: Layer, name: str, expr, target: tuple, shape: tuple, dtype: str = ""
+) -> list[str]:
     sizes = dict(zip(target, shape, strict=True))
-    rhs = code(expr, layer, target, sizes, shape)
+    rhs = code(expr, layer, target, sizes, shape, dtype)
     line = f"    {name} = {rhs}"
     if len(line) > WIDTH and not (rhs.startswith("(") and _is_wrapped(rhs)):
         line = f"    {name} = ({rhs})"  # parentheses to break the sum inside

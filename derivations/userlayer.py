@@ -7,8 +7,11 @@ square ``Wr`` (C, C), attention scores (T, T), a gain ``g`` (C,). The forward is
 ``name[i, j] = expression`` in index notation (letters ``i j k l m``); the left side names the
 indices a line keeps, and every other index on the right must be reduced with ``sum(expr, j)``
 or ``mean(expr, j)`` (or several at once, ``mean(expr, i, j)``): that is how a statement says
-which axes are reduced. The last line is the output; a scalar output (``loss = ...``) is a
-loss, any other output receives the upstream gradient ``upstream`` (``dout``).
+which axes are reduced. ``m[i] = max(x[i, j], j)``, a line of its own, is the max trick's shift:
+the engine holds ``m`` as an independent input and proves the output does not depend on it (so
+the gradient through it, zero, is left out exactly, as in the lecture's cross-entropy). The last
+line is the output; a scalar output (``loss = ...``) is a loss, any other output receives the
+upstream gradient ``upstream`` (``dout``).
 
 Inputs listed in ``fixed`` (a 0/1 mask ``M``) are not differentiated; ``labels`` are integer
 arrays used as ``one_hot(y[i], j)``; ``constants`` are numbers (``"1/100000"``): each is
@@ -51,7 +54,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations.functions import BINARY_FUNCTIONS, FUNCTIONS
+from derivations.functions import BINARY_FUNCTIONS, FUNCTIONS, AxisMax
 from jaxninja.errors import ConfigError
 
 LETTERS = "ijklm"  # index letters of the forward
@@ -65,6 +68,7 @@ RESERVED = {
     "sp",
     "sum",
     "mean",
+    "max",
     "one_hot",
     "einsum",
     "pi",
@@ -158,7 +162,10 @@ class Layer:
         fixed: tuple[str, ...] | list[str] = (),
     ) -> None:
         taken: dict[str, str] = {}
-        _check_name(name, "layer", {})
+        if isinstance(name, str) and name in RESERVED and name.isidentifier():
+            pass  # only ever a prefix (tanh_forward): a function's name is fine here
+        else:
+            _check_name(name, "layer", {})
         self.name, self.title = name, title or name
         if isinstance(axes, str) or not axes:
             raise LayerError(f"axes {axes!r}: give a tuple of axis names, e.g. ('n', 'D')")
@@ -239,6 +246,11 @@ class Layer:
         except LayerError as err:
             raise LayerError(f"{where}: {err}") from err
         rhs = IndexEvaluator(self, where).run(right)
+        if rhs.has(AxisMax) and not isinstance(rhs, AxisMax):
+            raise LayerError(
+                f"{where}: max(...) is a shift and must be a line of its own: "
+                "m[i] = max(x[i, j], j)"
+            )
         free = _free_indices(rhs)
         extra = sorted(map(str, free - set(letters)))
         if extra:
@@ -259,6 +271,11 @@ class Layer:
     def names(self) -> dict[str, Line]:
         """Named intermediates (and the output), by name."""
         return {str(line.target): line for line in self.lines}
+
+    @property
+    def shifts(self) -> tuple[str, ...]:
+        """Lines ``m[i] = max(x[i, j], j)``: held as independent inputs by the derivation."""
+        return tuple(str(x.target) for x in self.lines if isinstance(x.rhs, AxisMax))
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -505,6 +522,8 @@ class IndexEvaluator(_Evaluator):
     def call(self, func: str, node: ast.Call):
         if func in ("sum", "mean"):
             return self.reduce(func, node)
+        if func == "max":
+            return self.shift(node)
         if func == "one_hot":
             if len(node.args) != 2:
                 self.fail("one_hot(y[i], j) takes a label element and an index letter")
@@ -515,6 +534,18 @@ class IndexEvaluator(_Evaluator):
                 self.fail(f"one_hot: {index} is not an index letter of {LETTERS}")
             return sp.KroneckerDelta(index, label)
         return super().call(func, node)
+
+    def shift(self, node: ast.Call) -> AxisMax:
+        """``max(expr, j)``: the maximum over one index letter (a shift, see the module)."""
+        if len(node.args) != 2 or node.keywords:
+            self.fail("max(expr, j) takes an expression and the one index letter it reduces")
+        body, index = sp.sympify(self.eval(node.args[0])), self.eval(node.args[1])
+        if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
+            self.fail(f"max: {ast.unparse(node.args[1])} is not an index letter of {LETTERS}")
+        size = _index_sizes(body, self.layer, self.where).get(index)
+        if size is None or index not in body.free_symbols:
+            self.fail(f"max: index {index} does not occur in {body}")
+        return AxisMax(body, index, size)
 
     def reduce(self, func: str, node: ast.Call):
         if len(node.args) < 2 or node.keywords:

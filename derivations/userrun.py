@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import usercheck, userkernel
+from derivations import exact, usercheck, userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 
@@ -48,11 +48,11 @@ class Report(NamedTuple):
 
 def _value(value: sp.Expr) -> str:
     """An exact value as written when short, else its 50 certified digits."""
-    exact = sp.sstr(value)
-    if value.is_Rational and len(exact) <= 60:
-        return f"{exact}  (= {sp.N(value, 12)})"
-    digits = usercheck.certified(value)
-    shown = sp.N(digits, usercheck.DIGITS) if digits is not None else sp.N(value, 12)
+    text = sp.sstr(value)
+    if value.is_Rational and len(text) <= 60:
+        return f"{text}  (= {sp.N(value, 12)})"
+    digits = exact.certified(value)
+    shown = sp.N(digits, exact.DIGITS) if digits is not None else sp.N(value, 12)
     return f"{shown}  (50 digits, certified by evalf)" if digits is not None else f"{shown}"
 
 
@@ -81,12 +81,15 @@ def _sizes_text(layer: Layer) -> str:
     return f"every size {sizes} >= 1" + (f", at {consts}" if consts else "")
 
 
-def _verdict_lines(layer: Layer, verdict: Verdict) -> list[str]:
+def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[str]:
+    """What was found for one input: the derived gradient in the forward's names (unless
+    ``derived`` is False), the claim, and its verdict with the counterexample."""
     key = verdict.key
     pairs = userkernel.namings(layer, layer.free_sizes(layer.inputs[key]))
     lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
-    derived = userkernel.in_names(verdict.derived, layer, pairs)
-    lines.append(f"  derived: d{key} = {sp.sstr(derived)}")
+    if derived:
+        named = userkernel.in_names(verdict.derived, layer, pairs)
+        lines.append(f"  derived: d{key} = {sp.sstr(named)}")
     if verdict.proof is None:
         lines.append("  claim:   none given")
     else:
@@ -158,13 +161,16 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
     (``verify=False``: a caller that checks the kernel itself; the report is then not ok)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    problems = usercheck.shift_problems(layer)
+    if problems:
+        raise LayerError(f"layer {layer.name}: {problems[0]}")
     verdicts = tuple(check(layer, key) for key in layer.differentiable)
     seconds["derive + prove/refute"] = time.perf_counter() - start
     verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
     for verdict in verdicts:
-        lines += _verdict_lines(layer, verdict)
+        lines += verdict_lines(layer, verdict)
     where = f"wrote {out}" if out is not None else "not kept (name a file with --out)"
     if problem is not None:
         lines.append(f"-- kernel: NOT GENERATED: {problem}")

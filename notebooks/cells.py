@@ -135,7 +135,7 @@ def show_derivation(title, gradient):
     which `python -m derivations` writes from sympy's steps (rendered as math here).\"\"\"
     text = open(DERIVATIONS, encoding="utf-8").read()
     section = text.split("## " + title, 1)[1].split("\\n## ", 1)[0]
-    forward = section.split("Identities used", 1)[0]
+    forward = section.split("\\n### ", 1)[0]
     steps = section.split(f"### `{gradient}`", 1)[1].split("\\n### ", 1)[0]
     display(Markdown(f"**{title}**{forward}**`{gradient}`**{steps}"))
 """

@@ -1,8 +1,9 @@
-"""The sympy derivations: every proof for symbolic n, the brute force at n = 2..5, the identity
-checks, the Exercise 1 chains, and teeth (wrong formulas are rejected by each check).
+"""The lecture's layers through the one engine: every claim proved for symbolic sizes, the
+Exercise 1 chains, the exact check at concrete sizes, the generated files, and teeth (wrong
+formulas, a wrong forward, a max that is not a shift are each caught).
 
-One module-scoped run of ``run_all`` (the same work as ``python -m derivations``) serves most
-tests; it takes about 10 s of CPU.
+One module-scoped ``run_all`` (the same work as ``python -m derivations``) serves most tests;
+it takes about 10 s of CPU.
 """
 
 from __future__ import annotations
@@ -15,19 +16,15 @@ import pytest
 sp = pytest.importorskip("sympy")
 
 from derivations import __main__ as derivations_main  # noqa: E402
-from derivations import brute  # noqa: E402
-from derivations import layers as L  # noqa: E402
+from derivations import lecture, usercheck  # noqa: E402
 from derivations.__main__ import stale  # noqa: E402
-from derivations.build import run_all  # noqa: E402
-from derivations.collapse import canonical, collapse  # noqa: E402
-from derivations.derive import derive_gradient  # noqa: E402
+from derivations.build import check_layer, run_all  # noqa: E402
+from derivations.collapse import collapse  # noqa: E402
+from derivations.exact import differs  # noqa: E402
 from derivations.files import outputs  # noqa: E402
-from derivations.identities import check_identity  # noqa: E402
-from derivations.indices import a, batch_sum, i, n, p, q  # noqa: E402
-from derivations.proofs import prove_equal  # noqa: E402
-from derivations.spec import Gradient, Identity  # noqa: E402
+from derivations.userlayer import Layer, LayerError  # noqa: E402
 
-CPU_BUDGET_S = 15.0  # the issue's budget for derivation + proofs + brute force + generation
+CPU_BUDGET_S = 15.0  # the issue's budget for python -m derivations --check, in CPU seconds
 
 
 @pytest.fixture(scope="module")
@@ -42,41 +39,34 @@ def results(timed_results):
     return timed_results[0]
 
 
-def test_everything_is_proved_for_symbolic_n(results):
-    """simplify(derived - closed) == 0 and the exact point check, for every gradient."""
-    proofs = {
-        f"{d.layer.name}.{s.gradient.name}": s.proof for d in results.derivations for s in d.steps
-    }
-    assert len(proofs) == 15
-    assert all(proof.simplified and proof.point for proof in proofs.values()), proofs
+def test_every_lecture_claim_is_proved_for_symbolic_sizes(results):
+    """simplify(derived - claim) == 0 and the exact point check, for every kernel's claim."""
+    verdicts = {f"{c.layer.name}.d{v.key}": v.proof for c in results.layers for v in c.verdicts}
+    assert len(verdicts) == 14
+    assert all(proof.simplified and proof.point for proof in verdicts.values()), verdicts
     assert results.failures() == []
 
 
-def test_lecture_formulas_are_what_was_proved(results):
-    """The two lecture closed forms, exactly as the issue states them."""
-    closed = {
-        s.gradient.name: s.gradient.closed
-        for d in results.derivations
-        for s in d.steps
-        if d.layer.name in ("batchnorm", "cross_entropy")
-    }
-    dhpreact, bnraw = L.dhpreact, L.bnraw
-    assert closed["dhprebn"] == L.bngain[q] * L.bnvar_inv[q] / n * (
-        n * dhpreact[p, q]
-        - batch_sum(dhpreact[i, q])
-        - n / (n - 1) * bnraw[p, q] * batch_sum(bnraw[i, q] * dhpreact[i, q])
+def test_the_lecture_formulas_are_what_was_proved():
+    """The two lecture closed forms, exactly as the issue states them, are the claims."""
+    bn = lecture.batchnorm.claim_text["hprebn"].replace(" ", "")
+    assert bn == (
+        "(n*dhpreact-n*bnraw*sum(bnraw*dhpreact,axis=0,keepdims=True)/(n-1)"
+        "-sum(dhpreact,axis=0,keepdims=True))*bngain*bnvar_inv/n"
     )
-    assert closed["dlogits"] == (L.probs[p, q] - sp.KroneckerDelta(q, L.y[p])) / n
-    assert closed["dlogit_maxes"] == 0  # the max shift is safe: proved for any shift
+    assert lecture.cross_entropy.claim_text["logits"] == "(probs - one_hot(y)) / n"
 
 
-def test_identities_chains_and_brute_force(results):
-    checked = [c for cs in results.identities.values() for c in cs]
-    assert len(checked) >= 30 and all(c.holds for c in checked)
-    assert set(results.chains) == {"dhprebn", "dlogits"}
-    assert all(proof.ok for proof in results.chains.values())
-    assert {b.n for b in results.brute} == {2, 3, 4, 5}
-    assert all(b.ok for b in results.brute) and len(results.brute) == 60
+def test_chains_shifts_and_exact_checks(results):
+    by_name = {c.layer.name: c for c in results.layers}
+    assert {c.layer.name for c in results.layers if c.chains} == {"batchnorm", "cross_entropy"}
+    assert all(v.proof.ok for c in results.layers for v in c.chains)
+    assert lecture.cross_entropy.shifts == ("logit_maxes",)
+    for checked in results.layers:
+        for key, sizes in checked.concrete.items():
+            assert len(sizes) == 2 and all(min(s.values()) >= 2 for s in sizes), (key, sizes)
+    # Bessel's n - 1: the forward is undefined at n = 1, and the proof says so
+    assert all("n = 1" in " ".join(v.undefined) for v in by_name["batchnorm"].verdicts)
 
 
 def test_within_time_budget(timed_results):
@@ -85,88 +75,98 @@ def test_within_time_budget(timed_results):
 
 
 # ---------------------------------------------------------------- teeth
-
-
-def _bn_derived():
-    layer = L.batchnorm()
-    steps = derive_gradient(layer, layer.gradients[-1])
-    return layer, steps.derived
-
-
-def _bn_variant(coefficient, mean_term=1, sign=-1):
-    """The lecture's dhprebn with one thing changed."""
-    return (
-        L.bngain[q]
-        * L.bnvar_inv[q]
-        / n
-        * (
-            n * L.dhpreact[p, q]
-            - mean_term * batch_sum(L.dhpreact[i, q])
-            + sign * coefficient * L.bnraw[p, q] * batch_sum(L.bnraw[i, q] * L.dhpreact[i, q])
-        )
-    )
-
-
 WRONG_BN = {
-    "biased variance (n, not n - 1)": _bn_variant(sp.S.One),
-    "missing mean term": _bn_variant(n / (n - 1), mean_term=0),
-    "flipped sign": _bn_variant(n / (n - 1), sign=+1),
+    "biased variance (n, not n - 1)": "(n * dhpreact - bnraw * sum(bnraw * dhpreact, axis=0)"
+    " - sum(dhpreact, axis=0)) * bngain * bnvar_inv / n",
+    "missing mean term": "(n * dhpreact - n / (n - 1) * bnraw * sum(bnraw * dhpreact, axis=0))"
+    " * bngain * bnvar_inv / n",
+    "flipped sign": "(n * dhpreact + n / (n - 1) * bnraw * sum(bnraw * dhpreact, axis=0)"
+    " - sum(dhpreact, axis=0)) * bngain * bnvar_inv / n",
 }
 
 
+def _refuted(layer: Layer, key: str) -> usercheck.Counterexample:
+    """The verdict is a refutation whose counterexample really differs, exactly."""
+    verdict = usercheck.check(layer, key)
+    assert not verdict.proof.simplified and not verdict.proof.point
+    example = verdict.counterexample
+    assert example is not None and differs(example.truth, example.claim)
+    return example
+
+
 @pytest.mark.parametrize("name", list(WRONG_BN))
-def test_wrong_batchnorm_formulas_are_rejected(name):
-    """Neither simplify nor the exact point check accepts a wrong formula."""
-    layer, derived = _bn_derived()
-    proof = prove_equal(derived, canonical(collapse(WRONG_BN[name])))
-    assert not proof.simplified and not proof.point
-    assert prove_equal(derived, canonical(collapse(_bn_variant(n / (n - 1))))).ok
+def test_wrong_batchnorm_formulas_are_refuted(name):
+    """Neither simplify nor the exact point check accepts a wrong formula, and the smallest
+    counterexample is at a size where the forward is defined (n >= 2)."""
+    example = _refuted(lecture.batchnorm.with_claims({"hprebn": WRONG_BN[name]}), "hprebn")
+    n = next(size for axis, size in example.sizes.items() if str(axis) == "n")
+    assert n >= 2
 
 
-def test_wrong_cross_entropy_formulas_are_rejected():
-    layer = L.cross_entropy()
-    derived = derive_gradient(layer, layer.gradients[-1]).derived
-    unfold = {L.probs[p, q]: L.counts[p, q] / L.counts_sum[p]}
-    delta = sp.KroneckerDelta(q, L.y[p])
-    for wrong in ((L.probs[p, q] - delta), (delta - L.probs[p, q]) / n, L.probs[p, q] / n):
-        assert not prove_equal(derived, wrong.xreplace(unfold)).ok
+@pytest.mark.parametrize("wrong", ["probs - one_hot(y)", "(one_hot(y) - probs) / n", "probs / n"])
+def test_wrong_cross_entropy_formulas_are_refuted(wrong):
+    _refuted(lecture.cross_entropy.with_claims({"logits": wrong}), "logits")
 
 
-def test_biased_variance_forward_does_not_give_the_lecture_formula():
-    """Derive BatchNorm with variance / n: the derivation must disagree with the lecture's
-    Bessel formula (so the proof is not a tautology), and agree with the biased one."""
-    from derivations.indices import H, class_sum, eps, j, k
-
-    layer = L.batchnorm()
-    mean = L._bnmean(j)
-    var = batch_sum((L.hprebn[k, j] - mean) ** 2, k) / n  # biased
-    hpreact = L.bngain[j] * (L.hprebn[i, j] - mean) * (var + eps) ** sp.Rational(-1, 2)
-    naming = list(layer.naming)
-    naming[1] = naming[1]._replace(rhs=n * L.bnvar[a])
-    biased = layer._replace(
-        objective=batch_sum(class_sum(L.dhpreact[i, j] * hpreact, j, H)), naming=tuple(naming)
+def test_a_biased_variance_forward_does_not_give_the_lecture_formula():
+    """The same claim against a forward dividing by n: refuted (so the proof is no
+    tautology), while the biased formula is proved for it."""
+    lines = list(lecture.batchnorm.lines)
+    forward = [line.text for line in lines]
+    forward[2] = "bnvar[j] = mean(bndiff[i, j]**2, i)"
+    biased = Layer(
+        name="batchnorm_biased",
+        axes=("n", "H"),
+        inputs={"hprebn": ("n", "H"), "bngain": ("H",), "bnbias": ("H",)},
+        constants={"eps": lecture.EPS},
+        forward=tuple(forward),
+        upstream="dhpreact",
+        claims={"hprebn": lecture.batchnorm.claim_text["hprebn"]},
     )
-    steps = derive_gradient(biased, layer.gradients[-1])
-    assert not steps.proof.simplified and not steps.proof.point
-    assert prove_equal(steps.derived, canonical(collapse(_bn_variant(sp.S.One)))).ok
+    _refuted(biased, "hprebn")
+    right = biased.with_claims({"hprebn": WRONG_BN["biased variance (n, not n - 1)"]})
+    assert usercheck.check(right, "hprebn").proof.ok
 
 
-def test_brute_force_rejects_a_wrong_formula():
-    layer = L.batchnorm()
-    point = brute._point(layer, 3)
-    right = brute.check_gradient(layer, layer.gradients[-1], point)
-    wrong = brute.check_gradient(layer, Gradient("dhprebn", L.hprebn[p, q], _bn_variant(1)), point)
-    assert right.ok and not wrong.ok and wrong.max_error > 1e-3
+def test_the_exact_check_rejects_a_wrong_formula():
+    """The independent check at concrete sizes (no collapse, no simplify) catches what the
+    proof would: it is a second opinion, not a copy of the first."""
+    wrong = lecture.batchnorm.with_claims({"hprebn": WRONG_BN["flipped sign"]})
+    _, problem = usercheck.exact_agreement(wrong, "hprebn")
+    assert problem is not None and "differs at n=2" in problem
 
 
-def test_a_false_identity_is_caught():
-    layer = L.batchnorm()
-    false = Identity(batch_sum(L.bnraw[i, a]), sp.S.One, "wrong on purpose")
-    assert not check_identity(false, layer).holds
-    assert check_identity(layer.facts[0], layer).holds
+def test_a_wrong_kernel_claim_stops_the_build(monkeypatch):
+    """A lecture layer whose claim is wrong fails the build: nothing would be written."""
+    wrong = lecture.batchnorm.with_claims({**lecture.batchnorm.claim_text, "hprebn": "dhpreact"})
+    checked = check_layer(wrong)
+    assert not checked.verdicts[0].proof.ok
+
+
+def test_a_max_that_is_not_a_shift_is_refused():
+    layer = Layer(
+        name="scaled",
+        axes=("n", "V"),
+        inputs={"logits": ("n", "V")},
+        forward=("top[i] = max(logits[i, j], j)", "out[i, j] = logits[i, j] * top[i]"),
+    )
+    assert usercheck.shift_problems(layer)
+    with pytest.raises(LayerError, match="a line of its own"):
+        Layer(
+            name="inside",
+            axes=("n", "V"),
+            inputs={"logits": ("n", "V")},
+            forward=("out[i] = 2 * max(logits[i, j], j)",),
+        )
 
 
 # ---------------------------------------------------------------- the collapse helper
+n = sp.Symbol("n", integer=True, positive=True)
+i, p = (sp.Symbol(x, integer=True, nonnegative=True) for x in "ip")
+
+
+def batch_sum(body):
+    return sp.Sum(body, (i, 0, n - 1))
 
 
 def test_collapse_sums_out_deltas():
@@ -180,8 +180,16 @@ def test_collapse_sums_out_deltas():
     assert collapse(batch_sum(sp.KroneckerDelta(p, xb[i]) * x[i])).has(sp.Sum)
 
 
-# ---------------------------------------------------------------- the generated files, the CLIs
+def test_the_same_letter_trap_is_why_free_indices_are_distinct():
+    """d/dx[i] of sum_i x[i]**2 comes out as 2*sum(x), not 2*x[i]: sympy reads the summation
+    dummy as the free index. With a distinct free index p the answer is right."""
+    x = sp.IndexedBase("x")
+    squares = batch_sum(x[i] ** 2)
+    assert collapse(sp.diff(squares, x[i])) == 2 * batch_sum(x[i])  # wrong, and why we avoid it
+    assert collapse(sp.diff(squares, x[p])) == 2 * x[p]
 
+
+# ---------------------------------------------------------------- the generated files, the CLIs
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -206,8 +214,8 @@ def test_check_names_the_stale_file(results, tmp_path, monkeypatch, capsys):
     assert derivations_main.main(["--check", "--root", str(tmp_path)]) == 0
 
 
-def test_jaxninja_derive_prints_the_steps(results, monkeypatch, capsys):
-    """``jaxninja derive``: forward, derivative, collapsed, derived, closed, proof, timing."""
+def test_jaxninja_derive_prints_the_report(results, monkeypatch, capsys):
+    """``jaxninja derive``: each layer as ``derive --layer`` prints one, chains, timing."""
     from derivations import build
     from jaxninja._cli import main
 
@@ -216,23 +224,15 @@ def test_jaxninja_derive_prints_the_steps(results, monkeypatch, capsys):
     out = capsys.readouterr().out
     for needle in (
         "forward:",
-        "1 derivative:",
-        "3 collapsed:",
-        "closed form:   dhprebn",
+        "  derived: dhprebn = ",
+        "  claim:   dlogits = (probs - one_hot(y)) / n",
+        "PROVED for every size n, H >= 1",
+        "logit_maxes: a shift",
         "Exercise 1 chain",
-        "60/60 agree",
+        "exact check at n=2, H=2",
         "== time:",
     ):
         assert needle in out, needle
-    assert "FAILED" not in out
+    assert "REFUTED" not in out and "PROBLEM" not in out
     assert main(["derive", "--brief"]) == 0
-    assert "1 derivative:" not in capsys.readouterr().out
-
-
-def test_the_same_letter_trap_is_why_free_indices_are_distinct():
-    """d/dx[i] of sum_i x[i]**2 comes out as 2*sum(x), not 2*x[i]: sympy reads the summation
-    dummy as the free index. With a distinct free index p the answer is right."""
-    x = sp.IndexedBase("x")
-    squares = batch_sum(x[i] ** 2)
-    assert collapse(sp.diff(squares, x[i])) == 2 * batch_sum(x[i])  # wrong, and why we avoid it
-    assert collapse(sp.diff(squares, x[p])) == 2 * x[p]
+    assert "derived:" not in capsys.readouterr().out

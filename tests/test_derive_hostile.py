@@ -273,7 +273,7 @@ def test_merging_sums_never_captures_a_shared_dummy():
 
     import sympy as sp
 
-    from derivations.brute import written_out
+    from derivations.exact import written_out
     from derivations.usercheck import merged_sums
 
     k, l = (sp.Dummy(name, integer=True, nonnegative=True) for name in "kl")
