@@ -28,3 +28,13 @@ def spaced(code: str) -> str:
     code = re.sub(r"(?<![*\s])\*(?![*])", " * ", code)
     code = re.sub(r"(?<=[^*\s])/", " / ", code)
     return code
+
+
+def signature(name: str, params: list[str], result: str | None = None) -> list[str]:
+    """``def name(params) -> result:`` on one line, or with the parameters on a line of their
+    own (a trailing comma, as a formatter writes it) when that one line is too long."""
+    arrow = f" -> {result}" if result else ""
+    line = f"def {name}({', '.join(params)}){arrow}:"
+    if len(line) <= WIDTH:
+        return [line]
+    return [f"def {name}(", f"    {', '.join(params)},", f"){arrow}:"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from derivations.claimcode import claim_code
-from derivations.layout import wrap_code
+from derivations.layout import signature, wrap_code
 from derivations.lecture import KERNELS, Kernel
 from derivations.userkernel import code, smallest_size
 from derivations.userlayer import Layer, LayerError
@@ -116,13 +116,10 @@ def _proved_for(layer: Layer) -> str:
 
 def _signature(kernel: Kernel) -> list[str]:
     ints = {arg for _, arg in kernel.sizes}
-    args = ", ".join(f"{a}: {'int' if a in ints else 'jax.Array'}" for a in kernel.args)
+    params = [f"{a}: {'int' if a in ints else 'jax.Array'}" for a in kernel.args]
     count = len(kernel.returns)
     result = "jax.Array" if count == 1 else f"tuple[{', '.join(['jax.Array'] * count)}]"
-    line = f"def {kernel.name}({args}) -> {result}:"
-    if len(line) <= 99:
-        return [line]
-    return [f"def {kernel.name}(", f"{INDENT}{args},", f") -> {result}:"]
+    return signature(kernel.name, params, result)
 
 
 def render_function(kernel: Kernel, derived: dict) -> str:

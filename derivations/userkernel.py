@@ -23,7 +23,7 @@ import sympy as sp
 from derivations.arrayprint import PrintError, array_code
 from derivations.collapse import collapse
 from derivations.functions import absolute
-from derivations.layout import WIDTH, spaced, wrap_code
+from derivations.layout import WIDTH, signature, spaced, wrap_code
 from derivations.usercheck import _nodes, normal_dummies, raw
 from derivations.userlayer import Layer, LayerError
 from jaxninja import numerics
@@ -183,10 +183,10 @@ def _bindings(layer: Layer, floats: dict[str, tuple], used: set) -> list[str]:
     return lines
 
 
-def _signature(layer: Layer, func: str, args: list[str]) -> str:
-    consts = ", ".join(f"{k}: float = {float(v)!r}" for k, v in _constants(layer))
-    joined = ", ".join(f"{a}: jax.Array" for a in args)
-    return f"def {layer.name}_{func}({joined}{', *, ' + consts if consts else ''}):"
+def _signature(layer: Layer, func: str, args: list[str]) -> list[str]:
+    consts = [f"{k}: float = {float(v)!r}" for k, v in _constants(layer)]
+    params = [f"{a}: jax.Array" for a in args] + (["*", *consts] if consts else [])
+    return signature(f"{layer.name}_{func}", params)
 
 
 def _constants(layer: Layer):
@@ -255,7 +255,7 @@ def render_kernel(
         "import jax.numpy as jnp",
         "",
         "",
-        _signature(layer, "forward", [*floats, *labels]),
+        *_signature(layer, "forward", [*floats, *labels]),
         f'    """The stated forward: {layer.output.text}."""',
         *(f"    {b}" for b in _bindings(layer, floats, used)),
         *_statements(layer, layer.lines),
@@ -263,25 +263,28 @@ def render_kernel(
     ]
     upstream = [] if layer.is_loss else [str(layer.upstream)]
     grad_floats = {**floats, **{a: layer.output.shape for a in upstream}}
-    body = [
-        "",
-        "",
-        _signature(layer, "backward", [*upstream, *floats, *labels]),
-        f'    """The derived gradients ({", ".join("d" + k for k in gradients)})."""',
+    shared = [  # the sizes and the forward's lines, in both functions
         *(
             f"    {b}"
             for b in _bindings(layer, grad_floats, used | _sizes_used(gradients.values()))
         ),
         *_statements(layer, _named_lines(layer)),
     ]
+    body = [
+        "",
+        "",
+        *_signature(layer, "backward", [*upstream, *floats, *labels]),
+        f'    """The derived gradients ({", ".join("d" + k for k in gradients)})."""',
+        *shared,
+    ]
     magnitudes = [
         "",
         "",
-        _signature(layer, "magnitudes", [*upstream, *floats, *labels]),
+        *_signature(layer, "magnitudes", [*upstream, *floats, *labels]),
         '    """For the verification: each gradient as printed above with every term, factor',
         "    and summand replaced by its absolute value (its rounding error is at most a few",
         '    eps times this)."""',
-        *body[4:],
+        *shared,
     ]
     for key, expr in gradients.items():
         shape = layer.inputs[key]

@@ -328,3 +328,25 @@ def test_without_claims_the_derived_gradient_is_generated_and_verified(tmp_path)
     free = layer.free(layer.axes)  # (p, q)
     expected = (1 - sp.tanh(layer.arrays["hpreact"][free]) ** 2) * layer.upstream[free]
     assert sp.simplify(report.verdicts[0].derived - expected) == 0
+
+
+def test_a_max_shift_in_a_layer_file_is_proved_exact_and_kernel_verified(tmp_path):
+    """``m[i] = max(x[i, j], j)`` is the max trick: the engine proves the loss does not depend
+    on the shift, derives the rest, and the kernel (with jnp.max) matches jax.vjp of the
+    forward as written, whose max jax differentiates through its argmax."""
+    layer = Layer(
+        name="shifted_ce",
+        axes=("n", "V"),
+        inputs={"logits": ("n", "V")},
+        labels={"y": (("n",), "V")},
+        forward=(
+            "top[i] = max(logits[i, j], j)",
+            "counts[i, j] = exp(logits[i, j] - top[i])",
+            "probs[i, j] = counts[i, j] / sum(counts[i, k], k)",
+            "loss = -mean(sum(one_hot(y[i], j) * log(probs[i, j]), j), i)",
+        ),
+        claims={"logits": "(probs - one_hot(y)) / n"},
+    )
+    report = run_layer(layer, tmp_path / "k.py", "test")
+    assert report.ok, report.text
+    assert "jnp.max(logits, axis=1)" in (tmp_path / "k.py").read_text()
