@@ -1,9 +1,21 @@
-"""sympy derivations of every backward formula of the lecture, for a symbolic batch size.
+"""sympy derivations of backward formulas for symbolic sizes: one engine for the lecture's layers
+and for yours.
 
-Never imported by ``jaxninja`` at run time: ``python -m derivations`` runs the derivations and
-proofs and regenerates ``jaxninja/generated.py`` and ``docs/derivations.md`` from them.
-``derivations.Layer`` states your own layer and ``derivations.load_layer`` reads one from a file
-(see :mod:`derivations.userlayer`).
+Never imported by ``jaxninja`` at run time: ``python -m derivations`` runs the engine over the
+lecture's layers and regenerates ``jaxninja/generated.py`` and ``docs/derivations.md``;
+``jaxninja derive --layer FILE`` runs it over a layer you state. The parts:
+
+- the statement language: :mod:`~derivations.userlayer` (``Layer``, ``load_layer``),
+  :mod:`~derivations.claims` (claims in array form), :mod:`~derivations.functions`,
+  :mod:`~derivations.interpret` (the forward as written, for verification);
+- the engine: :mod:`~derivations.usercheck` (derive, prove, refute, the exact check),
+  :mod:`~derivations.collapse`, :mod:`~derivations.proofs`, :mod:`~derivations.exact`;
+- the lecture's layers: :mod:`~derivations.lecture`, run by :mod:`~derivations.build`;
+- printing: :mod:`~derivations.arrayprint` and :mod:`~derivations.claimcode` (code),
+  :mod:`~derivations.layout`, :mod:`~derivations.latex`; the files they make:
+  :mod:`~derivations.userkernel` (a layer file's kernel and its verification),
+  :mod:`~derivations.module` (``generated.py``), :mod:`~derivations.markdown`,
+  :mod:`~derivations.report` and :mod:`~derivations.userrun` (what ``jaxninja derive`` prints).
 """
 
 
