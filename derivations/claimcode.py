@@ -71,8 +71,8 @@ def _paren(text: str) -> str:
 class ClaimCode:
     """Translate one claim's text (already parsed and proved) into code."""
 
-    def __init__(self, layer: Layer) -> None:
-        self.layer = layer
+    def __init__(self, layer: Layer, dtype: str = "") -> None:
+        self.layer, self.dtype = layer, dtype
 
     def value(self, node: ast.AST) -> Code:
         layer = self.layer
@@ -134,7 +134,7 @@ class ClaimCode:
         if func == "one_hot":
             key = node.args[0].id
             shape, classes = self.layer.labels[key]
-            dtype = f"{next(iter(self.layer.inputs))}.dtype"
+            dtype = self.dtype or f"{next(iter(self.layer.inputs))}.dtype"
             axes = tuple((next(_counter), size) for size in (*shape, classes))
             return Code(f"jax.nn.one_hot({key}, {classes}, dtype={dtype})", axes)
         if func == "einsum":
@@ -203,11 +203,12 @@ def _place(text: str, sizes: list, order: list) -> str:
     return f"{_paren(text)}[{', '.join(slots)}]"
 
 
-def claim_code(layer: Layer, key: str) -> str | None:
-    """The proved claim for input ``key`` as code of the input's shape, or None."""
+def claim_code(layer: Layer, key: str, dtype: str = "") -> str | None:
+    """The proved claim for input ``key`` as code of the input's shape, or None; ``dtype``:
+    the code of a one-hot's dtype (default: the first input's)."""
     try:
         node = ast.parse(layer.claim_text[key].strip(), mode="eval").body
-        value = ClaimCode(layer).value(node)
+        value = ClaimCode(layer, dtype).value(node)
     except (_Unprintable, ValueError, KeyError, StopIteration, SyntaxError, TypeError):
         return None
     shape = layer.inputs[key]

@@ -36,6 +36,24 @@ cross_entropy = Layer(
     claims={"logits": "(probs - one_hot(y)) / n"},
 )
 
+# The training step's form (issue 15, one softmax a step): the loss from log-probabilities, and
+# the backward reads probs = exp(logprobs) from them instead of a second max, exp and sum.
+cross_entropy_logprobs = Layer(
+    name="cross_entropy_logprobs",
+    title="Cross-entropy from logprobs",
+    axes=("n", "V"),
+    inputs={"logits": ("n", "V")},
+    labels={"y": (("n",), "V")},
+    forward=(
+        "logit_maxes[i] = max(logits[i, j], j)",
+        "norm_logits[i, j] = logits[i, j] - logit_maxes[i]",
+        "counts_sum[i] = sum(exp(norm_logits[i, j]), j)",
+        "logprobs[i, j] = norm_logits[i, j] - log(counts_sum[i])",
+        "loss = -mean(sum(one_hot(y[i], j) * logprobs[i, j], j), i)",
+    ),
+    claims={"logits": "(exp(logprobs) - one_hot(y)) / n"},
+)
+
 batchnorm = Layer(
     name="batchnorm",
     title="Exercise 3: BatchNorm in one go",
@@ -139,7 +157,17 @@ log_softmax = Layer(
     claims={"logits": "dlogprobs - exp(logprobs) * sum(dlogprobs, axis=1, keepdims=True)"},
 )
 
-LAYERS = (cross_entropy, batchnorm, tanh, linear, embedding, layernorm, softmax, log_softmax)
+LAYERS = (
+    cross_entropy,
+    batchnorm,
+    tanh,
+    linear,
+    embedding,
+    layernorm,
+    softmax,
+    log_softmax,
+    cross_entropy_logprobs,
+)
 
 # Exercise 1: the notebook's backward one line at a time, composed into one claim per layer.
 # BatchNorm: dbnraw = bngain * dhpreact; dbndiff = bnvar_inv * dbnraw + 2 * bndiff * dbndiff2,
@@ -246,5 +274,13 @@ KERNELS = (
         ("logits",),
         ("logits",),
         "dlogits of logprobs = log_softmax(logits, axis=1), from logprobs itself.",
+    ),
+    Kernel(
+        "cross_entropy_logprobs_backward",
+        cross_entropy_logprobs,
+        ("logprobs", "y"),
+        ("logits",),
+        ("logits",),
+        "dlogits of the mean cross-entropy from the loss's logprobs (n, V) and targets y (n,).",
     ),
 )

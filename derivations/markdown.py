@@ -35,7 +35,7 @@ vector-Jacobian product a backward pass computes. For each input the engine
 A line `m[i] = max(x[i, j], j)` is the max trick's shift: the engine holds it as an input and
 proves the output does not depend on it, so leaving the gradient through it out is exact. The
 notebook's Exercise 1 chains (its backward one line at a time, composed) are proved as further
-claims of the same layers. Below, the derived gradients are shown in the forward's names.
+claims of the same layers. `jaxninja derive` prints each derived gradient in the forward's names.
 """
 
 
@@ -57,17 +57,14 @@ def _result(layer, verdict: Verdict) -> str:
 
 def _verdict(checked: Checked, verdict: Verdict) -> list[str]:
     layer, key = checked.layer, verdict.key
-    pairs = userkernel.namings(layer, layer.free_sizes(layer.inputs[key]))
-    derived = userkernel.in_names(verdict.derived, layer, pairs)
+    element = wrt(layer, key)
     exact = "; ".join(_sizes(s) for s in checked.concrete.get(key, []))
     return [
-        f"### `d{key}` = d / d ${tex(wrt(layer, key))}$",
+        f"### `d{key}` = d / d ${tex(element)}$",
         "",
-        "Derived:",
+        f"Claim (the kernel): `d{key} = {layer.claim_text[key]}`, in index notation:",
         "",
-        _math(tex_eq(sp.IndexedBase(f"d{key}")[wrt(layer, key).indices], derived)),
-        "",
-        f"Claim (the kernel): `d{key} = {layer.claim_text[key]}`",
+        _math(tex_eq(sp.IndexedBase(f"d{key}")[element.indices], layer.claims[key])),
         "",
         f"{_result(layer, verdict)} Exact check at {exact}: agrees.",
         "",

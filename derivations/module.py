@@ -66,7 +66,7 @@ def _gradient_code(kernel: Kernel, key: str, derived, dtype: str) -> str:
         shape = layer.inputs[key]
         free = layer.free_sizes(shape)
         return code(derived[key], layer, tuple(free), free, shape, dtype)
-    text = claim_code(layer, key)
+    text = claim_code(layer, key, dtype)
     if text is None:
         raise LayerError(f"{kernel.name}: the claim for {key} has no array form")
     return text
@@ -110,6 +110,18 @@ def _bindings(kernel: Kernel, used: set[str]) -> list[str]:
     return lines
 
 
+def _check_names(kernel: Kernel, texts: list[str], gradients: list, lines: list) -> None:
+    """Every variable the printed code reads is an argument, a size, a line computed before
+    or an earlier gradient: a kernel that would raise NameError is never written."""
+    known = {*kernel.args, *map(str, kernel.layer.axes), "jax", "jnp", "True", "False", "None"}
+    known |= {str(line.target) for line, _ in lines} | {name for name, _ in gradients}
+    for text in texts:
+        # a variable: not an attribute (.shape, .T), not a keyword argument (axis=0)
+        for name in re.findall(r"(?<![.\w])([A-Za-z_]\w*)(?!\w)(?!\s*=[^=])", text):
+            if name not in known:
+                raise LayerError(f"{kernel.name}: the printed code reads {name!r}, not given")
+
+
 def _proved_for(layer: Layer) -> str:
     return ", ".join(f"{axis} >= {smallest_size(layer, axis)}" for axis in layer.axes)
 
@@ -137,6 +149,7 @@ def render_function(kernel: Kernel, derived: dict) -> str:
         gradients.append((f"d{key}", text))
     lines = _needed_lines(kernel, set().union(*(_words(t) for _, t in gradients)), dtype)
     used = set().union(*(_words(t) for _, t in gradients), *(_words(t) for _, t in lines))
+    _check_names(kernel, [t for _, t in lines] + [t for _, t in gradients], gradients, lines)
     out = _signature(kernel) + [
         f'{INDENT}"""{kernel.doc}',
         "",

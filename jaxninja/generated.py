@@ -123,3 +123,15 @@ def log_softmax_backward(dlogprobs: jax.Array, logprobs: jax.Array) -> jax.Array
     # dlogits: proved for n >= 1, V >= 1
     dlogits = dlogprobs - jnp.exp(logprobs) * jnp.sum(dlogprobs, axis=1, keepdims=True)
     return dlogits
+
+
+def cross_entropy_logprobs_backward(logprobs: jax.Array, y: jax.Array) -> jax.Array:
+    """dlogits of the mean cross-entropy from the loss's logprobs (n, V) and targets y (n,).
+
+    Derived in ``derivations.lecture.cross_entropy_logprobs``: Cross-entropy from logprobs.
+    """
+    n = logprobs.shape[0]
+    V = logprobs.shape[1]
+    # dlogits: proved for n >= 1, V >= 1
+    dlogits = (jnp.exp(logprobs) - jax.nn.one_hot(y, V, dtype=logprobs.dtype)) / n
+    return dlogits

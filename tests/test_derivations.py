@@ -42,7 +42,7 @@ def results(timed_results):
 def test_every_lecture_claim_is_proved_for_symbolic_sizes(results):
     """simplify(derived - claim) == 0 and the exact point check, for every kernel's claim."""
     verdicts = {f"{c.layer.name}.d{v.key}": v.proof for c in results.layers for v in c.verdicts}
-    assert len(verdicts) == 14
+    assert len(verdicts) == 15
     assert all(proof.simplified and proof.point for proof in verdicts.values()), verdicts
     assert results.failures() == []
 
@@ -236,3 +236,13 @@ def test_jaxninja_derive_prints_the_report(results, monkeypatch, capsys):
     assert "REFUTED" not in out and "PROBLEM" not in out
     assert main(["derive", "--brief"]) == 0
     assert "derived:" not in capsys.readouterr().out
+
+
+def test_a_kernel_reading_a_name_it_is_not_given_is_never_written():
+    """tanh_backward given dh alone: its h must come from hpreact, which it lacks."""
+    from derivations.lecture import Kernel
+    from derivations.module import render_function
+
+    lacking = Kernel("tanh_backward", lecture.tanh, ("dh",), ("hpreact",), ("hpreact",), "doc")
+    with pytest.raises(LayerError, match="reads 'hpreact', not given"):
+        render_function(lacking, {})
