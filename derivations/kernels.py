@@ -134,4 +134,14 @@ def kernels() -> tuple[Kernel, ...]:
             ("dlogits",),
             ("dlogits",),
         ),
+        Kernel(
+            "cross_entropy_logprobs_backward",
+            L.cross_entropy_logprobs(),
+            (("logprobs", ARRAY), ("y", ARRAY)),
+            "dlogits of the mean cross-entropy from the loss's logprobs (n, V) and targets y (n,).",
+            ("n, V = logprobs.shape",),
+            ("dlogits",),
+            ("dlogits",),
+            one_hot_dtype="logprobs.dtype",
+        ),
     )

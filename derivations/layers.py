@@ -384,6 +384,32 @@ def log_softmax() -> Layer:
     )
 
 
+def cross_entropy_logprobs() -> Layer:
+    """Exercise 2 from the log-probabilities the loss already computed: the step's forward takes
+    ``logprobs = logits - logit_maxes - log(counts_sum)`` for the loss, and the backward reads
+    ``probs = exp(logprobs)`` from it instead of a second max, exp and sum (one softmax a step).
+    The same loss as :func:`cross_entropy`, so the same closed form; what is new is the kernel's
+    ``probs``, checked equal to ``counts / counts_sum``."""
+    layer = cross_entropy()
+
+    def logprobs_of(row: sp.Expr, col: sp.Expr) -> sp.Expr:
+        shifted = logits[row, col] - logit_maxes[row]
+        return shifted - sp.log(class_sum(_counts(row, l), l))
+
+    return layer._replace(
+        name="cross_entropy_logprobs",
+        title="Cross-entropy from logprobs",
+        forward=(
+            *layer.forward[:2],
+            (logprobs[i, j], logits[i, j] - logit_maxes[i] - sp.log(counts_sum[i])),
+            (sp.Symbol("loss"), -batch_sum(logprobs[i, y[i]]) / n),
+        ),
+        objective=-batch_sum(class_sum(sp.KroneckerDelta(j, y[i]) * logprobs_of(i, j))) / n,
+        kernel_defs=((probs[p, q], sp.exp(logprobs[p, q])),),
+        definitions={**layer.definitions, logprobs: logprobs_of},
+    )
+
+
 def all_layers() -> tuple[Layer, ...]:
     """Every layer, the lecture's two exercises first."""
     return (
@@ -395,4 +421,5 @@ def all_layers() -> tuple[Layer, ...]:
         layernorm(),
         softmax(),
         log_softmax(),
+        cross_entropy_logprobs(),
     )

@@ -130,3 +130,16 @@ def log_softmax_backward(dlogprobs: jax.Array, logprobs: jax.Array) -> jax.Array
     #   - 1} \mathrm{dlogprobs}_{p,j}
     dlogits = dlogprobs - probs * jnp.sum(dlogprobs, axis=1, keepdims=True)
     return dlogits
+
+
+def cross_entropy_logprobs_backward(logprobs: jax.Array, y: jax.Array) -> jax.Array:
+    """dlogits of the mean cross-entropy from the loss's logprobs (n, V) and targets y (n,).
+
+    Derived in ``derivations.layers.cross_entropy_logprobs()``: Cross-entropy from logprobs.
+    """
+    n, V = logprobs.shape
+    # \mathrm{probs}_{p,q} = e^{\mathrm{logprobs}_{p,q}}
+    probs = jnp.exp(logprobs)
+    # \mathrm{dlogits}_{p,q} = \frac{- \delta_{q \mathrm{y}_{p}} + \mathrm{probs}_{p,q}}{n}
+    dlogits = (probs - jax.nn.one_hot(y, V, dtype=logprobs.dtype)) / n
+    return dlogits

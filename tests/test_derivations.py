@@ -47,7 +47,7 @@ def test_everything_is_proved_for_symbolic_n(results):
     proofs = {
         f"{d.layer.name}.{s.gradient.name}": s.proof for d in results.derivations for s in d.steps
     }
-    assert len(proofs) == 15
+    assert len(proofs) == 17
     assert all(proof.simplified and proof.point for proof in proofs.values()), proofs
     assert results.failures() == []
 
@@ -76,7 +76,7 @@ def test_identities_chains_and_brute_force(results):
     assert set(results.chains) == {"dhprebn", "dlogits"}
     assert all(proof.ok for proof in results.chains.values())
     assert {b.n for b in results.brute} == {2, 3, 4, 5}
-    assert all(b.ok for b in results.brute) and len(results.brute) == 60
+    assert all(b.ok for b in results.brute) and len(results.brute) == 68
 
 
 def test_within_time_budget(timed_results):
@@ -220,7 +220,7 @@ def test_jaxninja_derive_prints_the_steps(results, monkeypatch, capsys):
         "3 collapsed:",
         "closed form:   dhprebn",
         "Exercise 1 chain",
-        "60/60 agree",
+        "68/68 agree",
         "== time:",
     ):
         assert needle in out, needle
