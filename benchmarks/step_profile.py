@@ -10,6 +10,11 @@ over the chunk's steps (medians, so a step that lost the core to another process
 count). ``--xla-option KEY=VALUE`` (repeatable) compiles with an XLA debug option, e.g.
 ``xla_cpu_experimental_ynn_fusion_type=`` (no YNNPACK fusions), to compare variants; run the
 variants back to back, the machine's load moves these figures by ±30 %.
+
+The same trace is taken of ``train_speed``'s row (m), the step's six matmuls alone, in the same
+process, and every op is put in a kind (matmul, reduction, elementwise, update, copy, gather /
+scatter): the table of µs per kind shows where (a) spends the time (m) does not, and the last
+line what issue 15's target (a) >= 0.85 x (m) would leave for everything but the matmuls.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.train_speed import six_matmuls
 from jaxninja.data import load_dataset
 from jaxninja.model import init_params
 from jaxninja.step import Schedule, train_chunk
@@ -67,9 +73,68 @@ def matmul_ops(hlo: str) -> set[str]:
     return names
 
 
+KINDS = ("matmul", "reduction", "elementwise", "update", "copy", "gather/scatter")
+
+
+def op_kinds(hlo: str, n_steps: int) -> dict[str, str]:
+    """Each instruction of the loop body (the while with ``n_steps`` trips) and its kind: a
+    matmul, a copy, a fusion holding a reduce or a gather/scatter, one whose result the loop
+    carries (the parameter updates, the loss, the step counter), or elementwise."""
+    blocks = {b.split()[0].lstrip("%"): b for b in re.split(r"\n(?=\S)", hlo) if b.strip()}
+    loop = re.search(rf'body=%(\S+?),.*"known_trip_count":{{"n":"{n_steps}"}}', hlo)
+    body = blocks[loop.group(1)]
+    root = re.search(r"ROOT \S+ = .*? tuple\((.*?)\)(?:,|$)", body, re.M).group(1)
+    carried = {name.lstrip("%") for name in re.findall(r"%[\w.-]+", root)}
+    dots = matmul_ops(hlo)
+    kinds = {}
+    for m in re.finditer(r"^\s+%(\S+) = \S+ (\S+?)\((.*)$", body, re.M):
+        name, opcode, rest = m.groups()
+        if opcode in ("parameter", "constant", "get-tuple-element", "tuple", "bitcast"):
+            continue
+        called = re.search(r"calls=%(\S+?)[,\s]", rest)
+        inside = blocks.get(called.group(1), "") if called else ""
+        if name in dots:
+            kinds[name] = "matmul"
+        elif opcode == "copy":
+            kinds[name] = "copy"
+        elif " reduce(" in inside:
+            kinds[name] = "reduction"
+        elif re.search(r" (scatter|gather)\(", inside):
+            kinds[name] = "gather/scatter"
+        elif name in carried:
+            kinds[name] = "update"
+        else:
+            kinds[name] = "elementwise"
+    return kinds
+
+
+def profile(runs: dict, n_steps: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Each loop-body op's median µs per step, for each ``name: (compiled, args)`` of ``runs``:
+    ``repeats`` traced calls of each, taken in turn (so that a change of the machine's load hits
+    them alike), and per op the median of the calls' medians."""
+    seen: dict[str, dict[str, list[float]]] = {name: collections.defaultdict(list) for name in runs}
+    for compiled, args in runs.values():
+        jax.block_until_ready(compiled(*args))
+    for _ in range(repeats):
+        for name, (compiled, args) in runs.items():
+            with tempfile.TemporaryDirectory() as trace_dir:
+                with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+                    jax.block_until_ready(compiled(*args))
+                for op, us in op_medians(trace_dir, n_steps).items():
+                    seen[name][op].append(us)
+    return {name: {op: statistics.median(v) for op, v in ops.items()} for name, ops in seen.items()}
+
+
+def by_kind(ops: dict[str, float], kinds: dict[str, str]) -> dict[str, tuple[int, float]]:
+    """(op count, µs) per kind."""
+    mine = {kind: [k for k in ops if kinds[k] == kind] for kind in KINDS}
+    return {kind: (len(names), sum(ops[k] for k in names)) for kind, names in mine.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=2_000, help="steps in the traced chunk")
+    p.add_argument("--steps", type=int, default=1_000, help="steps in a traced chunk")
+    p.add_argument("--repeats", type=int, default=3, help="traced chunks of (a) and of (m)")
     p.add_argument("--top", type=int, default=12, help="how many of the costliest ops to list")
     p.add_argument(
         "--xla-option",
@@ -86,26 +151,34 @@ def main(argv: list[str] | None = None) -> int:
     params = init_params(jax.random.key(0), ds.vocab.size, 10, 200, 3)
     key, sched = jax.random.key(42), Schedule()
     options = {"xla_cpu_enable_xprof_traceme": True, **dict(args.xla_option)}
-    run = train_chunk.lower(params, key, np.int32(0), x, y, args.steps, 32, sched).compile(
-        compiler_options=options
-    )
-    jax.block_until_ready(run(params, key, np.int32(0), x, y))
-    with tempfile.TemporaryDirectory() as trace_dir:
-        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-            jax.block_until_ready(run(params, key, np.int32(0), x, y))
-        ops = op_medians(trace_dir, args.steps)
+    args_a = (params, key, np.int32(0), x, y)
+    run_a = train_chunk.lower(*args_a, args.steps, 32, sched).compile(compiler_options=options)
+    args_m = (params.C[x[:32]].reshape(32, -1), params.W1, params.W2)  # (m)'s shapes
+    run_m = six_matmuls.lower(*args_m, args.steps).compile(compiler_options=options)
+    medians = profile({"a": (run_a, args_a), "m": (run_m, args_m)}, args.steps, args.repeats)
+    kinds, kinds_m = (op_kinds(run.as_text(), args.steps) for run in (run_a, run_m))
+    ops = {k: v for k, v in medians["a"].items() if k in kinds}
+    ops_m = {k: v for k, v in medians["m"].items() if k in kinds_m}
 
-    dots = matmul_ops(run.as_text())
-    matmuls = {k: v for k, v in ops.items() if k in dots}
-    total, mm = sum(ops.values()), sum(matmuls.values())
-    print(f"options: {dict(args.xla_option) or 'XLA defaults'}")
+    a, m = by_kind(ops, kinds), by_kind(ops_m, kinds_m)
+    total, total_m = sum(ops.values()), sum(ops_m.values())
     print(
-        f"{len(ops)} ops per step, sum of medians {total:.1f} µs: {len(matmuls)} matmuls "
-        f"{mm:.1f} µs ({mm / total:.0%}), {len(ops) - len(matmuls)} others "
-        f"{total - mm:.1f} µs"
+        f"options: {dict(args.xla_option) or 'XLA defaults'}; medians over {args.steps} steps "
+        f"x {args.repeats} chunks of each, taken in turn"
+    )
+    print(f"{'':16s} {'(a) ops':>8s} {'(a) µs':>8s} {'(m) ops':>8s} {'(m) µs':>8s}")
+    for kind in KINDS:
+        print(f"{kind:16s} {a[kind][0]:8d} {a[kind][1]:8.1f} {m[kind][0]:8d} {m[kind][1]:8.1f}")
+    print(f"{'total':16s} {len(ops):8d} {total:8.1f} {len(ops_m):8d} {total_m:8.1f}")
+    n_other, other = len(ops) - a["matmul"][0], total - a["matmul"][1]
+    budget = total_m / 0.85 - a["matmul"][1]
+    print(
+        f"(a) >= 0.85 x (m) needs a step of <= {total_m / 0.85:.1f} µs: after (a)'s matmuls "
+        f"({a['matmul'][1]:.1f} µs) {budget:.1f} µs for the {n_other} other ops, which take "
+        f"{other:.1f} µs ({other / n_other:.2f} µs each)"
     )
     for name, us in sorted(ops.items(), key=lambda kv: -kv[1])[: args.top]:
-        print(f"  {name:40s} {us:6.1f} µs{'  (matmul)' if name in dots else ''}")
+        print(f"  {name:40s} {us:6.1f} µs  {kinds[name]}")
     return 0
 
 

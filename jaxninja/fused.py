@@ -22,14 +22,14 @@ def loss_and_grads(params: Params, xb: jax.Array, yb: jax.Array) -> tuple[jax.Ar
     hprebn = embcat @ W1 + b1
     bnmeani = hprebn.mean(0, keepdims=True)
     bndiff = hprebn - bnmeani
-    bnvar_inv = (((bndiff**2).sum(0, keepdims=True) / (n - 1)) + BN_EPS) ** -0.5
+    bnvar_inv = jax.lax.rsqrt((bndiff**2).sum(0, keepdims=True) / (n - 1) + BN_EPS)  # not pow
     bnraw = bndiff * bnvar_inv
     h = jax.numpy.tanh(bngain * bnraw + bnbias)
     logits = h @ W2 + b2
-    logp = jax.nn.log_softmax(logits, axis=1)
-    loss = -logp[jax.numpy.arange(n), yb].mean()
+    logprobs = jax.nn.log_softmax(logits, axis=1)  # the step's one softmax
+    loss = -logprobs[jax.numpy.arange(n), yb].mean()
     # backward: the derived kernels, from the loss down to the embedding table
-    dlogits = generated.cross_entropy_backward(logits, yb)
+    dlogits = generated.cross_entropy_logprobs_backward(logprobs, yb)
     dh, dW2, db2 = generated.linear_backward(dlogits, h, W2)
     dhpreact = generated.tanh_backward(dh, h)
     dhprebn, dbngain, dbnbias = generated.batchnorm_backward(dhpreact, bnraw, bnvar_inv, bngain)

@@ -95,6 +95,15 @@ def cross_entropy_case(n: int, dtype, rng: np.random.Generator) -> Case:
     return Case(generated.cross_entropy_backward, (logits, y), (), (dlogits,), (1.0 / n,))
 
 
+def cross_entropy_logprobs_case(n: int, dtype, rng: np.random.Generator) -> Case:
+    """The same dlogits from the log-probabilities the training step's loss computed."""
+    logits = _draw(rng, dtype, n, V, scale=3.0)
+    y = jnp.asarray(rng.integers(0, V, size=n))
+    (dlogits,) = vjp_of(lambda lg: model.cross_entropy(lg, y), (logits,), jnp.ones((), dtype))
+    logprobs = jax.nn.log_softmax(logits, axis=1)
+    return Case(generated.cross_entropy_logprobs_backward, (logprobs, y), (), (dlogits,), (1 / n,))
+
+
 def tanh_case(n: int, dtype, rng: np.random.Generator) -> Case:
     hpreact = _draw(rng, dtype, n, H, scale=2.0)
     dh = _draw(rng, dtype, n, H)
@@ -178,6 +187,7 @@ CASES = {
     "layernorm": layernorm_case,
     "softmax": softmax_case,
     "log_softmax": log_softmax_case,
+    "cross_entropy_logprobs": cross_entropy_logprobs_case,
 }
 
 
