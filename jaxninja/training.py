@@ -36,16 +36,20 @@ from jaxninja.model import (
     BNStats,
     Params,
     block_size_of,
+    divide,
+    draw_normals,
     hprebn_of,
-    init_params,
     logits_fused,
     loss_fused,
+    param_shapes,
+    params_from_normals,
 )
 from jaxninja.step import batch_indices, train_chunk
 
 CHUNK_STEPS = 1_000  # steps per dispatch: one compiled scan; the loop checks in between
 EVAL_ROWS = 8_192  # rows per chunk when calibrating and evaluating: (8192, n_hidden) at a time
 SAMPLE_BATCH = 4_096  # names drawn at once; more are drawn batch after batch
+SAMPLE_SEED_OFFSET = 10  # the lecture samples with seed 2147483647 + 10
 
 
 class TrainState(NamedTuple):
@@ -98,17 +102,25 @@ class NonFiniteLoss(TrainingError):
 
 
 def start_state(config: TrainConfig, vocab_size: int) -> TrainState:
-    """Step 0 of a run: parameters and batch key both come from ``jax.random.key(seed)``."""
-    init_key, batch_key = jax.random.split(jax.random.key(config.seed))
-    params = init_params(
-        init_key,
-        vocab_size,
-        config.n_embd,
-        config.n_hidden,
-        config.block_size,
-        dtype=float_dtype(config.dtype),
-    )
+    """Step 0 of a run: parameters and batch key both come from ``jax.random.key(seed)``: the
+    parameters are :func:`init_params` of the first key of its split, the batch key the second.
+    Drawn in one compiled program (:func:`_start_draws`), since every eager random op compiles
+    its own."""
+    dtype = float_dtype(config.dtype)
+    shapes = param_shapes(vocab_size, config.n_embd, config.n_hidden, config.block_size)
+    seed = jax.device_put(np.int64(config.seed))  # as jax.random.key takes a Python int
+    normals, batch_key = _start_draws(seed, shapes, dtype)
+    params = params_from_normals(normals, config.n_embd * config.block_size)
     return TrainState(params, 0, batch_key, np.zeros(0, np.float32))
+
+
+@partial(jax.jit, static_argnames=("shapes", "dtype"))
+def _start_draws(
+    seed: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype
+) -> tuple[list[jax.Array], jax.Array]:
+    """The standard normals of :func:`init_params` and the batch key, from one seed."""
+    init_key, batch_key = jax.random.split(jax.random.key(seed))
+    return draw_normals(init_key, shapes, dtype), batch_key
 
 
 def float_dtype(name: str) -> jnp.dtype:
