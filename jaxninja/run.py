@@ -55,6 +55,7 @@ from jaxninja.training import (
     TrainResult,
     TrainState,
     calibrate,
+    sample_key,
     sample_names,
     split_losses,
     train_loop,
@@ -63,7 +64,6 @@ from jaxninja.training import (
 LOSSES_NAME = "losses.npy"  # every step's loss, saved next to the checkpoint for loss.png
 SUMMARY_NAME = "summary.json"
 PLOT_NAME = "loss.png"
-SAMPLE_SEED_OFFSET = 10  # the lecture samples with seed 2147483647 + 10
 
 Log = Callable[[str], None]
 
@@ -516,7 +516,7 @@ def _finish(run: Run, result: TrainResult, num_samples: int, log: Log | None) ->
     )
     save_run(out, state, stats, dataset, config)
     losses = _finishing_step("evaluating", out, step, split_losses, state.params, stats, dataset)
-    key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_SEED_OFFSET)
+    key = sample_key(config.seed)
     names = []
     if num_samples:
         args = (state.params, stats, dataset.vocab, num_samples, key)
