@@ -79,7 +79,7 @@ class TrainResult(NamedTuple):
     interrupted: bool  # True if ``should_stop`` asked to stop before ``config.steps``
     steps_per_s: float | None  # over the chunks not marked ``compiled`` (None if there were none)
     compile_s: float  # wall time of the chunks marked ``compiled``
-    wall_s: float  # wall time of the whole loop
+    wall_s: float  # wall time of the whole loop (drawing the start state, the chunks, checks)
     bn_stats: BNStats | None = None  # calibrated over the training split (None: not evaluated)
     split_losses: dict[str, float] | None = None  # {"train", "val", "test"} with bn_stats
 
@@ -234,6 +234,7 @@ def train_loop(
     """
     config.validate()
     float_dtype(config.dtype)
+    t_start = time.perf_counter()  # wall_s: from the start state's draw to the last chunk
     state = state or start_state(config, dataset.vocab.size)
     batch_sharding, key = None, state.batch_key
     if mesh is None:
@@ -247,7 +248,6 @@ def train_loop(
     step, losses = state.step, [state.losses]
     last_saved = state.step if state.step > 0 else None
     clock = ChunkClock()
-    t_start = time.perf_counter()
 
     def current() -> TrainState:
         return TrainState(params, step, state.batch_key, np.concatenate(losses))
