@@ -8,8 +8,10 @@ evaluation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import NamedTuple
+from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +63,78 @@ class BNStats(NamedTuple):
     var: jax.Array  # (1, n_hidden), Bessel-corrected
 
 
+def param_shapes(
+    vocab_size: int, n_embd: int, n_hidden: int, block_size: int
+) -> tuple[tuple[int, ...], ...]:
+    """The shapes of the seven parameter groups, in :class:`Params` order."""
+    fan_in = n_embd * block_size
+    return (
+        (vocab_size, n_embd),
+        (fan_in, n_hidden),
+        (n_hidden,),
+        (n_hidden, vocab_size),
+        (vocab_size,),
+        (1, n_hidden),
+        (1, n_hidden),
+    )
+
+
+def draw_normals(
+    key: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype
+) -> list[jax.Array]:
+    """``jax.random.normal(k_i, shapes[i], dtype)`` for the keys ``k_i`` of
+    ``jax.random.split(key, len(shapes))``, bit for bit, drawn as one vmapped draw.
+
+    Why one draw: each distinct shape of ``jax.random.normal`` is its own XLA program, and
+    compiling the seven of them took 2-3 s of a run's start (one compiles in ~0.3 s). With
+    partitionable threefry (jax's default) value ``j`` of a draw depends only on the key and
+    ``j``, so the first ``n`` values of a longer draw are the draw of ``n`` values; without it
+    each shape is drawn on its own."""
+    keys = jax.random.split(key, len(shapes))
+    sizes = [math.prod(shape) for shape in shapes]
+    if not jax.config.jax_threefry_partitionable:
+        return [jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes, strict=True)]
+    z = jax.vmap(lambda k: jax.random.normal(k, (max(sizes),), dtype))(keys)
+    return [z[i, :n].reshape(s) for i, (n, s) in enumerate(zip(sizes, shapes, strict=True))]
+
+
+@partial(jax.jit, static_argnames=("shapes", "dtype"))
+def _normals(key: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype):
+    return draw_normals(key, shapes, dtype)
+
+
+def divide(x: Any, d: float) -> jax.Array:
+    """``x / d`` as a jax op, also for a numpy ``x``: XLA divides by a scalar as a multiply by
+    its float reciprocal, an ulp away from numpy's correctly rounded division at times, so a
+    value computed on the host stays the value jax's eager ops gave."""
+    return (x if isinstance(x, jax.Array) else jax.device_put(x)) / d
+
+
+def scale_params(normals: list[Any], fan_in: int) -> Params:
+    """The notebook's scales applied to standard normals: numpy arrays (then as jax's eager ops
+    round them) or traced jax arrays.
+
+    Why numpy: inside one XLA program ``z * 0.1 + 1.0`` becomes a fused multiply-add, an ulp
+    away from the two roundings of separate operations, while each numpy operation rounds once,
+    as an eager jax op does (W1's division stays a jax op: :func:`divide`).
+    """
+    C, W1, b1, W2, b2, g, b = normals
+    return Params(
+        C=C,
+        W1=divide(W1 * (5 / 3), fan_in**0.5),
+        b1=b1 * 0.1,
+        W2=W2 * 0.1,
+        b2=b2 * 0.1,
+        bngain=g * 0.1 + 1.0,
+        bnbias=b * 0.1,
+    )
+
+
+def params_from_normals(normals: list[jax.Array], fan_in: int) -> Params:
+    """:func:`scale_params` of a compiled draw, on the host; the result on the default device."""
+    return jax.device_put(scale_params(jax.device_get(normals), fan_in))
+
+
 def init_params(
     key: jax.Array,
     vocab_size: int,
@@ -70,22 +144,15 @@ def init_params(
     dtype: jnp.dtype = jnp.float32,
 ) -> Params:
     """Draw parameters with the notebook's scales (biases non-zero on purpose: zeros could mask
-    a wrong backward). 4137 parameters at n_embd 10, n_hidden 64, block_size 3, vocab 27."""
-    kC, kW1, kb1, kW2, kb2, kg, kb = jax.random.split(key, 7)
+    a wrong backward). 4137 parameters at n_embd 10, n_hidden 64, block_size 3, vocab 27.
+
+    Each group is ``jax.random.normal`` of its own key from ``jax.random.split(key, 7)`` times
+    its scale, bit for bit; eagerly the draws are one compiled program (:func:`draw_normals`)."""
+    shapes = param_shapes(vocab_size, n_embd, n_hidden, block_size)
     fan_in = n_embd * block_size
-
-    def randn(k: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        return jax.random.normal(k, shape, dtype)
-
-    return Params(
-        C=randn(kC, (vocab_size, n_embd)),
-        W1=randn(kW1, (fan_in, n_hidden)) * (5 / 3) / fan_in**0.5,
-        b1=randn(kb1, (n_hidden,)) * 0.1,
-        W2=randn(kW2, (n_hidden, vocab_size)) * 0.1,
-        b2=randn(kb2, (vocab_size,)) * 0.1,
-        bngain=randn(kg, (1, n_hidden)) * 0.1 + 1.0,
-        bnbias=randn(kb, (1, n_hidden)) * 0.1,
-    )
+    if isinstance(key, jax.core.Tracer):  # inside a caller's jit or vmap: all traced
+        return scale_params(draw_normals(key, shapes, dtype), fan_in)
+    return params_from_normals(_normals(key, shapes, jnp.dtype(dtype)), fan_in)
 
 
 def block_size_of(params: Params) -> int:

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import distributed, memory, parallel, runplan, settings
+from jaxninja import distributed, memory, parallel, runplan, settings, warmup
 from jaxninja.atomic import prepare_out_dir, write_atomic
 from jaxninja.checkpoint import (
     CHECKPOINT_NAME,
@@ -55,6 +55,7 @@ from jaxninja.training import (
     TrainResult,
     TrainState,
     calibrate,
+    sample_key,
     sample_names,
     split_losses,
     train_loop,
@@ -63,7 +64,6 @@ from jaxninja.training import (
 LOSSES_NAME = "losses.npy"  # every step's loss, saved next to the checkpoint for loss.png
 SUMMARY_NAME = "summary.json"
 PLOT_NAME = "loss.png"
-SAMPLE_SEED_OFFSET = 10  # the lecture samples with seed 2147483647 + 10
 
 Log = Callable[[str], None]
 
@@ -456,6 +456,11 @@ def run_training(
             return "process 0 keeps the last good checkpoint"
         return _kept_checkpoint(saved[0], start, folder, run.resume)
 
+    warm = None  # the finishing programs, compiled beside the loop's start (one device only)
+    if run.mesh is None and not several:
+        committed = None if device == "auto" else run.device
+        warm = warmup.start(config, dataset, samples, True, committed)
+        on_chunk = _first_stops(warm, on_chunk)
     try:
         with distributed.lost_contact(kept) if several else contextlib.nullcontext():
             result = train_loop(
@@ -477,6 +482,8 @@ def run_training(
     finally:
         if bar is not None:
             bar.close()
+        if warm is not None:  # done long before, unless the run was short
+            warm.join()
     if result.interrupted:
         return RunResult(folder, config, result, None, [], stop_code[0])
     if several:
@@ -485,6 +492,20 @@ def run_training(
     if on_saved is not None:
         on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, samples, log)
+
+
+def _first_stops(
+    warm: warmup.Warmup, on_chunk: Callable[[ChunkReport], None] | None
+) -> Callable[[ChunkReport], None]:
+    """``on_chunk`` that first stops the warm-up: the loop runs alone once its first chunk is
+    done."""
+
+    def report(chunk: ChunkReport) -> None:
+        warm.stop()
+        if on_chunk is not None:
+            on_chunk(chunk)
+
+    return report
 
 
 def _start_line(run: Run, start: int) -> str:
@@ -516,7 +537,7 @@ def _finish(run: Run, result: TrainResult, num_samples: int, log: Log | None) ->
     )
     save_run(out, state, stats, dataset, config)
     losses = _finishing_step("evaluating", out, step, split_losses, state.params, stats, dataset)
-    key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_SEED_OFFSET)
+    key = sample_key(config.seed)
     names = []
     if num_samples:
         args = (state.params, stats, dataset.vocab, num_samples, key)

@@ -36,7 +36,6 @@ from jaxninja.multirun import Layout, RunNonFinite, RunsResult, make_layout, tra
 from jaxninja.progress import Progress
 from jaxninja.run import (
     PLOT_NAME,
-    SAMPLE_SEED_OFFSET,
     SUMMARY_NAME,
     Run,
     _finishing_step,
@@ -55,6 +54,7 @@ from jaxninja.training import (
     TrainResult,
     TrainState,
     calibrate,
+    sample_key,
     sample_names,
     split_losses,
 )
@@ -344,8 +344,7 @@ def _finish_one(
     losses = _finishing_step("evaluating", out, step, split_losses, state.params, stats, ds)
     names: list[str] = []
     if samples:
-        key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_SEED_OFFSET)
-        args = (state.params, stats, ds.vocab, samples, key)
+        args = (state.params, stats, ds.vocab, samples, sample_key(config.seed))
         names = _finishing_step("sampling", out, step, sample_names, *args)
     one = TrainResult(
         state, False, result.steps_per_s, result.compile_s, result.wall_s, stats, losses

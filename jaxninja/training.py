@@ -36,16 +36,20 @@ from jaxninja.model import (
     BNStats,
     Params,
     block_size_of,
+    divide,
+    draw_normals,
     hprebn_of,
-    init_params,
     logits_fused,
     loss_fused,
+    param_shapes,
+    params_from_normals,
 )
 from jaxninja.step import batch_indices, train_chunk
 
 CHUNK_STEPS = 1_000  # steps per dispatch: one compiled scan; the loop checks in between
 EVAL_ROWS = 8_192  # rows per chunk when calibrating and evaluating: (8192, n_hidden) at a time
 SAMPLE_BATCH = 4_096  # names drawn at once; more are drawn batch after batch
+SAMPLE_SEED_OFFSET = 10  # the lecture samples with seed 2147483647 + 10
 
 
 class TrainState(NamedTuple):
@@ -75,7 +79,7 @@ class TrainResult(NamedTuple):
     interrupted: bool  # True if ``should_stop`` asked to stop before ``config.steps``
     steps_per_s: float | None  # over the chunks not marked ``compiled`` (None if there were none)
     compile_s: float  # wall time of the chunks marked ``compiled``
-    wall_s: float  # wall time of the whole loop
+    wall_s: float  # wall time of the whole loop (drawing the start state, the chunks, checks)
     bn_stats: BNStats | None = None  # calibrated over the training split (None: not evaluated)
     split_losses: dict[str, float] | None = None  # {"train", "val", "test"} with bn_stats
 
@@ -98,17 +102,25 @@ class NonFiniteLoss(TrainingError):
 
 
 def start_state(config: TrainConfig, vocab_size: int) -> TrainState:
-    """Step 0 of a run: parameters and batch key both come from ``jax.random.key(seed)``."""
-    init_key, batch_key = jax.random.split(jax.random.key(config.seed))
-    params = init_params(
-        init_key,
-        vocab_size,
-        config.n_embd,
-        config.n_hidden,
-        config.block_size,
-        dtype=float_dtype(config.dtype),
-    )
+    """Step 0 of a run: parameters and batch key both come from ``jax.random.key(seed)``: the
+    parameters are :func:`init_params` of the first key of its split, the batch key the second.
+    Drawn in one compiled program (:func:`_start_draws`), since every eager random op compiles
+    its own."""
+    dtype = float_dtype(config.dtype)
+    shapes = param_shapes(vocab_size, config.n_embd, config.n_hidden, config.block_size)
+    seed = jax.device_put(np.int64(config.seed))  # as jax.random.key takes a Python int
+    normals, batch_key = _start_draws(seed, shapes, dtype)
+    params = params_from_normals(normals, config.n_embd * config.block_size)
     return TrainState(params, 0, batch_key, np.zeros(0, np.float32))
+
+
+@partial(jax.jit, static_argnames=("shapes", "dtype"))
+def _start_draws(
+    seed: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype
+) -> tuple[list[jax.Array], jax.Array]:
+    """The standard normals of :func:`init_params` and the batch key, from one seed."""
+    init_key, batch_key = jax.random.split(jax.random.key(seed))
+    return draw_normals(init_key, shapes, dtype), batch_key
 
 
 def float_dtype(name: str) -> jnp.dtype:
@@ -222,6 +234,7 @@ def train_loop(
     """
     config.validate()
     float_dtype(config.dtype)
+    t_start = time.perf_counter()  # wall_s: from the start state's draw to the last chunk
     state = state or start_state(config, dataset.vocab.size)
     batch_sharding, key = None, state.batch_key
     if mesh is None:
@@ -235,7 +248,6 @@ def train_loop(
     step, losses = state.step, [state.losses]
     last_saved = state.step if state.step > 0 else None
     clock = ChunkClock()
-    t_start = time.perf_counter()
 
     def current() -> TrainState:
         return TrainState(params, step, state.batch_key, np.concatenate(losses))
@@ -334,16 +346,23 @@ def _hprebn_sum(params: Params, xc: jax.Array, real: jax.Array, mean: jax.Array)
 
 def calibrate(params: Params, x_train: jax.Array, rows: int = EVAL_ROWS) -> BNStats:
     """BatchNorm's statistics over the whole training split: the mean and Bessel variance of
-    hprebn, ``rows`` rows at a time (two passes: the mean, then squared deviations from it)."""
-    n, zeros = x_train.shape[0], jnp.zeros(params.b1.shape, params.b1.dtype)
-    total = zeros
-    for xc, real in _chunks(x_train, rows):
-        total = total + _hprebn_sum(params, xc, real, zeros)[0]
-    mean = total / n
-    sq = zeros
-    for xc, real in _chunks(x_train, rows):
-        sq = sq + _hprebn_sum(params, xc, real, mean)[1]
-    return BNStats(mean[None, :], (sq / (n - 1))[None, :])
+    hprebn, ``rows`` rows at a time (two passes: the mean, then squared deviations from it).
+
+    One compiled program (:func:`_hprebn_sum`, both passes); the sums over pieces are added on
+    the host, where each float addition rounds as jax's own op would, because a jax op outside
+    a program is a program of its own to compile (the divisions stay jax ops: ``divide``)."""
+    n, zeros = x_train.shape[0], np.zeros(params.b1.shape, params.b1.dtype)
+    mean = np.asarray(divide(_sum_pieces(params, x_train, rows, zeros, 0), n))
+    var = np.asarray(divide(_sum_pieces(params, x_train, rows, mean, 1), n - 1))
+    return jax.device_put(BNStats(mean[None, :], var[None, :]))
+
+
+def _sum_pieces(params: Params, x: jax.Array, rows: int, mean: np.ndarray, which: int):
+    """Σ over the pieces of ``x`` of :func:`_hprebn_sum`'s sum ``which`` (0: d, 1: d²)."""
+    total = np.zeros_like(mean)
+    for xc, real in _chunks(x, rows):
+        total = total + np.asarray(_hprebn_sum(params, xc, real, mean))[which]
+    return total
 
 
 @jax.jit
@@ -357,12 +376,13 @@ def _nll_sum(params: Params, stats: BNStats, xc: jax.Array, yc: jax.Array, real:
 def _split_loss(
     params: Params, stats: BNStats, x: jax.Array, y: jax.Array, rows: int = EVAL_ROWS
 ) -> jax.Array:
-    """The mean cross-entropy over a split, ``rows`` examples at a time."""
+    """The mean cross-entropy over a split, ``rows`` examples at a time (one compiled program
+    for every split; the pieces' sums added on the host, as in :func:`calibrate`)."""
     xy = np.concatenate([np.asarray(x), np.asarray(y)[:, None]], axis=1)
-    total = jnp.zeros((), params.W2.dtype)
+    total = np.zeros((), params.W2.dtype)
     for piece, real in _chunks(xy, rows):
-        total = total + _nll_sum(params, stats, piece[:, :-1], piece[:, -1], real)
-    return total / x.shape[0]
+        total = total + np.asarray(_nll_sum(params, stats, piece[:, :-1], piece[:, -1], real))
+    return divide(total, x.shape[0])
 
 
 def split_losses(params: Params, stats: BNStats, dataset: Dataset) -> dict[str, float]:
@@ -376,12 +396,18 @@ def split_losses(params: Params, stats: BNStats, dataset: Dataset) -> dict[str, 
 
 @jax.jit
 def _sample_step(
-    params: Params, stats: BNStats, context: jax.Array, key: jax.Array
+    params: Params, stats: BNStats, context: jax.Array, key: jax.Array, t: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Draw the next character of every name from softmax(logits); shift it into the context."""
-    ix = jax.random.categorical(key, logits_fused(params, context, stats), axis=1)
-    ix = ix.astype(context.dtype)
+    """Draw character ``t`` of every name from softmax(logits) with ``fold_in(key, t)``; shift
+    it into the context. The key is folded in here: outside, it would be a program of its own."""
+    logits = logits_fused(params, context, stats)
+    ix = jax.random.categorical(jax.random.fold_in(key, t), logits, axis=1).astype(context.dtype)
     return jnp.concatenate([context[:, 1:], ix[:, None]], axis=1), ix
+
+
+def sample_key(seed: int) -> jax.Array:
+    """The key a run with ``seed`` samples its names with (the lecture's seed + 10)."""
+    return jax.random.fold_in(jax.random.key(seed), SAMPLE_SEED_OFFSET)
 
 
 def sample_names(
@@ -405,10 +431,10 @@ def sample_names(
 def _sample_batch(
     params: Params, stats: BNStats, vocab: Vocab, num: int, key: jax.Array, max_len: int
 ) -> list[str]:
-    context = jnp.zeros((num, block_size_of(params)), jnp.int32)
+    context = jax.device_put(np.zeros((num, block_size_of(params)), np.int32))
     tokens = np.zeros((num, max_len), np.int32)
     for t in range(max_len):
-        context, ix = _sample_step(params, stats, context, jax.random.fold_in(key, t))
+        context, ix = _sample_step(params, stats, context, key, np.int32(t))
         tokens[:, t] = np.asarray(ix)
         if (tokens[:, : t + 1] == 0).any(axis=1).all():
             break

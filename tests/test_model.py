@@ -44,3 +44,40 @@ def test_batch_stats_use_bessels_correction():
     hprebn = jnp.array([[1.0], [2.0], [6.0]])
     mean, var = batch_stats(hprebn)
     assert float(mean[0, 0]) == 3.0 and float(var[0, 0]) == 7.0  # (4 + 1 + 9) / (3 - 1)
+
+
+def _eager_init(key, vocab_size, n_embd, n_hidden, block_size, dtype):
+    """init_params as it was written before its draws became one program: a jax op each."""
+    keys = jax.random.split(key, 7)
+    fan_in = n_embd * block_size
+    shapes = [(vocab_size, n_embd), (fan_in, n_hidden), (n_hidden,), (n_hidden, vocab_size),
+              (vocab_size,), (1, n_hidden), (1, n_hidden)]  # fmt: skip
+    C, W1, b1, W2, b2, g, b = (
+        jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes, strict=True)
+    )
+    return (C, W1 * (5 / 3) / fan_in**0.5, b1 * 0.1, W2 * 0.1, b2 * 0.1, g * 0.1 + 1.0, b * 0.1)
+
+
+def test_init_params_and_start_state_equal_the_eager_draws_bit_for_bit():
+    """One compiled draw, scaled on the host, gives what seven eager draws and jax's own scaling
+    ops gave (a fused multiply-add or numpy's division would be an ulp off somewhere)."""
+    from jaxninja.config import TrainConfig
+    from jaxninja.training import start_state
+
+    for sizes, seed in (((27, 10, 200, 3), 2147483647), ((30, 7, 33, 5), 2**32 - 1)):
+        mine = init_params(jax.random.key(seed), *sizes)
+        reference = _eager_init(jax.random.key(seed), *sizes, jnp.float32)
+        for a, b in zip(mine, reference, strict=True):
+            assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        vocab, n_embd, n_hidden, block = sizes
+        config = TrainConfig(n_embd=n_embd, n_hidden=n_hidden, block_size=block, seed=seed)
+        state = start_state(config, vocab)
+        init_key, batch_key = jax.random.split(jax.random.key(seed))
+        for a, b in zip(state.params, _eager_init(init_key, *sizes, jnp.float32), strict=True):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        assert np.array_equal(jax.random.key_data(state.batch_key), jax.random.key_data(batch_key))
+
+
+def test_init_params_traces_inside_a_callers_jit():
+    params = jax.jit(lambda k: init_params(k, 27, 10, 64, 3))(jax.random.key(0))
+    assert n_params(params) == 4137 and params.bngain.shape == (1, 64)

@@ -1,0 +1,96 @@
+"""The programs that finish a run, compiled on a second thread while the run starts.
+
+After the loop a run calibrates BatchNorm, evaluates the splits, samples names and plots the
+loss; each of those compiles an XLA program on first use, and the plot imports matplotlib:
+about 2 s one after the other, while nothing else happens. Their shapes are known before the
+loop starts, and XLA compiles (and runs this small model) on one core, so :func:`start` does
+that work on a thread beside the start of the run (the parameters' draw, the loop's compile):
+each finishing function is called once on arrays of the run's shapes, which fills jax's
+compilation cache for the real calls. Nothing it computes is kept, and what fails here is left
+to fail again, with its one line, in the real finishing step.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from jaxninja.config import TrainConfig
+from jaxninja.data import Dataset
+from jaxninja.model import BNStats, Params, param_shapes
+from jaxninja.training import (
+    SAMPLE_BATCH,
+    _split_loss,
+    calibrate,
+    float_dtype,
+    sample_key,
+    sample_names,
+)
+
+
+class Warmup:
+    """The warm-up thread: its tasks run one after the other until :meth:`stop` (the loop's
+    first chunk is done: from then on a task would take the core or the GIL from the loop);
+    the tasks not started then are left to the finishing steps themselves."""
+
+    def __init__(self, tasks: list[tuple[str, Callable[[], object]]]):
+        self.done: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(tasks,), name="jaxninja-warmup", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, tasks: list[tuple[str, Callable[[], object]]]) -> None:
+        for name, task in tasks:
+            if self._stop.is_set():
+                return
+            try:
+                task()
+            except Exception:  # a warm-up only: the real step reports its own failure
+                return
+            self.done.append(name)
+
+    def stop(self) -> None:
+        """Start no more tasks."""
+        self._stop.set()
+
+    def join(self) -> None:
+        """Stop, and wait for the task in progress (jax must not be left compiling at exit)."""
+        self.stop()
+        self._thread.join()
+
+
+def start(
+    config: TrainConfig, dataset: Dataset, samples: int, plot: bool, device: jax.Device | None
+) -> Warmup:
+    """Warm up a run's finishing steps, the costliest first (``device``: where the run's arrays
+    are committed, None for jax's default device, uncommitted)."""
+    shapes = param_shapes(dataset.vocab.size, config.n_embd, config.n_hidden, config.block_size)
+    dtype = float_dtype(config.dtype)
+    params = jax.device_put(Params(*(np.zeros(s, dtype) for s in shapes)), device)
+    stats = jax.device_put(BNStats(*(np.ones(shapes[-1], dtype),) * 2))
+    x, y = dataset.train.x[:2], dataset.train.y[:2]
+    num = min(samples, SAMPLE_BATCH)  # the first batch's shape
+    tasks: list[tuple[str, Callable[[], object]]] = []
+    if samples:
+        key = lambda: sample_key(config.seed)  # noqa: E731
+        tasks.append(
+            ("sampling", lambda: sample_names(params, stats, dataset.vocab, num, key(), 1))
+        )
+    if plot:
+        tasks.append(("plot", lambda: _plot_nothing()))
+    tasks.append(("evaluating", lambda: _split_loss(params, stats, x, y)))
+    tasks.append(("calibrating", lambda: calibrate(params, x)))
+    return Warmup(tasks)
+
+
+def _plot_nothing() -> None:
+    """Import matplotlib and draw a plot into memory (its first figure loads fonts)."""
+    from jaxninja.plot_loss import plot_loss
+
+    plot_loss(np.ones(2, np.float32), io.BytesIO())
