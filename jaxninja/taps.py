@@ -141,14 +141,18 @@ def _probe(value: jax.Array, probe: jax.Array) -> jax.Array:
     """``value + probe`` for a probe that is zero: the value itself (no add computed, so no
     program compiled for it eagerly, and ``-0.0`` stays ``-0.0``); its derivative is that of the
     add, ``dvalue + dprobe``, so the cotangent of ``probe`` is the cotangent of the value,
-    untouched (an add's transpose passes the cotangent through to both operands)."""
+    untouched (an add's transpose passes the cotangent through to both operands).
+
+    The tangent add is ``lax.add``, not ``+``: ``jnp``'s add is a jitted function, and under
+    ``jax.vjp`` its known part ran eagerly as a program of no inputs, compiled once per tapped
+    shape (~40 ms each); the primitive is only recorded for the backward."""
     return value
 
 
 @_probe.defjvp
 def _probe_jvp(primals, tangents):
     (value, _), (dvalue, dprobe) = primals, tangents
-    return value, dvalue + dprobe
+    return value, jax.lax.add(dvalue, dprobe)
 
 
 def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False) -> Taps:
