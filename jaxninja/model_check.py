@@ -204,8 +204,8 @@ def _as_arrays(model: Model, what: str, tree: Any, dtype: np.dtype) -> Any:
     leaves, treedef = jax.tree.flatten(tree)
     out = []
     for leaf in leaves:
-        try:
-            arr = jnp.asarray(leaf)
+        try:  # device_put copies a numpy array; jnp.asarray compiles a program per shape for it
+            arr = jax.device_put(leaf) if isinstance(leaf, np.ndarray) else jnp.asarray(leaf)
         except TypeError:
             raise ModelError(
                 f"{model.name}: {what} must return a pytree of arrays, found a "
