@@ -10,10 +10,16 @@ jax keeps some settings per thread (``with jax.default_matmul_precision(...)``,
 jax has no public way to read them; where this jax version's private one is missing,
 :func:`in_background` runs the function at once in the caller's thread instead (the same
 result, only without the overlap).
+
+:func:`importing` imports a module (torch) in a second thread the same way: an import is mostly
+Python, and the block's eager work leaves the GIL to it while XLA compiles.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -73,4 +79,28 @@ def in_background(fn: Callable[[], T], name: str = "jaxninja") -> Iterator[Futur
         yield pool.submit(_apply, settings, fn)
 
 
-__all__ = ["in_background", "local_settings"]
+@contextmanager
+def importing(module: str | None) -> Iterator[None]:
+    """Import ``module`` (None: nothing) in a second thread while the block runs: an import is
+    mostly Python, but the block's eager jax work compiles outside the GIL. Leaving waits for
+    the import. A failed import is not reported here: the module's own ``import`` statement
+    tries again and says why."""
+    if module is None or module in sys.modules:
+        yield
+        return
+    thread = threading.Thread(target=_try_import, args=(module,), name=f"import-{module}")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _try_import(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception:  # the module's own import statement says why
+        return
+
+
+__all__ = ["importing", "in_background", "local_settings"]

@@ -1,9 +1,11 @@
 """jaxninja.overlap: the second thread runs under the caller's thread-local jax settings, its
 exception reaches the caller, and without readable settings the work runs in the caller's
-thread."""
+thread; a background import is done when the block is left, and a failed one is left to the
+module's own import."""
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import jax
@@ -61,3 +63,22 @@ def test_without_readable_settings_it_runs_in_the_callers_thread(monkeypatch):
         with overlap.in_background(_precision_and_thread) as future:
             assert future.done()  # ran before the block
     assert future.result() == ("highest", threading.get_ident())
+
+
+def test_importing_has_imported_when_the_block_is_left(tmp_path, monkeypatch):
+    (tmp_path / "jn_slow_module.py").write_text("import time\ntime.sleep(0.2)\nVALUE = 1\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.delitem(sys.modules, "jn_slow_module", raising=False)  # removed afterwards
+    with overlap.importing("jn_slow_module"):
+        pass
+    assert sys.modules["jn_slow_module"].VALUE == 1
+
+
+def test_a_failed_background_import_is_left_to_the_modules_own_import(tmp_path, monkeypatch):
+    (tmp_path / "jn_broken_module.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    with overlap.importing("jn_broken_module"):
+        pass
+    assert "jn_broken_module" not in sys.modules
+    with pytest.raises(ImportError, match="broken on purpose"):
+        __import__("jn_broken_module")
