@@ -123,6 +123,9 @@ def parse_words(text: str, source: str) -> list[str]:
         word = line.strip()
         if not word:
             continue
+        if word.isascii() and word.isalpha():  # a-z, A-Z only: no character has a problem
+            words.append(word)
+            continue
         col0 = len(line) - len(line.lstrip())
         for i, ch in enumerate(word):
             before = word[i - 1] if i else ""

@@ -37,8 +37,17 @@ import numpy as np
 from jaxninja import numerics
 from jaxninja.compare import Row, compare_rows
 from jaxninja.errors import JaxninjaError
+from jaxninja.overlap import importing, in_background
 from jaxninja.settings import check_against, resolve_dtype, torch_available
-from jaxninja.taps import TapError, Taps, is_float, param_names, tapped_grads
+from jaxninja.taps import (
+    TapError,
+    TappedForward,
+    Taps,
+    is_float,
+    param_names,
+    tapped_forward,
+    tapped_grads,
+)
 
 JSON_FORMAT = 2  # as check's: rows carry "eps_scale", plus "reason" and "diagnosis"
 REQUIRED = ("init", "batch", "forward", "backward")
@@ -204,8 +213,8 @@ def _as_arrays(model: Model, what: str, tree: Any, dtype: np.dtype) -> Any:
     leaves, treedef = jax.tree.flatten(tree)
     out = []
     for leaf in leaves:
-        try:
-            arr = jnp.asarray(leaf)
+        try:  # device_put copies a numpy array; jnp.asarray compiles a program per shape for it
+            arr = jax.device_put(leaf) if isinstance(leaf, np.ndarray) else jnp.asarray(leaf)
         except TypeError:
             raise ModelError(
                 f"{model.name}: {what} must return a pytree of arrays, found a "
@@ -299,6 +308,25 @@ def torch_grads(torch_forward: Callable, params: Any, batch: Any) -> dict[str, n
     return out
 
 
+def _both_backwards(model: Model, params: Any, batch: Any) -> tuple[Taps, dict[str, np.ndarray]]:
+    """Eagerly: the forward, then the reference's backward in a second thread while the manual
+    backward runs in this one (their compiles overlap, :mod:`jaxninja.overlap`). Both read only
+    the forward's values, so each is what it would be alone. A failure of the reference (the
+    forward's) is reported before one of the manual backward, as when they ran in turn."""
+    fwd: TappedForward = _call(model, "forward", tapped_forward, model.forward, params, batch)
+    failed: ModelError | None = None
+    with in_background(fwd.backward, "jaxninja-reference") as reference:
+        try:
+            made = _call(model, "backward", model.backward, params, batch, fwd.acts)
+            manual = _manual(model, made)  # np.asarray: waits for the manual arrays
+        except ModelError as err:
+            failed = err
+        taps: Taps = _call(model, "forward", reference.result)
+    if failed is not None:
+        raise failed
+    return taps, manual
+
+
 def default_against(model: Model) -> tuple[str, ...]:
     """jax, and torch when the model has a torch forward and torch is installed."""
     torch = model.torch_forward is not None and torch_available()
@@ -333,11 +361,15 @@ def cross_check_model(
     params = _as_arrays(model, "init(key)", _call(model, "init(key)", model.init, kinit), np_dtype)
     made = _call(model, "batch(key)", model.batch, kbatch)
     batch = _as_arrays(model, "batch(key)", made, np_dtype)
-    taps: Taps = _call(
-        model, "forward", lambda: tapped_grads(model.forward, params, batch, jit=jit)
-    )
-    backward = jax.jit(model.backward) if jit else model.backward
-    manual = _manual(model, _call(model, "backward", backward, params, batch, taps.acts))
+    if jit:
+        taps: Taps = _call(
+            model, "forward", lambda: tapped_grads(model.forward, params, batch, jit=True)
+        )
+        jitted = jax.jit(model.backward)
+        manual = _manual(model, _call(model, "backward", jitted, params, batch, taps.acts))
+    else:  # torch's import (~1.5 s, Python) overlaps the forward's compiles
+        with importing("torch" if "torch" in against else None):
+            taps, manual = _both_backwards(model, params, batch)
     reference = {k: np.asarray(v) for k, v in taps.grads.items()}
     indices = [np.asarray(x) for x in jax.tree.leaves(batch) if not is_float(x)]
     counts = _counts(list(reference), taps.acts, batch)

@@ -141,27 +141,54 @@ def _probe(value: jax.Array, probe: jax.Array) -> jax.Array:
     """``value + probe`` for a probe that is zero: the value itself (no add computed, so no
     program compiled for it eagerly, and ``-0.0`` stays ``-0.0``); its derivative is that of the
     add, ``dvalue + dprobe``, so the cotangent of ``probe`` is the cotangent of the value,
-    untouched (an add's transpose passes the cotangent through to both operands)."""
+    untouched (an add's transpose passes the cotangent through to both operands).
+
+    The tangent add is ``lax.add``, not ``+``: ``jnp``'s add is a jitted function, and under
+    ``jax.vjp`` its known part ran eagerly as a program of no inputs, compiled once per tapped
+    shape (~40 ms each); the primitive is only recorded for the backward."""
     return value
 
 
 @_probe.defjvp
 def _probe_jvp(primals, tangents):
     (value, _), (dvalue, dprobe) = primals, tangents
-    return value, dvalue + dprobe
+    return value, jax.lax.add(dvalue, dprobe)
 
 
-def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False) -> Taps:
-    """The loss, every tapped value and d loss / d every tapped value and parameter leaf.
+class _Pass(NamedTuple):
+    """``forward`` made differentiable in its float parameter leaves and one zero probe per
+    float tap: ``loss_fn(float_leaves, probes, int_leaves, batch) -> (loss, acts)``."""
 
-    ``forward(params, batch, tap)`` returns a scalar loss and marks intermediates with
-    ``x = tap("x", x)``; ``params`` and ``batch`` are any pytrees of arrays. See the module
-    docstring for the construction, its bit-exactness and what it refuses.
-    """
+    shapes: dict[str, jax.ShapeDtypeStruct]  # every tap, in forward order
+    floats: list[str]  # the floating taps: each gets a probe
+    names: list[str]  # every parameter leaf's name
+    diff: list[int]  # the floating parameter leaves' indices
+    loss_fn: Callable[..., tuple[Any, dict[str, Any]]]
+
+    def inputs(self, leaves: list[Any]) -> tuple[list[Any], dict[str, np.ndarray], list[Any]]:
+        """``float_leaves, probes, int_leaves`` for :attr:`loss_fn`. The probes are numpy
+        zeros: eagerly, a ``jnp.zeros`` of each shape would compile a program of its own."""
+        shapes = self.shapes
+        probes = {name: np.zeros(shapes[name].shape, shapes[name].dtype) for name in self.floats}
+        float_leaves = [leaves[i] for i in self.diff]
+        int_leaves = [None if i in self.diff else leaf for i, leaf in enumerate(leaves)]
+        return float_leaves, probes, int_leaves
+
+    def taps(self, loss: Any, acts: dict, dleaves: list, dprobes: dict) -> Taps:
+        """The :class:`Taps` of one pass's results, gradients and acts in forward order."""
+        grads = {name: dprobes[name] for name in self.floats}
+        grads |= {self.names[i]: g for i, g in zip(self.diff, dleaves, strict=True)}
+        skipped = tuple(n for n in self.shapes if n not in dprobes)
+        skipped += tuple(n for i, n in enumerate(self.names) if i not in self.diff)
+        acts = {name: acts[name] for name in self.shapes}  # forward order (pytree dicts sort)
+        return Taps(loss, acts, grads, skipped)
+
+
+def _prepare(forward: Forward, params: Any, batch: Any) -> _Pass:
+    """Record ``forward``'s taps (:func:`_record`) and build its probed loss function."""
     shapes = _record(forward, params, batch)
     floats = [name for name, s in shapes.items() if jnp.issubdtype(s.dtype, jnp.inexact)]
     leaves, treedef = jax.tree.flatten(params)
-    names = param_names(params)
     diff = [i for i, leaf in enumerate(leaves) if is_float(leaf)]
 
     def loss_fn(float_leaves, probes, int_leaves, batch):
@@ -178,22 +205,61 @@ def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False
         loss = forward(jax.tree.unflatten(treedef, merged), batch, tap)
         return loss, acts
 
+    return _Pass(shapes, floats, param_names(params), diff, loss_fn)
+
+
+def tapped_grads(forward: Forward, params: Any, batch: Any, *, jit: bool = False) -> Taps:
+    """The loss, every tapped value and d loss / d every tapped value and parameter leaf.
+
+    ``forward(params, batch, tap)`` returns a scalar loss and marks intermediates with
+    ``x = tap("x", x)``; ``params`` and ``batch`` are any pytrees of arrays. See the module
+    docstring for the construction, its bit-exactness and what it refuses. Eagerly this is
+    :func:`tapped_forward` and its ``backward()``.
+    """
+    if not jit:
+        return tapped_forward(forward, params, batch).backward()
+    pass_ = _prepare(forward, params, batch)
+    leaves = jax.tree.leaves(params)
+
     def run(leaves, batch):
-        # numpy zeros: eagerly, a jnp.zeros of each shape would compile a program of its own
-        probes = {name: np.zeros(shapes[name].shape, shapes[name].dtype) for name in floats}
-        float_leaves = [leaves[i] for i in diff]
-        int_leaves = [None if i in diff else leaf for i, leaf in enumerate(leaves)]
-        grad = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+        float_leaves, probes, int_leaves = pass_.inputs(leaves)
+        grad = jax.value_and_grad(pass_.loss_fn, argnums=(0, 1), has_aux=True)
         (loss, acts), (dleaves, dprobes) = grad(float_leaves, probes, int_leaves, batch)
         return loss, acts, dleaves, dprobes
 
-    loss, acts, dleaves, dprobes = (jax.jit(run) if jit else run)(leaves, batch)
-    grads = {name: dprobes[name] for name in floats}
-    grads |= {names[i]: g for i, g in zip(diff, dleaves, strict=True)}
-    skipped = tuple(n for n in shapes if n not in dprobes)
-    skipped += tuple(names[i] for i in range(len(leaves)) if i not in diff)
-    acts = {name: acts[name] for name in shapes}  # forward order (a pytree dict comes back sorted)
-    return Taps(loss, acts, grads, skipped)
+    return pass_.taps(*jax.jit(run)(leaves, batch))
+
+
+class TappedForward(NamedTuple):
+    """The eager forward of :func:`tapped_grads`, run: its loss and tapped values (``acts``,
+    final), and ``backward()``, which runs the pending backward pass and returns the
+    :class:`Taps`. A manual backward needs only ``acts``, so it can run while ``backward()``
+    does (:mod:`jaxninja.model_check` runs them in two threads)."""
+
+    loss: jax.Array
+    acts: dict[str, jax.Array]
+    backward: Callable[[], Taps]
+
+
+def tapped_forward(forward: Forward, params: Any, batch: Any) -> TappedForward:
+    """Run ``forward`` eagerly under ``jax.vjp`` (the first half of ``jax.value_and_grad``,
+    which is this and the vjp of the cotangent 1): the loss, the tapped values, and the
+    backward still to run. Refuses what :func:`tapped_grads` refuses."""
+    pass_ = _prepare(forward, params, batch)
+    float_leaves, probes, int_leaves = pass_.inputs(jax.tree.leaves(params))
+
+    def loss_fn(float_leaves, probes):
+        return pass_.loss_fn(float_leaves, probes, int_leaves, batch)
+
+    loss, vjp, acts = jax.vjp(loss_fn, float_leaves, probes, has_aux=True)
+    acts = {name: acts[name] for name in pass_.shapes}
+
+    def backward() -> Taps:
+        # a numpy 1: a jax array would be one more program compiled, for a constant
+        dleaves, dprobes = vjp(np.ones((), loss.dtype))
+        return pass_.taps(loss, acts, dleaves, dprobes)
+
+    return TappedForward(loss, acts, backward)
 
 
 def intermediate_grads(
@@ -210,4 +276,13 @@ def intermediate_grads(
     return taps.acts, taps.grads
 
 
-__all__ = ["Tap", "TapError", "Taps", "intermediate_grads", "param_names", "tapped_grads"]
+__all__ = [
+    "Tap",
+    "TapError",
+    "TappedForward",
+    "Taps",
+    "intermediate_grads",
+    "param_names",
+    "tapped_forward",
+    "tapped_grads",
+]

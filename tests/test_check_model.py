@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jaxninja
+from jaxninja import overlap
 from jaxninja._cli import main
 from jaxninja.model_check import ModelError, load_model
 
@@ -84,6 +86,22 @@ def test_wavenet_passes_against_jax_and_torch(wavenet_result):
     assert all(r.bound == 32 for r in result.rows if r.against == "jax")  # MODEL_JAX
     assert all(r.bound == 64 for r in result.rows if r.against == "torch")  # MODEL_TORCH
     assert result.n_params == 20073 and result.skipped == ()
+
+
+def test_wavenet_table_is_the_one_computed_in_one_thread(wavenet_result, monkeypatch):
+    """Eagerly the reference's backward runs in a second thread while the manual backward runs
+    (jaxninja.overlap): the table and every array are bit for bit those of the two run in turn
+    in one thread (what in_background does where it cannot copy jax's thread-local settings)."""
+    monkeypatch.setattr(overlap, "local_settings", lambda: None)
+    alone = jaxninja.cross_check_model(WAVENET, against=("jax", "torch"))
+    assert alone.as_json() == wavenet_result.as_json()
+    for field in ("reference", "manual", "acts", "autograd"):
+        got, want = getattr(wavenet_result, field), getattr(alone, field)
+        assert list(got) == list(want), field
+        for name in want:
+            a, b = np.asarray(got[name]), np.asarray(want[name])
+            assert a.dtype == b.dtype and a.shape == b.shape, (field, name)
+            assert a.tobytes() == b.tobytes(), (field, name)
 
 
 @pytest.mark.parametrize(
@@ -204,6 +222,34 @@ def test_bad_model_files_are_one_line_and_exit_2(case, tmp_path, capsys):
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("jaxninja: error: ") and "Traceback" not in err
     assert __import__("re").search(message, err), err
+
+
+CUSTOM_VJP = """import numpy as np
+
+@jax.custom_vjp
+def same(x):
+    return x
+
+def _same_bwd(_, g):
+    raise ZeroDivisionError("in the backward rule")
+
+same.defvjp(lambda x: (x, None), _same_bwd)
+"""
+
+
+def test_an_error_in_the_reference_backward_is_one_line(tmp_path, capsys):
+    """The reference's backward runs in a second thread: an exception from the model's own code
+    there (a custom_vjp's backward rule) is still one line naming its line, and exit 2."""
+    path = tiny(
+        tmp_path,
+        ("import numpy as np\n", "import jax\n" + CUSTOM_VJP),
+        ('h = tap("h", x @ p["W"] + p["b"])', 'h = tap("h", same(x @ p["W"] + p["b"]))'),
+    )
+    raising = '    raise ZeroDivisionError("in the backward rule")'
+    line = path.read_text().splitlines().index(raising) + 1
+    status, out, err = check(capsys, "--model", str(path), "--against", "jax")
+    assert status == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"forward raised ZeroDivisionError (line {line}): in the backward rule" in err, err
 
 
 def test_missing_file_and_lecture_flags_are_refused(tmp_path, capsys):
