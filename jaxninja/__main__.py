@@ -18,8 +18,6 @@ def _early_exit(signum: int, frame: object) -> None:
 for _sig in (_signal.SIGINT, _signal.SIGTERM):
     _signal.signal(_sig, _early_exit)
 
-import sys  # noqa: E402
+from jaxninja._cli import console  # noqa: E402
 
-from jaxninja._cli import main  # noqa: E402
-
-sys.exit(main())
+console()

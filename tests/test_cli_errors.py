@@ -400,3 +400,23 @@ def test_closed_pipe_is_quiet(good_run: Path, tmp_path: Path) -> None:
     stderr = proc.stderr.read()
     proc.wait(timeout=300)
     assert "Traceback" not in stderr and len(stderr.splitlines()) <= 1, stderr
+
+
+def test_a_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
+    """``check``/``derive``/``sample``/``evaluate`` end with os._exit once main returns (no
+    interpreter teardown): everything printed still arrives through a pipe, and a failing
+    command's status is kept (derive of a refuted layer: 1)."""
+    code = "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
+    wrong = REPO / "examples" / "linear_wrong.py"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "derive", "--layer", str(wrong)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(tmp_path),
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "REFUTED" in result.stdout and result.stdout.rstrip().splitlines()[-1].startswith(
+        "total, imports included:"
+    )
