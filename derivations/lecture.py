@@ -19,15 +19,19 @@ from derivations.userlayer import Layer
 
 EPS = "1/100000"  # BatchNorm's and LayerNorm's epsilon, inside the square root (jaxninja.model)
 
+# the cross-entropies' shared statement: logits (n, V), integer targets, the max trick's shift
+_LOGITS = {"axes": ("n", "V"), "inputs": {"logits": ("n", "V")}, "labels": {"y": (("n",), "V")}}
+_SHIFTED = (
+    "logit_maxes[i] = max(logits[i, j], j)",
+    "norm_logits[i, j] = logits[i, j] - logit_maxes[i]",
+)
+
 cross_entropy = Layer(
     name="cross_entropy",
     title="Exercise 2: cross-entropy in one go",
-    axes=("n", "V"),
-    inputs={"logits": ("n", "V")},
-    labels={"y": (("n",), "V")},
+    **_LOGITS,
     forward=(
-        "logit_maxes[i] = max(logits[i, j], j)",
-        "norm_logits[i, j] = logits[i, j] - logit_maxes[i]",
+        *_SHIFTED,
         "counts[i, j] = exp(norm_logits[i, j])",
         "counts_sum[i] = sum(counts[i, j], j)",
         "probs[i, j] = counts[i, j] / counts_sum[i]",
@@ -41,12 +45,9 @@ cross_entropy = Layer(
 cross_entropy_logprobs = Layer(
     name="cross_entropy_logprobs",
     title="Cross-entropy from logprobs",
-    axes=("n", "V"),
-    inputs={"logits": ("n", "V")},
-    labels={"y": (("n",), "V")},
+    **_LOGITS,
     forward=(
-        "logit_maxes[i] = max(logits[i, j], j)",
-        "norm_logits[i, j] = logits[i, j] - logit_maxes[i]",
+        *_SHIFTED,
         "counts_sum[i] = sum(exp(norm_logits[i, j]), j)",
         "logprobs[i, j] = norm_logits[i, j] - log(counts_sum[i])",
         "loss = -mean(sum(one_hot(y[i], j) * logprobs[i, j], j), i)",
