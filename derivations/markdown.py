@@ -28,7 +28,7 @@ vector-Jacobian product a backward pass computes. For each input the engine
    `simplify(derived - claim) == 0` with the sums held opaque, plus an exact check at random
    rational points; it names the sizes where the forward is undefined ($n = 1$ for Bessel's
    $n - 1$);
-4. checks each proved claim once more at concrete sizes (every axis at least 2): every element
+4. checks each proved claim once more at a concrete size (every axis at least 2): every element
    of the claim against the exact derivative of the written-out forward, with no delta
    collapsing and no `simplify`.
 
