@@ -50,7 +50,7 @@ def _sizes(sizes: dict) -> str:
 
 def _result(layer, verdict: Verdict) -> str:
     if verdict.proof.ok:
-        where = ", ".join(f"{a} >= {userkernel.smallest_size(layer, a)}" for a in layer.axes)
+        where = userkernel.defined_sizes(layer)
         undefined = f" (undefined: {'; '.join(verdict.undefined)})" if verdict.undefined else ""
         return f"**PROVED** for every {where}{undefined}."
     return "**NOT PROVED**."

@@ -17,7 +17,7 @@ import re
 from derivations.claimcode import claim_code
 from derivations.layout import signature, wrap_code
 from derivations.lecture import KERNELS, Kernel
-from derivations.userkernel import code, smallest_size
+from derivations.userkernel import code, defined_sizes
 from derivations.userlayer import Layer, LayerError
 
 INDENT = "    "
@@ -122,10 +122,6 @@ def _check_names(kernel: Kernel, texts: list[str], gradients: list, lines: list)
                 raise LayerError(f"{kernel.name}: the printed code reads {name!r}, not given")
 
 
-def _proved_for(layer: Layer) -> str:
-    return ", ".join(f"{axis} >= {smallest_size(layer, axis)}" for axis in layer.axes)
-
-
 def _signature(kernel: Kernel) -> list[str]:
     ints = {arg for _, arg in kernel.sizes}
     params = [f"{a}: {'int' if a in ints else 'jax.Array'}" for a in kernel.args]
@@ -159,7 +155,7 @@ def render_function(kernel: Kernel, derived: dict) -> str:
     ]
     for line, text in lines:
         out += [f"{INDENT}# {line.text}", *wrap_code(f"{INDENT}{line.target} = {text}", INDENT)]
-    proved = _proved_for(layer)
+    proved = defined_sizes(layer)
     for name, text in gradients:
         form = " (printed from the derived form)" if name[1:] in kernel.derived else ""
         out.append(f"{INDENT}# {name}: proved for {proved}{form}")

@@ -353,6 +353,11 @@ def smallest_size(layer: Layer, axis: sp.Symbol) -> int:
     return next(size for size in itertools.count(1) if size not in bad)
 
 
+def defined_sizes(layer: Layer) -> str:
+    """The sizes the forward is defined at, in words: ``n >= 2, H >= 1``."""
+    return ", ".join(f"{axis} >= {smallest_size(layer, axis)}" for axis in layer.axes)
+
+
 def size_cases(layer: Layer) -> list[dict[sp.Symbol, int]]:
     """Every axis at :data:`OTHER_SIZE` (odd), then one axis at a time at its smallest size
     and at :data:`VARIED`: three sizes per axis (smallest, 5, 7) in 1 + 2 * axes cases (each

@@ -105,11 +105,14 @@ def _index(letter: str) -> sp.Symbol:
     return sp.Symbol(letter, integer=True, nonnegative=True)
 
 
-def _check_name(key: str, what: str, taken: dict[str, str]) -> None:
-    """A statement's name must be a Python identifier the kernel can use as a variable."""
+def _check_name(
+    key: str, what: str, taken: dict[str, str], reserved: frozenset | set = RESERVED
+) -> None:
+    """A statement's name must be a Python identifier the kernel can use as a variable, and
+    none of ``reserved`` (a layer's name, only ever a prefix: ``tanh_forward``, reserves none)."""
     if not isinstance(key, str) or not key.isidentifier():
         raise LayerError(f"{what} name {key!r} is not a Python identifier")
-    if keyword.iskeyword(key) or key in RESERVED or key.startswith("_"):
+    if keyword.iskeyword(key) or key in reserved or key.startswith("_"):
         raise LayerError(
             f"{what} name {key!r} is reserved (a Python keyword, or a name the kernel or "
             "the statement language uses)"
@@ -162,10 +165,7 @@ class Layer:
         fixed: tuple[str, ...] | list[str] = (),
     ) -> None:
         taken: dict[str, str] = {}
-        if isinstance(name, str) and name in RESERVED and name.isidentifier():
-            pass  # only ever a prefix (tanh_forward): a function's name is fine here
-        else:
-            _check_name(name, "layer", {})
+        _check_name(name, "layer", {}, reserved=frozenset())
         self.name, self.title = name, title or name
         if isinstance(axes, str) or not axes:
             raise LayerError(f"axes {axes!r}: give a tuple of axis names, e.g. ('n', 'D')")
