@@ -98,9 +98,26 @@ def draw_normals(
     return [z[i, :n].reshape(s) for i, (n, s) in enumerate(zip(sizes, shapes, strict=True))]
 
 
+W1_GAIN = 5 / 3  # tanh's gain: W1 is drawn times 5/3 over sqrt(fan_in), as in the notebook
+
+
+def draw_scaled(
+    key: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype, gain: Any, divisor: Any
+) -> list[jax.Array]:
+    """:func:`draw_normals` with W1's scale, ``W1 * gain / divisor``, applied in the same program.
+
+    Why here and why as arguments: as traced scalars (``gain`` = :data:`W1_GAIN`, ``divisor`` =
+    sqrt(fan_in)) XLA multiplies and then divides exactly as jax's two eager ops do; written as
+    constants it folds them into one multiply by a rounded reciprocal, an ulp off. Done on the
+    host it would be a program of its own to compile (0.2 s of a run's start)."""
+    normals = draw_normals(key, shapes, dtype)
+    normals[1] = normals[1] * gain / divisor
+    return normals
+
+
 @partial(jax.jit, static_argnames=("shapes", "dtype"))
-def _normals(key: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype):
-    return draw_normals(key, shapes, dtype)
+def _normals(key: jax.Array, gain: Any, divisor: Any, shapes: tuple, dtype: jnp.dtype):
+    return draw_scaled(key, shapes, dtype, gain, divisor)
 
 
 def divide(x: Any, d: float) -> jax.Array:
@@ -110,29 +127,22 @@ def divide(x: Any, d: float) -> jax.Array:
     return (x if isinstance(x, jax.Array) else jax.device_put(x)) / d
 
 
-def scale_params(normals: list[Any], fan_in: int) -> Params:
-    """The notebook's scales applied to standard normals: numpy arrays (then as jax's eager ops
-    round them) or traced jax arrays.
+def scale_rest(normals: list[Any]) -> Params:
+    """The notebook's scales of every group but W1 (already scaled: :func:`draw_scaled`),
+    applied to standard normals: numpy arrays (then as jax's eager ops round them) or traced
+    jax arrays.
 
     Why numpy: inside one XLA program ``z * 0.1 + 1.0`` becomes a fused multiply-add, an ulp
     away from the two roundings of separate operations, while each numpy operation rounds once,
-    as an eager jax op does (W1's division stays a jax op: :func:`divide`).
+    as an eager jax op does.
     """
     C, W1, b1, W2, b2, g, b = normals
-    return Params(
-        C=C,
-        W1=divide(W1 * (5 / 3), fan_in**0.5),
-        b1=b1 * 0.1,
-        W2=W2 * 0.1,
-        b2=b2 * 0.1,
-        bngain=g * 0.1 + 1.0,
-        bnbias=b * 0.1,
-    )
+    return Params(C, W1, b1 * 0.1, W2 * 0.1, b2 * 0.1, g * 0.1 + 1.0, b * 0.1)
 
 
-def params_from_normals(normals: list[jax.Array], fan_in: int) -> Params:
-    """:func:`scale_params` of a compiled draw, on the host; the result on the default device."""
-    return jax.device_put(scale_params(jax.device_get(normals), fan_in))
+def params_from_draws(normals: list[jax.Array]) -> Params:
+    """:func:`scale_rest` of a compiled draw, on the host; the result on the default device."""
+    return jax.device_put(scale_rest(jax.device_get(normals)))
 
 
 def init_params(
@@ -147,12 +157,12 @@ def init_params(
     a wrong backward). 4137 parameters at n_embd 10, n_hidden 64, block_size 3, vocab 27.
 
     Each group is ``jax.random.normal`` of its own key from ``jax.random.split(key, 7)`` times
-    its scale, bit for bit; eagerly the draws are one compiled program (:func:`draw_normals`)."""
+    its scale, bit for bit; eagerly the draws are one compiled program (:func:`draw_scaled`)."""
     shapes = param_shapes(vocab_size, n_embd, n_hidden, block_size)
-    fan_in = n_embd * block_size
+    divisor = (n_embd * block_size) ** 0.5
     if isinstance(key, jax.core.Tracer):  # inside a caller's jit or vmap: all traced
-        return scale_params(draw_normals(key, shapes, dtype), fan_in)
-    return params_from_normals(_normals(key, shapes, jnp.dtype(dtype)), fan_in)
+        return scale_rest(draw_scaled(key, shapes, dtype, W1_GAIN, divisor))
+    return params_from_draws(_normals(key, W1_GAIN, divisor, shapes, jnp.dtype(dtype)))
 
 
 def block_size_of(params: Params) -> int:

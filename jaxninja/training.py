@@ -33,16 +33,17 @@ from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, Vocab, load_dataset
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.model import (
+    W1_GAIN,
     BNStats,
     Params,
     block_size_of,
     divide,
-    draw_normals,
+    draw_scaled,
     hprebn_of,
     logits_fused,
     loss_fused,
     param_shapes,
-    params_from_normals,
+    params_from_draws,
 )
 from jaxninja.step import batch_indices, train_chunk
 
@@ -109,18 +110,19 @@ def start_state(config: TrainConfig, vocab_size: int) -> TrainState:
     dtype = float_dtype(config.dtype)
     shapes = param_shapes(vocab_size, config.n_embd, config.n_hidden, config.block_size)
     seed = jax.device_put(np.int64(config.seed))  # as jax.random.key takes a Python int
-    normals, batch_key = _start_draws(seed, shapes, dtype)
-    params = params_from_normals(normals, config.n_embd * config.block_size)
-    return TrainState(params, 0, batch_key, np.zeros(0, np.float32))
+    divisor = (config.n_embd * config.block_size) ** 0.5
+    normals, batch_key = _start_draws(seed, W1_GAIN, divisor, shapes, dtype)
+    return TrainState(params_from_draws(normals), 0, batch_key, np.zeros(0, np.float32))
 
 
 @partial(jax.jit, static_argnames=("shapes", "dtype"))
 def _start_draws(
-    seed: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype
+    seed: jax.Array, gain: Any, divisor: Any, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype
 ) -> tuple[list[jax.Array], jax.Array]:
-    """The standard normals of :func:`init_params` and the batch key, from one seed."""
+    """The draws of :func:`init_params` (W1 scaled, the rest standard normals) and the batch
+    key, from one seed."""
     init_key, batch_key = jax.random.split(jax.random.key(seed))
-    return draw_normals(init_key, shapes, dtype), batch_key
+    return draw_scaled(init_key, shapes, dtype, gain, divisor), batch_key
 
 
 def float_dtype(name: str) -> jnp.dtype:

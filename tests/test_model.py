@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxninja.model import (
     Intermediates,
@@ -58,22 +59,30 @@ def _eager_init(key, vocab_size, n_embd, n_hidden, block_size, dtype):
     return (C, W1 * (5 / 3) / fan_in**0.5, b1 * 0.1, W2 * 0.1, b2 * 0.1, g * 0.1 + 1.0, b * 0.1)
 
 
-def test_init_params_and_start_state_equal_the_eager_draws_bit_for_bit():
-    """One compiled draw, scaled on the host, gives what seven eager draws and jax's own scaling
-    ops gave (a fused multiply-add or numpy's division would be an ulp off somewhere)."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_init_params_and_start_state_equal_the_eager_draws_bit_for_bit(dtype, request):
+    """One compiled draw (W1's scale inside it, from traced scalars), the rest scaled on the
+    host, gives what seven eager draws and jax's own scaling ops gave (a fused multiply-add, a
+    constant folded into a reciprocal or numpy's division would be an ulp off somewhere)."""
     from jaxninja.config import TrainConfig
     from jaxninja.training import start_state
 
-    for sizes, seed in (((27, 10, 200, 3), 2147483647), ((30, 7, 33, 5), 2**32 - 1)):
-        mine = init_params(jax.random.key(seed), *sizes)
-        reference = _eager_init(jax.random.key(seed), *sizes, jnp.float32)
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    sizes_seeds = (((27, 10, 200, 3), 2147483647), ((30, 7, 33, 5), 2**32 - 1), ((5, 3, 17, 8), 7))
+    for sizes, seed in sizes_seeds:
+        mine = init_params(jax.random.key(seed), *sizes, dtype=jnp.dtype(dtype))
+        reference = _eager_init(jax.random.key(seed), *sizes, jnp.dtype(dtype))
         for a, b in zip(mine, reference, strict=True):
-            assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+            assert a.dtype == b.dtype == dtype
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
         vocab, n_embd, n_hidden, block = sizes
-        config = TrainConfig(n_embd=n_embd, n_hidden=n_hidden, block_size=block, seed=seed)
+        config = TrainConfig(
+            n_embd=n_embd, n_hidden=n_hidden, block_size=block, seed=seed, dtype=dtype
+        )
         state = start_state(config, vocab)
         init_key, batch_key = jax.random.split(jax.random.key(seed))
-        for a, b in zip(state.params, _eager_init(init_key, *sizes, jnp.float32), strict=True):
+        for a, b in zip(state.params, _eager_init(init_key, *sizes, jnp.dtype(dtype)), strict=True):
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
         assert np.array_equal(jax.random.key_data(state.batch_key), jax.random.key_data(batch_key))
 
