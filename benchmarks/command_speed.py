@@ -21,7 +21,9 @@ the lines it prints as they arrive and its ``summary.json``:
 
 Every process runs with JAX's persistent compilation cache off (a cold cache, as on a first
 run). The target (issue 15): the loop within 5 % of (a), and start-up + finish under 3 s, so the
-lecture's run takes loop + compile + 3 s. Medians over the rounds; min - max beside them.
+lecture's run takes loop + compile + 3 s. The row "wall - loop - (a)'s compile" reads it
+strictly: everything the command adds to (a)'s own compile and loop, including what the
+warm-up thread adds to the command's first chunk. Medians over the rounds; min - max beside.
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ def report(steps: int, runs: list[CommandRun], a_runs: list[dict[str, float]]) -
     rates_a = [a["steps_per_s"] for a in a_runs]
     ratios = [r.steps_per_s / a for r, a in zip(runs, rates_a, strict=True)]
     overhead = [r.start_up + r.finish for r in runs]
+    # the stricter reading: all the command adds to (a)'s own compile and loop, so work moved
+    # from start-up or finish into the first chunk (the warm-up thread's) is counted too
+    beyond = [r.wall - r.loop - a["compile_s"] for r, a in zip(runs, a_runs, strict=True)]
     rows = [
         f"`jaxninja train --steps {steps:,}` vs `train_speed` (a), {len(runs)} rounds:",
         "",
@@ -137,6 +142,7 @@ def report(steps: int, runs: list[CommandRun], a_runs: list[dict[str, float]]) -
         median_row("command: loop s (warm chunks)", [r.loop for r in runs]),
         median_row("command: finish s", [r.finish for r in runs]),
         median_row("command: start-up + finish s", overhead),
+        median_row("command: wall - loop - (a)'s compile s", beyond),
         median_row("command: wall s", [r.wall for r in runs]),
     ]
     data = {
@@ -146,6 +152,7 @@ def report(steps: int, runs: list[CommandRun], a_runs: list[dict[str, float]]) -
         "ratio_command_over_a": ratios,
         "median_ratio": statistics.median(ratios),
         "median_start_up_plus_finish_s": statistics.median(overhead),
+        "median_wall_less_loop_and_a_compile_s": statistics.median(beyond),
     }
     return "\n".join(rows), data
 

@@ -408,7 +408,13 @@ def _sample_step(
 
 
 def sample_key(seed: int) -> jax.Array:
-    """The key a run with ``seed`` samples its names with (the lecture's seed + 10)."""
+    """The key a run with ``seed`` samples its names with (the lecture's seed + 10), drawn in
+    one compiled program (eagerly, the key and its fold-in compiled four)."""
+    return _sample_key(jax.device_put(np.int64(seed)))  # as jax.random.key takes a Python int
+
+
+@jax.jit
+def _sample_key(seed: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), SAMPLE_SEED_OFFSET)
 
 

@@ -420,3 +420,29 @@ def test_a_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
     assert "REFUTED" in result.stdout and result.stdout.rstrip().splitlines()[-1].startswith(
         "total, imports included:"
     )
+
+
+def test_train_exits_fast_with_every_file_complete(tmp_path: Path) -> None:
+    """``train`` ends with os._exit too (its files are closed and its threads joined before main
+    returns): what it printed arrives through a pipe, and the checkpoint, losses, summary and
+    plot it wrote are whole (the checkpoint's checksum holds, the PNG ends with its IEND chunk)."""
+    GOOD_DATA(tmp_path)
+    code = "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
+    flags = [*SMALL[:-2], "--samples", "3", "--steps", "1000", "--out", "run"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, "train", "--data", "words.txt", *flags],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(tmp_path),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.rstrip().splitlines()
+    assert lines[-1].startswith("wrote ") and len(lines) == 6, lines  # start, result, 3 names
+    run = tmp_path / "run"
+    assert ck.load_checkpoint(run).step == 1000
+    assert np.load(run / "losses.npy").shape == (1000,)
+    assert len(json.loads((run / "summary.json").read_text())["samples"]) == 3
+    png = (run / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[-8:-4] == b"IEND"

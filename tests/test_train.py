@@ -25,11 +25,13 @@ from jaxninja.model import Params, loss_fused
 from jaxninja.plot_loss import block_means
 from jaxninja.step import batch_indices, learning_rate, train_chunk
 from jaxninja.training import (
+    SAMPLE_SEED_OFFSET,
     NonFiniteLoss,
     TrainConfig,
     calibrate,
     check_gradients,
     next_boundary,
+    sample_key,
     sample_names,
     split_losses,
     start_state,
@@ -194,6 +196,13 @@ def test_calibrate_evaluate_and_sample(dataset):
     assert len(names) == 5 and names == again  # seeded: the same key gives the same names
     assert all("." not in n and set(n) <= set(dataset.vocab.chars) for n in names)
     assert names != sample_names(params, stats, dataset.vocab, 5, jax.random.key(8))
+
+
+def test_sample_key_is_the_eager_fold_in_of_the_seed():
+    """One compiled program gives the key the eager ops gave (seeds past int32 included)."""
+    for seed in (0, 2147483647, 2**31, 2**32 - 1):
+        eager = jax.random.fold_in(jax.random.key(seed), SAMPLE_SEED_OFFSET)
+        assert np.array_equal(jax.random.key_data(sample_key(seed)), jax.random.key_data(eager))
 
 
 # ------------------------------------------------------------------------------ the CLI glue
