@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from jaxninja.errors import CheckpointError, ConfigError
 
@@ -127,6 +127,16 @@ def write_atomic(
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
     _fsync_dir(folder)
+
+
+def save_figure(fig: Any, path: str | os.PathLike | IO[bytes], **savefig: Any) -> None:
+    """``fig.savefig(path, format="png", **savefig)``, through :func:`write_atomic` when
+    ``path`` is a path: a run killed while plotting leaves the old plot or the new one, never
+    half a PNG (``path`` a file object: written as it is)."""
+    if isinstance(path, (str, os.PathLike)):
+        write_atomic(path, lambda f: fig.savefig(f, format="png", **savefig), "the plot")
+    else:
+        fig.savefig(path, format="png", **savefig)
 
 
 def prepare_out_dir(out: str | os.PathLike, flag: str = "--out") -> Path:

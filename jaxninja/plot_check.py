@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxninja.atomic import save_figure  # noqa: E402
 from jaxninja.errors import ConfigError  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def _dlogits(dlogits: np.ndarray, path: Path) -> Path:
     ax.set_title("dlogits (n × vocab)")
     ax.set_xlabel("character")
     ax.set_ylabel("example in batch")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -60,6 +61,6 @@ def _errors(result, path: Path) -> Path:
         ax.set_title(f"vs {ref}")
         ax.set_xlabel("error / (eps · scale)")
     fig.suptitle("manual gradient error per row (green: bit-exact, red: breaks its bound)")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import IO
 
 import numpy as np
+
+from jaxninja.atomic import save_figure
 
 BLOCK = 1_000  # steps averaged into one point (the lecture's ``view(-1, 1000).mean(1)``)
 
@@ -21,8 +24,9 @@ def block_means(losses: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]
     return starts, sums / counts
 
 
-def plot_loss(losses: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
-    """Save the log10 training loss per block of steps to ``path`` (PNG, no display needed).
+def plot_loss(losses: np.ndarray, path: str | os.PathLike | IO[bytes], title: str = "") -> None:
+    """Save the log10 training loss per block of steps to ``path`` (PNG, no display needed;
+    written atomically: :func:`jaxninja.atomic.save_figure`).
 
     Runs shorter than 20,000 steps use blocks of ``len / 20`` steps so there is still a curve.
     """
@@ -40,5 +44,5 @@ def plot_loss(losses: np.ndarray, path: str | os.PathLike, title: str = "") -> N
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

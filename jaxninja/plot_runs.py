@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxninja.atomic import save_figure
 from jaxninja.plot_loss import BLOCK, block_means
 
 
@@ -43,5 +44,5 @@ def plot_runs(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

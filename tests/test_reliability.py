@@ -159,3 +159,26 @@ def test_through_the_cli_a_failing_finish_is_one_line_and_the_run_is_safe(words_
     ckpt = load_checkpoint(out)
     assert ckpt.step == 1000 and ckpt.bn_stats is not None
     assert json.loads((out / "summary.json").read_text())["losses"]["val"] > 0
+
+
+def test_a_plot_that_fails_while_writing_leaves_the_old_plot(tmp_path) -> None:
+    """Plots are written atomically: a savefig that fails halfway through leaves the previous
+    file as it was and no temporary file; a good one replaces it whole."""
+    from jaxninja.atomic import save_figure
+    from jaxninja.plot_loss import plot_loss
+
+    path = tmp_path / "loss.png"
+    path.write_bytes(b"the previous plot")
+
+    class HalfFigure:
+        def savefig(self, f, **kwargs) -> None:
+            f.write(b"\x89PNG\r\n\x1a\n half a picture")
+            raise MemoryError("out of memory while drawing")
+
+    with pytest.raises(MemoryError):
+        save_figure(HalfFigure(), path)
+    assert path.read_bytes() == b"the previous plot" and os.listdir(tmp_path) == ["loss.png"]
+    plot_loss(np.linspace(3.0, 2.0, 100), path)
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[-8:-4] == b"IEND"
+    assert os.listdir(tmp_path) == ["loss.png"]
