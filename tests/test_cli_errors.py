@@ -402,20 +402,25 @@ def test_closed_pipe_is_quiet(good_run: Path, tmp_path: Path) -> None:
     assert "Traceback" not in stderr and len(stderr.splitlines()) <= 1, stderr
 
 
+def entry_point(tmp: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The ``python -m jaxninja`` entry point (the console script's path, fast exit included)
+    in a fresh process in ``tmp``, its output through pipes."""
+    code = "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        env=child_env(tmp),
+        timeout=300,
+    )
+
+
 def test_a_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
     """``check``/``derive``/``sample``/``evaluate`` end with os._exit once main returns (no
     interpreter teardown): everything printed still arrives through a pipe, and a failing
     command's status is kept (derive of a refuted layer: 1)."""
-    code = "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
-    wrong = REPO / "examples" / "linear_wrong.py"
-    result = subprocess.run(
-        [sys.executable, "-c", code, "derive", "--layer", str(wrong)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=child_env(tmp_path),
-        timeout=300,
-    )
+    result = entry_point(tmp_path, "derive", "--layer", str(REPO / "examples" / "linear_wrong.py"))
     assert result.returncode == 1, result.stderr
     assert "REFUTED" in result.stdout and result.stdout.rstrip().splitlines()[-1].startswith(
         "total, imports included:"
@@ -427,16 +432,8 @@ def test_train_exits_fast_with_every_file_complete(tmp_path: Path) -> None:
     returns): what it printed arrives through a pipe, and the checkpoint, losses, summary and
     plot it wrote are whole (the checkpoint's checksum holds, the PNG ends with its IEND chunk)."""
     GOOD_DATA(tmp_path)
-    code = "import runpy; runpy.run_module('jaxninja', run_name='__main__')"
     flags = [*SMALL[:-2], "--samples", "3", "--steps", "1000", "--out", "run"]
-    result = subprocess.run(
-        [sys.executable, "-c", code, "train", "--data", "words.txt", *flags],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=child_env(tmp_path),
-        timeout=300,
-    )
+    result = entry_point(tmp_path, "train", "--data", "words.txt", *flags)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.rstrip().splitlines()
     assert lines[-1].startswith("wrote ") and len(lines) == 6, lines  # start, result, 3 names
