@@ -8,6 +8,7 @@ it takes about 10 s of CPU.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from derivations import __main__ as derivations_main  # noqa: E402
 from derivations import lecture, usercheck  # noqa: E402
 from derivations.__main__ import stale  # noqa: E402
 from derivations.build import check_layer, run_all  # noqa: E402
-from derivations.collapse import collapse  # noqa: E402
+from derivations.collapse import collapse, pinned  # noqa: E402
 from derivations.exact import differs  # noqa: E402
 from derivations.files import outputs  # noqa: E402
 from derivations.userlayer import Layer, LayerError  # noqa: E402
@@ -187,6 +188,42 @@ def test_the_same_letter_trap_is_why_free_indices_are_distinct():
     squares = batch_sum(x[i] ** 2)
     assert collapse(sp.diff(squares, x[i])) == 2 * batch_sum(x[i])  # wrong, and why we avoid it
     assert collapse(sp.diff(squares, x[p])) == 2 * x[p]
+
+
+def test_pinned_replaces_an_index_a_delta_pins_and_leaves_a_bound_one_alone():
+    x, y = sp.IndexedBase("x"), sp.IndexedBase("y")
+    q = sp.Symbol("q", integer=True, nonnegative=True)
+    delta = sp.KroneckerDelta(q, y[p])
+    assert pinned(delta * sp.exp(x[p, q])) == delta * sp.exp(x[p, y[p]])
+    assert pinned(sp.log(1 + delta * x[q])) == sp.log(1 + delta * x[y[p]])  # at any depth
+    assert pinned(sp.KroneckerDelta(p, q) * x[q]) == sp.KroneckerDelta(p, q) * x[p]
+    bound = delta * sp.Sum(x[p, q], (q, 0, n - 1))  # the q summed over is another q
+    assert pinned(bound) == bound
+    assert pinned(delta) == delta and pinned(x[p, q]) == x[p, q]  # no product, no delta: as is
+
+
+def test_pinned_is_an_identity_at_every_integer_point():
+    """The rewrite changes the form, never the value: checked exactly at every assignment of
+    p, q, r and y[p] in 0..1 (so every delta is both 0 and 1 somewhere), with rational array
+    entries; the sums run over 0..2."""
+    x, y = sp.IndexedBase("x"), sp.IndexedBase("y")
+    q, r = (sp.Symbol(c, integer=True, nonnegative=True) for c in "qr")
+    expr = (
+        sp.KroneckerDelta(q, y[p]) * sp.exp(x[p, q]) * x[q, r]
+        + sp.KroneckerDelta(q, r) * sp.KroneckerDelta(r, y[p]) * x[r, q] ** 2
+        - sp.KroneckerDelta(p, q) * sp.Sum(x[i, q], (i, 0, 2)) / (1 + x[p, p])
+        + sp.KroneckerDelta(q, y[p]) * sp.Sum(x[q, p], (q, 0, 2))  # this q is bound: kept
+    )
+    rewritten = pinned(expr)
+    assert rewritten != expr
+    entries = {x[a, b]: sp.Rational(a + 2 * b + 1, 7 - a) for a in range(3) for b in range(3)}
+
+    def value(e: sp.Expr, pv: int, qv: int, rv: int, yv: int) -> sp.Expr:
+        e = e.subs({p: pv, q: qv, r: rv}, simultaneous=True).xreplace({y[pv]: yv}).doit()
+        return e.xreplace(entries).doit()
+
+    for point in itertools.product(range(2), repeat=4):
+        assert sp.expand(value(expr, *point) - value(rewritten, *point)) == 0, point
 
 
 # ---------------------------------------------------------------- the generated files, the CLIs

@@ -349,3 +349,32 @@ def test_a_max_shift_in_a_layer_file_is_proved_exact_and_kernel_verified(tmp_pat
     report = run_layer(layer, tmp_path / "k.py", "test")
     assert report.ok, report.text
     assert "jnp.max(logits, axis=1)" in (tmp_path / "k.py").read_text()
+
+
+def _picked_ce(claim: str) -> Layer:
+    """Cross-entropy from the target's count, picked with a one-hot sum."""
+    return Layer(
+        name="ce_picked",
+        axes=("n", "V"),
+        inputs={"logits": ("n", "V")},
+        labels={"y": (("n",), "V")},
+        forward=(
+            "counts[i, j] = exp(logits[i, j])",
+            "picked[i] = sum(one_hot(y[i], j) * counts[i, j], j)",
+            "counts_sum[i] = sum(counts[i, j], j)",
+            "loss = -mean(log(picked[i] / counts_sum[i]), i)",
+        ),
+        claims={"logits": claim},
+    )
+
+
+def test_an_index_a_delta_pins_is_read_at_its_value(tmp_path):
+    """The derivative of this cross-entropy holds δ(q, y[p])·exp(logits[p, q]) beside
+    exp(-logits[p, y[p]]); with q read as y[p] where the delta pins it, the right claim is
+    PROVED (simplify alone left it NOT PROVED) and its kernel matches jax.vjp and torch, while a
+    claim that is wrong where q = y[p] is still REFUTED with a counterexample."""
+    report = run_layer(_picked_ce("(counts / counts_sum - one_hot(y)) / n"), tmp_path / "k.py", "t")
+    assert report.ok and report.verdicts[0].proof.ok, report.text
+    wrong = _picked_ce("(counts / counts_sum - one_hot(y) * counts / counts_sum) / n")
+    verdict = check(wrong, "logits")
+    assert not verdict.proof.ok and verdict.counterexample is not None
