@@ -63,43 +63,63 @@ def pinned(expr: sp.Expr) -> sp.Expr:
     Why: after collapsing, a derivative can hold ``δ(q, y[p])·exp(logits[p, q])`` where a claim
     holds ``δ(q, y[p])·exp(logits[p, y[p]])``; ``simplify`` treats the two elements as unrelated
     and cannot reach zero. The rewrite is an identity, so a proof of the rewritten difference is
-    a proof of the original. A factor in which ``i`` is bound (a sum over ``i`` inside it, which
-    is another ``i``) leaves that delta alone."""
+    a proof of the original. A factor that binds a symbol of the pair (a sum over ``i``, which
+    is another ``i``, or over an index of ``e``) leaves that delta alone."""
+    return _rewritten(expr, _to_value)
+
+
+def unpinned(expr: sp.Expr) -> sp.Expr:
+    """The other way round: in every product that holds ``KroneckerDelta(i, e)``, ``e`` (an
+    index array's element, ``y[p]``) replaced by the index ``i`` in the other factors, so that
+    ``exp(-logits[p, y[p]])·δ(q, y[p])`` becomes ``exp(-logits[p, q])·δ(q, y[p])``: an array
+    expression the kernel printer can write (``logits[p, y[p]]`` has no array form). The same
+    identity as :func:`pinned`, under the same guard."""
+    return _rewritten(expr, _to_index)
+
+
+Reading = tuple[sp.Expr, sp.Expr]  # (what a delta lets be replaced, by what)
+
+
+def _rewritten(expr: sp.Expr, readings) -> sp.Expr:
+    """``expr`` with each product's deltas applied to its other factors, bottom-up."""
     if not expr.args or isinstance(expr, sp.Indexed):
         return expr
-    expr = expr.func(*[pinned(arg) for arg in expr.args])
-    if not isinstance(expr, sp.Mul):
-        return expr
-    done: set[sp.Expr] = set()
-    while True:
-        pin = _next_pin(expr, done)
-        if pin is None:
+    expr = expr.func(*[_rewritten(arg, readings) for arg in expr.args])
+    used: set[sp.Expr] = set()
+    while isinstance(expr, sp.Mul):
+        found = _next_reading(expr, used, readings)
+        if found is None:
             return expr
-        delta, var, value = pin
-        done.add(delta)
-        others = [f for f in expr.args if f is not delta and f != delta]
-        expr = delta * sp.Mul(*[f.xreplace({var: value}) for f in others])
-        if not isinstance(expr, sp.Mul):
-            return expr
+        delta, (old, new) = found
+        used.add(delta)
+        others = [f for f in expr.args if f != delta]
+        expr = delta * sp.Mul(*[f.xreplace({old: new}) for f in others])
+    return expr
 
 
-def _next_pin(product: sp.Mul, done: set[sp.Expr]) -> tuple[sp.Expr, sp.Symbol, sp.Expr] | None:
-    """A delta factor of ``product`` not yet used that pins an index the other factors hold
-    free: (the delta, the index, its value); None when there is none."""
+def _next_reading(product: sp.Mul, used: set[sp.Expr], readings):
+    """A delta factor of ``product`` not yet used and one of its ``readings`` that the other
+    factors hold, with no symbol of the pair bound inside them: (the delta, the reading)."""
     for delta in sorted(product.args, key=sp.default_sort_key):
-        if not isinstance(delta, sp.KroneckerDelta) or delta in done:
+        if not isinstance(delta, sp.KroneckerDelta) or delta in used:
             continue
         others = sp.Mul(*[f for f in product.args if f != delta])
-        for var, value in _pins(delta):
-            bound = any(var in s.variables for s in others.atoms(sp.Sum, sp.Product))
-            if others.has(var) and not bound:
-                return delta, var, value
+        bound = {v for s in others.atoms(sp.Sum, sp.Product) for v in s.variables}
+        for old, new in readings(delta):
+            if others.has(old) and not bound & (old.free_symbols | new.free_symbols):
+                return delta, (old, new)
     return None
 
 
-def _pins(delta: sp.KroneckerDelta) -> list[tuple[sp.Symbol, sp.Expr]]:
-    """The (index, value) readings of ``delta``: a side that is a symbol, the other side free of
-    it; of two symbols, the later one (in sympy's order) is replaced by the earlier one."""
+def _to_value(delta: sp.KroneckerDelta) -> list[Reading]:
+    """An index side replaced by the other side (free of it); of two indices, the later one
+    in sympy's order by the earlier one."""
     left, right = sorted(delta.args, key=sp.default_sort_key)
-    readings = [(right, left), (left, right)]
-    return [(v, e) for v, e in readings if isinstance(v, sp.Symbol) and not e.has(v)]
+    return [(i, e) for i, e in ((right, left), (left, right)) if i.is_Symbol and not e.has(i)]
+
+
+def _to_index(delta: sp.KroneckerDelta) -> list[Reading]:
+    """A side that is not an index (free of the index on the other side) replaced by it."""
+    left, right = delta.args
+    pairs = ((right, left), (left, right))
+    return [(e, i) for e, i in pairs if i.is_Symbol and not e.is_Symbol and not e.has(i)]

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations import exact, usercheck, userkernel
+from derivations.collapse import unpinned
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 
@@ -127,7 +128,8 @@ def _kernel(
     # a claim undefined where the forward is defined (a 0/0 at n = 1) is not printed
     partial = {v.key for v in verdicts if any(u.startswith("the claim") for u in v.undefined)}
     printed = proved - partial
-    gradients = {v.key: v.claim if v.key in printed else v.derived for v in verdicts}
+    # a derived gradient's y[p] read as q where a delta pins it: the form the printer can write
+    gradients = {v.key: v.claim if v.key in printed else unpinned(v.derived) for v in verdicts}
     origins = {
         key: "your claim, proved equal to the derived gradient"
         if key in printed

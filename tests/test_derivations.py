@@ -20,7 +20,7 @@ from derivations import __main__ as derivations_main  # noqa: E402
 from derivations import lecture, usercheck  # noqa: E402
 from derivations.__main__ import stale  # noqa: E402
 from derivations.build import check_layer, run_all  # noqa: E402
-from derivations.collapse import collapse, pinned  # noqa: E402
+from derivations.collapse import collapse, pinned, unpinned  # noqa: E402
 from derivations.exact import differs  # noqa: E402
 from derivations.files import outputs  # noqa: E402
 from derivations.userlayer import Layer, LayerError  # noqa: E402
@@ -190,37 +190,48 @@ def test_the_same_letter_trap_is_why_free_indices_are_distinct():
     assert collapse(sp.diff(squares, x[p])) == 2 * x[p]
 
 
-def test_pinned_replaces_an_index_a_delta_pins_and_leaves_a_bound_one_alone():
+def test_a_delta_is_applied_beside_it_both_ways_and_never_across_a_binding():
     x, y = sp.IndexedBase("x"), sp.IndexedBase("y")
     q = sp.Symbol("q", integer=True, nonnegative=True)
     delta = sp.KroneckerDelta(q, y[p])
     assert pinned(delta * sp.exp(x[p, q])) == delta * sp.exp(x[p, y[p]])
+    assert unpinned(delta * sp.exp(x[p, y[p]])) == delta * sp.exp(x[p, q])
     assert pinned(sp.log(1 + delta * x[q])) == sp.log(1 + delta * x[y[p]])  # at any depth
     assert pinned(sp.KroneckerDelta(p, q) * x[q]) == sp.KroneckerDelta(p, q) * x[p]
-    bound = delta * sp.Sum(x[p, q], (q, 0, n - 1))  # the q summed over is another q
-    assert pinned(bound) == bound
+    for bound in (
+        delta * sp.Sum(x[p, q], (q, 0, n - 1)),  # the q summed over is another q
+        delta * sp.Sum(x[p, q], (p, 0, n - 1)),  # y[p] put inside would read the summed p
+    ):
+        assert pinned(bound) == bound and unpinned(bound) == bound
+    assert unpinned(delta * sp.Sum(x[i, y[p]], (q, 0, n - 1))) == delta * sp.Sum(
+        x[i, y[p]], (q, 0, n - 1)
+    )  # y[p] -> q inside a sum over q would be captured
     assert pinned(delta) == delta and pinned(x[p, q]) == x[p, q]  # no product, no delta: as is
 
 
-def test_pinned_is_an_identity_at_every_integer_point():
-    """The rewrite changes the form, never the value: checked exactly at every assignment of
+@pytest.mark.parametrize("rewrite", [pinned, unpinned])
+def test_a_delta_rewrite_is_an_identity_at_every_integer_point(rewrite):
+    """The rewrites change the form, never the value: checked exactly at every assignment of
     p, q, r and y[p] in 0..1 (so every delta is both 0 and 1 somewhere), with rational array
-    entries; the sums run over 0..2."""
+    entries; the sums run over 0..2, and some bind a letter of a delta beside them."""
     x, y = sp.IndexedBase("x"), sp.IndexedBase("y")
     q, r = (sp.Symbol(c, integer=True, nonnegative=True) for c in "qr")
     expr = (
-        sp.KroneckerDelta(q, y[p]) * sp.exp(x[p, q]) * x[q, r]
+        sp.KroneckerDelta(q, y[p]) * sp.exp(x[p, q]) * x[q, r] * x[y[p], 1]
         + sp.KroneckerDelta(q, r) * sp.KroneckerDelta(r, y[p]) * x[r, q] ** 2
         - sp.KroneckerDelta(p, q) * sp.Sum(x[i, q], (i, 0, 2)) / (1 + x[p, p])
-        + sp.KroneckerDelta(q, y[p]) * sp.Sum(x[q, p], (q, 0, 2))  # this q is bound: kept
+        + sp.KroneckerDelta(q, y[p]) * sp.Sum(x[q, p], (q, 0, 2))
+        + sp.KroneckerDelta(q, y[p]) * sp.Sum(x[p, q] * x[y[p], 0], (p, 0, 2))
+        + sp.KroneckerDelta(q, y[p]) * sp.Sum(x[y[p], q] * x[q, 0], (q, 0, 2))
     )
-    rewritten = pinned(expr)
+    rewritten = rewrite(expr)
     assert rewritten != expr
     entries = {x[a, b]: sp.Rational(a + 2 * b + 1, 7 - a) for a in range(3) for b in range(3)}
 
     def value(e: sp.Expr, pv: int, qv: int, rv: int, yv: int) -> sp.Expr:
-        e = e.subs({p: pv, q: qv, r: rv}, simultaneous=True).xreplace({y[pv]: yv}).doit()
-        return e.xreplace(entries).doit()
+        labels = {y[a]: yv if a == pv else (a + yv + 1) % 3 for a in range(3)}  # y not constant
+        e = e.subs({p: pv, q: qv, r: rv}, simultaneous=True).doit()
+        return e.xreplace(labels).xreplace(entries).doit()
 
     for point in itertools.product(range(2), repeat=4):
         assert sp.expand(value(expr, *point) - value(rewritten, *point)) == 0, point

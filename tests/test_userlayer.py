@@ -351,8 +351,8 @@ def test_a_max_shift_in_a_layer_file_is_proved_exact_and_kernel_verified(tmp_pat
     assert "jnp.max(logits, axis=1)" in (tmp_path / "k.py").read_text()
 
 
-def _picked_ce(claim: str) -> Layer:
-    """Cross-entropy from the target's count, picked with a one-hot sum."""
+def _picked_ce(claim: str | None) -> Layer:
+    """Cross-entropy from the target's count, picked with a one-hot sum (claim None: none)."""
     return Layer(
         name="ce_picked",
         axes=("n", "V"),
@@ -364,7 +364,7 @@ def _picked_ce(claim: str) -> Layer:
             "counts_sum[i] = sum(counts[i, j], j)",
             "loss = -mean(log(picked[i] / counts_sum[i]), i)",
         ),
-        claims={"logits": claim},
+        claims={"logits": claim} if claim else {},
     )
 
 
@@ -372,9 +372,14 @@ def test_an_index_a_delta_pins_is_read_at_its_value(tmp_path):
     """The derivative of this cross-entropy holds δ(q, y[p])·exp(logits[p, q]) beside
     exp(-logits[p, y[p]]); with q read as y[p] where the delta pins it, the right claim is
     PROVED (simplify alone left it NOT PROVED) and its kernel matches jax.vjp and torch, while a
-    claim that is wrong where q = y[p] is still REFUTED with a counterexample."""
+    claim that is wrong where q = y[p] is still REFUTED with a counterexample. Without a claim,
+    the derived gradient's logits[p, y[p]] is printed as logits[p, q] beside the delta (it had
+    no array form), and that kernel matches too."""
     report = run_layer(_picked_ce("(counts / counts_sum - one_hot(y)) / n"), tmp_path / "k.py", "t")
     assert report.ok and report.verdicts[0].proof.ok, report.text
     wrong = _picked_ce("(counts / counts_sum - one_hot(y) * counts / counts_sum) / n")
     verdict = check(wrong, "logits")
     assert not verdict.proof.ok and verdict.counterexample is not None
+    report = run_layer(_picked_ce(None), tmp_path / "derived.py", "t")
+    assert report.ok, report.text
+    assert "dlogits: the derived gradient" in (tmp_path / "derived.py").read_text()
