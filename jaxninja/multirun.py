@@ -41,6 +41,7 @@ from jaxninja.training import (
     NonFiniteLoss,
     TrainState,
     check_gradients,
+    chunk_end,
     float_dtype,
     next_boundary,
     start_state,
@@ -276,13 +277,9 @@ def train_runs(
         compiled = clock.add(n, seconds)
         if on_chunk:
             on_chunk(ChunkReport(step, n, float(chunk.mean()), seconds, compiled))
-        if step == config.steps:
-            break
-        stop = should_stop is not None and should_stop()
-        if save and (stop or (checkpoint_every and step % checkpoint_every == 0)):
-            save(current())
-            last_saved = step
-        if stop:
+        leave, saved = chunk_end(step, config.steps, checkpoint_every, should_stop, save, current)
+        last_saved = step if saved else last_saved
+        if leave:
             break
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps

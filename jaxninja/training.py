@@ -281,17 +281,35 @@ def train_loop(
         compiled = clock.add(n, seconds)
         if on_chunk:
             on_chunk(ChunkReport(step, n, float(chunk_losses.mean()), seconds, compiled))
-        if step == config.steps:
-            break  # the caller saves the finished run (with calibrated statistics)
-        stop = should_stop is not None and should_stop()
-        if save and (stop or (checkpoint_every and step % checkpoint_every == 0)):
-            save(current())
-            last_saved = step
-        if stop:
+        leave, saved = chunk_end(step, config.steps, checkpoint_every, should_stop, save, current)
+        last_saved = step if saved else last_saved
+        if leave:
             break
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return TrainResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s)
+
+
+def chunk_end(
+    step: int,
+    end: int,
+    checkpoint_every: int,
+    should_stop: Callable[[], Any] | None,
+    save: Callable[[Any], None] | None,
+    current: Callable[[], Any],
+) -> tuple[bool, bool]:
+    """A training loop's step boundary after a chunk that ended at ``step``: (leave the loop,
+    saved). At ``end`` nothing is saved (the caller saves the finished run, with calibrated
+    statistics); before it ``should_stop()`` is asked, and ``save(current())`` is called at a
+    multiple of ``checkpoint_every`` or when stopping. Shared by :func:`train_loop` and
+    :func:`jaxninja.multirun.train_runs`, so one run and K runs stop and save alike."""
+    if step == end:
+        return True, False
+    stop = should_stop is not None and bool(should_stop())
+    if save and (stop or (checkpoint_every and step % checkpoint_every == 0)):
+        save(current())
+        return stop, True
+    return stop, False
 
 
 def train(
