@@ -460,7 +460,7 @@ def run_training(
     if run.mesh is None and not several:
         committed = None if device == "auto" else run.device
         warm = warmup.start(config, dataset, samples, True, committed)
-        on_chunk = _first_stops(warm, on_chunk)
+        on_chunk = warm.stopping_first(on_chunk)
     try:
         with distributed.lost_contact(kept) if several else contextlib.nullcontext():
             result = train_loop(
@@ -492,20 +492,6 @@ def run_training(
     if on_saved is not None:
         on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, samples, log)
-
-
-def _first_stops(
-    warm: warmup.Warmup, on_chunk: Callable[[ChunkReport], None] | None
-) -> Callable[[ChunkReport], None]:
-    """``on_chunk`` that first stops the warm-up: the loop runs alone once its first chunk is
-    done."""
-
-    def report(chunk: ChunkReport) -> None:
-        warm.stop()
-        if on_chunk is not None:
-            on_chunk(chunk)
-
-    return report
 
 
 def _start_line(run: Run, start: int) -> str:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import memory, runplan, settings
+from jaxninja import memory, runplan, settings, warmup
 from jaxninja.checkpoint import CHECKPOINT_NAME, load_checkpoint, prepare_out_dir, write_atomic
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
@@ -280,6 +280,9 @@ def run_many(
         for i, (state, c) in enumerate(zip(states, job.configs, strict=True)):
             save_then_calibrate(job.folder(i), state, job.dataset, c)
 
+    # the finishing programs, compiled beside the loop's start (they run on the default device)
+    warm = warmup.start(job.base, job.dataset, samples, True, None)
+    on_chunk = warm.stopping_first(on_chunk)
     try:
         result = train_runs(
             job.configs,
@@ -299,6 +302,7 @@ def run_many(
     finally:
         if bar is not None:
             bar.close()
+        warm.join()  # done long before, unless the runs were short
     if result.interrupted:
         return ManyResult(job.out, job.configs, result, None)
     for i, (state, c) in enumerate(zip(result.states, job.configs, strict=True)):

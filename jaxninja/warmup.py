@@ -24,6 +24,7 @@ from jaxninja.data import Dataset
 from jaxninja.model import BNStats, Params, param_shapes
 from jaxninja.training import (
     SAMPLE_BATCH,
+    ChunkReport,
     _split_loss,
     calibrate,
     float_dtype,
@@ -58,6 +59,19 @@ class Warmup:
     def stop(self) -> None:
         """Start no more tasks."""
         self._stop.set()
+
+    def stopping_first(
+        self, on_chunk: Callable[[ChunkReport], None] | None
+    ) -> Callable[[ChunkReport], None]:
+        """``on_chunk`` that first stops the warm-up: the loop runs alone once its first chunk
+        is done."""
+
+        def report(chunk: ChunkReport) -> None:
+            self.stop()
+            if on_chunk is not None:
+                on_chunk(chunk)
+
+        return report
 
     def join(self) -> None:
         """Stop, and wait for the task in progress (jax must not be left compiling at exit)."""
