@@ -4,19 +4,26 @@ stop(), and a failing task ends it quietly (the real finishing step reports its 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from jaxninja.warmup import Warmup
 
 
-def test_tasks_run_in_order_until_stopped_and_a_failure_ends_quietly():
-    ran: list[str] = []
+def blocking() -> tuple[Callable[[], None], threading.Event, threading.Event]:
+    """A task that says it has started, then waits to be let go: (task, started, go)."""
     started, go = threading.Event(), threading.Event()
 
-    def b() -> None:
+    def task() -> None:
         started.set()
         go.wait()
 
-    warm = Warmup([("a", lambda: ran.append("a")), ("b", b), ("c", lambda: ran.append("c"))])
+    return task, started, go
+
+
+def test_tasks_run_in_order_until_stopped_and_a_failure_ends_quietly():
+    ran: list[str] = []
+    wait, started, go = blocking()
+    warm = Warmup([("a", lambda: ran.append("a")), ("b", wait), ("c", lambda: ran.append("c"))])
     started.wait(timeout=60)
     warm.stop()  # while "b" waits: "c" never starts
     go.set()
@@ -34,13 +41,8 @@ def test_tasks_run_in_order_until_stopped_and_a_failure_ends_quietly():
 def test_the_first_chunk_stops_the_warm_up_then_reports():
     """What the loops get as on_chunk: the warm-up starts no task after the first chunk."""
     seen: list[str] = []
-    started, go = threading.Event(), threading.Event()
-
-    def first() -> None:
-        started.set()
-        go.wait()
-
-    warm = Warmup([("first", first), ("later", lambda: seen.append("later"))])
+    wait, started, go = blocking()
+    warm = Warmup([("first", wait), ("later", lambda: seen.append("later"))])
     started.wait(timeout=60)
     warm.stopping_first(seen.append)("chunk 1")
     go.set()
