@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from jaxninja.data import load_dataset
+from jaxninja.data import default_words, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,14 @@ def names_txt() -> Path:
     path = names_path()
     if path is None:
         pytest.skip("names.txt not found: set JAXNINJA_NAMES")
+    return path
+
+
+@pytest.fixture(scope="session")
+def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline default word list (5,163 census names) as a file, for ``--data``."""
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(default_words()) + "\n", encoding="utf-8")
     return path
 
 

@@ -16,7 +16,7 @@ import jaxninja
 from jaxninja import checkpoint as ck
 from jaxninja._cli import main
 from jaxninja.config import CheckConfig, TrainConfig
-from jaxninja.data import DEFAULT_SOURCE, default_words
+from jaxninja.data import DEFAULT_SOURCE
 from jaxninja.errors import ConfigError
 from jaxninja.run import TIMING_FIELDS
 
@@ -34,13 +34,6 @@ DOCUMENTED = {  # README's "From Python" lists exactly these
 # test_train.py's small model: the jit caches are shared with it
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
 SMALL_FLAGS = ["--n-embd", "4", "--n-hidden", "16", "--lr-decay-step", "500", "--seed", "1"]
-
-
-@pytest.fixture(scope="module")
-def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(default_words()) + "\n", encoding="utf-8")
-    return path
 
 
 def test_all_is_exactly_the_documented_names() -> None:

@@ -24,7 +24,7 @@ from jaxninja._cli import COMMANDS, build_parser, main
 from jaxninja._cli.signals import Interrupts
 from jaxninja.checkpoint import load_checkpoint
 from jaxninja.config import TrainConfig
-from jaxninja.data import default_words, load_dataset
+from jaxninja.data import load_dataset
 from jaxninja.errors import ConfigError
 from jaxninja.model import Params
 from jaxninja.run_many import run_many
@@ -38,13 +38,6 @@ FLAGS += ["--samples", "2"]
 # tested (every K from 1 to 16, both dtypes, is the slow test below)
 DEFAULT_KS = (("float32", 1), ("float32", 5), ("float32", 16), ("float64", 5))
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
-
-
-@pytest.fixture(scope="module")
-def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(default_words()) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -21,18 +21,10 @@ import jaxninja
 from jaxninja import memory, run
 from jaxninja.checkpoint import load_checkpoint
 from jaxninja.config import TrainConfig
-from jaxninja.data import default_words
 from jaxninja.errors import ConfigError, TrainingError
 
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
 QUIET = {"progress": False, "log": None}
-
-
-@pytest.fixture(scope="module")
-def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(default_words()) + "\n", encoding="utf-8")
-    return path
 
 
 def _boom(*args, **kwargs):

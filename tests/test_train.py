@@ -18,7 +18,7 @@ import pytest
 
 from jaxninja._cli import COMMANDS, build_parser
 from jaxninja.checkpoint import load_checkpoint
-from jaxninja.data import default_words, load_dataset
+from jaxninja.data import load_dataset
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.fused import loss_and_grads
 from jaxninja.model import Params, loss_fused
@@ -44,14 +44,6 @@ SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1
 SMALL_FLAGS = ["--n-embd", "4", "--n-hidden", "16", "--lr-decay-step", "500", "--seed", "1"]
 NON_FINITE = SMALL._replace(steps=2000, lr_decay_step=1000, lr_decay=1e31)  # lr 1e30 at 1,000
 EPS32 = float(jnp.finfo(jnp.float32).eps)
-
-
-@pytest.fixture(scope="module")
-def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline default word list (5,163 census names) as a file, for the --data flag."""
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(default_words()) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
