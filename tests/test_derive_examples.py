@@ -28,9 +28,10 @@ import pytest
 import sympy as sp
 
 from derivations import userkernel
-from derivations.usercheck import check, objective, raw
+from derivations.usercheck import check
 from derivations.userlayer import Layer, load_layer
 from derivations.userrun import run_layer
+from tests.exact_at import exact_claim, exact_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -104,22 +105,6 @@ HAND = {
 
 
 # ---------------------------------------------------------------- proofs and refutations
-def _exact_truth(layer: Layer, example) -> sp.Expr:
-    concrete = {**example.sizes, **layer.constant_values}
-    labels = {k: v for k, v in example.inputs.items() if str(k.base) in layer.labels}
-    total = objective(layer).xreplace(concrete).doit().xreplace(labels)
-    return sp.diff(total, example.element).xreplace(example.inputs)
-
-
-def _exact_claim(layer: Layer, key: str, example) -> sp.Expr:
-    free = layer.free(layer.inputs[key])
-    at = dict(zip(free, example.element.indices, strict=True))
-    concrete = {**example.sizes, **layer.constant_values, **at}
-    claim = raw(layer.claims[key], layer).xreplace(concrete).doit()
-    labels = {k: v for k, v in example.inputs.items() if str(k.base) in layer.labels}
-    return claim.xreplace(labels).xreplace(example.inputs)
-
-
 @pytest.mark.parametrize("name", [_mark(n) for n in NAMES if n != "attention"])
 def test_right_claims_are_proved(name):
     layer = load_layer(EXAMPLES / f"{name}.py")
@@ -142,7 +127,7 @@ def test_wrong_claims_are_refuted_with_a_real_counterexample(name):
     for verdict in refuted:
         example = verdict.counterexample
         assert example is not None, (name, verdict.key)
-        truth, claim = _exact_truth(layer, example), _exact_claim(layer, verdict.key, example)
+        truth, claim = exact_truth(layer, example), exact_claim(layer, verdict.key, example)
         # the reported values are the exact ones: equal as evaluated at 50 digits (1e-40
         # leaves 10 digits for the evaluation's own rounding of transcendentals)
         assert abs(sp.N(truth - example.truth, 50)) < 1e-40

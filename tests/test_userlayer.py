@@ -25,11 +25,12 @@ import pytest
 import sympy as sp
 
 from derivations.proofs import opaque_sums
-from derivations.usercheck import check, objective, raw
+from derivations.usercheck import check
 from derivations.userkernel import load_kernel
 from derivations.userlayer import Layer, LayerError, load_layer
 from derivations.userrun import run_layer
 from jaxninja import numerics
+from tests.exact_at import exact_claim, exact_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -116,24 +117,6 @@ def test_right_claims_are_proved(name, right_reports):
     assert "PROVED for every size" in report.text and "== time:" in report.text
 
 
-def _exact_truth(layer: Layer, example) -> sp.Expr:
-    """d objective / d element at the counterexample, by Sum.doit() on the concrete forward."""
-    concrete = {**example.sizes, **layer.constant_values}
-    labels = {k: v for k, v in example.inputs.items() if str(k.base) in layer.labels}
-    total = objective(layer).xreplace(concrete).doit().xreplace(labels)
-    return sp.diff(total, example.element).xreplace(example.inputs)
-
-
-def _exact_claim(layer: Layer, key: str, example) -> sp.Expr:
-    """The claim at the counterexample's element, by Sum.doit()."""
-    free = layer.free(layer.inputs[key])
-    at = dict(zip(free, example.element.indices, strict=True))
-    concrete = {**example.sizes, **layer.constant_values, **at}
-    claim = raw(layer.claims[key], layer).xreplace(concrete).doit()
-    labels = {k: v for k, v in example.inputs.items() if str(k.base) in layer.labels}
-    return claim.xreplace(labels).xreplace(example.inputs)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_wrong_claim_is_refuted_with_a_real_counterexample(name):
     layer = load_layer(EXAMPLES / f"{name}_wrong.py")
@@ -144,8 +127,8 @@ def test_wrong_claim_is_refuted_with_a_real_counterexample(name):
         assert verdict.difference is not None and sp.simplify(opaque_sums(verdict.difference)) != 0
         example = verdict.counterexample
         assert example is not None, (name, verdict.key)
-        truth = _exact_truth(layer, example)
-        claim = _exact_claim(layer, verdict.key, example)
+        truth = exact_truth(layer, example)
+        claim = exact_claim(layer, verdict.key, example)
         assert sp.simplify(truth - example.truth) == 0  # the reported values are the exact ones
         assert sp.simplify(claim - example.claim) == 0
         assert sp.simplify(truth - claim) != 0  # and they really differ
