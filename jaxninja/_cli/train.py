@@ -13,6 +13,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from jaxninja import runplan
 from jaxninja.config import TrainConfig
@@ -145,20 +146,12 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         result = run_training(
             settings,
             args.out,
-            data=args.data,
-            resume=args.resume,
-            overwrite=args.overwrite,
+            **_run_keywords(args, interrupts),
             allow_other_data=args.allow_other_data,
             max_data_bytes=args.max_data_bytes,
-            samples=args.samples,
-            check_every=args.check_every,
-            checkpoint_every=args.checkpoint_every,
-            device=args.device,
             devices=args.devices,
-            should_stop=interrupts.should_stop,
             on_start=interrupts.stop_phase,
             on_saved=_on_saved(interrupts, "the trained checkpoint is"),
-            log=lambda line: print(line, flush=True),
         )
     finally:
         interrupts.exit_phase()
@@ -183,6 +176,21 @@ def _say_stopped(name: str, step: int, saved: str, out: Path) -> None:
         f"jaxninja: {name} at step {step:,}: {saved}; continue with: jaxninja train --resume "
         f"{out}\n"
     )
+
+
+def _run_keywords(args: argparse.Namespace, interrupts: Interrupts) -> dict[str, Any]:
+    """The keywords ``run_training`` and ``run_many`` both take, from the flags."""
+    return {
+        "data": args.data,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "samples": args.samples,
+        "check_every": args.check_every,
+        "checkpoint_every": args.checkpoint_every,
+        "device": args.device,
+        "should_stop": interrupts.should_stop,
+        "log": lambda line: print(line, flush=True),
+    }
 
 
 def _on_saved(interrupts: Interrupts, what: str):
@@ -224,19 +232,11 @@ def _run_many(
         result = run_many(
             settings,
             args.out,
+            **_run_keywords(args, interrupts),
             seeds=args.seeds,
             sweeps=sweeps,
-            data=args.data,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            samples=args.samples,
-            check_every=args.check_every,
-            checkpoint_every=args.checkpoint_every,
-            device=args.device,
             group=args.group,
-            should_stop=interrupts.should_stop,
             on_saved=_on_saved(interrupts, "every run's trained checkpoint is"),
-            log=lambda line: print(line, flush=True),
         )
     finally:
         interrupts.exit_phase()
