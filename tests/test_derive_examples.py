@@ -15,9 +15,6 @@ attention proofs. Slow: every other example, and every file through the CLI unde
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +28,7 @@ from derivations import userkernel
 from derivations.usercheck import check
 from derivations.userlayer import Layer, load_layer
 from derivations.userrun import run_layer
+from tests.cli import run_command
 from tests.exact_at import exact_claim, exact_truth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,24 +218,12 @@ def test_linear_kernel_reads_as_hand_written_and_is_verified(tmp_path):
 
 
 # ---------------------------------------------------------------- every file through the CLI
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxninja", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n + suffix for n in NAMES for suffix in ("", "_wrong")])
 def test_cli_end_to_end_under_thirty_cpu_seconds(name, tmp_path):
     out = tmp_path / "kernel.py"
     start = time.perf_counter()
-    done = _cli("derive", "--layer", f"examples/{name}.py", "--out", str(out))
+    done = run_command("derive", "--layer", f"examples/{name}.py", "--out", str(out))
     seconds = time.perf_counter() - start
     wrong = name.endswith("_wrong")
     assert done.returncode == (1 if wrong else 0), done.stdout + done.stderr

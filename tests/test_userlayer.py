@@ -12,10 +12,7 @@ three malformed statements through the CLI. Slow: every example file through the
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -30,6 +27,7 @@ from derivations.userkernel import load_kernel
 from derivations.userlayer import Layer, LayerError, load_layer
 from derivations.userrun import run_layer
 from jaxninja import numerics
+from tests.cli import run_command
 from tests.exact_at import exact_claim, exact_truth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,24 +215,12 @@ BAD = {
 }
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "jaxninja", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_malformed_statement_is_one_line_through_the_cli(case, tmp_path):
     body, message = BAD[case]
     path = tmp_path / "bad.py"
     path.write_text(HEAD + body)
-    done = _run_cli("derive", "--layer", str(path))
+    done = run_command("derive", "--layer", str(path))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("jaxninja: error: ")
     assert message in done.stderr and "Traceback" not in done.stderr
@@ -289,7 +275,7 @@ def test_cli_end_to_end_prints_the_time_of_each_step(name, tmp_path):
     step printed (how long they take is measured by ``benchmarks/derive_examples.py``, side by
     side, not asserted here: two test workers on two cores inflate even CPU time)."""
     out = tmp_path / "kernel.py"
-    done = _run_cli("derive", "--layer", f"examples/{name}.py", "--out", str(out))
+    done = run_command("derive", "--layer", f"examples/{name}.py", "--out", str(out))
     wrong = name.endswith("_wrong")
     assert done.returncode == (1 if wrong else 0), done.stdout + done.stderr
     assert ("REFUTED" in done.stdout) == wrong
