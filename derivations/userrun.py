@@ -89,7 +89,7 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
     pairs = userkernel.namings(layer, layer.free_sizes(layer.inputs[key]))
     lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
     if derived:
-        named = userkernel.in_names(verdict.derived, layer, pairs)
+        named = userkernel.in_names(unpinned(verdict.derived), layer, pairs)  # as printed
         lines.append(f"  derived: d{key} = {sp.sstr(named)}")
     if verdict.proof is None:
         lines.append("  claim:   none given")

@@ -342,8 +342,8 @@ def test_an_index_a_delta_pins_is_read_at_its_value(tmp_path):
     exp(-logits[p, y[p]]); with q read as y[p] where the delta pins it, the right claim is
     PROVED (simplify alone left it NOT PROVED) and its kernel matches jax.vjp and torch, while a
     claim that is wrong where q = y[p] is still REFUTED with a counterexample. Without a claim,
-    the derived gradient's logits[p, y[p]] is printed as logits[p, q] beside the delta (it had
-    no array form), and that kernel matches too."""
+    the derived gradient's logits[p, y[p]] is printed (and shown) as logits[p, q] beside the
+    delta (it had no array form), and that kernel matches too."""
     report = run_layer(_picked_ce("(counts / counts_sum - one_hot(y)) / n"), tmp_path / "k.py", "t")
     assert report.ok and report.verdicts[0].proof.ok, report.text
     wrong = _picked_ce("(counts / counts_sum - one_hot(y) * counts / counts_sum) / n")
@@ -351,4 +351,5 @@ def test_an_index_a_delta_pins_is_read_at_its_value(tmp_path):
     assert not verdict.proof.ok and verdict.counterexample is not None
     report = run_layer(_picked_ce(None), tmp_path / "derived.py", "t")
     assert report.ok, report.text
+    assert "derived: dlogits = " in report.text and "logits[p, y[p]]" not in report.text
     assert "dlogits: the derived gradient" in (tmp_path / "derived.py").read_text()
