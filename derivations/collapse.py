@@ -11,6 +11,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.concrete.delta import deltasummation
 
+from derivations.functions import AxisMax
+
 
 def _solvable(term: sp.Expr, dummy: sp.Symbol) -> bool:
     """True when ``term`` has a delta that pins ``dummy`` (one side is ``dummy``, the other
@@ -78,6 +80,7 @@ def unpinned(expr: sp.Expr) -> sp.Expr:
 
 
 Reading = tuple[sp.Expr, sp.Expr]  # (what a delta lets be replaced, by what)
+MAX_READINGS = 64  # deltas applied in one product at most (a bound on time, never on soundness)
 
 
 def _rewritten(expr: sp.Expr, readings) -> sp.Expr:
@@ -86,7 +89,9 @@ def _rewritten(expr: sp.Expr, readings) -> sp.Expr:
         return expr
     expr = expr.func(*[_rewritten(arg, readings) for arg in expr.args])
     used: set[sp.Expr] = set()
-    while isinstance(expr, sp.Mul):
+    for _ in range(MAX_READINGS):  # each step is an identity: stopping early is still exact
+        if not isinstance(expr, sp.Mul):
+            return expr
         found = _next_reading(expr, used, readings)
         if found is None:
             return expr
@@ -104,11 +109,17 @@ def _next_reading(product: sp.Mul, used: set[sp.Expr], readings):
         if not isinstance(delta, sp.KroneckerDelta) or delta in used:
             continue
         others = sp.Mul(*[f for f in product.args if f != delta])
-        bound = {v for s in others.atoms(sp.Sum, sp.Product) for v in s.variables}
+        bound = _bound(others)
         for old, new in readings(delta):
             if others.has(old) and not bound & (old.free_symbols | new.free_symbols):
                 return delta, (old, new)
     return None
+
+
+def _bound(expr: sp.Expr) -> set[sp.Symbol]:
+    """The indices something inside ``expr`` binds: a sum's or product's, a max's (the shift)."""
+    bound = {v for s in expr.atoms(sp.Sum, sp.Product) for v in s.variables}
+    return bound | {m.args[1] for m in expr.atoms(AxisMax)}
 
 
 def _to_value(delta: sp.KroneckerDelta) -> list[Reading]:

@@ -25,6 +25,7 @@ from derivations.build import check_layer, run_all  # noqa: E402
 from derivations.collapse import collapse, pinned, unpinned  # noqa: E402
 from derivations.exact import differs  # noqa: E402
 from derivations.files import outputs  # noqa: E402
+from derivations.functions import AxisMax  # noqa: E402
 from derivations.userlayer import Layer, LayerError  # noqa: E402
 
 
@@ -194,6 +195,8 @@ def test_a_delta_is_applied_beside_it_both_ways_and_never_across_a_binding():
     assert unpinned(delta * sp.Sum(x[i, y[p]], (q, 0, n - 1))) == delta * sp.Sum(
         x[i, y[p]], (q, 0, n - 1)
     )  # y[p] -> q inside a sum over q would be captured
+    shift = delta * AxisMax(x[p, q] * x[y[p], 0], q, n)  # a max over q binds q as a sum does
+    assert pinned(shift) == shift and unpinned(shift) == shift
     assert pinned(delta) == delta and pinned(x[p, q]) == x[p, q]  # no product, no delta: as is
 
 
