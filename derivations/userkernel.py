@@ -21,7 +21,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.arrayprint import PrintError, array_code
-from derivations.collapse import collapse
+from derivations.collapse import collapse, unpinned
 from derivations.functions import absolute
 from derivations.layout import WIDTH, signature, spaced, wrap_code
 from derivations.usercheck import _nodes, normal_dummies, raw
@@ -152,8 +152,10 @@ def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) 
     """A derived gradient in the layer's names, centred where the forward centres: each input
     ``x`` of a line ``xc = x - mu`` is written ``xc + mu`` and the sums re-collapsed, so the
     means cancel exactly (as they must: the layer is shift-invariant) instead of in floating
-    point. Every step is an identity, so the result equals ``expr``."""
-    expr = named(expr, pairs)
+    point; a label a delta pins is read as its index beside it (:func:`unpinned`:
+    ``logits[p, y[p]]`` has no array form, ``logits[p, q]`` has). Every step is an identity,
+    so the result equals ``expr``."""
+    expr = named(unpinned(expr), pairs)
     centrings = _centrings(layer)
     if not centrings:
         return expr

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations import exact, usercheck, userkernel
-from derivations.collapse import unpinned
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 
@@ -89,7 +88,7 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
     pairs = userkernel.namings(layer, layer.free_sizes(layer.inputs[key]))
     lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
     if derived:
-        named = userkernel.in_names(unpinned(verdict.derived), layer, pairs)  # as printed
+        named = userkernel.in_names(verdict.derived, layer, pairs)
         lines.append(f"  derived: d{key} = {sp.sstr(named)}")
     if verdict.proof is None:
         lines.append("  claim:   none given")
@@ -128,8 +127,7 @@ def _kernel(
     # a claim undefined where the forward is defined (a 0/0 at n = 1) is not printed
     partial = {v.key for v in verdicts if any(u.startswith("the claim") for u in v.undefined)}
     printed = proved - partial
-    # a derived gradient's y[p] read as q where a delta pins it: the form the printer can write
-    gradients = {v.key: v.claim if v.key in printed else unpinned(v.derived) for v in verdicts}
+    gradients = {v.key: v.claim if v.key in printed else v.derived for v in verdicts}
     origins = {
         key: "your claim, proved equal to the derived gradient"
         if key in printed
