@@ -118,13 +118,18 @@ def _leave_failed_run(status: int) -> int:
     barrier would wait for the others (which are leaving too, or gone) and then abort with a
     page of C++ log instead of this process's one line and status."""
     if status not in (0, 130, 143) and _joined():
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(status)
+        _exit_now(status)
     return status
+
+
+def _exit_now(status: int) -> None:
+    """End the process at once with ``status``, its output flushed first (no teardown)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left: nothing more to say
+            pass
+    os._exit(status)
 
 
 # commands that own nothing once main returns: no file open, no thread, no other process (train
@@ -136,17 +141,12 @@ def console() -> None:
     """The ``jaxninja`` console script: :func:`main`; then, for a command of :data:`FAST_EXIT`
     run in a single process, the process ends at once (``os._exit``, its output flushed)
     instead of tearing down the interpreter, jax's caches and torch: about 1 s of a 10 s
-    ``check --model`` and 0.2 s of every ``train``, which have nothing left to do by then."""
+    ``check --model`` and about 0.5 s of every ``train``, which have nothing left to do by then."""
     argv = sys.argv[1:]
     code = main(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in FAST_EXIT and not _joined():
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a reader that left: nothing more to say
-                pass
-        os._exit(code)
+        _exit_now(code)
     sys.exit(code)
 
 
