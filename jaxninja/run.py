@@ -523,10 +523,9 @@ def _finish(run: Run, result: TrainResult, num_samples: int, log: Log | None) ->
     )
     save_run(out, state, stats, dataset, config)
     losses = _finishing_step("evaluating", out, step, split_losses, state.params, stats, dataset)
-    key = sample_key(config.seed)
     names = []
     if num_samples:
-        args = (state.params, stats, dataset.vocab, num_samples, key)
+        args = (state.params, stats, dataset.vocab, num_samples, sample_key(config.seed))
         names = _finishing_step("sampling", out, step, sample_names, *args)
     result = result._replace(bn_stats=stats, split_losses=losses)
     summary = _summary(run, result)
