@@ -41,7 +41,7 @@ def local_settings() -> list[tuple[Any, Any]] | None:
         return None
 
 
-def _apply(settings: list[tuple[Any, Any]], fn: Callable[[], T]) -> T:
+def with_settings(settings: list[tuple[Any, Any]], fn: Callable[[], T]) -> T:
     """``fn()`` with ``settings`` made this thread's, as jax's own context managers make them
     (without re-parsing the parsed values), and restored afterwards."""
     from jax._src import config
@@ -76,7 +76,7 @@ def in_background(fn: Callable[[], T], name: str = "jaxninja") -> Iterator[Futur
         yield future
         return
     with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
-        yield pool.submit(_apply, settings, fn)
+        yield pool.submit(with_settings, settings, fn)
 
 
 @contextmanager
@@ -103,4 +103,4 @@ def _try_import(module: str) -> None:
         return
 
 
-__all__ = ["importing", "in_background", "local_settings"]
+__all__ = ["importing", "in_background", "local_settings", "with_settings"]

@@ -459,7 +459,7 @@ def run_training(
     warm = None  # the finishing programs, compiled beside the loop's start (one device only)
     if run.mesh is None and not several:
         committed = None if device == "auto" else run.device
-        warm = warmup.start(config, dataset, samples, True, committed)
+        warm = warmup.start(config, dataset, samples, committed)
         on_chunk = warm.stopping_first(on_chunk)
     try:
         with distributed.lost_contact(kept) if several else contextlib.nullcontext():

@@ -281,7 +281,7 @@ def run_many(
             save_then_calibrate(job.folder(i), state, job.dataset, c)
 
     # the finishing programs, compiled beside the loop's start (they run on the default device)
-    warm = warmup.start(job.base, job.dataset, samples, True, None)
+    warm = warmup.start(job.base, job.dataset, samples, None)
     on_chunk = warm.stopping_first(on_chunk)
     try:
         result = train_runs(

@@ -3,11 +3,13 @@
 After the loop a run calibrates BatchNorm, evaluates the splits, samples names and plots the
 loss; each of those compiles an XLA program on first use, and the plot imports matplotlib:
 about 2 s one after the other, while nothing else happens. Their shapes are known before the
-loop starts, and XLA compiles (and runs this small model) on one core, so :func:`start` does
-that work on a thread beside the start of the run (the parameters' draw, the loop's compile):
-each finishing function is called once on arrays of the run's shapes, which fills jax's
-compilation cache for the real calls. Nothing it computes is kept, and what fails here is left
-to fail again, with its one line, in the real finishing step.
+loop starts, so :func:`start` does that work on a thread beside the start of the run (the
+parameters' draw, the loop's compile), under the caller's jax settings
+(:mod:`jaxninja.overlap`): each finishing function is called once on arrays of the run's
+shapes, which fills jax's compilation cache for the real calls. On two cores it shares them
+with the loop's compile (XLA compiles on both), so it saves less than it does work, but it
+saves (README, "How fast the command is"). Nothing it computes is kept, and what fails here is
+left to fail again, with its one line, in the real finishing step.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from jaxninja import overlap
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
 from jaxninja.model import BNStats, Params, param_shapes
@@ -41,12 +44,19 @@ class Warmup:
     def __init__(self, tasks: list[tuple[str, Callable[[], object]]]):
         self.done: list[str] = []
         self._stop = threading.Event()
+        settings = overlap.local_settings()  # the caller's: the programs the real calls look up
         self._thread = threading.Thread(
-            target=self._run, args=(tasks,), name="jaxninja-warmup", daemon=True
+            target=self._run, args=(tasks, settings), name="jaxninja-warmup", daemon=True
         )
         self._thread.start()
 
-    def _run(self, tasks: list[tuple[str, Callable[[], object]]]) -> None:
+    def _run(self, tasks: list[tuple[str, Callable[[], object]]], settings: list | None) -> None:
+        if settings is None:  # this jax cannot tell them: warm up under its global settings
+            self._tasks(tasks)
+        else:
+            overlap.with_settings(settings, lambda: self._tasks(tasks))
+
+    def _tasks(self, tasks: list[tuple[str, Callable[[], object]]]) -> None:
         for name, task in tasks:
             if self._stop.is_set():
                 return
@@ -79,11 +89,10 @@ class Warmup:
         self._thread.join()
 
 
-def start(
-    config: TrainConfig, dataset: Dataset, samples: int, plot: bool, device: jax.Device | None
-) -> Warmup:
-    """Warm up a run's finishing steps, the costliest first (``device``: where the run's arrays
-    are committed, None for jax's default device, uncommitted)."""
+def start(config: TrainConfig, dataset: Dataset, samples: int, device: jax.Device | None) -> Warmup:
+    """Warm up a run's finishing steps (sampling ``samples`` names, the plot, the split losses,
+    calibration), the costliest first (``device``: where the run's arrays are committed, None
+    for jax's default device, uncommitted)."""
     shapes = param_shapes(dataset.vocab.size, config.n_embd, config.n_hidden, config.block_size)
     dtype = float_dtype(config.dtype)
     params = jax.device_put(Params(*(np.zeros(s, dtype) for s in shapes)), device)
@@ -92,12 +101,12 @@ def start(
     num = min(samples, SAMPLE_BATCH)  # the first batch's shape
     tasks: list[tuple[str, Callable[[], object]]] = []
     if samples:
-        key = lambda: sample_key(config.seed)  # noqa: E731
-        tasks.append(
-            ("sampling", lambda: sample_names(params, stats, dataset.vocab, num, key(), 1))
-        )
-    if plot:
-        tasks.append(("plot", lambda: _plot_nothing()))
+
+        def sample() -> None:  # one character of each name: the same program as the real run
+            sample_names(params, stats, dataset.vocab, num, sample_key(config.seed), 1)
+
+        tasks.append(("sampling", sample))
+    tasks.append(("plot", _plot_nothing))
     tasks.append(("evaluating", lambda: _split_loss(params, stats, x, y)))
     tasks.append(("calibrating", lambda: calibrate(params, x)))
     return Warmup(tasks)
