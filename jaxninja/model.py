@@ -101,6 +101,12 @@ def draw_normals(
 W1_GAIN = 5 / 3  # tanh's gain: W1 is drawn times 5/3 over sqrt(fan_in), as in the notebook
 
 
+def w1_scale(shapes: tuple[tuple[int, ...], ...]) -> tuple[float, float]:
+    """W1's gain and divisor, :data:`W1_GAIN` and sqrt(fan_in) (W1's rows), for
+    :func:`draw_scaled`."""
+    return W1_GAIN, shapes[1][0] ** 0.5
+
+
 def draw_scaled(
     key: jax.Array, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype, gain: Any, divisor: Any
 ) -> list[jax.Array]:
@@ -159,10 +165,9 @@ def init_params(
     Each group is ``jax.random.normal`` of its own key from ``jax.random.split(key, 7)`` times
     its scale, bit for bit; eagerly the draws are one compiled program (:func:`draw_scaled`)."""
     shapes = param_shapes(vocab_size, n_embd, n_hidden, block_size)
-    divisor = (n_embd * block_size) ** 0.5
     if isinstance(key, jax.core.Tracer):  # inside a caller's jit or vmap: all traced
-        return scale_rest(draw_scaled(key, shapes, dtype, W1_GAIN, divisor))
-    return params_from_draws(_normals(key, W1_GAIN, divisor, shapes, jnp.dtype(dtype)))
+        return scale_rest(draw_scaled(key, shapes, dtype, *w1_scale(shapes)))
+    return params_from_draws(_normals(key, *w1_scale(shapes), shapes, jnp.dtype(dtype)))
 
 
 def block_size_of(params: Params) -> int:

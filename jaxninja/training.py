@@ -33,7 +33,6 @@ from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, Vocab, load_dataset
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.model import (
-    W1_GAIN,
     BNStats,
     Params,
     block_size_of,
@@ -44,6 +43,7 @@ from jaxninja.model import (
     loss_fused,
     param_shapes,
     params_from_draws,
+    w1_scale,
 )
 from jaxninja.step import batch_indices, train_chunk
 
@@ -110,8 +110,7 @@ def start_state(config: TrainConfig, vocab_size: int) -> TrainState:
     dtype = float_dtype(config.dtype)
     shapes = param_shapes(vocab_size, config.n_embd, config.n_hidden, config.block_size)
     seed = jax.device_put(np.int64(config.seed))  # as jax.random.key takes a Python int
-    divisor = (config.n_embd * config.block_size) ** 0.5
-    normals, batch_key = _start_draws(seed, W1_GAIN, divisor, shapes, dtype)
+    normals, batch_key = _start_draws(seed, *w1_scale(shapes), shapes, dtype)
     return TrainState(params_from_draws(normals), 0, batch_key, np.zeros(0, np.float32))
 
 
