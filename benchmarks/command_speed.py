@@ -67,7 +67,7 @@ def loop_a(steps: int) -> dict[str, float]:
     from benchmarks.train_speed import jaxninja_loop
     from jaxninja.config import TrainConfig
     from jaxninja.data import load_dataset
-    from jaxninja.training import start_state
+    from jaxninja.training.loop import start_state
 
     config = TrainConfig()
     ds = load_dataset(None, config.block_size)

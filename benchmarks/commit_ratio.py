@@ -4,7 +4,8 @@
     JAX_PLATFORMS=cpu python -m benchmarks.commit_ratio /tmp/before . --pairs 7
 
 Each turn starts a fresh process in one source tree (``PYTHONPATH``) that compiles
-``jaxninja.step.train_chunk`` at the lecture's configuration (n_embd 10, n_hidden 200, batch 32,
+``jaxninja.lecture.step.train_chunk`` at the lecture's configuration (n_embd 10, n_hidden 200,
+batch 32,
 names.txt or the default data set), warms up, and times ``--steps`` steps; the trees take turns
 A B A B ..., and the ratio B/A is taken pair by pair, so a drift of the machine's speed hits both
 sides of a pair alike. Prints each pair and the median ratio (>= 0.97: no step got slower).
@@ -22,8 +23,12 @@ from pathlib import Path
 CHILD = """
 import time, jax, numpy as np
 from jaxninja.data import load_dataset
-from jaxninja.model import init_params
-from jaxninja.step import Schedule, train_chunk
+try:
+    from jaxninja.lecture.model import init_params
+    from jaxninja.lecture.step import Schedule, train_chunk
+except ImportError:  # a tree from before the package had folders
+    from jaxninja.model import init_params
+    from jaxninja.step import Schedule, train_chunk
 ds = load_dataset(None, 3)
 x, y = jax.numpy.asarray(ds.train.x), jax.numpy.asarray(ds.train.y)
 params = init_params(jax.random.key(0), ds.vocab.size, 10, 200, 3)

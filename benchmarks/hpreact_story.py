@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja.backward import ROWS, manual_backward, reference_grads
-from jaxninja.compare import compare_rows
-from jaxninja.model import forward_chunked, init_params
+from jaxninja.gradcheck.compare import compare_rows
+from jaxninja.lecture.backward import ROWS, manual_backward, reference_grads
+from jaxninja.lecture.model import forward_chunked, init_params
 
 
 def batch(seed: int, n: int):

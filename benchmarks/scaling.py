@@ -6,7 +6,8 @@ count, with what the step's all-reduces cost (not a test).
 
 A layout ``PxK`` is P processes with K devices each (P x K devices in all). Every layout runs in
 its own subprocess(es), since JAX fixes the number of devices when it starts; P > 1 are real
-processes joined by :mod:`jaxninja.distributed` over 127.0.0.1 (JAX's CPU collectives, gloo),
+processes joined by :mod:`jaxninja.devices.distributed` over 127.0.0.1 (JAX's CPU collectives,
+gloo),
 exactly as ``jaxninja launch`` runs them. The layouts take turns chunk by chunk, so a change in
 load hits them alike. On CPU the devices are simulated with
 ``XLA_FLAGS=--xla_force_host_platform_device_count`` and all processes share the host's cores,
@@ -109,7 +110,7 @@ def serve(spec: str) -> None:
     """The worker's loop: read a batch size per line, time one chunk (and, with several
     devices, the step's all-reduces), answer one JSON line."""
     processes, per_process, process_id, port = (int(t) for t in spec.split(","))
-    from jaxninja import distributed
+    from jaxninja.devices import distributed
 
     if processes > 1:
         address = f"127.0.0.1:{port}"
@@ -117,9 +118,10 @@ def serve(spec: str) -> None:
     import jax
     import numpy as np
 
-    from jaxninja import parallel, step
     from jaxninja.data import load_dataset
-    from jaxninja.model import init_params
+    from jaxninja.devices import parallel
+    from jaxninja.lecture import step
+    from jaxninja.lecture.model import init_params
 
     dataset = load_dataset(None, BLOCK)
     x, y = dataset.train.x, dataset.train.y
@@ -186,7 +188,7 @@ def _allreduce_seconds(mesh, params, batch: int, n_steps: int, seconds) -> float
     import numpy as np
     from jax.sharding import PartitionSpec as P
 
-    from jaxninja import parallel
+    from jaxninja.devices import parallel
 
     if batch not in _ALLREDUCE:
         rng = np.random.default_rng(0)

@@ -34,8 +34,8 @@ import numpy as np
 
 from benchmarks.train_speed import six_matmuls
 from jaxninja.data import load_dataset
-from jaxninja.model import init_params
-from jaxninja.step import Schedule, train_chunk
+from jaxninja.lecture.model import init_params
+from jaxninja.lecture.step import Schedule, train_chunk
 
 
 def parse_option(text: str) -> tuple[str, object]:

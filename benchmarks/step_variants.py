@@ -7,7 +7,8 @@ Loops, each a 1,000-step ``lax.scan`` chunk of the lecture's configuration, as `
 times them (``measure``: rounds interleaved, the order rotating):
 
     now          ``step.train_chunk`` as it is
-    before       the same chunk around ``--before``'s ``jaxninja/fused.py`` (pow, two softmaxes)
+    before       the same chunk around ``--before``'s ``jaxninja/lecture/fused.py`` (pow, two
+    softmaxes)
     no copies    ``train_chunk`` compiled with ``xla_cpu_copy_insertion_use_region_analysis``
     flat         the seven parameters packed into one vector, one fused update a step
     (m)          ``train_speed``'s six matmuls alone
@@ -37,8 +38,8 @@ from benchmarks.train_speed import (
     six_matmuls_loop,
 )
 from jaxninja.data import load_dataset
-from jaxninja.model import Params, init_params
-from jaxninja.step import chunk_indices, learning_rate, sgd_step, train_chunk
+from jaxninja.lecture.model import Params, init_params
+from jaxninja.lecture.step import chunk_indices, learning_rate, sgd_step, train_chunk
 
 CHUNK = 1_000
 NO_COPIES = {"xla_cpu_copy_insertion_use_region_analysis": True}
@@ -59,8 +60,10 @@ def scan_chunk(step):
 
 
 def before_step(tree: Path):
-    """``sgd_step`` with the ``loss_and_grads`` of ``tree``'s jaxninja/fused.py."""
-    spec = importlib.util.spec_from_file_location("fused_before", tree / "jaxninja" / "fused.py")
+    """``sgd_step`` with the ``loss_and_grads`` of ``tree``'s jaxninja/lecture/fused.py (or
+    jaxninja/fused.py, where it was before the package had folders)."""
+    paths = [tree / "jaxninja" / "lecture" / "fused.py", tree / "jaxninja" / "fused.py"]
+    spec = importlib.util.spec_from_file_location("fused_before", next(filter(Path.exists, paths)))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 

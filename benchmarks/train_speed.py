@@ -21,7 +21,7 @@ The CPU µs/step column is process CPU time per step; on a busy machine it is st
 time, and 1e6 / (CPU µs/step) is roughly the rate a single-threaded loop reaches on an idle core.
 
 ``--runs 1,2,4,8,16,64`` adds a second table: K runs of the lecture's model in one program
-(``multirun.runs_chunk``, the runs' axis over one CPU device per core, one run at a time per
+(``stacked.runs_chunk``, the runs' axis over one CPU device per core, one run at a time per
 device) against the same K runs trained one after another with ``step.train_chunk`` in this
 process, and the same program with every device's runs vmapped (``--group``'s GPU layout)::
 
@@ -47,12 +47,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import multirun
 from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
-from jaxninja.model import BN_EPS, Params, init_params, loss_fused
-from jaxninja.step import Schedule, batch_indices, chunk_indices, learning_rate, train_chunk
-from jaxninja.training import start_state
+from jaxninja.lecture.model import BN_EPS, Params, init_params, loss_fused
+from jaxninja.lecture.step import Schedule, batch_indices, chunk_indices, learning_rate, train_chunk
+from jaxninja.training import stacked
+from jaxninja.training.loop import start_state
 
 SCHEDULE = Schedule()
 N_EMBD, N_HIDDEN, BLOCK, BATCH = 10, 200, 3, 32
@@ -315,18 +315,18 @@ def runs_loops(
     states = [start_state(c, vocab) for c in configs]
     per_run = steps // k // chunk * chunk or chunk
     loops = []
-    default = multirun.make_layout(k, platform)
+    default = stacked.make_layout(k, platform)
     layouts = [(f"K={k} one program", default)]
-    vmapped = multirun.make_layout(k, platform, group=default.padded)
+    vmapped = stacked.make_layout(k, platform, group=default.padded)
     if vmapped.group != default.group:
         layouts.append((f"K={k} vmapped", vmapped))
     for label, layout in layouts:
-        params, keys, sched, (xd, yd) = multirun.place(configs, states, layout, (x, y))
+        params, keys, sched, (xd, yd) = stacked.place(configs, states, layout, (x, y))
         state = {"p": params, "s": 0}
 
         def chunk_call(p, s, keys=keys, sched=sched, xd=xd, yd=yd, layout=layout):
             args = (p, keys, *sched, np.int32(s), xd, yd, chunk, BATCH, layout.mesh, layout.group)
-            return multirun.runs_chunk(*args)
+            return stacked.runs_chunk(*args)
 
         def run(n: int, state=state, chunk_call=chunk_call) -> None:
             for _ in range(n // k // chunk):
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 
         jax.config.update("jax_num_cpu_devices", cores())  # before jax starts its CPU backend
     if args.device != "auto":
-        from jaxninja.settings import resolve_device
+        from jaxninja.checks import resolve_device
 
         jax.config.update("jax_default_device", resolve_device(args.device))
     where = jax.devices()[0].platform if args.device == "auto" else args.device

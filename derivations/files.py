@@ -12,7 +12,7 @@ from derivations.build import Results
 from derivations.markdown import render_markdown
 from derivations.module import render_module
 
-GENERATED = Path("jaxninja/generated.py")
+GENERATED = Path("jaxninja/lecture/generated.py")
 DOCS = Path("docs/derivations.md")
 
 

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from jaxninja import settings
+from jaxninja import checks
 from jaxninja.errors import ConfigError
 
 
@@ -42,7 +42,7 @@ def _check_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
 def _check_against(value: Any, flag: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
         raise ConfigError(f"{flag} must be a non-empty list of references, got {value!r}")
-    return tuple(settings.check_against(name, flag) for name in value)
+    return tuple(checks.check_against(name, flag) for name in value)
 
 
 def _check_bool(value: Any, flag: str) -> bool:
@@ -58,27 +58,27 @@ def _check_data(value: Any, flag: str) -> str | None:
 
 
 FLAGS: dict[str, Flag] = {
-    "n_embd": Flag("--n-embd", int, "embedding size per character", settings.check_width),
+    "n_embd": Flag("--n-embd", int, "embedding size per character", checks.check_width),
     "n_hidden": Flag(
-        "--n-hidden", int, "hidden units (BatchNorm'd tanh layer)", settings.check_width
+        "--n-hidden", int, "hidden units (BatchNorm'd tanh layer)", checks.check_width
     ),
-    "block_size": Flag("--block-size", int, "characters of context", settings.check_block_size),
-    "batch_size": Flag("--batch-size", int, "examples per step n", settings.check_batch_size),
-    "seed": Flag("--seed", int, "seed of parameters and batches", settings.check_seed),
-    "dtype": Flag("--dtype", str, "float32 or float64", _check_choice(settings.DTYPES)),
-    "steps": Flag("--steps", int, "total SGD steps", settings.check_steps),
-    "lr": Flag("--lr", float, "learning rate", settings.check_learning_rate),
+    "block_size": Flag("--block-size", int, "characters of context", checks.check_block_size),
+    "batch_size": Flag("--batch-size", int, "examples per step n", checks.check_batch_size),
+    "seed": Flag("--seed", int, "seed of parameters and batches", checks.check_seed),
+    "dtype": Flag("--dtype", str, "float32 or float64", _check_choice(checks.DTYPES)),
+    "steps": Flag("--steps", int, "total SGD steps", checks.check_steps),
+    "lr": Flag("--lr", float, "learning rate", checks.check_learning_rate),
     "lr_decay_step": Flag(
         "--lr-decay-step",
         int,
         "step from which lr is multiplied by --lr-decay",
-        settings.check_steps,
+        checks.check_steps,
     ),
     "lr_decay": Flag(
         "--lr-decay",
         float,
         "learning-rate factor from --lr-decay-step on",
-        settings.check_positive_float,
+        checks.check_positive_float,
     ),
     "data": Flag("--data", str, "word list, one word a line", _check_data),
     "against": Flag("--against", str, "references: jax, torch", _check_against),
@@ -93,9 +93,9 @@ FLAGS: dict[str, Flag] = {
         "--max-data-bytes",
         int,
         "read at most N bytes of words ('--data -' reads stdin)",
-        settings.check_byte_count,
+        checks.check_byte_count,
     ),
-    "devices": Flag("--devices", int, "devices to split the batch over", settings.check_devices),
+    "devices": Flag("--devices", int, "devices to split the batch over", checks.check_devices),
 }
 
 
@@ -149,12 +149,12 @@ class TrainConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        settings.check_lr_representable(self.lr, self.lr_decay, self.dtype)
+        checks.check_lr_representable(self.lr, self.lr_decay, self.dtype)
 
     @property
     def schedule(self):
-        """The learning-rate schedule as :class:`jaxninja.step.Schedule` (a jit static)."""
-        from jaxninja.step import Schedule
+        """The learning-rate schedule as :class:`jaxninja.lecture.step.Schedule` (a jit static)."""
+        from jaxninja.lecture.step import Schedule
 
         return Schedule(float(self.lr), int(self.lr_decay_step), float(self.lr_decay))
 
@@ -193,7 +193,7 @@ class CheckConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        settings.check_divisible(self.batch_size, self.devices)
+        checks.check_divisible(self.batch_size, self.devices)
 
 
 RUN_FIELDS = ("n_embd", "n_hidden", "block_size", "batch_size", "lr", "lr_decay_step", "lr_decay")

@@ -427,7 +427,7 @@ def load_dataset(
         raise ConfigError(f"block_size must be >= 1, got {block_size}")
     words, source = load_words(data, max_bytes)
     vocab = build_vocab(words, source)
-    from jaxninja import memory  # refuse a context that cannot fit before building it
+    from jaxninja.training import memory  # refuse a context that cannot fit before building it
 
     memory.check_fits(contexts_bytes(words, block_size), f"--block-size {block_size} on {source}")
     parts = split_words(words)

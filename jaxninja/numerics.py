@@ -53,8 +53,8 @@ MODEL_TORCH = 64.0
 """A person's own model: manual vs torch autograd, as :data:`TORCH`."""
 
 ROUNDING = 64.0
-"""The diagnosis's line between rounding and a wrong formula (:mod:`jaxninja.diagnose`): two
-correct backwards that sum in different orders differ by a few eps·scale (the torch bound,
+"""The diagnosis's line between rounding and a wrong formula (:mod:`jaxninja.gradcheck.diagnose`):
+two correct backwards that sum in different orders differ by a few eps·scale (the torch bound,
 :data:`TORCH`, covers every measured case), while a wrong formula is off by a fraction of the
 gradient itself, ~1e6 eps·scale in float32. A pattern "fits" when the transformed reference is
 within this many eps·scale of the manual gradient."""

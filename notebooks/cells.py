@@ -1,7 +1,8 @@
 """The cells of ``backprop_ninja.ipynb``: the lecture in JAX, in the lecture's order and names.
 
 Every cell calls jaxninja's public API; none copies the package's code, with one deliberate
-exception that cannot drift: Exercise 1's solution lines are read from ``jaxninja/backward.py``
+exception that cannot drift: Exercise 1's solution lines are read from
+``jaxninja/lecture/backward.py``
 (between its ``--- the lines of Exercise 1`` markers) when the notebook is built. The exercises
 notebook is this one with every learner line (``dX = ...``) blanked.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKWARD = ROOT / "jaxninja" / "backward.py"
+BACKWARD = ROOT / "jaxninja" / "lecture" / "backward.py"
 START, END = "# --- the lines of Exercise 1", "# --- end of Exercise 1"
 LEARNER_LINE = re.compile(r"^(d\w+) = .*$")
 BLANK = r"\1 = ...  # your line here"
@@ -50,7 +51,7 @@ def code(text: str, exercise: bool = False) -> Cell:
 
 def cmp_lines() -> str:
     """One ``cmp`` per row of Exercise 1, as the lecture writes them (dC with its indices)."""
-    from jaxninja.backward import ROWS
+    from jaxninja.lecture.backward import ROWS
 
     lines = []
     for name in ROWS:
@@ -122,10 +123,10 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import jaxninja
-from jaxninja import generated
-from jaxninja.backward import ROWS, TANH_LINES, matmul_dW, matmul_dx
-from jaxninja.check import exercise_setup
-from jaxninja.model import BN_EPS
+from jaxninja.lecture import generated
+from jaxninja.lecture.backward import ROWS, TANH_LINES, matmul_dW, matmul_dx
+from jaxninja.gradcheck.lecture_check import exercise_setup
+from jaxninja.lecture.model import BN_EPS
 
 DERIVATIONS = jaxninja.__path__[0] + "/../docs/derivations.md"
 
@@ -210,8 +211,8 @@ EXERCISE_2_MD = """
 ## Exercise 2: cross-entropy in one go
 
 sympy derived it for a symbolic batch size `n` and proved it (`python -m derivations`); below is
-the derivation, then the kernel it generated into `jaxninja/generated.py`. The lecture's answer
-is three lines: `softmax(logits)`, minus 1 at the targets, divided by `n`.
+the derivation, then the kernel it generated into `jaxninja/lecture/generated.py`. The lecture's
+answer is three lines: `softmax(logits)`, minus 1 at the targets, divided by `n`.
 """
 
 KERNEL_2 = """

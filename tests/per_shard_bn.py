@@ -13,10 +13,10 @@ import jax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxninja import step
-from jaxninja.fused import loss_and_grads
-from jaxninja.model import Params
-from jaxninja.parallel import BATCH_AXIS, replicate, shard_batch
+from jaxninja.devices.parallel import BATCH_AXIS, replicate, shard_batch
+from jaxninja.lecture import step
+from jaxninja.lecture.fused import loss_and_grads
+from jaxninja.lecture.model import Params
 
 
 def loss_and_grads_per_shard_bn(
@@ -53,8 +53,8 @@ def train_chunk_per_shard_bn(
     batch_size: int,
     schedule: step.Schedule,
 ) -> tuple[Params, jax.Array]:
-    """WRONG ON PURPOSE (tests only): :func:`jaxninja.step.train_chunk`'s batches and schedule,
-    stepped with :func:`loss_and_grads_per_shard_bn`'s unsynchronised BatchNorm."""
+    """WRONG ON PURPOSE (tests only): :func:`jaxninja.lecture.step.train_chunk`'s batches and
+    schedule, stepped with :func:`loss_and_grads_per_shard_bn`'s unsynchronised BatchNorm."""
     steps = step0 + jax.numpy.arange(n_steps)
     ix = step.chunk_indices(key, steps, batch_size, x.shape[0])
     lrs = step.learning_rate(schedule, steps).astype(params.W1.dtype)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja import checkpoint as ck
 from jaxninja._cli import main
 from jaxninja.config import CheckConfig, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE
 from jaxninja.errors import ConfigError
-from jaxninja.run import TIMING_FIELDS
+from jaxninja.io import checkpoint as ck
+from jaxninja.training.run import TIMING_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTED = {  # README's "From Python" lists exactly these

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxninja.backward import ROWS, manual_backward, reference_grads
-from jaxninja.compare import compare, compare_rows
 from jaxninja.data import build_dataset, build_vocab
-from jaxninja.model import forward_chunked, init_params
+from jaxninja.gradcheck.compare import compare, compare_rows
+from jaxninja.lecture.backward import ROWS, manual_backward, reference_grads
+from jaxninja.lecture.model import forward_chunked, init_params
 
 SEEDS = range(20)
 NOTEBOOK = dict(n_embd=10, n_hidden=64, block_size=3, batch=32)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jaxninja._cli import main
-from jaxninja.check import CheckConfig, cross_check, format_table
+from jaxninja.gradcheck.lecture_check import CheckConfig, cross_check, format_table
 
 
 def test_json_has_every_row_and_passes(names_txt, capsys):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja import overlap
+from jaxninja import background
 from jaxninja._cli import main
-from jaxninja.model_check import ModelError, load_model
+from jaxninja.gradcheck.model_check import ModelError, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"
@@ -90,9 +90,9 @@ def test_wavenet_passes_against_jax_and_torch(wavenet_result):
 
 def test_wavenet_table_is_the_one_computed_in_one_thread(wavenet_result, monkeypatch):
     """Eagerly the reference's backward runs in a second thread while the manual backward runs
-    (jaxninja.overlap): the table and every array are bit for bit those of the two run in turn
+    (jaxninja.background): the table and every array are bit for bit those of the two run in turn
     in one thread (what in_background does where it cannot copy jax's thread-local settings)."""
-    monkeypatch.setattr(overlap, "local_settings", lambda: None)
+    monkeypatch.setattr(background, "local_settings", lambda: None)
     alone = jaxninja.cross_check_model(WAVENET, against=("jax", "torch"))
     assert alone.as_json() == wavenet_result.as_json()
     for field in ("reference", "manual", "acts", "autograd"):

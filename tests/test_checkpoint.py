@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxninja import checkpoint as ck
-from jaxninja.checkpoint import Checkpoint, load_checkpoint, prepare_out_dir, save_checkpoint
 from jaxninja.data import Vocab
 from jaxninja.errors import CheckpointError, ConfigError
-from jaxninja.model import BNStats, Params
+from jaxninja.io import checkpoint as ck
+from jaxninja.io.checkpoint import Checkpoint, load_checkpoint, prepare_out_dir, save_checkpoint
+from jaxninja.lecture.model import BNStats, Params
 
 VOCAB = Vocab("abcdefghijklmnopqrstuvwxyz")
 SIZES = {"n_embd": 4, "n_hidden": 8, "block_size": 3}
@@ -85,7 +85,7 @@ def test_round_trip_of_jax_arrays_and_odd_vocabulary(tmp_path: Path) -> None:
     """Real jax parameters and a non-ASCII, mixed-case vocabulary survive unchanged."""
     import jax
 
-    from jaxninja.model import init_params
+    from jaxninja.lecture.model import init_params
 
     vocab = Vocab("ABabéøß李")
     params = init_params(

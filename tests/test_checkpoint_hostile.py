@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxninja import checkpoint as ck
-from jaxninja import npz
-from jaxninja.checkpoint import check_same_data, load_checkpoint, save_checkpoint
 from jaxninja.data import load_dataset, words_hash
 from jaxninja.errors import CheckpointError
+from jaxninja.io import checkpoint as ck
+from jaxninja.io import safe_npz
+from jaxninja.io.checkpoint import check_same_data, load_checkpoint, save_checkpoint
 from tests.conftest import finishes
 from tests.test_checkpoint import assert_same, make_checkpoint, refused, resealed, write_raw
 
@@ -150,7 +150,7 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
 def test_member_over_its_own_limit(tmp_path: Path) -> None:
     """A JSON member may hold at most MAX_TEXT_BYTES, however small the rest of the file is:
     from the directory when its member is larger than that plus a header, else once read."""
-    big = np.zeros(ck.MAX_TEXT_BYTES + npz.MAX_NPY_HEADER + npz.NPY_PREFIX + 1, np.uint8)
+    big = np.zeros(ck.MAX_TEXT_BYTES + safe_npz.MAX_NPY_HEADER + safe_npz.NPY_PREFIX + 1, np.uint8)
     write_zip(tmp_path / "c.npz", members(**{"config_json": npy(big)}))
     refused_lean(tmp_path / "c.npz", r"'config_json.npy' holds 1,049,\d+ bytes, more than the")
     write_arrays(tmp_path / "c.npz", config_json=np.zeros(ck.MAX_TEXT_BYTES + 1, np.uint8))
@@ -240,9 +240,9 @@ def test_unknown_member_names_are_quoted(tmp_path: Path) -> None:
 
 
 def test_too_many_members(tmp_path: Path) -> None:
-    extra = {f"x{i}.npy": b"" for i in range(npz.MAX_MEMBERS)}
+    extra = {f"x{i}.npy": b"" for i in range(safe_npz.MAX_MEMBERS)}
     write_zip(tmp_path / "c.npz", members() | extra)
-    refused(tmp_path / "c.npz", f"lists {16 + npz.MAX_MEMBERS - 1} members")
+    refused(tmp_path / "c.npz", f"lists {16 + safe_npz.MAX_MEMBERS - 1} members")
 
 
 def test_archive_comment_and_trailing_bytes(tmp_path: Path) -> None:
@@ -261,7 +261,7 @@ def test_zip64_end_record_is_refused(tmp_path: Path) -> None:
     """A ZIP64 locator before the end record would make zipfile use other counts and sizes."""
     save_checkpoint(tmp_path / "c.npz", make_checkpoint())
     data = bytearray((tmp_path / "c.npz").read_bytes())
-    data[-42:-38] = npz.ZIP64_LOCATOR_SIG
+    data[-42:-38] = safe_npz.ZIP64_LOCATOR_SIG
     (tmp_path / "c.npz").write_bytes(bytes(data))
     refused(tmp_path / "c.npz", "ZIP64 archives are not read")
 
@@ -506,7 +506,7 @@ def test_write_killed_midway_then_next_save_cleans_up(tmp_path: Path) -> None:
     that checkpoint removes it and leaves exactly the checkpoint."""
     code = (
         "import os, signal, sys\n"
-        "from jaxninja.checkpoint import write_atomic\n"
+        "from jaxninja.io.checkpoint import write_atomic\n"
         "def write(f):\n"
         "    f.write(b'PK\\x03\\x04 half a checkpoint'); f.flush()\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

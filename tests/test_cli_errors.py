@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from jaxninja import checkpoint as ck
+from jaxninja.io import checkpoint as ck
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = [  # 40 short words over 'abcde': fast to load, train and evaluate

@@ -248,11 +248,11 @@ def test_check_names_the_stale_file(results, tmp_path, monkeypatch, capsys):
     assert re.search(
         r"\(\d+\.\d s wall, \d+\.\d s CPU: derive and prove \d+\.\d s, exact check", timing
     )
-    generated = tmp_path / "jaxninja" / "generated.py"
+    generated = tmp_path / "jaxninja" / "lecture" / "generated.py"
     generated.write_text(generated.read_text() + "# edited by hand\n")
     assert derivations_main.main(["--check", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "jaxninja/generated.py is stale" in err and "derivations.md" not in err
+    assert "jaxninja/lecture/generated.py is stale" in err and "derivations.md" not in err
     assert derivations_main.main(["--root", str(tmp_path)]) == 0  # regenerates
     assert derivations_main.main(["--check", "--root", str(tmp_path)]) == 0
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja.compare import compare
-from jaxninja.diagnose import NO_PATTERN, diagnose, factors
+from jaxninja.gradcheck.compare import compare
+from jaxninja.gradcheck.diagnose import NO_PATTERN, diagnose, factors
 
 SEEDS = range(8)
 EPS32 = float(np.finfo(np.float32).eps)

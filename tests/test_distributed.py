@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxninja import distributed, numerics
+from jaxninja import numerics
+from jaxninja.devices import distributed
 from jaxninja.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def run_arrays(folder: Path) -> tuple[np.ndarray, list[np.ndarray], int]:
-    from jaxninja.checkpoint import load_checkpoint
+    from jaxninja.io.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(folder)
     return np.load(folder / "losses.npy"), [np.asarray(p) for p in ckpt.params], ckpt.step
@@ -207,8 +208,8 @@ def _worker(process_id: int, n: int, port: int) -> None:
     distributed.initialize(distributed.Spec(f"127.0.0.1:{port}", n, process_id))
     import jax
 
-    from jaxninja import parallel
-    from jaxninja.model import Params
+    from jaxninja.devices import parallel
+    from jaxninja.lecture.model import Params
 
     jax.config.update("jax_enable_x64", True)
     mesh = parallel.make_mesh(jax.device_count())

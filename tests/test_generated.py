@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxninja import generated, model
-from jaxninja.model import BN_EPS
+from jaxninja.lecture import generated, model
+from jaxninja.lecture.model import BN_EPS
 
 SIZES = (2, 3, 8, 32, 256)
 H, V, BLOCK, EMBED = 64, 27, 3, 10
@@ -274,7 +274,7 @@ def test_model_gradients_match_jax_grad(dtype, x64):
     """All 7 parameter gradients of fused.loss_and_grads (generated kernels only) vs jax.grad
     of model.loss_fused, within 16 eps·max|grad| per group: five kernels in a chain, each
     within 8 eps·scale, and a float32 matmul of 64 terms in between."""
-    from jaxninja.fused import loss_and_grads
+    from jaxninja.lecture.fused import loss_and_grads
 
     dtype = jnp.dtype(dtype)
     eps = float(jnp.finfo(dtype).eps)

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxninja import generated
-from jaxninja.model import BN_EPS
+from jaxninja.lecture import generated
+from jaxninja.lecture.model import BN_EPS
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

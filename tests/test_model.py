@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxninja.model import (
+from jaxninja.lecture.model import (
     Intermediates,
     batch_stats,
     forward_chunked,
@@ -65,7 +65,7 @@ def test_init_params_and_start_state_equal_the_eager_draws_bit_for_bit(dtype, re
     host, gives what seven eager draws and jax's own scaling ops gave (a fused multiply-add, a
     constant folded into a reciprocal or numpy's division would be an ulp off somewhere)."""
     from jaxninja.config import TrainConfig
-    from jaxninja.training import start_state
+    from jaxninja.training.loop import start_state
 
     if dtype == "float64":
         request.getfixturevalue("x64")

@@ -19,16 +19,16 @@ import jax
 import numpy as np
 import pytest
 
-from jaxninja import memory, multirun, runplan
 from jaxninja._cli import COMMANDS, build_parser, main
 from jaxninja._cli.signals import Interrupts
-from jaxninja.checkpoint import load_checkpoint
 from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
 from jaxninja.errors import ConfigError
-from jaxninja.model import Params
-from jaxninja.run_many import run_many
-from jaxninja.training import train_loop
+from jaxninja.io.checkpoint import load_checkpoint
+from jaxninja.lecture.model import Params
+from jaxninja.training import memory, plan, stacked
+from jaxninja.training.loop import train_loop
+from jaxninja.training.many import run_many
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=300, lr_decay_step=150, seed=1)
@@ -68,8 +68,8 @@ def run_cli(argv: list[str], interrupts: Interrupts | None = None) -> int:
 
 
 def check_k_runs(k: int, dtype: str, dataset) -> None:
-    runs = runplan.plan_runs(SMALL._replace(dtype=dtype), seeds=k)
-    result = multirun.train_runs(runs, dataset, chunk_steps=100)
+    runs = plan.plan_runs(SMALL._replace(dtype=dtype), seeds=k)
+    result = stacked.train_runs(runs, dataset, chunk_steps=100)
     assert len(result.states) == k and not result.interrupted
     for config, state in zip(runs, result.states, strict=True):
         assert_same_run(state, alone(config, dataset, chunk_steps=100))
@@ -99,7 +99,7 @@ def test_sweep_runs_equal_the_runs_alone_and_follow_their_schedule(dataset):
         SMALL._replace(lr=0.05, lr_decay_step=100, lr_decay=0.5),
         SMALL._replace(lr=0.2, lr_decay_step=200, lr_decay=0.2, seed=2),
     ]
-    result = multirun.train_runs(runs, dataset)
+    result = stacked.train_runs(runs, dataset)
     for config, state in zip(runs, result.states, strict=True):
         assert_same_run(state, alone(config, dataset))
     assert result.states[0].losses.tobytes() != result.states[1].losses.tobytes()
@@ -109,13 +109,13 @@ def test_runs_over_two_host_devices_equal_the_runs_alone(words_file):
     """5 runs over 2 CPU devices (one padding run), in a process that made 2 host devices."""
     code = (
         "import numpy as np, jax\n"
-        "from jaxninja import multirun, runplan\n"
+        "from jaxninja.training import plan, stacked\n"
         "from jaxninja.config import TrainConfig\n"
         "from jaxninja.data import load_dataset\n"
-        "from jaxninja.training import train_loop\n"
+        "from jaxninja.training.loop import train_loop\n"
         f"ds = load_dataset({str(words_file)!r}, 3)\n"
-        "runs = runplan.plan_runs(TrainConfig(n_embd=4, n_hidden=16, steps=200, seed=1), 5)\n"
-        "r = multirun.train_runs(runs, ds)\n"
+        "runs = plan.plan_runs(TrainConfig(n_embd=4, n_hidden=16, steps=200, seed=1), 5)\n"
+        "r = stacked.train_runs(runs, ds)\n"
         "assert r.layout.devices == 2 and r.layout.padded == 6, r.layout\n"
         "for c, s in zip(runs, r.states):\n"
         "    ref = train_loop(c, ds).state\n"
@@ -145,8 +145,8 @@ def test_vmapped_groups_agree_with_the_runs_alone_to_rounding(dtype, dataset, re
     parameters by percent (the last assertion shows one such mistake is seen)."""
     if dtype == "float64":
         request.getfixturevalue("x64")
-    runs = runplan.plan_runs(SMALL._replace(dtype=dtype), seeds=8)
-    result = multirun.train_runs(runs, dataset, layout=multirun.make_layout(8, group=8))
+    runs = plan.plan_runs(SMALL._replace(dtype=dtype), seeds=8)
+    result = stacked.train_runs(runs, dataset, layout=stacked.make_layout(8, group=8))
     assert result.layout.group == 8
     bound = 64 * EPS[dtype]
     refs = [alone(config, dataset) for config in runs]
@@ -162,14 +162,14 @@ def test_stop_and_resume_of_runs_is_bit_identical(dataset):
     """Straight through in one 300-step chunk, against stopped after the first 100-step chunk
     (a signal's path) and resumed: the same runs (5 runs: the compiled 100-step program of the
     K = 5 test above serves)."""
-    runs = runplan.plan_runs(SMALL, seeds=5)
-    straight = multirun.train_runs(runs, dataset, chunk_steps=300)
+    runs = plan.plan_runs(SMALL, seeds=5)
+    straight = stacked.train_runs(runs, dataset, chunk_steps=300)
     saved = []
-    first = multirun.train_runs(
+    first = stacked.train_runs(
         runs, dataset, chunk_steps=100, save=saved.append, should_stop=lambda: True
     )
     assert first.interrupted and len(saved) == 1 and saved[0][0].step == 100
-    rest = multirun.train_runs(runs, dataset, states=saved[0], chunk_steps=100)
+    rest = stacked.train_runs(runs, dataset, states=saved[0], chunk_steps=100)
     for a, b in zip(straight.states, rest.states, strict=True):
         assert_same_run(a, b)
 
@@ -178,25 +178,25 @@ def test_check_every_checks_each_run_and_changes_nothing(dataset, monkeypatch):
     """``--check-every 100``: every run's manual gradients against jax.grad at steps 0, 100, 200
     (5 runs, the K = 5 program's chunks), and the runs are still the runs alone."""
     checked = []
-    real = multirun.check_gradients
+    real = stacked.check_gradients
 
     def spy(params, key, step, *args):
         checked.append(step)
         return real(params, key, step, *args)
 
-    monkeypatch.setattr(multirun, "check_gradients", spy)
-    runs = runplan.plan_runs(SMALL, seeds=5)
-    result = multirun.train_runs(runs, dataset, check_every=100)
+    monkeypatch.setattr(stacked, "check_gradients", spy)
+    runs = plan.plan_runs(SMALL, seeds=5)
+    result = stacked.train_runs(runs, dataset, check_every=100)
     assert checked == [0] * 5 + [100] * 5 + [200] * 5
     for config, state in zip(runs, result.states, strict=True):
         assert_same_run(state, alone(config, dataset, chunk_steps=100))
 
 
 def test_a_non_finite_run_is_named_with_its_step(dataset):
-    runs = runplan.plan_runs(SMALL._replace(steps=200, lr_decay_step=100), 1)
+    runs = plan.plan_runs(SMALL._replace(steps=200, lr_decay_step=100), 1)
     runs = [runs[0], runs[0]._replace(lr_decay=1e31, seed=2)]  # lr 1e30 from step 100
-    with pytest.raises(multirun.RunNonFinite) as err:
-        multirun.train_runs(runs, dataset, chunk_steps=100)
+    with pytest.raises(stacked.RunNonFinite) as err:
+        stacked.train_runs(runs, dataset, chunk_steps=100)
     assert err.value.run == 1 and 100 <= err.value.step < 200 and "run 1" in str(err.value)
 
 
@@ -205,18 +205,18 @@ def test_a_non_finite_run_is_named_with_its_step(dataset):
 
 def test_statistics_are_those_of_the_per_run_values():
     values = [2.11, 2.09, 2.125, 2.1]
-    s = runplan.statistics(values)
+    s = plan.statistics(values)
     assert s["n"] == 4 and s["mean"] == pytest.approx(np.mean(values), abs=1e-15)
     assert s["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-15)
     assert (s["min"], s["max"]) == (2.09, 2.125)
-    assert runplan.statistics([2.0])["std"] is None  # one run: no spread to report
+    assert plan.statistics([2.0])["std"] is None  # one run: no spread to report
 
 
 def test_plan_is_the_product_of_sweep_points_and_seeds():
-    runs = runplan.plan_runs(SMALL, 2, [("lr", (0.05, 0.1, 0.2))])
+    runs = plan.plan_runs(SMALL, 2, [("lr", (0.05, 0.1, 0.2))])
     assert [(r.lr, r.seed) for r in runs] == [(lr, s) for lr in (0.05, 0.1, 0.2) for s in (1, 2)]
-    assert runplan.varying(runs) == ("seed", "lr")
-    assert runplan.run_name(3, 8) == "run-03" and runplan.run_name(3, 1024) == "run-0003"
+    assert plan.varying(runs) == ("seed", "lr")
+    assert plan.run_name(3, 8) == "run-03" and plan.run_name(3, 1024) == "run-0003"
 
 
 BAD = [
@@ -337,17 +337,17 @@ def test_k_runs_that_would_not_fit_are_refused_before_compiling(words_file, monk
     assert many > one
     monkeypatch.setattr(memory, "available_bytes", lambda: (one + many) // 2)
     compiled = []
-    monkeypatch.setattr(multirun, "runs_chunk", lambda *a, **k: compiled.append(1))
+    monkeypatch.setattr(stacked, "runs_chunk", lambda *a, **k: compiled.append(1))
     with pytest.raises(ConfigError, match="these 4,096 runs .* needs about"):
         run_many(SMALL, None, seeds=4096, data=words_file, samples=2, log=None)
     assert not compiled
 
 
 def test_layout_defaults_keep_one_run_at_a_time_on_cpu():
-    layout = multirun.make_layout(5)
+    layout = stacked.make_layout(5)
     assert layout.group == 1 and layout.padded % layout.devices == 0
     with pytest.raises(ConfigError, match="devices asked"):
-        multirun.make_layout(5, devices=len(jax.devices()) + 1)
+        stacked.make_layout(5, devices=len(jax.devices()) + 1)
 
 
 # ------------------------------------------------------------------ the GPU script

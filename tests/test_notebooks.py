@@ -45,7 +45,7 @@ def test_the_exercises_are_the_solutions_with_the_learner_lines_blank() -> None:
 def test_exercise_1_solution_is_backward_py_line_for_line() -> None:
     import inspect
 
-    from jaxninja import backward
+    from jaxninja.lecture import backward
 
     body = inspect.getsource(backward.manual_backward)
     cell = next(c for c in cells() if c.exercise and "dlogprobs" in c.source)
@@ -93,7 +93,7 @@ def test_blanks_filled_with_the_solutions_are_exact_in_every_row(names_txt, monk
     assert all("exact: True" in row for row in rows), printed
 
 
-ROWS_SET = set(__import__("jaxninja.backward", fromlist=["ROWS"]).ROWS)
+ROWS_SET = set(__import__("jaxninja.lecture.backward", fromlist=["ROWS"]).ROWS)
 
 
 def test_a_classic_mistake_gets_its_diagnosis(names_txt, monkeypatch) -> None:

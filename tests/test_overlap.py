@@ -1,4 +1,4 @@
-"""jaxninja.overlap: the second thread runs under the caller's thread-local jax settings, its
+"""jaxninja.background: the second thread runs under the caller's thread-local jax settings, its
 exception reaches the caller, and without readable settings the work runs in the caller's
 thread; a background import is done when the block is left, and a failed one is left to the
 module's own import."""
@@ -11,7 +11,7 @@ import threading
 import jax
 import pytest
 
-from jaxninja import overlap
+from jaxninja import background
 
 
 def _precision_and_thread() -> tuple[object, int]:
@@ -21,23 +21,23 @@ def _precision_and_thread() -> tuple[object, int]:
 def test_second_thread_has_the_callers_thread_local_settings():
     assert jax.config.jax_default_matmul_precision is None  # the global default: not set here
     with jax.default_matmul_precision("highest"):
-        with overlap.in_background(_precision_and_thread) as future:
+        with background.in_background(_precision_and_thread) as future:
             pass
         precision, thread = future.result()
     assert precision == "highest" and thread != threading.get_ident()
 
 
 def test_settings_do_not_leak_out_of_the_second_thread():
-    with overlap.in_background(_precision_and_thread) as future:
+    with background.in_background(_precision_and_thread) as future:
         pass
-    assert future.result()[0] is None and overlap.local_settings() == []
+    assert future.result()[0] is None and background.local_settings() == []
 
 
 def test_an_exception_in_the_second_thread_reaches_the_caller():
     def fails() -> None:
         raise ZeroDivisionError("division by zero")
 
-    with overlap.in_background(fails) as future:
+    with background.in_background(fails) as future:
         pass
     with pytest.raises(ZeroDivisionError, match="division by zero"):
         future.result()
@@ -51,16 +51,16 @@ def test_leaving_the_block_waits_for_the_second_thread_also_on_an_error():
         done.append(True)
 
     with pytest.raises(KeyError):
-        with overlap.in_background(slow):
+        with background.in_background(slow):
             release.set()
             raise KeyError("in the block")
     assert done == [True]
 
 
 def test_without_readable_settings_it_runs_in_the_callers_thread(monkeypatch):
-    monkeypatch.setattr(overlap, "local_settings", lambda: None)
+    monkeypatch.setattr(background, "local_settings", lambda: None)
     with jax.default_matmul_precision("highest"):
-        with overlap.in_background(_precision_and_thread) as future:
+        with background.in_background(_precision_and_thread) as future:
             assert future.done()  # ran before the block
     assert future.result() == ("highest", threading.get_ident())
 
@@ -69,7 +69,7 @@ def test_importing_has_imported_when_the_block_is_left(tmp_path, monkeypatch):
     (tmp_path / "jn_slow_module.py").write_text("import time\ntime.sleep(0.2)\nVALUE = 1\n")
     monkeypatch.syspath_prepend(tmp_path)
     monkeypatch.delitem(sys.modules, "jn_slow_module", raising=False)  # removed afterwards
-    with overlap.importing("jn_slow_module"):
+    with background.importing("jn_slow_module"):
         pass
     assert sys.modules["jn_slow_module"].VALUE == 1
 
@@ -77,7 +77,7 @@ def test_importing_has_imported_when_the_block_is_left(tmp_path, monkeypatch):
 def test_a_failed_background_import_is_left_to_the_modules_own_import(tmp_path, monkeypatch):
     (tmp_path / "jn_broken_module.py").write_text("raise ImportError('broken on purpose')\n")
     monkeypatch.syspath_prepend(tmp_path)
-    with overlap.importing("jn_broken_module"):
+    with background.importing("jn_broken_module"):
         pass
     assert "jn_broken_module" not in sys.modules
     with pytest.raises(ImportError, match="broken on purpose"):

@@ -19,9 +19,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxninja import numerics, parallel
+from jaxninja import numerics
+from jaxninja.devices import parallel
 from jaxninja.errors import ConfigError
-from jaxninja.model import Params
+from jaxninja.lecture.model import Params
 from tests import per_shard_bn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ LOSS_RTOL = 1e-4  # the issue's bound for float64; 4 vs 1 device differ by reduc
 def _worker(parts: list[str]) -> dict:
     """The 4-device work (``parts``: float32 / float64 gradients, float64 training); returns
     plain numbers for the tests to judge."""
-    from jaxninja import step
+    from jaxninja.lecture import step
 
     jax.config.update("jax_enable_x64", True)  # this process only; float32 arrays stay float32
     mesh = parallel.make_mesh(N_DEVICES)

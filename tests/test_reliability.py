@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja import memory, run
-from jaxninja.checkpoint import load_checkpoint
 from jaxninja.config import TrainConfig
 from jaxninja.errors import ConfigError, TrainingError
+from jaxninja.io.checkpoint import load_checkpoint
+from jaxninja.training import memory, run
 
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
 QUIET = {"progress": False, "log": None}
@@ -115,8 +115,8 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(words_file, tmp_path) 
 
 def test_evaluation_runs_in_bounded_chunks(words_file) -> None:
     """Calibration and split losses over chunks of rows equal the whole-split computation."""
-    from jaxninja.model import batch_stats, hprebn_of, loss_fused
-    from jaxninja.training import _split_loss, calibrate
+    from jaxninja.lecture.model import batch_stats, hprebn_of, loss_fused
+    from jaxninja.training.loop import _split_loss, calibrate
 
     data = jaxninja.load_dataset(words_file)
     params = jaxninja.train(SMALL, data, evaluate=False).params
@@ -156,8 +156,8 @@ def test_through_the_cli_a_failing_finish_is_one_line_and_the_run_is_safe(words_
 def test_a_plot_that_fails_while_writing_leaves_the_old_plot(tmp_path) -> None:
     """Plots are written atomically: a savefig that fails halfway through leaves the previous
     file as it was and no temporary file; a good one replaces it whole."""
-    from jaxninja.atomic import save_figure
-    from jaxninja.plot_loss import plot_loss
+    from jaxninja.io.atomic import save_figure
+    from jaxninja.training.plot_loss import plot_loss
 
     path = tmp_path / "loss.png"
     path.write_bytes(b"the previous plot")

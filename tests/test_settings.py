@@ -9,18 +9,18 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxninja import settings
+from jaxninja import checks
 from jaxninja.errors import ConfigError
 
 
 @pytest.mark.parametrize(
     "check, value, flag, why",
     [
-        (settings.check_batch_size, 1, "--batch-size", "n - 1"),
-        (settings.check_batch_size, 0, "--batch-size", "n - 1"),
-        (settings.check_batch_size, -32, "--batch-size", "n - 1"),
-        (settings.check_block_size, 0, "--block-size", "context"),
-        (settings.check_steps, -1, "--steps", ""),
+        (checks.check_batch_size, 1, "--batch-size", "n - 1"),
+        (checks.check_batch_size, 0, "--batch-size", "n - 1"),
+        (checks.check_batch_size, -32, "--batch-size", "n - 1"),
+        (checks.check_block_size, 0, "--block-size", "context"),
+        (checks.check_steps, -1, "--steps", ""),
     ],
 )
 def test_integer_out_of_range(check, value, flag, why) -> None:
@@ -34,49 +34,49 @@ def test_seed_out_of_range(value: int) -> None:
     with pytest.raises(
         ConfigError, match=rf"--seed must be an integer in \[0, 2\*\*32\), got {value}"
     ):
-        settings.check_seed(value)
+        checks.check_seed(value)
 
 
 @pytest.mark.parametrize("flag", ["--n-embd", "--n-hidden"])
 @pytest.mark.parametrize("value", [0, -3])
 def test_width_out_of_range(flag: str, value: int) -> None:
     with pytest.raises(ConfigError, match=f"{flag} must be an integer >= 1, got {value}"):
-        settings.check_width(value, flag)
+        checks.check_width(value, flag)
 
 
 def test_integers_in_range_pass() -> None:
-    assert settings.check_batch_size(2) == 2
-    assert settings.check_block_size(1) == 1
-    assert settings.check_width(1, "--n-embd") == 1
-    assert settings.check_steps(0) == 0
-    assert settings.check_seed(2**32 - 1) == 2**32 - 1
+    assert checks.check_batch_size(2) == 2
+    assert checks.check_block_size(1) == 1
+    assert checks.check_width(1, "--n-embd") == 1
+    assert checks.check_steps(0) == 0
+    assert checks.check_seed(2**32 - 1) == 2**32 - 1
     with pytest.raises(ConfigError, match="got True"):  # a bool is not a batch size
-        settings.check_batch_size(True)
+        checks.check_batch_size(True)
 
 
 @pytest.mark.parametrize("value", [0.0, -0.1, math.inf, -math.inf, math.nan, "abc"])
 def test_learning_rate_refused(value) -> None:
     with pytest.raises(ConfigError, match=f"--lr must be .*{value}"):
-        settings.check_learning_rate(value)
+        checks.check_learning_rate(value)
 
 
 def test_learning_rate_accepted() -> None:
-    assert settings.check_learning_rate(1e-6) == 1e-6
-    assert settings.check_learning_rate(1e6) == 1e6  # large but finite: training catches blow-ups
+    assert checks.check_learning_rate(1e-6) == 1e-6
+    assert checks.check_learning_rate(1e6) == 1e6  # large but finite: training catches blow-ups
 
 
 def test_unknown_dtype() -> None:
     with pytest.raises(ConfigError, match="unknown --dtype 'float16' .*float32, float64"):
-        settings.resolve_dtype("float16")
+        checks.resolve_dtype("float16")
 
 
 def test_float32_leaves_x64_alone(x64_off) -> None:
-    assert settings.resolve_dtype("float32") == jnp.float32
+    assert checks.resolve_dtype("float32") == jnp.float32
     assert not jax.config.jax_enable_x64
 
 
 def test_float64_switches_on_x64(x64_off) -> None:
-    assert settings.resolve_dtype("float64") == jnp.float64
+    assert checks.resolve_dtype("float64") == jnp.float64
     assert jnp.zeros(1, jnp.float64).dtype == jnp.float64
 
 
@@ -84,20 +84,20 @@ def test_float64_without_x64_support(x64_off, monkeypatch: pytest.MonkeyPatch) -
     """A jax whose x64 switch does nothing: float64 arrays come out float32, which is refused."""
     monkeypatch.setattr(jax.config, "update", lambda name, value: None)
     with pytest.raises(ConfigError, match="--dtype float64: jax_enable_x64 did not take effect"):
-        settings.resolve_dtype("float64")
+        checks.resolve_dtype("float64")
 
 
 def test_devices() -> None:
-    assert settings.resolve_device("cpu").platform == "cpu"
-    assert settings.resolve_device("auto") == jax.devices()[0]
+    assert checks.resolve_device("cpu").platform == "cpu"
+    assert checks.resolve_device("auto") == jax.devices()[0]
     with pytest.raises(ConfigError, match="unknown --device 'npu'"):
-        settings.resolve_device("npu")
+        checks.resolve_device("npu")
 
 
 @pytest.mark.skipif("tpu" in {d.platform for d in jax.devices()}, reason="a TPU is present")
 def test_device_not_present() -> None:
     with pytest.raises(ConfigError, match="--device tpu: no such device here .jax sees: "):
-        settings.resolve_device("tpu")
+        checks.resolve_device("tpu")
 
 
 def test_against_torch_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,10 +106,10 @@ def test_against_torch_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
     )
     with pytest.raises(ConfigError, match="--against torch: torch is not installed"):
-        settings.check_against("torch")
-    assert settings.check_against("jax") == "jax"
+        checks.check_against("torch")
+    assert checks.check_against("jax") == "jax"
 
 
 def test_against_unknown() -> None:
     with pytest.raises(ConfigError, match="unknown --against 'tf'"):
-        settings.check_against("tf")
+        checks.check_against("tf")

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxninja.fused import loss_and_grads
-from jaxninja.model import init_params
-from jaxninja.step import Schedule, batch_indices, chunk_indices, learning_rate, train_chunk
+from jaxninja.lecture.fused import loss_and_grads
+from jaxninja.lecture.model import init_params
+from jaxninja.lecture.step import Schedule, batch_indices, chunk_indices, learning_rate, train_chunk
 
 VOCAB, BLOCK, N_TRAIN, BATCH = 27, 3, 500, 32
 

@@ -12,11 +12,11 @@ import pytest
 
 import jaxninja
 from jaxninja import numerics
-from jaxninja.backward import lecture_forward
-from jaxninja.compare import ZERO_BY_SYMMETRY, compare_rows
-from jaxninja.model import init_params
-from jaxninja.model_check import load_model
-from jaxninja.taps import TapError, param_names, tapped_grads
+from jaxninja.gradcheck.compare import ZERO_BY_SYMMETRY, compare_rows
+from jaxninja.gradcheck.model_check import load_model
+from jaxninja.gradcheck.taps import TapError, param_names, tapped_grads
+from jaxninja.lecture.backward import lecture_forward
+from jaxninja.lecture.model import init_params
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"

@@ -17,9 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch_ref  # noqa: E402
-from jaxninja.backward import ROWS, manual_backward  # noqa: E402
-from jaxninja.compare import compare_rows  # noqa: E402
-from jaxninja.model import forward_chunked  # noqa: E402
+from jaxninja.gradcheck.compare import compare_rows  # noqa: E402
+from jaxninja.lecture.backward import ROWS, manual_backward  # noqa: E402
+from jaxninja.lecture.model import forward_chunked  # noqa: E402
 from tests.test_backward import COMBOS, NOTEBOOK, batch  # noqa: E402
 
 ABOVE_HPREACT = ROWS[: ROWS.index("hpreact")]  # the 11 rows the tanh line cannot touch

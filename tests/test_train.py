@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 
 from jaxninja._cli import COMMANDS, build_parser
-from jaxninja.checkpoint import load_checkpoint
 from jaxninja.data import load_dataset
 from jaxninja.errors import ConfigError, TrainingError
-from jaxninja.fused import loss_and_grads
-from jaxninja.model import Params, loss_fused
-from jaxninja.plot_loss import block_means
-from jaxninja.step import batch_indices, learning_rate, train_chunk
-from jaxninja.training import (
+from jaxninja.io.checkpoint import load_checkpoint
+from jaxninja.lecture.fused import loss_and_grads
+from jaxninja.lecture.model import Params, loss_fused
+from jaxninja.lecture.step import batch_indices, learning_rate, train_chunk
+from jaxninja.training.loop import (
     SAMPLE_SEED_OFFSET,
     NonFiniteLoss,
     TrainConfig,
@@ -37,6 +36,7 @@ from jaxninja.training import (
     start_state,
     train,
 )
+from jaxninja.training.plot_loss import block_means
 
 # One small model for every test: each new chunk length or schedule costs a compile, so the tests
 # share these settings (1,000-step runs = one chunk) and the jit caches that go with them.

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxninja.checkpoint import load_checkpoint
 from jaxninja.data import default_words
+from jaxninja.io.checkpoint import load_checkpoint
 
 
 def start_train(tmp_path: Path, steps: int, *flags: str, stdout=subprocess.PIPE):

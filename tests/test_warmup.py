@@ -1,4 +1,4 @@
-"""The warm-up thread (jaxninja/warmup.py): it runs its tasks in order, starts none after
+"""The warm-up thread (jaxninja/training/warmup.py): it runs its tasks in order, starts none after
 stop(), and a failing task ends it quietly (the real finishing step reports its own failure)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from jaxninja.warmup import Warmup
+from jaxninja.training.warmup import Warmup
 
 
 def blocking() -> tuple[Callable[[], None], threading.Event, threading.Event]:

@@ -1,4 +1,5 @@
-"""``jaxninja check``: flags -> :class:`CheckConfig` -> :func:`jaxninja.check.cross_check` ->
+"""``jaxninja check``: flags -> :class:`CheckConfig` ->
+:func:`jaxninja.gradcheck.lecture_check.cross_check` ->
 the table (or JSON, or plots); exit 1 when a row breaks the contract."""
 
 from __future__ import annotations
@@ -6,8 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from jaxninja.checks import check_against, torch_available
 from jaxninja.config import FLAGS, CheckConfig
-from jaxninja.settings import check_against, torch_available
 
 from .flags import add_config_flags, add_distributed_flags, given, join_processes
 
@@ -80,23 +81,23 @@ def run(args: argparse.Namespace) -> int:
     if join_processes(args):  # several processes: the sharded rows span all their devices
         import jax
 
-        from jaxninja.distributed import check_joined
+        from jaxninja.devices.distributed import check_joined
 
         check_joined()
         writer = jax.process_index() == 0  # every process checks; process 0 prints
         if cfg.devices == 1:
             cfg = cfg._replace(devices=jax.device_count())
     if args.plot:  # refuse an unusable folder before the work, not after
-        from jaxninja.atomic import prepare_out_dir
+        from jaxninja.io.atomic import prepare_out_dir
 
         prepare_out_dir(args.plot, "--plot")
-    from jaxninja.check import cross_check, format_table
+    from jaxninja.gradcheck.lecture_check import cross_check, format_table
 
     result = cross_check(cfg)
     if writer:
         print(json.dumps(result.as_json()) if args.json else format_table(result))
     if args.plot and writer:
-        from jaxninja.plot_check import save_plots
+        from jaxninja.gradcheck.plots import save_plots
 
         save_plots(result, args.plot)
     return 0 if result.ok else 1
@@ -116,17 +117,17 @@ def run_model(args: argparse.Namespace) -> int:
     cfg = CheckConfig(**given(args, ("seed", "dtype", "jit")))  # validated like the lecture's
     against = None if args.against is None else parse_against(args.against)
     if args.plot:
-        from jaxninja.checkpoint import prepare_out_dir
+        from jaxninja.io.checkpoint import prepare_out_dir
 
         prepare_out_dir(args.plot, "--plot")
-    from jaxninja.model_check import cross_check_model, format_model_table
+    from jaxninja.gradcheck.model_check import cross_check_model, format_model_table
 
     result = cross_check_model(
         args.model, seed=cfg.seed, dtype=cfg.dtype, jit=cfg.jit, against=against
     )
     print(json.dumps(result.as_json()) if args.json else format_model_table(result))
     if args.plot:
-        from jaxninja.plot_check import save_plots
+        from jaxninja.gradcheck.plots import save_plots
 
         save_plots(result, args.plot)
     return 0 if result.ok else 1

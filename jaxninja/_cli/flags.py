@@ -76,7 +76,7 @@ def add_distributed_flags(p: argparse.ArgumentParser) -> None:
 def join_processes(args: argparse.Namespace) -> bool:
     """Join the run over several processes that the flags or the environment describe, before
     anything starts jax's backend; False: this is a run in one process."""
-    from jaxninja import distributed
+    from jaxninja.devices import distributed
 
     spec = distributed.spec_from(args.coordinator, args.num_processes, args.process_id)
     if spec is None:

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jaxninja import runplan
+from jaxninja.checks import check_int
 from jaxninja.config import TrainConfig
 from jaxninja.data import MAX_DATA_BYTES
 from jaxninja.errors import ConfigError
-from jaxninja.settings import check_int
+from jaxninja.training import plan
 
 from .flags import add_config_flags, add_distributed_flags, given, join_processes
 from .hostdevices import ensure_host_devices
@@ -129,18 +129,18 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     settings = given(args, CONFIG_FIELDS)
     if args.resume is None:
         TrainConfig(**settings)  # refuse bad flags before jax is imported
-    sweeps = [runplan.parse_sweep(text) for text in args.sweep]
-    runplan.check_sweeps(sweeps)
+    sweeps = [plan.parse_sweep(text) for text in args.sweep]
+    plan.check_sweeps(sweeps)
     if args.seeds is not None:
-        runplan.check_seeds(args.seeds, settings.get("seed", TrainConfig.seed))
+        plan.check_seeds(args.seeds, settings.get("seed", TrainConfig.seed))
     many = args.seeds is not None or bool(sweeps)
-    many = many or (args.resume is not None and runplan.holds_runs(args.resume))
+    many = many or (args.resume is not None and plan.holds_runs(args.resume))
     if many:
         return _run_many(args, settings, sweeps, interrupts)
     if args.group is not None:
         raise ConfigError("--group applies to --seeds / --sweep only")
     join_processes(args)  # several processes: connect before jax starts its backend
-    from jaxninja.run import run_training
+    from jaxninja.training.run import run_training
 
     try:
         result = run_training(
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
         return 0
     code = interrupts.caught[0] if interrupts.caught else result.stop_code  # agreed elsewhere
     name = signal.Signals(code).name
-    from jaxninja.distributed import is_writer
+    from jaxninja.devices.distributed import is_writer
 
     if not is_writer():  # several processes: process 0 saved
         step = result.result.state.step
@@ -225,7 +225,7 @@ def _run_many(
         check_int("--group", args.group, 1, "runs vmapped together")
     if args.device in ("auto", "cpu"):
         ensure_host_devices()  # before jax: one CPU device per core for the runs' axis
-    from jaxninja.run_many import run_many
+    from jaxninja.training.many import run_many
 
     interrupts.stop_phase()
     try:

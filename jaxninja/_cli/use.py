@@ -1,4 +1,5 @@
-"""``jaxninja sample`` and ``jaxninja evaluate``: one call each of :mod:`jaxninja.use`."""
+"""``jaxninja sample`` and ``jaxninja evaluate``: one call each of
+:mod:`jaxninja.training.inference`."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     """Print names drawn from a checkpoint."""
-    from jaxninja.use import sample
+    from jaxninja.training.inference import sample
 
     for name in sample(args.checkpoint, args.num, args.seed):
         print(name)
@@ -45,7 +46,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Print the split losses of a checkpoint on its data (or --data)."""
-    from jaxninja.use import evaluate
+    from jaxninja.training.inference import evaluate
 
     result = evaluate(args.checkpoint, args.data, args.max_data_bytes)
     losses = "  ".join(f"{name} {loss:.4f}" for name, loss in result.losses.items())

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxninja.fused import loss_and_grads
-from jaxninja.model import Params
+from jaxninja.lecture.fused import loss_and_grads
+from jaxninja.lecture.model import Params
 
 
 class Schedule(NamedTuple):

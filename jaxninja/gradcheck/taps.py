@@ -234,7 +234,7 @@ class TappedForward(NamedTuple):
     """The eager forward of :func:`tapped_grads`, run: its loss and tapped values (``acts``,
     final), and ``backward()``, which runs the pending backward pass and returns the
     :class:`Taps`. A manual backward needs only ``acts``, so it can run while ``backward()``
-    does (:mod:`jaxninja.model_check` runs them in two threads)."""
+    does (:mod:`jaxninja.gradcheck.model_check` runs them in two threads)."""
 
     loss: jax.Array
     acts: dict[str, jax.Array]

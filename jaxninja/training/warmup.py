@@ -5,7 +5,7 @@ loss; each of those compiles an XLA program on first use, and the plot imports m
 about 2 s one after the other, while nothing else happens. Their shapes are known before the
 loop starts, so :func:`start` does that work on a thread beside the start of the run (the
 parameters' draw, the loop's compile), under the caller's jax settings
-(:mod:`jaxninja.overlap`): each finishing function is called once on arrays of the run's
+(:mod:`jaxninja.background`): each finishing function is called once on arrays of the run's
 shapes, which fills jax's compilation cache for the real calls. On two cores it shares them
 with the loop's compile (XLA compiles on both), so it saves less than it does work, but it
 saves (README, "How fast the command is"). Nothing it computes is kept, and what fails here is
@@ -21,11 +21,11 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jaxninja import overlap
+from jaxninja import background
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
-from jaxninja.model import BNStats, Params, param_shapes
-from jaxninja.training import (
+from jaxninja.lecture.model import BNStats, Params, param_shapes
+from jaxninja.training.loop import (
     SAMPLE_BATCH,
     ChunkReport,
     _split_loss,
@@ -44,7 +44,7 @@ class Warmup:
     def __init__(self, tasks: list[tuple[str, Callable[[], object]]]):
         self.done: list[str] = []
         self._stop = threading.Event()
-        settings = overlap.local_settings()  # the caller's: the programs the real calls look up
+        settings = background.local_settings()  # the caller's: the programs the real calls look up
         self._thread = threading.Thread(
             target=self._run, args=(tasks, settings), name="jaxninja-warmup", daemon=True
         )
@@ -54,7 +54,7 @@ class Warmup:
         if settings is None:  # this jax cannot tell them: warm up under its global settings
             self._tasks(tasks)
         else:
-            overlap.with_settings(settings, lambda: self._tasks(tasks))
+            background.with_settings(settings, lambda: self._tasks(tasks))
 
     def _tasks(self, tasks: list[tuple[str, Callable[[], object]]]) -> None:
         for name, task in tasks:
@@ -114,6 +114,6 @@ def start(config: TrainConfig, dataset: Dataset, samples: int, device: jax.Devic
 
 def _plot_nothing() -> None:
     """Import matplotlib and draw a plot into memory (its first figure loads fonts)."""
-    from jaxninja.plot_loss import plot_loss
+    from jaxninja.training.plot_loss import plot_loss
 
     plot_loss(np.ones(2, np.float32), io.BytesIO())

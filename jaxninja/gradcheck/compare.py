@@ -1,5 +1,5 @@
 """The notebook's ``cmp``, grown up: exact, close, max difference, the error in eps·scale, and
-for a failing row the mistake its numbers fit (:mod:`jaxninja.diagnose`).
+for a failing row the mistake its numbers fit (:mod:`jaxninja.gradcheck.diagnose`).
 
 The metric and every bound live in :mod:`jaxninja.numerics`. A row whose true gradient is zero by
 symmetry (``dlogit_maxes``, ``db1``) has no scale of its own; it borrows the scale of the row its
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.diagnose import diagnose
+from jaxninja.gradcheck.diagnose import diagnose
 
 ZERO_BY_SYMMETRY = {"logit_maxes": "norm_logits", "b1": "hprebn"}
 """Rows whose exact gradient is 0, and the upstream row whose scale they are measured at."""
@@ -32,7 +32,9 @@ class Row(NamedTuple):
     eps_scale: float  # maxdiff / (eps * scale), see jaxninja.numerics
     bound: float  # the contract: eps_scale must be <= bound (0 means bit-exact)
     reason: str = ""  # why the row could not be compared (shape, dtype, missing): it fails
-    diagnosis: str = ""  # for a failing row: the mistake its numbers fit (jaxninja.diagnose)
+    diagnosis: str = (
+        ""  # for a failing row: the mistake its numbers fit (jaxninja.gradcheck.diagnose)
+    )
 
     @property
     def ok(self) -> bool:
@@ -77,7 +79,7 @@ def compare(
 ) -> Row:
     """Compare ``manual`` with ``reference``; a shape or dtype that differs is a failing row with
     its reason (no silent broadcast). A failing row is diagnosed (``n``: its batch counts,
-    ``indices``: the batch's integer inputs, see :func:`jaxninja.diagnose.diagnose`)."""
+    ``indices``: the batch's integer inputs, see :func:`jaxninja.gradcheck.diagnose.diagnose`)."""
     manual, reference = np.asarray(manual), np.asarray(reference)
     why = ""
     if manual.shape != reference.shape:

@@ -31,9 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import distributed, memory, parallel, runplan, settings, warmup
-from jaxninja.atomic import prepare_out_dir, write_atomic
-from jaxninja.checkpoint import (
+from jaxninja import checks
+from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
+from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dataset, load_dataset
+from jaxninja.devices import distributed, parallel
+from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
+from jaxninja.io.atomic import prepare_out_dir, write_atomic
+from jaxninja.io.checkpoint import (
     CHECKPOINT_NAME,
     MAX_TOTAL_BYTES,
     Checkpoint,
@@ -42,14 +46,11 @@ from jaxninja.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
-from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dataset, load_dataset
-from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
-from jaxninja.model import BNStats, Params, n_params
-from jaxninja.npz import read_npy
-from jaxninja.progress import Progress
-from jaxninja.step import learning_rate
-from jaxninja.training import (
+from jaxninja.io.safe_npz import read_npy
+from jaxninja.lecture.model import BNStats, Params, n_params
+from jaxninja.lecture.step import learning_rate
+from jaxninja.training import memory, plan, warmup
+from jaxninja.training.loop import (
     ChunkReport,
     NonFiniteLoss,
     TrainResult,
@@ -60,6 +61,7 @@ from jaxninja.training import (
     split_losses,
     train_loop,
 )
+from jaxninja.training.progress import Progress
 
 LOSSES_NAME = "losses.npy"  # every step's loss, saved next to the checkpoint for loss.png
 SUMMARY_NAME = "summary.json"
@@ -141,9 +143,9 @@ def _refuse_overwrite(out: Path, resume: Path | None, overwrite: bool) -> None:
     if overwrite:
         return
     resumed = None if resume is None else resume.resolve()
-    if runplan.holds_runs(out) and resumed != out.resolve():
+    if plan.holds_runs(out) and resumed != out.resolve():
         raise ConfigError(
-            f"--out {out} already holds runs ({runplan.PLAN_NAME}, {runplan.RUN_PREFIX}NN/); "
+            f"--out {out} already holds runs ({plan.PLAN_NAME}, {plan.RUN_PREFIX}NN/); "
             f"continue them with --resume {out} or replace them with --overwrite"
         )
     existing = out / CHECKPOINT_NAME
@@ -173,7 +175,7 @@ def prepare(
     from the checkpoint), the device(s), the data, the memory the run needs and the folder.
 
     ``devices`` None: one device, or with several processes every device of every process.
-    Several processes agree at two points (:func:`jaxninja.distributed.agreed`): on their
+    Several processes agree at two points (:func:`jaxninja.devices.distributed.agreed`): on their
     arguments (``agree``, the caller's fingerprint of them), then on the prepared run (settings,
     data hash, step); any failure or difference ends every process with one line. On resume,
     process 0 reads the checkpoint and broadcasts it; only process 0 touches ``out``.
@@ -181,10 +183,10 @@ def prepare(
 
     def check_arguments() -> None:
         distributed.check_joined()
-        settings.check_steps(samples, "--samples")
+        checks.check_steps(samples, "--samples")
         if devices is not None:
-            settings.check_devices(devices)
-        settings.check_int("--max-data-bytes", max_data_bytes, 1)
+            checks.check_devices(devices)
+        checks.check_int("--max-data-bytes", max_data_bytes, 1)
 
     distributed.agreed("checking the settings", check_arguments, lambda _: agree)
     path = checkpoint_file(resume) if resume is not None else None
@@ -247,8 +249,8 @@ def _prepare(
         raise ConfigError(
             f"--steps {run_config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
         )
-    settings.resolve_dtype(run_config.dtype)
-    jax_device = settings.resolve_device(device)
+    checks.resolve_dtype(run_config.dtype)
+    jax_device = checks.resolve_device(device)
     several = distributed.is_multiprocess()
     if several:  # this process's own device: the others' are not addressable here
         jax_device = jax.local_devices(backend=jax_device.platform)[0]
@@ -405,7 +407,7 @@ def run_training(
     ``allow_other_data``. An ``out`` that holds a run needs ``resume`` or ``overwrite=True``.
     ``should_stop()`` is asked after every chunk; when it turns true (e.g. a signal number) the
     state is saved and the result says ``interrupted`` and ``stop_code``. With several processes
-    (:mod:`jaxninja.distributed` initialised) the batch is split over every device of every
+    (:mod:`jaxninja.devices.distributed` initialised) the batch is split over every device of every
     process, the processes agree on stopping after every chunk (the largest ``should_stop()``
     value of all), only process 0 writes files and logs, and a collective that fails because
     another process left is a :class:`DistributedError` naming the checkpoint kept.
@@ -413,8 +415,8 @@ def run_training(
     ``on_saved(checkpoint)`` once the trained state is safe on disk, before finishing; ``log``
     gets each status line.
     """
-    settings.check_steps(check_every, "--check-every")
-    settings.check_steps(checkpoint_every, "--checkpoint-every")
+    checks.check_steps(check_every, "--check-every")
+    checks.check_steps(checkpoint_every, "--checkpoint-every")
     several = distributed.is_multiprocess()
     if several and not distributed.is_writer():  # process 0 speaks for the run
         log, progress = None, (False if progress is True else progress)
@@ -569,7 +571,7 @@ TIMING_FIELDS = ("steps_per_s", "compile_and_first_chunk_s", "wall_s", "finished
 
 
 def _plot(state: TrainState, path: Path, steps: int) -> None:
-    from jaxninja.plot_loss import plot_loss  # matplotlib only when a run finishes
+    from jaxninja.training.plot_loss import plot_loss  # matplotlib only when a run finishes
 
     plot_loss(state.losses, path, title=f"{n_params(state.params):,} parameters, {steps:,} steps")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax
 
-from jaxninja import generated
-from jaxninja.model import BN_EPS, Params
+from jaxninja.lecture import generated
+from jaxninja.lecture.model import BN_EPS, Params
 
 
 def loss_and_grads(params: Params, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, Params]:

@@ -2,7 +2,8 @@
 
 The batch is split over a one-axis :class:`jax.sharding.Mesh` (axis ``"batch"``), the parameters
 are replicated, and the step is the *same* jitted code as on one device:
-:func:`jaxninja.fused.loss_and_grads` and :func:`jaxninja.step.train_chunk`. Because that code is
+:func:`jaxninja.lecture.fused.loss_and_grads` and :func:`jaxninja.lecture.step.train_chunk`.
+Because that code is
 written over the global batch, every batch sum in it -- BatchNorm's mean and variance,
 ``dbnbias = Σ dhpreact``, ``dbngain = Σ dhpreact·bnraw``, ``dW = x.T @ dout``, the loss -- becomes a
 cross-device reduction that XLA's SPMD partitioner inserts (``all-reduce`` in the compiled HLO,
@@ -20,7 +21,8 @@ set before jax starts)::
     loss, grads = loss_and_grads_sharded(mesh, params, xb, yb)        # grads replicated
     params, losses = train_chunk_sharded(mesh, params, key, 0, x, y, 1000, 512, Schedule())
 
-Several processes (one per host, or several on one machine): :func:`jaxninja.distributed.initialize`
+Several processes (one per host, or several on one machine):
+:func:`jaxninja.devices.distributed.initialize`
 in every process first; ``jax.devices()`` then lists every process's devices and :func:`make_mesh`
 spans all of them. Every process holds the same host data (the same word list and seed), so
 :func:`replicate` and :func:`shard_batch` build the global arrays from each process's own copy,
@@ -36,12 +38,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxninja import numerics, step
-from jaxninja.compare import Row, compare
+from jaxninja import numerics
+from jaxninja.checks import check_divisible, check_int
 from jaxninja.errors import ConfigError
-from jaxninja.fused import loss_and_grads
-from jaxninja.model import Params, loss_fused
-from jaxninja.settings import check_divisible, check_int
+from jaxninja.gradcheck.compare import Row, compare
+from jaxninja.lecture import step
+from jaxninja.lecture.fused import loss_and_grads
+from jaxninja.lecture.model import Params, loss_fused
 
 BATCH_AXIS = "batch"
 
@@ -120,7 +123,7 @@ _jax_grad = jax.jit(jax.grad(loss_fused))
 def loss_and_grads_sharded(
     mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array
 ) -> tuple[jax.Array, Params]:
-    """:func:`jaxninja.fused.loss_and_grads` with the batch split over ``mesh``."""
+    """:func:`jaxninja.lecture.fused.loss_and_grads` with the batch split over ``mesh``."""
     return _loss_and_grads(replicate(mesh, params), *shard_batch(mesh, xb, yb))
 
 
@@ -133,7 +136,8 @@ def loss_and_grads_one_device(
 
 
 def jax_grad_sharded(mesh: Mesh, params: Params, xb: jax.Array, yb: jax.Array) -> Params:
-    """``jax.grad`` of :func:`jaxninja.model.loss_fused` with the batch split over ``mesh``."""
+    """``jax.grad`` of :func:`jaxninja.lecture.model.loss_fused` with the batch split over
+    ``mesh``."""
     return _jax_grad(replicate(mesh, params), *shard_batch(mesh, xb, yb))
 
 
@@ -195,7 +199,7 @@ def train_chunk_sharded(
     batch_size: int,
     schedule: step.Schedule,
 ) -> tuple[Params, jax.Array]:
-    """:func:`jaxninja.step.train_chunk` with each step's batch split over ``mesh``.
+    """:func:`jaxninja.lecture.step.train_chunk` with each step's batch split over ``mesh``.
 
     Parameters and the training split are replicated, so every device can gather its own rows;
     the batches are those of the one-device run (same key, same step numbers).

@@ -1,6 +1,6 @@
 """Exercise 4: train the lecture's MLP with the manual backward, then calibrate, evaluate, sample.
 
-The hot loop is :func:`jaxninja.step.train_chunk` (many SGD steps per dispatch in a
+The hot loop is :func:`jaxninja.lecture.step.train_chunk` (many SGD steps per dispatch in a
 ``lax.scan``); this module drives it chunk by chunk, which gives natural step boundaries for the
 progress bar, the non-finite check, ``check_every``, checkpoints and Ctrl-C. From Python::
 
@@ -27,12 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import fused, numerics, parallel
-from jaxninja.compare import compare
+from jaxninja import numerics
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, Vocab, load_dataset
+from jaxninja.devices import parallel
 from jaxninja.errors import ConfigError, TrainingError
-from jaxninja.model import (
+from jaxninja.gradcheck.compare import compare
+from jaxninja.lecture import fused
+from jaxninja.lecture.model import (
     BNStats,
     Params,
     block_size_of,
@@ -45,7 +47,7 @@ from jaxninja.model import (
     params_from_draws,
     w1_scale,
 )
-from jaxninja.step import batch_indices, train_chunk
+from jaxninja.lecture.step import batch_indices, train_chunk
 
 CHUNK_STEPS = 1_000  # steps per dispatch: one compiled scan; the loop checks in between
 EVAL_ROWS = 8_192  # rows per chunk when calibrating and evaluating: (8192, n_hidden) at a time
@@ -301,7 +303,7 @@ def chunk_end(
     saved). At ``end`` nothing is saved (the caller saves the finished run, with calibrated
     statistics); before it ``should_stop()`` is asked, and ``save(current())`` is called at a
     multiple of ``checkpoint_every`` or when stopping. Shared by :func:`train_loop` and
-    :func:`jaxninja.multirun.train_runs`, so one run and K runs stop and save alike."""
+    :func:`jaxninja.training.stacked.train_runs`, so one run and K runs stop and save alike."""
     if step == end:
         return True, False
     stop = should_stop is not None and bool(should_stop())

@@ -2,8 +2,8 @@
 
 Every process runs the same command (``jaxninja train ...``) with the same data and seed;
 :func:`initialize` connects it to the others before jax starts its backend, after which
-``jax.devices()`` lists every process's devices and :func:`jaxninja.parallel.make_mesh` spans
-them. Where the processes come from:
+``jax.devices()`` lists every process's devices and :func:`jaxninja.devices.parallel.make_mesh`
+spans them. Where the processes come from:
 
 - ``--coordinator HOST:PORT --num-processes N --process-id I`` (what ``jaxninja launch`` passes);
 - ``JAX_COORDINATOR_ADDRESS`` (JAX reads it itself) with ``--num-processes`` / ``--process-id``;

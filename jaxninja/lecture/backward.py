@@ -13,7 +13,8 @@ One line per notebook line, in the notebook's order. Each expression is written 
 - ``max``: jax splits the gradient evenly between tied maxima, so does this code.
 
 ``reference_grads`` gets the same 26 gradients from ``jax.grad`` through
-:func:`jaxninja.taps.intermediate_grads` (a zero "probe" added to each tapped intermediate: the
+:func:`jaxninja.gradcheck.taps.intermediate_grads` (a zero "probe" added to each tapped
+intermediate: the
 gradient of the loss with respect to the probe is exactly dX), the same mechanism any model's
 check uses.
 """
@@ -24,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxninja.model import BN_EPS, Intermediates, Params, Tap, forward_chunked
-from jaxninja.taps import intermediate_grads
+from jaxninja.gradcheck.taps import intermediate_grads
+from jaxninja.lecture.model import BN_EPS, Intermediates, Params, Tap, forward_chunked
 
 ROWS = (
     "logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes",
@@ -138,6 +139,6 @@ def reference_grads(
     params: Params, xb: jax.Array, yb: jax.Array, *, jit: bool = False
 ) -> dict[str, jax.Array]:
     """The same 26 gradients from ``jax.grad``: parameters directly, intermediates via probes
-    (:func:`jaxninja.taps.intermediate_grads`; ``jit=True`` compiles the pass)."""
+    (:func:`jaxninja.gradcheck.taps.intermediate_grads`; ``jit=True`` compiles the pass)."""
     _, grads = intermediate_grads(lecture_forward, params, (xb, yb), jit=jit)
     return {name: grads[name] for name in ROWS}

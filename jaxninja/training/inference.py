@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import settings
-from jaxninja.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
+from jaxninja import checks
 from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
 from jaxninja.errors import DataError
-from jaxninja.model import BNStats, Params, block_size_of
-from jaxninja.training import calibrate, sample_names, split_losses
+from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
+from jaxninja.lecture.model import BNStats, Params, block_size_of
+from jaxninja.training.loop import calibrate, sample_names, split_losses
 
 CheckpointLike = str | os.PathLike | Checkpoint
 
@@ -38,7 +38,7 @@ def load_for_use(checkpoint: CheckpointLike, dataset: Dataset | None = None) -> 
     file, else calibrated now on ``dataset`` or the run's own data)."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     if ckpt.params.W1.dtype == np.float64:
-        settings.enable_x64()
+        checks.enable_x64()
     params = Params(*(jnp.asarray(p) for p in ckpt.params))
     if ckpt.bn_stats is not None:
         stats = BNStats(*(jnp.asarray(s) for s in ckpt.bn_stats))
@@ -72,8 +72,8 @@ def _run_data(
 
 def sample(checkpoint: CheckpointLike, num: int = 20, seed: int = 0) -> list[str]:
     """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint)."""
-    settings.check_int("--num", num, 1)
-    settings.check_seed(seed)
+    checks.check_int("--num", num, 1)
+    checks.check_seed(seed)
     ckpt = load_for_use(checkpoint)
     return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))
 
@@ -85,7 +85,7 @@ def evaluate(
 ) -> Evaluation:
     """The train/val/test losses of a checkpoint on the data it was trained on (or ``data``,
     which must have the same vocabulary; ``"-"`` reads standard input)."""
-    settings.check_byte_count(max_data_bytes)
+    checks.check_byte_count(max_data_bytes)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     dataset = _run_data(ckpt, _where(checkpoint), data, max_data_bytes)
     ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on the run's data

@@ -7,7 +7,7 @@ from typing import IO
 
 import numpy as np
 
-from jaxninja.atomic import save_figure
+from jaxninja.io.atomic import save_figure
 
 BLOCK = 1_000  # steps averaged into one point (the lecture's ``view(-1, 1000).mean(1)``)
 
@@ -26,7 +26,7 @@ def block_means(losses: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]
 
 def plot_loss(losses: np.ndarray, path: str | os.PathLike | IO[bytes], title: str = "") -> None:
     """Save the log10 training loss per block of steps to ``path`` (PNG, no display needed;
-    written atomically: :func:`jaxninja.atomic.save_figure`).
+    written atomically: :func:`jaxninja.io.atomic.save_figure`).
 
     Runs shorter than 20,000 steps use blocks of ``len / 20`` steps so there is still a curve.
     """

@@ -1,7 +1,7 @@
 """Many runs into one folder: ``jaxninja train --seeds K --sweep lr=...`` is one call of
 :func:`run_many`, the multi-run twin of :func:`jaxninja.run_training`::
 
-    from jaxninja.run_many import run_many
+    from jaxninja.training.many import run_many
     done = run_many({"steps": 20_000}, "runs/seeds", seeds=8)
     print(done.summary["over_runs"]["val"])               # mean, std, min, max over the 8 runs
     run_many({"steps": 40_000}, None, resume="runs/seeds")  # continue all 8, bit for bit
@@ -10,7 +10,7 @@ The folder holds ``runs.json`` (the plan: base settings, seeds, sweep, each run'
 one ``run-NN/`` per run in the single run's format (``checkpoint.npz``, ``losses.npy``,
 ``summary.json``), and at the end ``summary.json`` (the table: each run's split losses; over
 runs their mean, std, min and max) and ``loss.png`` (every run's curve, the mean, its band).
-Saving, the overwrite rule and the finishing steps are :mod:`jaxninja.run`'s, run by run.
+Saving, the overwrite rule and the finishing steps are :mod:`jaxninja.training.run`'s, run by run.
 """
 
 from __future__ import annotations
@@ -26,15 +26,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import memory, runplan, settings, warmup
-from jaxninja.checkpoint import CHECKPOINT_NAME, load_checkpoint, prepare_out_dir, write_atomic
+from jaxninja import checks
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, TrainingError
-from jaxninja.model import Params, n_params
-from jaxninja.multirun import Layout, RunNonFinite, RunsResult, make_layout, train_runs
-from jaxninja.progress import Progress
-from jaxninja.run import (
+from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, prepare_out_dir, write_atomic
+from jaxninja.lecture.model import Params, n_params
+from jaxninja.lecture.step import learning_rate
+from jaxninja.training import memory, warmup
+from jaxninja.training.loop import (
+    ChunkReport,
+    TrainResult,
+    TrainState,
+    calibrate,
+    sample_key,
+    sample_names,
+    split_losses,
+)
+from jaxninja.training.plan import (
+    PLAN_NAME,
+    SPLITS,
+    SWEEPABLE,
+    parse_sweep,
+    plan_runs,
+    run_name,
+    split_statistics,
+    varying,
+)
+from jaxninja.training.progress import Progress
+from jaxninja.training.run import (
     PLOT_NAME,
     SUMMARY_NAME,
     Run,
@@ -48,16 +68,7 @@ from jaxninja.run import (
     save_run,
     save_then_calibrate,
 )
-from jaxninja.step import learning_rate
-from jaxninja.training import (
-    ChunkReport,
-    TrainResult,
-    TrainState,
-    calibrate,
-    sample_key,
-    sample_names,
-    split_losses,
-)
+from jaxninja.training.stacked import Layout, RunNonFinite, RunsResult, make_layout, train_runs
 
 Sweeps = Sequence[tuple[str, tuple[Any, ...]]]
 Log = Callable[[str], None]
@@ -82,12 +93,12 @@ class Many(NamedTuple):
     resume: Path | None  # the multi-run folder resumed from
 
     def folder(self, i: int) -> Path:
-        return self.out / runplan.run_name(i, len(self.configs))
+        return self.out / run_name(i, len(self.configs))
 
     def resumed(self, i: int) -> Path | None:
         if self.resume is None:
             return None
-        return self.resume / runplan.run_name(i, len(self.configs)) / CHECKPOINT_NAME
+        return self.resume / run_name(i, len(self.configs)) / CHECKPOINT_NAME
 
 
 class ManyResult(NamedTuple):
@@ -109,13 +120,11 @@ class ManyResult(NamedTuple):
 def read_plan(folder: Path) -> dict[str, Any]:
     """``runs.json`` of a multi-run folder, its shape checked (its settings are checked again as
     configurations: the file is input, not trusted)."""
-    path = folder / runplan.PLAN_NAME
+    path = folder / PLAN_NAME
     try:
         plan = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(
-            f"--resume {folder}: no {runplan.PLAN_NAME} (not a multi-run folder)"
-        ) from None
+        raise ConfigError(f"--resume {folder}: no {PLAN_NAME} (not a multi-run folder)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable ({err})".splitlines()[0]) from None
     ok = isinstance(plan, dict) and plan.get("version") == PLAN_VERSION
@@ -132,7 +141,7 @@ def _stored_sweeps(plan: dict[str, Any], path: Path) -> tuple[tuple[str, tuple[A
     except (TypeError, ValueError):
         raise CheckpointError(f"{path}: its sweep is not a list of [name, values]") from None
     for name, values in sweeps:  # the same checks as the flag's
-        runplan.parse_sweep(f"{name}={','.join(map(str, values))}")
+        parse_sweep(f"{name}={','.join(map(str, values))}")
     return sweeps
 
 
@@ -147,7 +156,7 @@ def write_plan(job: Many) -> None:
         ],
     }
     text = json.dumps(plan, indent=2) + "\n"
-    write_atomic(job.out / runplan.PLAN_NAME, lambda f: f.write(text.encode("utf-8")))
+    write_atomic(job.out / PLAN_NAME, lambda f: f.write(text.encode("utf-8")))
 
 
 def prepare_many(
@@ -166,7 +175,7 @@ def prepare_many(
     """Everything refusable, refused before training: the plan (fresh, or the folder's with
     only ``steps`` changed), every run's checkpoint on resume, the device, the data, the memory
     of K runs and the folder."""
-    settings.check_steps(samples, "--samples")
+    checks.check_steps(samples, "--samples")
     sweeps = tuple(sweeps)
     folder = Path(resume) if resume is not None else None
     plan = None
@@ -175,8 +184,8 @@ def prepare_many(
         seeds = 1 if seeds is None else seeds
     else:
         plan = read_plan(folder)
-        where = str(folder / runplan.PLAN_NAME)
-        stored = _stored_sweeps(plan, folder / runplan.PLAN_NAME)
+        where = str(folder / PLAN_NAME)
+        stored = _stored_sweeps(plan, folder / PLAN_NAME)
         if seeds is not None and seeds != plan["seeds"]:
             raise ConfigError(
                 f"--seeds {seeds} does not match {where} ({plan['seeds']}); drop it to resume"
@@ -185,9 +194,9 @@ def prepare_many(
             raise ConfigError(f"--sweep does not match {where}; drop it to resume")
         base = resolve_config(config, plan["base"], where)
         seeds, sweeps = plan["seeds"], stored
-    configs = runplan.plan_runs(base, seeds, sweeps)
-    settings.resolve_dtype(base.dtype)
-    jax_device = settings.resolve_device(device)
+    configs = plan_runs(base, seeds, sweeps)
+    checks.resolve_dtype(base.dtype)
+    jax_device = checks.resolve_device(device)
     source = data if data is not None or plan is None else plan["base"].get("data")
     dataset = load_dataset(source, base.block_size)
     states = None if folder is None else _resumed_states(folder, configs, dataset)
@@ -209,14 +218,14 @@ def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) 
     """Every run's checkpoint, checked against the plan; all must stand at the same step."""
     states = []
     for i, config in enumerate(configs):
-        path = folder / runplan.run_name(i, len(configs)) / CHECKPOINT_NAME
+        path = folder / run_name(i, len(configs)) / CHECKPOINT_NAME
         try:
             ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
         except CheckpointError as err:
             raise CheckpointError(f"{err} ({dataset.source})") from None
         stored = resolve_config({"steps": config.steps}, ckpt.config, str(path))
         if stored != config:
-            raise ConfigError(f"{path}: its settings differ from {runplan.PLAN_NAME}'s run {i}")
+            raise ConfigError(f"{path}: its settings differ from {PLAN_NAME}'s run {i}")
         if config.steps < ckpt.step:
             raise ConfigError(
                 f"--steps {config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
@@ -262,10 +271,10 @@ def run_many(
 ) -> ManyResult:
     """Train ``seeds`` seeds x the ``sweeps`` points of ``config`` into ``out`` in one program,
     then finish every run; the keywords are :func:`jaxninja.run_training`'s, plus ``seeds``,
-    ``sweeps`` (``runplan.parse_sweep`` pairs) and ``group`` (runs vmapped together on a device:
-    see :func:`jaxninja.multirun.make_layout`)."""
-    settings.check_steps(check_every, "--check-every")
-    settings.check_steps(checkpoint_every, "--checkpoint-every")
+    ``sweeps`` (``parse_sweep`` pairs) and ``group`` (runs vmapped together on a device:
+    see :func:`jaxninja.training.stacked.make_layout`)."""
+    checks.check_steps(check_every, "--check-every")
+    checks.check_steps(checkpoint_every, "--checkpoint-every")
     job = prepare_many(
         config, out, seeds=seeds, sweeps=sweeps, data=data, resume=resume, overwrite=overwrite,
         samples=samples, device=device, group=group,
@@ -359,7 +368,7 @@ def _finish_one(
     write_atomic(out / SUMMARY_NAME, lambda f: f.write(text.encode("utf-8")))
     return {
         "name": out.name,
-        "settings": {f: getattr(config, f) for f in ("seed", *runplan.SWEEPABLE)},
+        "settings": {f: getattr(config, f) for f in ("seed", *SWEEPABLE)},
         "losses": losses,
     }
 
@@ -375,7 +384,7 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
                 {
                     "settings": {name: group[0]["settings"][name] for name, _ in job.sweeps},
                     "runs": [r["name"] for r in group],
-                    "over_seeds": runplan.split_statistics([r["losses"] for r in group]),
+                    "over_seeds": split_statistics([r["losses"] for r in group]),
                 }
             )
     base = _summary(
@@ -386,9 +395,9 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
         "config": base["config"],
         "seeds": job.seeds,
         "sweep": {name: list(values) for name, values in job.sweeps},
-        "varying": list(runplan.varying(job.configs)),
+        "varying": list(varying(job.configs)),
         "runs": per_run,
-        "over_runs": runplan.split_statistics(losses),
+        "over_runs": split_statistics(losses),
         "by_setting": by_setting,
         "n_params": n_params(result.states[0].params),
         "layout": {
@@ -413,7 +422,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"{'run':8}{head}  {'train':>7}  {'val':>7}  {'test':>7}"]
     for r in summary["runs"]:
         cells = "  ".join(_cell(r["settings"][f]) for f in shown)
-        loss = "  ".join(f"{r['losses'][s]:7.4f}" for s in runplan.SPLITS)
+        loss = "  ".join(f"{r['losses'][s]:7.4f}" for s in SPLITS)
         lines.append(f"{r['name']:8}{cells}  {loss}")
     lines += _stat_lines("over all runs", summary["over_runs"])
     for point in summary["by_setting"]:
@@ -432,7 +441,7 @@ def _cell(value: float | int) -> str:
 
 def _stat_lines(what: str, stats: dict[str, dict[str, Any]]) -> list[str]:
     parts = []
-    for split in runplan.SPLITS:
+    for split in SPLITS:
         s = stats[split]
         spread = "" if s["std"] is None else f" ± {s['std']:.4f}"
         parts.append(f"{split} {s['mean']:.4f}{spread} [{s['min']:.4f}, {s['max']:.4f}]")
@@ -440,7 +449,7 @@ def _stat_lines(what: str, stats: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _plot(job: Many, result: RunsResult) -> None:
-    from jaxninja.plot_runs import plot_runs  # matplotlib only when the runs finish
+    from jaxninja.training.plot_runs import plot_runs  # matplotlib only when the runs finish
 
     losses = np.stack([s.losses for s in result.states])
     labels = [job.folder(i).name for i in range(len(job.configs))]

@@ -18,7 +18,7 @@ returns something else than arrays, an exception inside it) is a one-line :class
 name, a wrong shape or dtype) are failing rows with their reason.
 
 The lecture's own table is :func:`cross_check_model` applied to the lecture's model
-(:func:`jaxninja.check.lecture_model`), with the lecture's tighter bounds.
+(:func:`jaxninja.gradcheck.lecture_check.lecture_model`), with the lecture's tighter bounds.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.compare import Row, compare_rows
+from jaxninja.background import importing, in_background
+from jaxninja.checks import check_against, resolve_dtype, torch_available
 from jaxninja.errors import JaxninjaError
-from jaxninja.overlap import importing, in_background
-from jaxninja.settings import check_against, resolve_dtype, torch_available
-from jaxninja.taps import (
+from jaxninja.gradcheck.compare import Row, compare_rows
+from jaxninja.gradcheck.taps import (
     TapError,
     TappedForward,
     Taps,
@@ -272,7 +272,8 @@ def torch_grads(torch_forward: Callable, params: Any, batch: Any) -> dict[str, n
     """torch autograd's gradient of every tapped tensor (``retain_grad``) and parameter leaf.
 
     Parameters become leaf tensors that require grad (floating leaves), the batch tensors
-    (integer leaves as int64, torch's index type); names as :func:`jaxninja.taps.param_names`.
+    (integer leaves as int64, torch's index type); names as
+    :func:`jaxninja.gradcheck.taps.param_names`.
     """
     import torch
 
@@ -310,7 +311,7 @@ def torch_grads(torch_forward: Callable, params: Any, batch: Any) -> dict[str, n
 
 def _both_backwards(model: Model, params: Any, batch: Any) -> tuple[Taps, dict[str, np.ndarray]]:
     """Eagerly: the forward, then the reference's backward in a second thread while the manual
-    backward runs in this one (their compiles overlap, :mod:`jaxninja.overlap`). Both read only
+    backward runs in this one (their compiles overlap, :mod:`jaxninja.background`). Both read only
     the forward's values, so each is what it would be alone. A failure of the reference (the
     forward's) is reported before one of the manual backward, as when they ran in turn."""
     fwd: TappedForward = _call(model, "forward", tapped_forward, model.forward, params, batch)

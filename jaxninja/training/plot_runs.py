@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxninja.atomic import save_figure
-from jaxninja.plot_loss import BLOCK, block_means
+from jaxninja.io.atomic import save_figure
+from jaxninja.training.plot_loss import BLOCK, block_means
 
 
 def curves(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """(block starts, (runs, blocks) mean log10 loss per block, block length) of ``losses``
-    (runs, steps), blocked as :func:`jaxninja.plot_loss.plot_loss` blocks one run."""
+    (runs, steps), blocked as :func:`jaxninja.training.plot_loss.plot_loss` blocks one run."""
     steps = losses.shape[1]
     block = BLOCK if steps >= 20 * BLOCK else max(1, steps // 20)
     rows = [block_means(run, block) for run in losses]

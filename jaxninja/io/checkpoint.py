@@ -9,14 +9,14 @@ never runs code. A SHA-256 checksum over every array's name, dtype, shape and by
 corrupted file, and ``format_version`` lets a future layout be refused by name instead of being
 misread. Version 1 files (no data hash) still load, with ``data_hash`` None.
 
-Reading treats the file as hostile input (:mod:`jaxninja.npz` checks the archive's structure
+Reading treats the file as hostile input (:mod:`jaxninja.io.safe_npz` checks the archive's structure
 and every ``.npy`` header against the limits below before anything is allocated; compressed
 archives, ``np.savez_compressed``, **are read** within the same bounds). Then the checkpoint's
 own contents: JSON text bounded in size and in nesting (:data:`MAX_JSON_DEPTH`) before
 ``json.loads``, NaN / Infinity refused, the step at most :data:`MAX_STEP`, the checksum, the
 shapes, the vocabulary. Every failure is one :class:`CheckpointError` line.
 
-Writing is :func:`jaxninja.atomic.write_atomic`: a crash leaves the old checkpoint or the new
+Writing is :func:`jaxninja.io.atomic.write_atomic`: a crash leaves the old checkpoint or the new
 one, never half of one.
 """
 
@@ -32,15 +32,15 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxninja import npz
-from jaxninja.atomic import prepare_out_dir as prepare_out_dir  # re-exported: run folders
-from jaxninja.atomic import remove_stale_temps as remove_stale_temps
-from jaxninja.atomic import write_atomic as write_atomic
 from jaxninja.data import BOUNDARY, Dataset, Vocab, vocab_problem
 from jaxninja.errors import CheckpointError
-from jaxninja.model import BNStats, Params
-from jaxninja.npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
-from jaxninja.npz import read_npy as read_npy
+from jaxninja.io import safe_npz
+from jaxninja.io.atomic import prepare_out_dir as prepare_out_dir  # re-exported: run folders
+from jaxninja.io.atomic import remove_stale_temps as remove_stale_temps
+from jaxninja.io.atomic import write_atomic as write_atomic
+from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
+from jaxninja.io.safe_npz import read_npy as read_npy
+from jaxninja.lecture.model import BNStats, Params
 
 FORMAT_VERSION = 2  # 2 added data_hash; 1 is still read
 OLDEST_VERSION = 1
@@ -166,7 +166,9 @@ def _member_limit(key: str) -> int:
 def _read_arrays(path: Path, max_bytes: int = MAX_TOTAL_BYTES) -> dict[str, np.ndarray]:
     """Every array of the checkpoint at ``path``, read within the checkpoint's bounds."""
     limit_of = lambda key: min(_member_limit(key), max_bytes)  # noqa: E731
-    return npz.read_archive(path, npz.Layout(KNOWN_KEYS, "format_version", limit_of, max_bytes))
+    return safe_npz.read_archive(
+        path, safe_npz.Layout(KNOWN_KEYS, "format_version", limit_of, max_bytes)
+    )
 
 
 def _json_depth(raw: bytes, limit: int) -> int:

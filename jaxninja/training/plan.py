@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxninja import settings
+from jaxninja import checks
 from jaxninja.config import FLAGS, TrainConfig
 from jaxninja.errors import ConfigError
 
@@ -31,11 +31,11 @@ MAX_RUNS = 65_536  # far above any useful K; a typo like --seeds 10000000 is ref
 
 def check_seeds(value: int, base_seed: int, flag: str = "--seeds") -> int:
     """``value`` seeds starting at ``base_seed``: K >= 1 and the last seed still valid."""
-    settings.check_int(flag, value, 1, "at least one run")
+    checks.check_int(flag, value, 1, "at least one run")
     if value > MAX_RUNS:
         raise ConfigError(f"{flag} must be at most {MAX_RUNS:,}, got {value:,}")
     last = base_seed + value - 1
-    if last >= settings.SEED_LIMIT:
+    if last >= checks.SEED_LIMIT:
         raise ConfigError(
             f"{flag} {value:,} from --seed {base_seed:,} reaches seed {last:,}, beyond 2**32 - 1; "
             "use a smaller --seed"

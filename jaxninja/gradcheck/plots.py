@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxninja.atomic import save_figure  # noqa: E402
 from jaxninja.errors import ConfigError  # noqa: E402
+from jaxninja.io.atomic import save_figure  # noqa: E402
 
 
 def save_plots(result, folder: str | Path) -> list[Path]:

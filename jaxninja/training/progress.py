@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
-    from jaxninja.training import ChunkReport
+    from jaxninja.training.loop import ChunkReport
 
 LOG_EVERY = 10_000  # without a terminal (logs, CI) print one line per this many steps
 

@@ -14,7 +14,7 @@ numpy's own loader trusts a file's sizes; these readers check them first. For an
   the data is then read in chunks into the array and the zip CRC checked.
 
 Every failure is a one-line :class:`CheckpointError` naming the file (these files sit in run
-folders; :mod:`jaxninja.checkpoint` is the main caller).
+folders; :mod:`jaxninja.io.checkpoint` is the main caller).
 """
 
 from __future__ import annotations

@@ -17,12 +17,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja import generated, numerics, parallel
-from jaxninja.backward import ROWS, lecture_forward, manual_backward
-from jaxninja.compare import ZERO_BY_SYMMETRY, Row, compare, compare_rows
+from jaxninja import numerics
+from jaxninja.checks import resolve_dtype, torch_available
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
-from jaxninja.model import (
+from jaxninja.devices import parallel
+from jaxninja.gradcheck.compare import ZERO_BY_SYMMETRY, Row, compare, compare_rows
+from jaxninja.gradcheck.model_check import (
+    HEADER,
+    Bounds,
+    Model,
+    cross_check_model,
+    row_line,
+    summary_lines,
+)
+from jaxninja.lecture import generated
+from jaxninja.lecture.backward import ROWS, lecture_forward, manual_backward
+from jaxninja.lecture.model import (
     Intermediates,
     Params,
     batchnorm_fused,
@@ -30,8 +41,6 @@ from jaxninja.model import (
     init_params,
     n_params,
 )
-from jaxninja.model_check import HEADER, Bounds, Model, cross_check_model, row_line, summary_lines
-from jaxninja.settings import resolve_dtype, torch_available
 
 JSON_FORMAT = 2  # version 2: each row's error is "eps_scale" (version 1 called it "ulps")
 
@@ -65,7 +74,8 @@ class CheckResult(NamedTuple):
 
 
 def lecture_model(cfg: CheckConfig, ds: Dataset) -> Model:
-    """The lecture's MLP as a :class:`~jaxninja.model_check.Model`: Exercise 1's parameters, a
+    """The lecture's MLP as a :class:`~jaxninja.gradcheck.model_check.Model`: Exercise 1's
+    parameters, a
     batch of ``cfg.batch_size`` training examples, the chunked forward with its 19 taps, and
     the manual backward; torch's column is ``torch_ref``'s notebook forward."""
     dtype = resolve_dtype(cfg.dtype)
@@ -152,7 +162,8 @@ def exercise_setup(cfg: CheckConfig, dataset: Dataset) -> tuple[Params, jax.Arra
 def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) -> CheckResult:
     """Build the notebook's batch and parameters, then compare every row against each reference.
 
-    This is :func:`jaxninja.model_check.cross_check_model` applied to :func:`lecture_model`, with
+    This is :func:`jaxninja.gradcheck.model_check.cross_check_model` applied to
+    :func:`lecture_model`, with
     the lecture's bounds, plus the lecture's own rows: Exercises 2 and 3 (``fused``), N devices
     (``--devices``) and torch's manual backward (``torch-manual``).
 

@@ -4,15 +4,15 @@ The K runs' parameters are stacked on a leading *runs* axis, which is split over
 one-axis mesh (``"runs"``: on CPU, host devices made with ``XLA_FLAGS=
 --xla_force_host_platform_device_count=N`` before jax starts; the CLI does this). On each device
 ``jax.lax.map`` walks that device's runs; each iteration is *the single run's own chunk*
-(:func:`jaxninja.step.sgd_step` in a ``lax.scan`` over pre-drawn batches), so every run is bit for
-bit the run trained alone, at every K. ``group > 1`` vectorises ``group`` runs per iteration
+(:func:`jaxninja.lecture.step.sgd_step` in a ``lax.scan`` over pre-drawn batches), so every run is
+bit for bit the run trained alone, at every K. ``group > 1`` vectorises ``group`` runs per iteration
 (``vmap``): that is what a GPU needs (one run is launch-bound there), but batched matmuls may sum
 in another order, so those runs agree with the run alone only to rounding (README states the
 bound measured). The runs are independent: no collective appears in the program.
 
-    from jaxninja import multirun, runplan
-    runs = runplan.plan_runs(TrainConfig(steps=20_000), seeds=8)
-    result = multirun.train_runs(runs, dataset)           # 8 runs, one program
+    from jaxninja.training import stacked, plan
+    runs = plan.plan_runs(TrainConfig(steps=20_000), seeds=8)
+    result = stacked.train_runs(runs, dataset)           # 8 runs, one program
     result.states[3].params                                # equals train(runs[3]) bit for bit
 """
 
@@ -32,9 +32,9 @@ from jax.sharding import PartitionSpec as P
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
 from jaxninja.errors import ConfigError
-from jaxninja.model import Params
-from jaxninja.step import chunk_indices, sgd_step
-from jaxninja.training import (
+from jaxninja.lecture.model import Params
+from jaxninja.lecture.step import chunk_indices, sgd_step
+from jaxninja.training.loop import (
     CHUNK_STEPS,
     ChunkClock,
     ChunkReport,
@@ -125,8 +125,8 @@ def make_layout(
 
 
 def _one_run_chunk(params, key, lr0, lr1, decay_step, step0, x, y, n_steps, batch_size):
-    """One run's chunk: :func:`jaxninja.step.train_chunk` with its schedule as arrays (a sweep's
-    runs differ in it); the same ops, the same batches, the same learning rates."""
+    """One run's chunk: :func:`jaxninja.lecture.step.train_chunk` with its schedule as arrays (a
+    sweep's runs differ in it); the same ops, the same batches, the same learning rates."""
     steps = step0 + jnp.arange(n_steps)
     ix = chunk_indices(key, steps, batch_size, x.shape[0])
     lrs = jnp.where(steps < decay_step, lr0, lr1)
@@ -224,7 +224,7 @@ def train_runs(
     layout: Layout | None = None,
 ) -> RunsResult:
     """Train every run of ``configs`` (from ``states``, default fresh) to their shared
-    ``steps``, in one program per chunk, with :func:`jaxninja.training.train_loop`'s contract:
+    ``steps``, in one program per chunk, with :func:`jaxninja.training.loop.train_loop`'s contract:
     chunks end at multiples of ``chunk_steps``, ``check_every`` and ``checkpoint_every``;
     ``save(states)`` at each checkpoint and when ``should_stop()`` turns true (asked after every
     chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and step."""
