@@ -28,7 +28,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from jaxninja.errors import DataError
+from jaxninja.errors import DataError, NotRegularFile
 
 BOUNDARY = "."
 NAMES_ENV = "JAXNINJA_NAMES"
@@ -200,14 +200,6 @@ def words_hash(words: list[str]) -> str:
     list, whatever its line endings, surrounding white space or BOM. Checkpoints record it so
     ``--resume`` can tell when the data changed."""
     return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
-
-
-class NotRegularFile(Exception):
-    """``path`` is not a regular file; ``kind`` says what it is ("a directory", "a FIFO", ...)."""
-
-    def __init__(self, kind: str):
-        super().__init__(kind)
-        self.kind = kind
 
 
 FILE_KINDS = (

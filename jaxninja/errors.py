@@ -40,3 +40,41 @@ class DistributedError(JaxninjaError):
     connect or that left, processes started with different settings)."""
 
     exit_code = 1
+
+
+class TapError(JaxninjaError):
+    """A forward's taps cannot be differentiated as written (nested, repeated, misnamed)."""
+
+    exit_code = 2
+
+
+class ModelError(JaxninjaError):
+    """A model (file) cannot be checked: it does not load, or breaks the model protocol."""
+
+    exit_code = 2
+
+
+class NonFiniteLoss(TrainingError):
+    """The loss became inf or nan; ``step`` is the first step that produced it."""
+
+    def __init__(self, step: int, value: float, last_saved: int | None):
+        self.step, self.value, self.last_saved = step, value, last_saved
+        super().__init__(f"loss is {value} at step {step:,}; training stopped there")
+
+
+class RunNonFinite(NonFiniteLoss):
+    """A run's loss became inf or nan; ``run`` is its index."""
+
+    def __init__(self, run: int, step: int, value: float, last_saved: int | None):
+        super().__init__(step, value, last_saved)
+        self.run = run
+        self.args = (f"run {run}: {self.args[0]}",)
+
+
+class NotRegularFile(Exception):
+    """``path`` is not a regular file; ``kind`` says what it is ("a directory", "a FIFO", ...).
+    Not a :class:`JaxninjaError`: each reader catches it and raises its own, naming its flag."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind

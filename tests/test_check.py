@@ -5,7 +5,8 @@ import json
 import pytest
 
 from jaxninja._cli import main
-from jaxninja.gradcheck.lecture_check import CheckConfig, cross_check, format_table
+from jaxninja.config import CheckConfig
+from jaxninja.gradcheck.lecture_check import cross_check, format_table
 
 
 def test_json_has_every_row_and_passes(names_txt, capsys):

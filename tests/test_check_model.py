@@ -16,7 +16,8 @@ import pytest
 import jaxninja
 from jaxninja import background
 from jaxninja._cli import main
-from jaxninja.gradcheck.model_check import ModelError, load_model
+from jaxninja.errors import ModelError
+from jaxninja.models.protocol import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"

@@ -23,7 +23,7 @@ from jaxninja._cli import COMMANDS, build_parser, main
 from jaxninja._cli.signals import Interrupts
 from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, RunNonFinite
 from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.lecture.model import Params
 from jaxninja.training import memory, plan, stacked
@@ -195,7 +195,7 @@ def test_check_every_checks_each_run_and_changes_nothing(dataset, monkeypatch):
 def test_a_non_finite_run_is_named_with_its_step(dataset):
     runs = plan.plan_runs(SMALL._replace(steps=200, lr_decay_step=100), 1)
     runs = [runs[0], runs[0]._replace(lr_decay=1e31, seed=2)]  # lr 1e30 from step 100
-    with pytest.raises(stacked.RunNonFinite) as err:
+    with pytest.raises(RunNonFinite) as err:
         stacked.train_runs(runs, dataset, chunk_steps=100)
     assert err.value.run == 1 and 100 <= err.value.step < 200 and "run 1" in str(err.value)
 

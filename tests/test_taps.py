@@ -12,11 +12,12 @@ import pytest
 
 import jaxninja
 from jaxninja import numerics
+from jaxninja.errors import TapError
 from jaxninja.gradcheck.compare import ZERO_BY_SYMMETRY, compare_rows
-from jaxninja.gradcheck.model_check import load_model
-from jaxninja.gradcheck.taps import TapError, param_names, tapped_grads
+from jaxninja.gradcheck.taps import param_names, tapped_grads
 from jaxninja.lecture.backward import lecture_forward
 from jaxninja.lecture.model import init_params
+from jaxninja.models.protocol import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"

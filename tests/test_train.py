@@ -18,14 +18,13 @@ import pytest
 
 from jaxninja._cli import COMMANDS, build_parser
 from jaxninja.data import load_dataset
-from jaxninja.errors import ConfigError, TrainingError
+from jaxninja.errors import ConfigError, NonFiniteLoss, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.lecture.fused import loss_and_grads
 from jaxninja.lecture.model import Params, loss_fused
 from jaxninja.lecture.step import batch_indices, learning_rate, train_chunk
 from jaxninja.training.loop import (
     SAMPLE_SEED_OFFSET,
-    NonFiniteLoss,
     TrainConfig,
     calibrate,
     check_gradients,

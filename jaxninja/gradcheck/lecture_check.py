@@ -22,25 +22,24 @@ from jaxninja.checks import resolve_dtype, torch_available
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
-from jaxninja.gradcheck.compare import ZERO_BY_SYMMETRY, Row, compare, compare_rows
+from jaxninja.gradcheck.compare import Row, compare, compare_rows
 from jaxninja.gradcheck.model_check import (
     HEADER,
     Bounds,
-    Model,
     cross_check_model,
     row_line,
     summary_lines,
 )
 from jaxninja.lecture import generated
-from jaxninja.lecture.backward import ROWS, lecture_forward, manual_backward
+from jaxninja.lecture.backward import ROWS
 from jaxninja.lecture.model import (
     Intermediates,
     Params,
     batchnorm_fused,
     cross_entropy,
-    init_params,
     n_params,
 )
+from jaxninja.models.lecture import lecture_model
 
 JSON_FORMAT = 2  # version 2: each row's error is "eps_scale" (version 1 called it "ulps")
 
@@ -71,38 +70,6 @@ class CheckResult(NamedTuple):
             "ok": self.ok,
             "rows": [r.as_json() for r in self.rows],
         }
-
-
-def lecture_model(cfg: CheckConfig, ds: Dataset) -> Model:
-    """The lecture's MLP as a :class:`~jaxninja.gradcheck.model_check.Model`: Exercise 1's
-    parameters, a
-    batch of ``cfg.batch_size`` training examples, the chunked forward with its 19 taps, and
-    the manual backward; torch's column is ``torch_ref``'s notebook forward."""
-    dtype = resolve_dtype(cfg.dtype)
-
-    def init(key: jax.Array) -> Params:
-        return init_params(key, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)
-
-    def batch(key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        ix = np.asarray(jax.random.randint(key, (cfg.batch_size,), 0, len(ds.train.y)))
-        return jnp.asarray(ds.train.x[ix]), jnp.asarray(ds.train.y[ix])
-
-    def backward(params: Params, batch, acts: dict[str, jax.Array]) -> dict[str, jax.Array]:
-        fwd = Intermediates(**{k: acts[k] for k in Intermediates._fields[:-1]}, loss=None)
-        return manual_backward(params, fwd, *batch)
-
-    return Model("lecture", init, batch, lecture_forward, backward, _torch_forward,
-                 ZERO_BY_SYMMETRY)  # fmt: skip
-
-
-def _torch_forward(params: Params, batch, tap) -> object:
-    """``torch_ref``'s notebook forward (every intermediate retains its grad), each tapped."""
-    from torch_ref.reference import INTERMEDIATES, forward
-
-    fwd = forward(params._asdict(), *(b.numpy() for b in batch))
-    for name in INTERMEDIATES:
-        tap(name, fwd[name])
-    return fwd["loss"]
 
 
 def torch_manual_rows(
@@ -220,4 +187,4 @@ def format_table(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CheckConfig", "CheckResult", "cross_check", "default_against", "format_table"]
+__all__ = ["CheckResult", "cross_check", "default_against", "format_table"]

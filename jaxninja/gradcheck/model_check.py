@@ -1,31 +1,16 @@
-"""The check table for your own model: manual backward vs ``jax.grad`` (and torch) row by row.
+"""The check table for your own model (:class:`jaxninja.models.protocol.Model`): manual backward vs
+``jax.grad`` (and torch) row by row.
 
-A model is five functions (:class:`Model`), usually defined in a Python file
-(``jaxninja check --model FILE``, :func:`load_model`)::
-
-    def init(key): ...                      # parameters: any pytree of arrays
-    def batch(key): ...                     # the batch: any pytree of arrays (ints: indices)
-    def forward(params, batch, tap): ...    # scalar loss; x = tap("x", x) marks intermediates
-    def backward(params, batch, acts): ...  # {"x": dx, "W": dW, ...}: your manual gradients
-    def torch_forward(params, batch, tap): ...  # optional: the same forward in torch
-    scale_rows = {"b1": "hprebn"}           # optional: zero-by-symmetry rows, measured at
-                                            # another row's scale
-
-The file runs as Python (it is a program, not data): load only files you would run. Everything
-wrong with it (a syntax error, a missing function, a forward that is not scalar, a backward that
-returns something else than arrays, an exception inside it) is a one-line :class:`ModelError`
-(exit 2 from the CLI). Rows that cannot be compared (a name without a manual gradient, an extra
-name, a wrong shape or dtype) are failing rows with their reason.
+Rows that cannot be compared (a name without a manual gradient, an extra name, a wrong shape or
+dtype) are failing rows with their reason; everything wrong with the model itself is a one-line
+:class:`~jaxninja.errors.ModelError` (exit 2 from the CLI).
 
 The lecture's own table is :func:`cross_check_model` applied to the lecture's model
-(:func:`jaxninja.gradcheck.lecture_check.lecture_model`), with the lecture's tighter bounds.
+(:func:`jaxninja.models.lecture.lecture_model`), with the lecture's tighter bounds.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,10 +22,9 @@ import numpy as np
 from jaxninja import numerics
 from jaxninja.background import importing, in_background
 from jaxninja.checks import check_against, resolve_dtype, torch_available
-from jaxninja.errors import JaxninjaError
+from jaxninja.errors import JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
 from jaxninja.gradcheck.taps import (
-    TapError,
     TappedForward,
     Taps,
     is_float,
@@ -48,27 +32,9 @@ from jaxninja.gradcheck.taps import (
     tapped_forward,
     tapped_grads,
 )
+from jaxninja.models.protocol import Model, frame_line, load_model, one_line
 
 JSON_FORMAT = 2  # as check's: rows carry "eps_scale", plus "reason" and "diagnosis"
-REQUIRED = ("init", "batch", "forward", "backward")
-
-
-class ModelError(JaxninjaError):
-    """A model (file) cannot be checked: it does not load, or breaks the model protocol."""
-
-    exit_code = 2
-
-
-class Model(NamedTuple):
-    """A model to check: see the module docstring for each function's contract."""
-
-    name: str  # shown in the table: the file, or "lecture"
-    init: Callable[[jax.Array], Any]
-    batch: Callable[[jax.Array], Any]
-    forward: Callable[[Any, Any, Callable], Any]
-    backward: Callable[[Any, Any, dict[str, jax.Array]], Mapping[str, Any]]
-    torch_forward: Callable[[Any, Any, Callable], Any] | None = None
-    scale_rows: Mapping[str, str] = {}
 
 
 class Bounds(NamedTuple):
@@ -122,76 +88,6 @@ class ModelCheck(NamedTuple):
         }
 
 
-# ----------------------------------------------------------------------------- loading a file
-
-
-def _where(err: BaseException, path: str) -> str:
-    """`` (FILE:LINE)`` of the innermost frame inside the model file, if any."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]
-    return f" (line {frames[-1].lineno})" if frames else ""
-
-
-def _one_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def load_model(path: str | Path) -> Model:
-    """Run the Python file ``path`` as a module and collect its model functions.
-
-    The file is untrusted input in the sense that anything may be wrong with it: every failure
-    is one :class:`ModelError` line naming the file (and the line, where there is one). It is
-    *not* sandboxed: the file runs as Python, with your permissions.
-    """
-    path = Path(path)
-    shown = str(path)
-    try:
-        source = path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"--model {shown}: {err.strerror or err}") from None
-    try:
-        code = compile(source, str(path.resolve()), "exec")
-    except SyntaxError as err:
-        raise ModelError(f"{shown}:{err.lineno}: syntax error: {err.msg}") from None
-    except ValueError as err:  # e.g. null bytes
-        raise ModelError(f"{shown}: not Python source: {err}") from None
-    name = f"jaxninja_model_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    module = importlib.util.module_from_spec(spec)
-    module.__file__ = str(path.resolve())
-    sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    try:
-        exec(code, module.__dict__)
-    except Exception as err:
-        where = _where(err, str(path.resolve()))
-        raise ModelError(
-            f"{shown}: running it raised {type(err).__name__}{where}: {_one_line(err)}"
-        ) from None
-    missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
-    if missing:
-        need = ", ".join(f"{f}()" for f in missing)
-        raise ModelError(f"{shown}: defines no {need} (a model file needs init, batch, "
-                         "forward, backward)")  # fmt: skip
-    torch_forward = getattr(module, "torch_forward", None)
-    if torch_forward is not None and not callable(torch_forward):
-        raise ModelError(f"{shown}: torch_forward is not a function")
-    scale_rows = getattr(module, "scale_rows", {})
-    if not isinstance(scale_rows, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in scale_rows.items()
-    ):
-        raise ModelError(f"{shown}: scale_rows must map row names to row names, e.g. "
-                         '{"b1": "hprebn"}')  # fmt: skip
-    return Model(
-        shown,
-        module.init,
-        module.batch,
-        module.forward,
-        module.backward,
-        torch_forward,
-        dict(scale_rows),
-    )
-
-
 # ----------------------------------------------------------------------------- checking
 
 
@@ -202,9 +98,9 @@ def _call(model: Model, what: str, fn: Callable, *args: Any) -> Any:
     except JaxninjaError as err:
         raise ModelError(f"{model.name}: {what}: {err}") from None
     except Exception as err:
-        where = _where(err, str(Path(model.name).resolve()))
+        where = frame_line(err, str(Path(model.name).resolve()))
         raise ModelError(
-            f"{model.name}: {what} raised {type(err).__name__}{where}: {_one_line(err)}"
+            f"{model.name}: {what} raised {type(err).__name__}{where}: {one_line(err)}"
         ) from None
 
 
@@ -460,12 +356,9 @@ def format_model_table(result: ModelCheck) -> str:
 
 __all__ = [
     "Bounds",
-    "Model",
     "ModelCheck",
-    "ModelError",
     "cross_check_model",
     "default_against",
     "format_model_table",
-    "load_model",
     "torch_grads",
 ]

@@ -45,16 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja.errors import JaxninjaError
+from jaxninja.errors import TapError
 
 Tap = Callable[[str, Any], Any]
 Forward = Callable[[Any, Any, Tap], Any]
-
-
-class TapError(JaxninjaError):
-    """A forward's taps cannot be differentiated as written (nested, repeated, misnamed)."""
-
-    exit_code = 2
 
 
 class Taps(NamedTuple):
@@ -278,7 +272,6 @@ def intermediate_grads(
 
 __all__ = [
     "Tap",
-    "TapError",
     "TappedForward",
     "Taps",
     "intermediate_grads",

@@ -31,7 +31,7 @@ from jaxninja import numerics
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, Vocab, load_dataset
 from jaxninja.devices import parallel
-from jaxninja.errors import ConfigError, TrainingError
+from jaxninja.errors import ConfigError, NonFiniteLoss, TrainingError
 from jaxninja.gradcheck.compare import compare
 from jaxninja.lecture import fused
 from jaxninja.lecture.model import (
@@ -94,14 +94,6 @@ class TrainResult(NamedTuple):
     def losses(self) -> np.ndarray:
         """The loss of every step done, in order (for the plot)."""
         return self.state.losses
-
-
-class NonFiniteLoss(TrainingError):
-    """The loss became inf or nan; ``step`` is the first step that produced it."""
-
-    def __init__(self, step: int, value: float, last_saved: int | None):
-        self.step, self.value, self.last_saved = step, value, last_saved
-        super().__init__(f"loss is {value} at step {step:,}; training stopped there")
 
 
 def start_state(config: TrainConfig, vocab_size: int) -> TrainState:

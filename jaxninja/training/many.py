@@ -29,7 +29,7 @@ import numpy as np
 from jaxninja import checks
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
-from jaxninja.errors import CheckpointError, ConfigError, TrainingError
+from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, prepare_out_dir, write_atomic
 from jaxninja.lecture.model import Params, n_params
 from jaxninja.lecture.step import learning_rate
@@ -68,7 +68,7 @@ from jaxninja.training.run import (
     save_run,
     save_then_calibrate,
 )
-from jaxninja.training.stacked import Layout, RunNonFinite, RunsResult, make_layout, train_runs
+from jaxninja.training.stacked import Layout, RunsResult, make_layout, train_runs
 
 Sweeps = Sequence[tuple[str, tuple[Any, ...]]]
 Log = Callable[[str], None]

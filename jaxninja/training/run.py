@@ -35,7 +35,13 @@ from jaxninja import checks
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE, MAX_DATA_BYTES, STDIN, STDIN_NAME, Dataset, load_dataset
 from jaxninja.devices import distributed, parallel
-from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
+from jaxninja.errors import (
+    CheckpointError,
+    ConfigError,
+    JaxninjaError,
+    NonFiniteLoss,
+    TrainingError,
+)
 from jaxninja.io.atomic import prepare_out_dir, write_atomic
 from jaxninja.io.checkpoint import (
     CHECKPOINT_NAME,
@@ -52,7 +58,6 @@ from jaxninja.lecture.step import learning_rate
 from jaxninja.training import memory, plan, warmup
 from jaxninja.training.loop import (
     ChunkReport,
-    NonFiniteLoss,
     TrainResult,
     TrainState,
     calibrate,

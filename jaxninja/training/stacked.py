@@ -31,14 +31,13 @@ from jax.sharding import PartitionSpec as P
 
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, RunNonFinite
 from jaxninja.lecture.model import Params
 from jaxninja.lecture.step import chunk_indices, sgd_step
 from jaxninja.training.loop import (
     CHUNK_STEPS,
     ChunkClock,
     ChunkReport,
-    NonFiniteLoss,
     TrainState,
     check_gradients,
     chunk_end,
@@ -85,15 +84,6 @@ class RunsResult(NamedTuple):
     @property
     def run_steps_per_s(self) -> float | None:
         return None if self.steps_per_s is None else self.steps_per_s * len(self.states)
-
-
-class RunNonFinite(NonFiniteLoss):
-    """A run's loss became inf or nan; ``run`` is its index."""
-
-    def __init__(self, run: int, step: int, value: float, last_saved: int | None):
-        super().__init__(step, value, last_saved)
-        self.run = run
-        self.args = (f"run {run}: {self.args[0]}",)
 
 
 def make_layout(
