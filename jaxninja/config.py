@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from jaxninja import checks
 from jaxninja.errors import ConfigError
@@ -128,12 +128,21 @@ class ModelConfig:
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
 
-    def _replace(self, **changes: Any):
-        """A copy with ``changes`` (validated), as NamedTuple's ``_replace``."""
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated as any new config."""
         return dataclasses.replace(self, **changes)
 
-    def _asdict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name (JSON's types: tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.fields().items()}
+
+    def fields(self) -> dict[str, Any]:
+        """Every field by name, as the config holds it."""
         return dataclasses.asdict(self)
+
+    # NamedTuple's spellings, which callers used before the public ones existed
+    _replace = replace
+    _asdict = fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +169,7 @@ class TrainConfig(ModelConfig):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in checkpoints and summary.json (schedule nested)."""
-        d = self._asdict()
+        d = self.fields()
         lr, decay_step, decay = (d.pop(k) for k in ("lr", "lr_decay_step", "lr_decay"))
         return d | {"schedule": {"lr": lr, "decay_step": decay_step, "decay": decay}}
 

@@ -18,7 +18,7 @@ from jaxninja.config import CheckConfig, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE
 from jaxninja.errors import ConfigError
 from jaxninja.io import checkpoint as ck
-from jaxninja.training.run import TIMING_FIELDS
+from jaxninja.training.rundir import TIMING_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTED = {  # README's "From Python" lists exactly these
@@ -163,7 +163,7 @@ def test_configs_keep_their_own_defaults() -> None:
     assert (TrainConfig().n_hidden, TrainConfig().seed) == (200, 2147483647)  # Exercise 4
     assert (CheckConfig().n_hidden, CheckConfig().seed) == (64, 42)  # Exercise 1
     with pytest.raises(ConfigError, match="--batch-size"):
-        TrainConfig()._replace(batch_size=1)  # changes are validated too
+        TrainConfig().replace(batch_size=1)  # changes are validated too
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_a_forged_checkpoint_config_is_refused(words_file, tmp_path, key, value,
     """The checksum is easy to recompute: a checkpoint's settings are validated like flags."""
     out = tmp_path / "run"
     jaxninja.run_training(
-        SMALL._replace(steps=0), out, data=words_file, samples=0, progress=False, log=None
+        SMALL.replace(steps=0), out, data=words_file, samples=0, progress=False, log=None
     )
     ckpt = ck.load_checkpoint(out)
     config = dict(ckpt.config)

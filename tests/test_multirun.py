@@ -68,7 +68,7 @@ def run_cli(argv: list[str], interrupts: Interrupts | None = None) -> int:
 
 
 def check_k_runs(k: int, dtype: str, dataset) -> None:
-    runs = plan.plan_runs(SMALL._replace(dtype=dtype), seeds=k)
+    runs = plan.plan_runs(SMALL.replace(dtype=dtype), seeds=k)
     result = stacked.train_runs(runs, dataset, chunk_steps=100)
     assert len(result.states) == k and not result.interrupted
     for config, state in zip(runs, result.states, strict=True):
@@ -96,8 +96,8 @@ def test_sweep_runs_equal_the_runs_alone_and_follow_their_schedule(dataset):
     in it, statics for the run alone); each run still equals its run alone. (The sweep's
     product order is the plan test's; two runs keep the run-alone compiles to two.)"""
     runs = [
-        SMALL._replace(lr=0.05, lr_decay_step=100, lr_decay=0.5),
-        SMALL._replace(lr=0.2, lr_decay_step=200, lr_decay=0.2, seed=2),
+        SMALL.replace(lr=0.05, lr_decay_step=100, lr_decay=0.5),
+        SMALL.replace(lr=0.2, lr_decay_step=200, lr_decay=0.2, seed=2),
     ]
     result = stacked.train_runs(runs, dataset)
     for config, state in zip(runs, result.states, strict=True):
@@ -145,7 +145,7 @@ def test_vmapped_groups_agree_with_the_runs_alone_to_rounding(dtype, dataset, re
     parameters by percent (the last assertion shows one such mistake is seen)."""
     if dtype == "float64":
         request.getfixturevalue("x64")
-    runs = plan.plan_runs(SMALL._replace(dtype=dtype), seeds=8)
+    runs = plan.plan_runs(SMALL.replace(dtype=dtype), seeds=8)
     result = stacked.train_runs(runs, dataset, layout=stacked.make_layout(8, group=8))
     assert result.layout.group == 8
     bound = 64 * EPS[dtype]
@@ -193,8 +193,8 @@ def test_check_every_checks_each_run_and_changes_nothing(dataset, monkeypatch):
 
 
 def test_a_non_finite_run_is_named_with_its_step(dataset):
-    runs = plan.plan_runs(SMALL._replace(steps=200, lr_decay_step=100), 1)
-    runs = [runs[0], runs[0]._replace(lr_decay=1e31, seed=2)]  # lr 1e30 from step 100
+    runs = plan.plan_runs(SMALL.replace(steps=200, lr_decay_step=100), 1)
+    runs = [runs[0], runs[0].replace(lr_decay=1e31, seed=2)]  # lr 1e30 from step 100
     with pytest.raises(RunNonFinite) as err:
         stacked.train_runs(runs, dataset, chunk_steps=100)
     assert err.value.run == 1 and 100 <= err.value.step < 200 and "run 1" in str(err.value)
@@ -273,7 +273,7 @@ def test_cli_seeds_writes_run_folders_a_table_and_a_plot(words_file, tmp_path, d
         assert lr02["mean"] == pytest.approx(np.mean(values[2:]), abs=1e-12)
     assert (out / "loss.png").stat().st_size > 0 and (out / "runs.json").exists()
     ckpt = load_checkpoint(out / "run-03")  # the same checkpoint format as a run alone's
-    ref = alone(SMALL._replace(lr=0.2, seed=2, steps=100), dataset)
+    ref = alone(SMALL.replace(lr=0.2, seed=2, steps=100), dataset)
     assert ckpt.step == 100 and ckpt.bn_stats is not None
     assert all(
         np.asarray(a).tobytes() == np.asarray(b).tobytes()

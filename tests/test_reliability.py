@@ -21,7 +21,7 @@ import jaxninja
 from jaxninja.config import TrainConfig
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
-from jaxninja.training import memory, run
+from jaxninja.training import memory, run, rundir
 
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
 QUIET = {"progress": False, "log": None}
@@ -34,13 +34,13 @@ def _boom(*args, **kwargs):
 @pytest.mark.parametrize(
     "step_name, target",
     [("calibrating BatchNorm", "calibrate"), ("evaluating", "split_losses"),
-     ("sampling", "sample_names"), ("plotting the loss", "_plot")],
+     ("sampling", "sample_names"), ("plotting the loss", "plot_run")],
 )  # fmt: skip
 def test_a_failing_finishing_step_keeps_the_trained_run(
     words_file, tmp_path, monkeypatch, step_name, target
 ):
     out = tmp_path / "run"
-    monkeypatch.setattr(run, target, _boom)
+    monkeypatch.setattr(run if target == "plot_run" else rundir, target, _boom)
     with pytest.raises(TrainingError) as info:
         jaxninja.run_training(SMALL, out, data=words_file, samples=3, **QUIET)
     message = str(info.value)
@@ -63,7 +63,7 @@ def test_a_failing_finishing_step_keeps_the_trained_run(
 
 def test_a_checkpoint_without_statistics_is_calibrated_on_use(words_file, tmp_path, monkeypatch):
     out, done = tmp_path / "uncalibrated", tmp_path / "done"
-    monkeypatch.setattr(run, "calibrate", _boom)
+    monkeypatch.setattr(rundir, "calibrate", _boom)
     with pytest.raises(TrainingError):
         jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
     monkeypatch.undo()
@@ -82,14 +82,14 @@ def test_work_that_cannot_fit_is_refused_before_it_starts(words_file, tmp_path, 
     out = tmp_path / "never"
     with pytest.raises(ConfigError, match=r"needs about [\d.]+ GiB of memory but this machine"):
         jaxninja.run_training(
-            SMALL._replace(**changes), out, data=words_file, samples=samples, **QUIET
+            SMALL.replace(**changes), out, data=words_file, samples=samples, **QUIET
         )
     assert not out.exists()  # refused before the folder was made
 
 
 def test_the_estimate_counts_what_grows(words_file) -> None:
     base = memory.run_bytes(SMALL, 30_000, 27)
-    assert memory.run_bytes(SMALL._replace(steps=10**8), 30_000, 27) > base + 10**9
+    assert memory.run_bytes(SMALL.replace(steps=10**8), 30_000, 27) > base + 10**9
     assert memory.run_bytes(SMALL, 30_000, 27, runs=8) > memory.run_bytes(SMALL, 30_000, 27)
     assert memory.run_bytes(SMALL, 30_000, 27, samples=10**7) > base + 10**9
     memory.check_fits(base, "this run", available=base)  # exactly enough is enough
@@ -104,10 +104,10 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(words_file, tmp_path) 
     first = jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ConfigError, match=r"already holds a run .*--resume .*--overwrite"):
-        jaxninja.run_training(SMALL._replace(seed=2), out, data=words_file, **QUIET)
+        jaxninja.run_training(SMALL.replace(seed=2), out, data=words_file, **QUIET)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
     again = jaxninja.run_training(
-        SMALL._replace(seed=2), out, data=words_file, samples=0, overwrite=True, **QUIET
+        SMALL.replace(seed=2), out, data=words_file, samples=0, overwrite=True, **QUIET
     )
     assert again.summary["config"]["seed"] == 2 != first.summary["config"]["seed"]
     assert load_checkpoint(out).config["seed"] == 2
@@ -116,7 +116,7 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(words_file, tmp_path) 
 def test_evaluation_runs_in_bounded_chunks(words_file) -> None:
     """Calibration and split losses over chunks of rows equal the whole-split computation."""
     from jaxninja.lecture.model import batch_stats, hprebn_of, loss_fused
-    from jaxninja.training.loop import _split_loss, calibrate
+    from jaxninja.training.evaluate import calibrate, split_loss
 
     data = jaxninja.load_dataset(words_file)
     params = jaxninja.train(SMALL, data, evaluate=False).params
@@ -126,7 +126,7 @@ def test_evaluation_runs_in_bounded_chunks(words_file) -> None:
     # float32 sums in another order: ~eps x sqrt(chunks) relative; 1e-5 leaves room
     np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(chunked.var, whole.var, rtol=1e-5)
-    loss = float(_split_loss(params, whole, x, y, rows=1000))
+    loss = float(split_loss(params, whole, x, y, rows=1000))
     assert loss == pytest.approx(float(loss_fused(params, x, y, whole)), rel=1e-5)
 
 
@@ -157,7 +157,7 @@ def test_a_plot_that_fails_while_writing_leaves_the_old_plot(tmp_path) -> None:
     """Plots are written atomically: a savefig that fails halfway through leaves the previous
     file as it was and no temporary file; a good one replaces it whole."""
     from jaxninja.io.atomic import save_figure
-    from jaxninja.training.plot_loss import plot_loss
+    from jaxninja.training.plots import plot_loss
 
     path = tmp_path / "loss.png"
     path.write_bytes(b"the previous plot")

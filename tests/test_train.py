@@ -23,25 +23,21 @@ from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.lecture.fused import loss_and_grads
 from jaxninja.lecture.model import Params, loss_fused
 from jaxninja.lecture.step import batch_indices, learning_rate, train_chunk
-from jaxninja.training.loop import (
+from jaxninja.training.evaluate import (
     SAMPLE_SEED_OFFSET,
-    TrainConfig,
     calibrate,
-    check_gradients,
-    next_boundary,
     sample_key,
     sample_names,
     split_losses,
-    start_state,
-    train,
 )
-from jaxninja.training.plot_loss import block_means
+from jaxninja.training.loop import TrainConfig, check_gradients, next_boundary, start_state, train
+from jaxninja.training.plots import block_means
 
 # One small model for every test: each new chunk length or schedule costs a compile, so the tests
 # share these settings (1,000-step runs = one chunk) and the jit caches that go with them.
 SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
 SMALL_FLAGS = ["--n-embd", "4", "--n-hidden", "16", "--lr-decay-step", "500", "--seed", "1"]
-NON_FINITE = SMALL._replace(steps=2000, lr_decay_step=1000, lr_decay=1e31)  # lr 1e30 at 1,000
+NON_FINITE = SMALL.replace(steps=2000, lr_decay_step=1000, lr_decay=1e31)  # lr 1e30 at 1,000
 EPS32 = float(jnp.finfo(jnp.float32).eps)
 
 
@@ -109,13 +105,13 @@ def test_same_seed_gives_bit_identical_parameters(dataset):
     b = train(SMALL, dataset).state
     assert_bit_identical(a.params, b.params)
     assert a.losses.tobytes() == b.losses.tobytes()
-    c = train(SMALL._replace(seed=2), dataset).state
+    c = train(SMALL.replace(seed=2), dataset).state
     assert not np.array_equal(np.asarray(a.params.W1), np.asarray(c.params.W1))
 
 
 def test_stop_request_saves_at_a_step_boundary_and_resumes_bit_identically(dataset):
     """should_stop (what SIGINT sets) saves once, at a chunk end; resuming gives the same run."""
-    config = SMALL._replace(steps=2000)
+    config = SMALL.replace(steps=2000)
     saved = []
     stopped = train(
         config, dataset, checkpoint_every=777, save=saved.append, should_stop=lambda: True

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         check_joined()
         writer = jax.process_index() == 0  # every process checks; process 0 prints
         if cfg.devices == 1:
-            cfg = cfg._replace(devices=jax.device_count())
+            cfg = cfg.replace(devices=jax.device_count())
     if args.plot:  # refuse an unusable folder before the work, not after
         from jaxninja.io.atomic import prepare_out_dir
 

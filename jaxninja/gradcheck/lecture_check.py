@@ -62,7 +62,7 @@ class CheckResult(NamedTuple):
     def as_json(self) -> dict:
         return {
             "format": JSON_FORMAT,
-            "config": self.config._asdict() | {"against": list(self.config.against)},
+            "config": self.config.to_dict(),
             "source": self.source,
             "dataset": self.dataset,
             "n_params": self.n_params,

@@ -20,7 +20,7 @@ from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
 from jaxninja.errors import DataError
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from jaxninja.lecture.model import BNStats, Params, block_size_of
-from jaxninja.training.loop import calibrate, sample_names, split_losses
+from jaxninja.training.evaluate import calibrate, sample_names, split_losses
 
 CheckpointLike = str | os.PathLike | Checkpoint
 

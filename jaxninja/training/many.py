@@ -1,48 +1,39 @@
 """Many runs into one folder: ``jaxninja train --seeds K --sweep lr=...`` is one call of
 :func:`run_many`, the multi-run twin of :func:`jaxninja.run_training`::
 
-    from jaxninja.training.many import run_many
-    done = run_many({"steps": 20_000}, "runs/seeds", seeds=8)
+    done = jaxninja.run_many({"steps": 20_000}, "runs/seeds", seeds=8)
     print(done.summary["over_runs"]["val"])               # mean, std, min, max over the 8 runs
-    run_many({"steps": 40_000}, None, resume="runs/seeds")  # continue all 8, bit for bit
+    jaxninja.run_many({"steps": 40_000}, None, resume="runs/seeds")  # continue all 8, bit for bit
 
 The folder holds ``runs.json`` (the plan: base settings, seeds, sweep, each run's settings),
 one ``run-NN/`` per run in the single run's format (``checkpoint.npz``, ``losses.npy``,
 ``summary.json``), and at the end ``summary.json`` (the table: each run's split losses; over
 runs their mean, std, min and max) and ``loss.png`` (every run's curve, the mean, its band).
-Saving, the overwrite rule and the finishing steps are :mod:`jaxninja.training.run`'s, run by run.
+Saving, the overwrite rule and the finishing steps are :mod:`jaxninja.training.rundir`'s, run by
+run; the options are one run's (:class:`jaxninja.training.run.RunOptions`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import checks
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
-from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, prepare_out_dir, write_atomic
-from jaxninja.lecture.model import Params, n_params
+from jaxninja.io.atomic import prepare_out_dir, write_atomic
+from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from jaxninja.lecture.model import n_params
 from jaxninja.lecture.step import learning_rate
 from jaxninja.training import memory, warmup
-from jaxninja.training.loop import (
-    ChunkReport,
-    TrainResult,
-    TrainState,
-    calibrate,
-    sample_key,
-    sample_names,
-    split_losses,
-)
+from jaxninja.training.loop import TrainResult, TrainState
 from jaxninja.training.plan import (
     PLAN_NAME,
     SPLITS,
@@ -53,29 +44,31 @@ from jaxninja.training.plan import (
     split_statistics,
     varying,
 )
-from jaxninja.training.progress import Progress
-from jaxninja.training.run import (
+from jaxninja.training.progress import reporter
+from jaxninja.training.run import RunOptions
+from jaxninja.training.rundir import (
     PLOT_NAME,
     SUMMARY_NAME,
-    Run,
-    _finishing_step,
-    _kept_checkpoint,
-    _refuse_overwrite,
-    _summary,
-    data_source,
-    load_losses,
+    Log,
+    finish_state,
+    finished_at,
+    finishing_step,
+    kept_checkpoint,
+    machine,
+    recorded_config,
+    refuse_overwrite,
     resolve_config,
+    resumed_state,
+    run_summary,
     save_run,
     save_then_calibrate,
+    say,
+    write_summary,
 )
 from jaxninja.training.stacked import Layout, RunsResult, make_layout, train_runs
 
 Sweeps = Sequence[tuple[str, tuple[Any, ...]]]
-Log = Callable[[str], None]
 PLAN_VERSION = 1
-TIMING_FIELDS = ("steps_per_s", "run_steps_per_s", "compile_and_first_chunk_s", "wall_s")
-TIMING_FIELDS += ("finished",)
-"""The top summary.json's fields that time the machine (differ between identical jobs)."""
 
 
 class Many(NamedTuple):
@@ -148,7 +141,7 @@ def _stored_sweeps(plan: dict[str, Any], path: Path) -> tuple[tuple[str, tuple[A
 def write_plan(job: Many) -> None:
     plan = {
         "version": PLAN_VERSION,
-        "base": job.base.to_dict() | {"data": data_source(job.dataset)},
+        "base": recorded_config(job.base, job.dataset),
         "seeds": job.seeds,
         "sweep": [[name, list(values)] for name, values in job.sweeps],
         "runs": [
@@ -162,22 +155,18 @@ def write_plan(job: Many) -> None:
 def prepare_many(
     config: TrainConfig | Mapping[str, Any] | None,
     out: str | os.PathLike | None,
+    options: RunOptions,
     *,
     seeds: int | None = None,
     sweeps: Sweeps = (),
-    data: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    samples: int = 20,
-    device: str = "auto",
     group: int | None = None,
 ) -> Many:
     """Everything refusable, refused before training: the plan (fresh, or the folder's with
     only ``steps`` changed), every run's checkpoint on resume, the device, the data, the memory
     of K runs and the folder."""
-    checks.check_steps(samples, "--samples")
+    options.check()
     sweeps = tuple(sweeps)
-    folder = Path(resume) if resume is not None else None
+    folder = Path(options.resume) if options.resume is not None else None
     plan = None
     if folder is None:
         base = resolve_config(config, None)
@@ -196,17 +185,18 @@ def prepare_many(
         seeds, sweeps = plan["seeds"], stored
     configs = plan_runs(base, seeds, sweeps)
     checks.resolve_dtype(base.dtype)
-    jax_device = checks.resolve_device(device)
+    jax_device = checks.resolve_device(options.device)
+    data = options.data
     source = data if data is not None or plan is None else plan["base"].get("data")
-    dataset = load_dataset(source, base.block_size)
+    dataset = load_dataset(source, base.block_size, options.max_data_bytes)
     states = None if folder is None else _resumed_states(folder, configs, dataset)
     needed = memory.run_bytes(
-        base, len(dataset.train.y), dataset.vocab.size, samples, runs=len(configs)
+        base, len(dataset.train.y), dataset.vocab.size, options.samples, runs=len(configs)
     )
     memory.check_fits(needed, f"these {len(configs):,} runs ({base.steps:,} steps each)")
     layout = make_layout(len(configs), jax_device.platform, group=group)
     target = Path(out) if out is not None else (folder if folder is not None else Path("out"))
-    _refuse_overwrite(target, folder, overwrite)
+    refuse_overwrite(target, folder, options.overwrite)
     target = prepare_out_dir(target)
     job = Many(base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder)
     for i in range(len(configs)):
@@ -230,14 +220,7 @@ def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) 
             raise ConfigError(
                 f"--steps {config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
             )
-        states.append(
-            TrainState(
-                Params(*(jnp.asarray(p) for p in ckpt.params)),
-                ckpt.step,
-                jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
-                load_losses(path.parent, ckpt.step),
-            )
-        )
+        states.append(resumed_state(ckpt, path.parent))
     steps = sorted({s.step for s in states})
     if len(steps) > 1:
         raise ConfigError(
@@ -253,59 +236,48 @@ def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) 
 def run_many(
     config: TrainConfig | Mapping[str, Any] | None = None,
     out: str | os.PathLike | None = None,
+    options: RunOptions | None = None,
     *,
     seeds: int | None = None,
     sweeps: Sweeps = (),
-    data: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    samples: int = 20,
-    check_every: int = 0,
-    checkpoint_every: int = 0,
-    device: str = "auto",
     group: int | None = None,
-    progress: bool | Callable[[ChunkReport], None] = True,
-    should_stop: Callable[[], bool] | None = None,
-    on_saved: Callable[[Path], None] | None = None,
-    log: Log | None = print,
+    **keywords: Any,
 ) -> ManyResult:
     """Train ``seeds`` seeds x the ``sweeps`` points of ``config`` into ``out`` in one program,
-    then finish every run; the keywords are :func:`jaxninja.run_training`'s, plus ``seeds``,
-    ``sweeps`` (``parse_sweep`` pairs) and ``group`` (runs vmapped together on a device:
-    see :func:`jaxninja.training.stacked.make_layout`)."""
-    checks.check_steps(check_every, "--check-every")
-    checks.check_steps(checkpoint_every, "--checkpoint-every")
-    job = prepare_many(
-        config, out, seeds=seeds, sweeps=sweeps, data=data, resume=resume, overwrite=overwrite,
-        samples=samples, device=device, group=group,
-    )  # fmt: skip
+    then finish every run; ``options`` / ``keywords`` are :func:`jaxninja.run_training`'s
+    (:class:`jaxninja.training.run.RunOptions`), plus ``seeds``, ``sweeps`` (``parse_sweep``
+    pairs) and ``group`` (runs vmapped together on a device: see
+    :func:`jaxninja.training.stacked.make_layout`)."""
+    options = RunOptions.given(options, keywords, "run_many")
+    job = prepare_many(config, out, options, seeds=seeds, sweeps=sweeps, group=group)
     write_plan(job)
     start = job.states[0].step if job.states else 0
-    _log(log, _start_line(job, start))
-    bar = Progress(start, job.base.steps) if progress is True else None
-    on_chunk = bar if bar is not None else (progress or None)
+    if options.on_start is not None:
+        options.on_start()
+    say(options.log, _start_line(job, start))
+    bar, on_chunk = reporter(options.progress, start, job.base.steps)
 
     def save(states: list[TrainState]) -> None:
         for i, (state, c) in enumerate(zip(states, job.configs, strict=True)):
             save_then_calibrate(job.folder(i), state, job.dataset, c)
 
     # the finishing programs, compiled beside the loop's start (they run on the default device)
-    warm = warmup.start(job.base, job.dataset, samples, None)
+    warm = warmup.start(job.base, job.dataset, options.samples, None)
     on_chunk = warm.stopping_first(on_chunk)
     try:
         result = train_runs(
             job.configs,
             job.dataset,
             states=job.states,
-            check_every=check_every,
-            checkpoint_every=checkpoint_every,
+            check_every=options.check_every,
+            checkpoint_every=options.checkpoint_every,
             save=save,
-            should_stop=should_stop,
+            should_stop=options.should_stop,
             on_chunk=on_chunk,
             layout=job.layout,
         )
     except RunNonFinite as err:
-        kept = _kept_checkpoint(err.last_saved, start, job.folder(err.run), job.resumed(err.run))
+        kept = kept_checkpoint(err.last_saved, start, job.folder(err.run), job.resumed(err.run))
         lr = float(learning_rate(job.configs[err.run].schedule, err.step))
         raise TrainingError(f"{job.folder(err.run).name}: {err} (lr {lr:g}); {kept}") from None
     finally:
@@ -316,9 +288,9 @@ def run_many(
         return ManyResult(job.out, job.configs, result, None)
     for i, (state, c) in enumerate(zip(result.states, job.configs, strict=True)):
         save_run(job.folder(i), state, None, job.dataset, c)  # every run safe from here on
-    if on_saved is not None:
-        on_saved(job.out)
-    return _finish(job, result, samples, log)
+    if options.on_saved is not None:
+        options.on_saved(job.out)
+    return _finish(job, result, options.samples, options.log)
 
 
 def _start_line(job: Many, start: int) -> str:
@@ -336,13 +308,12 @@ def _finish(job: Many, result: RunsResult, num_samples: int, log: Log | None) ->
     for i, (state, config) in enumerate(zip(result.states, job.configs, strict=True)):
         per_run.append(_finish_one(job, i, state, config, result, num_samples))
     summary = _table(job, per_run, result)
-    text = json.dumps(summary, indent=2) + "\n"
-    write_atomic(job.out / SUMMARY_NAME, lambda f: f.write(text.encode("utf-8")))
     step = result.states[0].step
-    _finishing_step("plotting the losses", job.out, step, _plot, job, result)
+    write_summary(job.out, summary, step)
+    finishing_step("plotting the losses", job.out, step, plot_many, job, result)
     for line in summary_lines(summary):
-        _log(log, line)
-    _log(
+        say(log, line)
+    say(
         log, f"wrote {job.out / SUMMARY_NAME}, {job.out / PLOT_NAME} and {len(per_run)} run folders"
     )
     return ManyResult(job.out, job.configs, result, summary)
@@ -351,21 +322,15 @@ def _finish(job: Many, result: RunsResult, num_samples: int, log: Log | None) ->
 def _finish_one(
     job: Many, i: int, state: TrainState, config: TrainConfig, result: RunsResult, samples: int
 ) -> dict[str, Any]:
-    out, ds, step = job.folder(i), job.dataset, state.step
-    stats = _finishing_step("calibrating BatchNorm", out, step, calibrate, state.params, ds.train.x)
-    save_run(out, state, stats, ds, config)
-    losses = _finishing_step("evaluating", out, step, split_losses, state.params, stats, ds)
-    names: list[str] = []
-    if samples:
-        args = (state.params, stats, ds.vocab, samples, sample_key(config.seed))
-        names = _finishing_step("sampling", out, step, sample_names, *args)
+    """Run ``i`` finished as a single run is, into its own folder; its row of the table."""
+    out = job.folder(i)
+    stats, losses, names = finish_state(out, state, config, job.dataset, samples)
     one = TrainResult(
         state, False, result.steps_per_s, result.compile_s, result.wall_s, stats, losses
     )
-    summary = _summary(Run(config, ds, out, job.device, None, None, None), one)
+    summary = run_summary(config, job.dataset, job.device, one)
     summary["samples"] = names
-    text = json.dumps(summary, indent=2) + "\n"
-    write_atomic(out / SUMMARY_NAME, lambda f: f.write(text.encode("utf-8")))
+    write_summary(out, summary, state.step)
     return {
         "name": out.name,
         "settings": {f: getattr(config, f) for f in ("seed", *SWEEPABLE)},
@@ -387,12 +352,8 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
                     "over_seeds": split_statistics([r["losses"] for r in group]),
                 }
             )
-    base = _summary(
-        Run(job.base, job.dataset, job.out, job.device, None, None, None),
-        TrainResult(result.states[0], False, result.steps_per_s, result.compile_s, result.wall_s),
-    )
     return {
-        "config": base["config"],
+        "config": recorded_config(job.base, job.dataset),
         "seeds": job.seeds,
         "sweep": {name: list(values) for name, values in job.sweeps},
         "varying": list(varying(job.configs)),
@@ -409,9 +370,9 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
         "run_steps_per_s": result.run_steps_per_s,
         "compile_and_first_chunk_s": result.compile_s,
         "wall_s": result.wall_s,
-        "device": base["device"],
-        "jax": base["jax"],
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "device": machine(job.device),
+        "jax": jax.__version__,
+        "finished": finished_at(),
     }
 
 
@@ -448,15 +409,11 @@ def _stat_lines(what: str, stats: dict[str, dict[str, Any]]) -> list[str]:
     return [f"{what} (n={stats['val']['n']}; mean ± std [min, max]): " + "; ".join(parts)]
 
 
-def _plot(job: Many, result: RunsResult) -> None:
-    from jaxninja.training.plot_runs import plot_runs  # matplotlib only when the runs finish
+def plot_many(job: Many, result: RunsResult) -> None:
+    """The folder's ``loss.png``: every run's curve, the mean, its band (imports matplotlib)."""
+    from jaxninja.training.plots import plot_runs
 
     losses = np.stack([s.losses for s in result.states])
     labels = [job.folder(i).name for i in range(len(job.configs))]
     title = f"{len(labels)} runs, {n_params(result.states[0].params):,} parameters each"
     plot_runs(losses, job.out / PLOT_NAME, labels, title)
-
-
-def _log(log: Log | None, line: str) -> None:
-    if log is not None:
-        log(line)

@@ -90,7 +90,7 @@ def plan_runs(
     for point in points:
         changes = dict(zip((name for name, _ in sweeps), point, strict=True))
         for s in range(seeds):
-            runs.append(base._replace(seed=base.seed + s, **changes))
+            runs.append(base.replace(seed=base.seed + s, **changes))
     if len(runs) > MAX_RUNS:
         raise ConfigError(f"--seeds x --sweep make {len(runs):,} runs, more than {MAX_RUNS:,}")
     return runs

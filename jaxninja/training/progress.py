@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
@@ -48,3 +49,12 @@ class Progress:
         if not self.closed:
             self.closed = True
             self.bar.close()
+
+
+def reporter(
+    progress: bool | Callable[[ChunkReport], None], start: int, end: int
+) -> tuple[Progress | None, Callable[[ChunkReport], None] | None]:
+    """What a loop reports each chunk to: a bar (``progress`` True; the caller closes it),
+    nothing (False), or the caller's function."""
+    bar = Progress(start, end) if progress is True else None
+    return bar, (bar if bar is not None else (progress or None))

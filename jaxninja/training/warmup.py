@@ -25,15 +25,8 @@ from jaxninja import background
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
 from jaxninja.lecture.model import BNStats, Params, param_shapes
-from jaxninja.training.loop import (
-    SAMPLE_BATCH,
-    ChunkReport,
-    _split_loss,
-    calibrate,
-    float_dtype,
-    sample_key,
-    sample_names,
-)
+from jaxninja.training.evaluate import SAMPLE_BATCH, calibrate, sample_key, sample_names, split_loss
+from jaxninja.training.loop import ChunkReport, float_dtype
 
 
 class Warmup:
@@ -107,13 +100,13 @@ def start(config: TrainConfig, dataset: Dataset, samples: int, device: jax.Devic
 
         tasks.append(("sampling", sample))
     tasks.append(("plot", _plot_nothing))
-    tasks.append(("evaluating", lambda: _split_loss(params, stats, x, y)))
+    tasks.append(("evaluating", lambda: split_loss(params, stats, x, y)))
     tasks.append(("calibrating", lambda: calibrate(params, x)))
     return Warmup(tasks)
 
 
 def _plot_nothing() -> None:
     """Import matplotlib and draw a plot into memory (its first figure loads fonts)."""
-    from jaxninja.training.plot_loss import plot_loss
+    from jaxninja.training.plots import plot_loss
 
     plot_loss(np.ones(2, np.float32), io.BytesIO())
