@@ -234,46 +234,93 @@ def train_loop(
             mesh, (dataset.train.x, dataset.train.y, state.params, state.batch_key)
         )
     step, losses = state.step, [state.losses]
-    last_saved = state.step if state.step > 0 else None
-    clock = ChunkClock()
 
     def current() -> TrainState:
         return TrainState(params, step, state.batch_key, np.concatenate(losses))
 
-    while step < config.steps:
-        if check_every and step % check_every == 0:
-            check_gradients(params, key, step, x, y, config.batch_size)
-        n = next_boundary(step, config.steps, chunk_steps, check_every, checkpoint_every) - step
-        t0 = time.perf_counter()
-        new_params, chunk_losses = train_chunk(
-            params,
-            key,
-            np.int32(step),
-            x,
-            y,
-            n,
-            config.batch_size,
-            config.schedule,
+    def chunk(step: int, n: int) -> tuple[Params, jax.Array]:
+        return train_chunk(
+            params, key, np.int32(step), x, y, n, config.batch_size, config.schedule,
             batch_sharding=batch_sharding,
-        )
-        chunk_losses = np.asarray(chunk_losses)
-        seconds = time.perf_counter() - t0
-        bad = ~np.isfinite(chunk_losses)
-        if bad.any():
-            i = int(bad.argmax())
-            raise NonFiniteLoss(step + i, float(chunk_losses[i]), last_saved)
-        params, step = new_params, step + n
+        )  # fmt: skip
+
+    def keep(new_params: Params, chunk_losses: np.ndarray, end: int) -> None:
+        nonlocal params, step
+        params, step = new_params, end
         losses.append(chunk_losses)
-        compiled = clock.add(n, seconds)
-        if on_chunk:
-            on_chunk(ChunkReport(step, n, float(chunk_losses.mean()), seconds, compiled))
-        leave, saved = chunk_end(step, config.steps, checkpoint_every, should_stop, save, current)
-        last_saved = step if saved else last_saved
-        if leave:
-            break
+
+    def non_finite(chunk_losses: np.ndarray, first: int, last_saved: int | None) -> Exception:
+        i = int((~np.isfinite(chunk_losses)).argmax())
+        return NonFiniteLoss(first + i, float(chunk_losses[i]), last_saved)
+
+    def check(step: int) -> None:
+        check_gradients(params, key, step, x, y, config.batch_size)
+
+    clock = run_chunks(
+        Chunked(chunk, keep, non_finite, check, current),
+        state.step,
+        config.steps,
+        chunk_steps=chunk_steps,
+        check_every=check_every,
+        checkpoint_every=checkpoint_every,
+        save=save,
+        should_stop=should_stop,
+        on_chunk=on_chunk,
+    )
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return TrainResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s)
+
+
+class Chunked(NamedTuple):
+    """What a training loop does in :func:`run_chunks`' chunk body: one run's (:func:`train_loop`)
+    or K runs' (:func:`jaxninja.training.stacked.train_runs`)."""
+
+    chunk: Callable[[int, int], tuple[Any, Any]]  # (step, n): new parameters, the n losses
+    keep: Callable[[Any, np.ndarray, int], None]  # accept the chunk: parameters, losses, new step
+    non_finite: Callable[[np.ndarray, int, int | None], Exception]  # losses, step, last saved
+    check: Callable[[int], None]  # --check-every at a step
+    current: Callable[[], Any]  # the state(s) to save
+
+
+def run_chunks(
+    loop: Chunked,
+    step: int,
+    end: int,
+    *,
+    chunk_steps: int,
+    check_every: int,
+    checkpoint_every: int,
+    save: Callable[[Any], None] | None,
+    should_stop: Callable[[], Any] | None,
+    on_chunk: Callable[[ChunkReport], None] | None,
+) -> ChunkClock:
+    """The chunk body both loops share, from ``step`` to ``end``: check the gradients at
+    multiples of ``check_every``, train to the next boundary, refuse a non-finite loss (before
+    keeping the chunk: nothing is saved after it), keep it, report it, then stop or save
+    (:func:`chunk_end`). Returns the clock of the chunks' times."""
+    last_saved = step if step > 0 else None
+    clock = ChunkClock()
+    while step < end:
+        if check_every and step % check_every == 0:
+            loop.check(step)
+        n = next_boundary(step, end, chunk_steps, check_every, checkpoint_every) - step
+        t0 = time.perf_counter()
+        new_params, chunk_losses = loop.chunk(step, n)
+        chunk_losses = np.asarray(chunk_losses)
+        seconds = time.perf_counter() - t0
+        if not np.isfinite(chunk_losses).all():
+            raise loop.non_finite(chunk_losses, step, last_saved)
+        step += n
+        loop.keep(new_params, chunk_losses, step)
+        compiled = clock.add(n, seconds)
+        if on_chunk:
+            on_chunk(ChunkReport(step, n, float(chunk_losses.mean()), seconds, compiled))
+        leave, saved = chunk_end(step, end, checkpoint_every, should_stop, save, loop.current)
+        last_saved = step if saved else last_saved
+        if leave:
+            break
+    return clock
 
 
 def chunk_end(

@@ -36,13 +36,12 @@ from jaxninja.lecture.model import Params
 from jaxninja.lecture.step import chunk_indices, sgd_step
 from jaxninja.training.loop import (
     CHUNK_STEPS,
-    ChunkClock,
+    Chunked,
     ChunkReport,
     TrainState,
     check_gradients,
-    chunk_end,
     float_dtype,
-    next_boundary,
+    run_chunks,
     start_state,
 )
 
@@ -233,8 +232,6 @@ def train_runs(
     losses = np.full((k, config.steps), np.nan, dtype)  # train_loop's history is in the dtype too
     for i, s in enumerate(states):
         losses[i, :step] = s.losses[:step]
-    last_saved = step if step > 0 else None
-    clock = ChunkClock()
     t_start = time.perf_counter()
 
     def current() -> list[TrainState]:
@@ -246,31 +243,37 @@ def train_runs(
             for i, s in enumerate(states)
         ]
 
-    while step < config.steps:
-        if check_every and step % check_every == 0:
-            _check_runs(params, states, step, dataset, config.batch_size)
-        n = next_boundary(step, config.steps, chunk_steps, check_every, checkpoint_every) - step
-        t0 = time.perf_counter()
+    def chunk(step: int, n: int) -> tuple[Params, np.ndarray]:
         new_params, chunk = runs_chunk(
             params, keys, *schedule, np.int32(step), x, y, n, config.batch_size, mesh, layout.group
         )  # fmt: skip
-        chunk = np.asarray(chunk)[:k]
-        seconds = time.perf_counter() - t0
+        return new_params, np.asarray(chunk)[:k]
+
+    def keep(new_params: Params, chunk: np.ndarray, end: int) -> None:
+        nonlocal params, step
+        losses[:, step:end] = chunk
+        params, step = new_params, end
+
+    def non_finite(chunk: np.ndarray, first: int, last_saved: int | None) -> Exception:
         bad = ~np.isfinite(chunk)
-        if bad.any():
-            i = int(bad.any(axis=0).argmax())  # the first bad step, then the first run there
-            run = int(bad[:, i].argmax())
-            raise RunNonFinite(run, step + i, float(chunk[run, i]), last_saved)
-        params = new_params
-        losses[:, step : step + n] = chunk
-        step += n
-        compiled = clock.add(n, seconds)
-        if on_chunk:
-            on_chunk(ChunkReport(step, n, float(chunk.mean()), seconds, compiled))
-        leave, saved = chunk_end(step, config.steps, checkpoint_every, should_stop, save, current)
-        last_saved = step if saved else last_saved
-        if leave:
-            break
+        i = int(bad.any(axis=0).argmax())  # the first bad step, then the first run there
+        run = int(bad[:, i].argmax())
+        return RunNonFinite(run, first + i, float(chunk[run, i]), last_saved)
+
+    def check(step: int) -> None:
+        _check_runs(params, states, step, dataset, config.batch_size)
+
+    clock = run_chunks(
+        Chunked(chunk, keep, non_finite, check, current),
+        step,
+        config.steps,
+        chunk_steps=chunk_steps,
+        check_every=check_every,
+        checkpoint_every=checkpoint_every,
+        save=save,
+        should_stop=should_stop,
+        on_chunk=on_chunk,
+    )
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return RunsResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s, layout)
