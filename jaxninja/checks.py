@@ -3,16 +3,18 @@
 :mod:`jaxninja.config` applies them to every field of a configuration (from the CLI, the Python
 API or a checkpoint). Limits come from the maths, not from taste: BatchNorm's Bessel-corrected
 variance divides by ``n - 1``, so a batch needs two examples; float64 needs ``jax_enable_x64``,
-which is switched on here only when float64 is asked for and then verified, never at import
-time. jax is imported only by the functions that need a device or a dtype, so flags can be
-checked before jax starts.
+which :func:`dtype_scope` switches on only for a call that asks for float64, verified, and
+restores afterwards; never at import time. jax is imported only by the functions that need a
+device or a dtype, so flags can be checked before jax starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,8 +111,51 @@ def check_divisible(batch_size: int, n_devices: int, flag: str = "--batch-size")
     return batch_size
 
 
-def enable_x64() -> None:
-    """Switch on float64 in jax and check that it took effect (it cannot on some backends)."""
+def check_dtype(name: str, flag: str = "--dtype") -> np.dtype:
+    """The dtype called ``name`` (float32 or float64), checked; nothing is switched on."""
+    if name not in DTYPES:
+        raise ConfigError(f"unknown {flag} {name!r} (choose from {', '.join(DTYPES)})")
+    return np.dtype(name)
+
+
+@contextlib.contextmanager
+def dtype_scope(name: str, flag: str = "--dtype") -> Iterator[np.dtype]:
+    """The one dtype rule, for every entry point (``train``, ``run_training``, ``run_many``, the
+    checks, ``sample``/``evaluate`` of a float64 checkpoint): ``name`` is checked, and float64
+    turns on ``jax_enable_x64`` for the block only (checked to take effect: it cannot on some
+    backends), restored to what it was afterwards. Float64 is never switched on at import."""
+    dtype = check_dtype(name, flag)
+    if dtype != np.float64:
+        yield dtype
+        return
+    import jax
+
+    before = jax.config.jax_enable_x64
+    try:
+        _turn_on_x64(flag)
+        yield dtype
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def float_dtype(name: str, flag: str = "--dtype") -> np.dtype:
+    """The dtype called ``name`` inside code that computes in it: float64 only where x64 is on
+    (inside :func:`dtype_scope`, or the caller's own ``jax_enable_x64``), or jax would silently
+    compute in float32."""
+    dtype = check_dtype(name, flag)
+    if dtype == np.float64:
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            raise ConfigError(
+                f"{flag} float64 needs jax_enable_x64 (jaxninja.train and run_training switch it "
+                "on for the run; else jax.config.update('jax_enable_x64', True))"
+            )
+    return dtype
+
+
+def _turn_on_x64(flag: str) -> None:
+    """Switch on float64 in jax and check that it took effect."""
     import jax
     import jax.numpy as jnp
 
@@ -122,23 +167,14 @@ def enable_x64() -> None:
         ok = probe.dtype == jnp.float64 and float(probe[0]) == 1 / 3
     except Exception as err:  # a backend without float64 raises its own error types
         raise ConfigError(
-            f"--dtype float64: this jax/backend cannot compute in float64 "
+            f"{flag} float64: this jax/backend cannot compute in float64 "
             f"({type(err).__name__}: {err})".splitlines()[0]
         ) from None
     if not ok:
         raise ConfigError(
-            f"--dtype float64: jax_enable_x64 did not take effect (arrays come out "
+            f"{flag} float64: jax_enable_x64 did not take effect (arrays come out "
             f"as {probe.dtype}); try JAX_ENABLE_X64=1"
         )
-
-
-def resolve_dtype(name: str, flag: str = "--dtype") -> np.dtype:
-    """The dtype called ``name``; float64 switches on x64 first."""
-    if name not in DTYPES:
-        raise ConfigError(f"unknown {flag} {name!r} (choose from {', '.join(DTYPES)})")
-    if name == "float64":
-        enable_x64()
-    return np.dtype(name)
 
 
 def resolve_device(name: str, flag: str = "--device") -> jax.Device:

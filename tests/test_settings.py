@@ -67,24 +67,40 @@ def test_learning_rate_accepted() -> None:
 
 def test_unknown_dtype() -> None:
     with pytest.raises(ConfigError, match="unknown --dtype 'float16' .*float32, float64"):
-        checks.resolve_dtype("float16")
+        checks.check_dtype("float16")
+    with pytest.raises(ConfigError, match="unknown --dtype 'float16' .*float32, float64"):
+        checks.dtype_scope("float16").__enter__()
 
 
 def test_float32_leaves_x64_alone(x64_off) -> None:
-    assert checks.resolve_dtype("float32") == jnp.float32
+    with checks.dtype_scope("float32") as dtype:
+        assert dtype == jnp.float32
+        assert not jax.config.jax_enable_x64
+
+
+def test_float64_switches_on_x64_for_the_block_only(x64_off) -> None:
+    """The one behaviour of every entry point: x64 on inside, restored after (issue 26)."""
+    with checks.dtype_scope("float64") as dtype:
+        assert dtype == jnp.float64
+        assert jnp.zeros(1, jnp.float64).dtype == jnp.float64
+        assert checks.float_dtype("float64") == jnp.float64
     assert not jax.config.jax_enable_x64
+    with pytest.raises(ConfigError, match="--dtype float64 needs jax_enable_x64"):
+        checks.float_dtype("float64")  # computing in float64 outside the scope is refused
 
 
-def test_float64_switches_on_x64(x64_off) -> None:
-    assert checks.resolve_dtype("float64") == jnp.float64
-    assert jnp.zeros(1, jnp.float64).dtype == jnp.float64
+def test_float64_scope_restores_x64_that_was_on(x64) -> None:
+    with checks.dtype_scope("float64"):
+        pass
+    assert jax.config.jax_enable_x64
 
 
 def test_float64_without_x64_support(x64_off, monkeypatch: pytest.MonkeyPatch) -> None:
     """A jax whose x64 switch does nothing: float64 arrays come out float32, which is refused."""
     monkeypatch.setattr(jax.config, "update", lambda name, value: None)
     with pytest.raises(ConfigError, match="--dtype float64: jax_enable_x64 did not take effect"):
-        checks.resolve_dtype("float64")
+        with checks.dtype_scope("float64"):
+            pass
 
 
 def test_devices() -> None:

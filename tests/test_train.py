@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jaxninja._cli import COMMANDS, build_parser
+from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
 from jaxninja.errors import ConfigError, NonFiniteLoss, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
@@ -30,7 +31,7 @@ from jaxninja.training.evaluate import (
     sample_names,
     split_losses,
 )
-from jaxninja.training.loop import TrainConfig, check_gradients, next_boundary, start_state, train
+from jaxninja.training.loop import check_gradients, next_boundary, start_state, train
 from jaxninja.training.plots import block_means
 
 # One small model for every test: each new chunk length or schedule costs a compile, so the tests
@@ -301,3 +302,12 @@ def test_loss_plot_averages_log10_loss_per_block():
     losses = np.array([10.0, 10.0, 100.0, 100.0, 1000.0])  # log10: 1, 1, 2, 2, 3
     starts, means = block_means(losses, 2)
     assert starts.tolist() == [0, 2, 4] and means.tolist() == [1.0, 2.0, 3.0]  # last one partial
+
+
+def test_train_float64_turns_on_x64_for_the_call_only(dataset, x64_off):
+    """float64: train() computes in float64 with x64 switched on for the call, and puts the
+    switch back after (issue 26: one dtype rule; train() used to refuse while x64 was off)."""
+    result = train(SMALL.replace(dtype="float64", steps=100), dataset)
+    assert result.params.W1.dtype == np.float64 and result.state.losses.dtype == np.float64
+    assert np.isfinite(list(result.split_losses.values())).all()
+    assert not jax.config.jax_enable_x64

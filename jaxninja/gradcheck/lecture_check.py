@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.checks import resolve_dtype, torch_available
+from jaxninja.checks import dtype_scope, torch_available
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
@@ -136,10 +136,15 @@ def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) 
 
     ``cfg`` defaults to Exercise 1's setup against every installed reference; ``dataset`` to
     :func:`load_dataset` of ``cfg.data`` (else ``$JAXNINJA_NAMES``, else the default data set).
+    Float64 turns on ``jax_enable_x64`` for the call (:func:`jaxninja.checks.dtype_scope`).
     """
     cfg = CheckConfig(against=default_against()) if cfg is None else cfg
     cfg.validate()
-    resolve_dtype(cfg.dtype)  # float64 switches on jax_enable_x64 here, and checks it
+    with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
+        return _cross_check(cfg, dataset)
+
+
+def _cross_check(cfg: CheckConfig, dataset: Dataset | None) -> CheckResult:
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
     if dataset is None:
         dataset = load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxninja import numerics
 from jaxninja.background import importing, in_background
-from jaxninja.checks import check_against, resolve_dtype, torch_available
+from jaxninja.checks import check_against, dtype_scope, torch_available
 from jaxninja.errors import JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
 from jaxninja.gradcheck.taps import (
@@ -242,12 +242,25 @@ def cross_check_model(
     """The check table of ``model`` (a :class:`Model` or a model file's path).
 
     ``jax.random.key(seed)`` is split into init's and batch's keys; ``dtype`` float64 turns on
-    x64 before ``init`` runs, and floating leaves of the parameters and the batch are cast to
-    ``dtype``; ``jit`` compiles the taps' pass and the backward; ``against``: "jax", "torch"
-    (default :func:`default_against`). Rows come in the backward's order.
+    x64 before ``init`` runs (restored after the call), and floating leaves of the parameters
+    and the batch are cast to ``dtype``; ``jit`` compiles the taps' pass and the backward;
+    ``against``: "jax", "torch" (default :func:`default_against`). Rows come in the
+    backward's order.
     """
     model = load_model(model) if isinstance(model, str | Path) else model
-    np_dtype = resolve_dtype(dtype)  # float64: x64 on before init
+    with dtype_scope(dtype) as np_dtype:  # float64: x64 on before init, for this call only
+        return _cross_check_model(model, seed, np_dtype, jit, against, bounds)
+
+
+def _cross_check_model(
+    model: Model,
+    seed: int,
+    np_dtype: np.dtype,
+    jit: bool,
+    against: tuple[str, ...] | None,
+    bounds: Bounds | None,
+) -> ModelCheck:
+    dtype = str(np_dtype)
     against = default_against(model) if against is None else tuple(against)
     for name in against:
         check_against(name)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxninja.checks import resolve_dtype
+from jaxninja.checks import float_dtype
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset
 from jaxninja.gradcheck.compare import ZERO_BY_SYMMETRY
@@ -22,7 +22,7 @@ def lecture_model(cfg: CheckConfig, ds: Dataset) -> Model:
     parameters, a
     batch of ``cfg.batch_size`` training examples, the chunked forward with its 19 taps, and
     the manual backward; torch's column is ``torch_ref``'s notebook forward."""
-    dtype = resolve_dtype(cfg.dtype)
+    dtype = float_dtype(cfg.dtype)
 
     def init(key: jax.Array) -> Params:
         return init_params(key, ds.vocab.size, cfg.n_embd, cfg.n_hidden, cfg.block_size, dtype)

@@ -13,7 +13,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxninja import checks
 from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
@@ -37,8 +36,7 @@ def load_for_use(checkpoint: CheckpointLike, dataset: Dataset | None = None) -> 
     """A checkpoint with its arrays on the default device and calibrated statistics (from the
     file, else calibrated now on ``dataset`` or the run's own data)."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    if ckpt.params.W1.dtype == np.float64:
-        checks.enable_x64()
+    checks.float_dtype(str(ckpt.params.W1.dtype))  # float64: inside the caller's dtype_scope
     params = Params(*(jnp.asarray(p) for p in ckpt.params))
     if ckpt.bn_stats is not None:
         stats = BNStats(*(jnp.asarray(s) for s in ckpt.bn_stats))
@@ -74,8 +72,10 @@ def sample(checkpoint: CheckpointLike, num: int = 20, seed: int = 0) -> list[str
     """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint)."""
     checks.check_int("--num", num, 1)
     checks.check_seed(seed)
-    ckpt = load_for_use(checkpoint)
-    return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    with checks.dtype_scope(str(ckpt.params.W1.dtype)):  # a float64 run's: x64 for this call
+        ckpt = load_for_use(ckpt)
+        return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))
 
 
 def evaluate(
@@ -88,5 +88,7 @@ def evaluate(
     checks.check_byte_count(max_data_bytes)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     dataset = _run_data(ckpt, _where(checkpoint), data, max_data_bytes)
-    ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on the run's data
-    return Evaluation(split_losses(ckpt.params, ckpt.bn_stats, dataset), ckpt.step, dataset.source)
+    with checks.dtype_scope(str(ckpt.params.W1.dtype)):  # a float64 run's: x64 for this call
+        ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on its data
+        losses = split_losses(ckpt.params, ckpt.bn_stats, dataset)
+    return Evaluation(losses, ckpt.step, dataset.source)

@@ -27,10 +27,11 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxninja import numerics
+from jaxninja.checks import dtype_scope, float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
-from jaxninja.errors import ConfigError, NonFiniteLoss, TrainingError
+from jaxninja.errors import NonFiniteLoss, TrainingError
 from jaxninja.gradcheck.compare import compare
 from jaxninja.lecture import fused
 from jaxninja.lecture.model import (
@@ -109,19 +110,6 @@ def _start_draws(
     key, from one seed."""
     init_key, batch_key = jax.random.split(jax.random.key(seed))
     return draw_scaled(init_key, shapes, dtype, gain, divisor), batch_key
-
-
-def float_dtype(name: str) -> jnp.dtype:
-    """``float32`` or ``float64``; float64 only when ``jax_enable_x64`` is on (or jax would
-    silently compute in float32)."""
-    if name not in ("float32", "float64"):
-        raise ConfigError(f"dtype {name!r} is not supported; use float32 or float64")
-    if name == "float64" and not jax.config.jax_enable_x64:
-        raise ConfigError(
-            "dtype float64 needs jax_enable_x64 (jax.config.update("
-            "'jax_enable_x64', True) or `with jax.enable_x64(True):`)"
-        )
-    return jnp.dtype(name)
 
 
 class ChunkClock:
@@ -356,12 +344,16 @@ def train(
     finished run and unless ``evaluate=False``, calibrate BatchNorm and compute the split losses.
 
     ``config`` defaults to the lecture's Exercise 4 and ``dataset`` to :func:`load_dataset` of
-    ``--data`` / ``$JAXNINJA_NAMES`` / the default data set at the config's block size.
+    ``--data`` / ``$JAXNINJA_NAMES`` / the default data set at the config's block size. A
+    float64 config turns on ``jax_enable_x64`` for this call and restores it after
+    (:func:`jaxninja.checks.dtype_scope`).
     """
     config = TrainConfig() if config is None else config
-    dataset = load_dataset(None, config.block_size) if dataset is None else dataset
-    result = train_loop(config, dataset, **loop_options)
-    if not evaluate or result.interrupted:
-        return result
-    stats = calibrate(result.state.params, dataset.train.x)
-    return result._replace(bn_stats=stats, split_losses=split_losses(result.params, stats, dataset))
+    with dtype_scope(config.dtype):  # float64: x64 on for this call only
+        dataset = load_dataset(None, config.block_size) if dataset is None else dataset
+        result = train_loop(config, dataset, **loop_options)
+        if not evaluate or result.interrupted:
+            return result
+        stats = calibrate(result.state.params, dataset.train.x)
+        losses = split_losses(result.params, stats, dataset)
+    return result._replace(bn_stats=stats, split_losses=losses)

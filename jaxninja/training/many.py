@@ -15,6 +15,7 @@ run; the options are one run's (:class:`jaxninja.training.run.RunOptions`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -156,6 +157,7 @@ def prepare_many(
     config: TrainConfig | Mapping[str, Any] | None,
     out: str | os.PathLike | None,
     options: RunOptions,
+    scope: contextlib.ExitStack,
     *,
     seeds: int | None = None,
     sweeps: Sweeps = (),
@@ -184,7 +186,7 @@ def prepare_many(
         base = resolve_config(config, plan["base"], where)
         seeds, sweeps = plan["seeds"], stored
     configs = plan_runs(base, seeds, sweeps)
-    checks.resolve_dtype(base.dtype)
+    scope.enter_context(checks.dtype_scope(base.dtype))  # the caller holds it while they run
     jax_device = checks.resolve_device(options.device)
     data = options.data
     source = data if data is not None or plan is None else plan["base"].get("data")
@@ -249,7 +251,13 @@ def run_many(
     pairs) and ``group`` (runs vmapped together on a device: see
     :func:`jaxninja.training.stacked.make_layout`)."""
     options = RunOptions.given(options, keywords, "run_many")
-    job = prepare_many(config, out, options, seeds=seeds, sweeps=sweeps, group=group)
+    with contextlib.ExitStack() as scope:  # float64: x64 on until the runs are finished
+        job = prepare_many(config, out, options, scope, seeds=seeds, sweeps=sweeps, group=group)
+        return _train_many(job, options)
+
+
+def _train_many(job: Many, options: RunOptions) -> ManyResult:
+    """Train the prepared runs and finish them (:func:`run_many` after :func:`prepare_many`)."""
     write_plan(job)
     start = job.states[0].step if job.states else 0
     if options.on_start is not None:

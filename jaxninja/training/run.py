@@ -161,7 +161,8 @@ def prepare(
     out: str | os.PathLike | None,
     options: RunOptions,
     single: Single,
-    agree: str = "",
+    agree: str,
+    scope: contextlib.ExitStack,
 ) -> Run:
     """Everything that can be refused, refused before any training: the settings (fresh or
     from the checkpoint), the device(s), the data, the memory the run needs and the folder.
@@ -169,7 +170,9 @@ def prepare(
     Several processes agree at two points (:func:`jaxninja.devices.distributed.agreed`): on their
     arguments (``agree``, the caller's fingerprint of them), then on the prepared run (settings,
     data hash, step); any failure or difference ends every process with one line. On resume,
-    process 0 reads the checkpoint and broadcasts it; only process 0 touches ``out``.
+    process 0 reads the checkpoint and broadcasts it; only process 0 touches ``out``. The run's
+    dtype rule (:func:`jaxninja.checks.dtype_scope`) is entered on ``scope``, which the caller
+    holds open while the run lasts.
     """
 
     def check_arguments() -> None:
@@ -189,7 +192,7 @@ def prepare(
     try:
         return distributed.agreed(
             "preparing the run",
-            lambda: _prepare(config, out, options, single, path, readable),
+            lambda: _prepare(config, out, options, single, path, readable, scope),
             _run_fingerprint,
         )
     finally:
@@ -225,6 +228,7 @@ def _prepare(
     single: Single,
     path: Path | None,
     readable: Path | None,
+    scope: contextlib.ExitStack,
 ) -> Run:
     """:func:`prepare` in one process; ``readable`` is where this process reads the checkpoint
     ``path`` (process 0's file, or its broadcast copy)."""
@@ -234,7 +238,7 @@ def _prepare(
         raise ConfigError(
             f"--steps {run_config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
         )
-    checks.resolve_dtype(run_config.dtype)
+    scope.enter_context(checks.dtype_scope(run_config.dtype))
     jax_device = checks.resolve_device(options.device)
     several = distributed.is_multiprocess()
     if several:  # this process's own device: the others' are not addressable here
@@ -294,11 +298,17 @@ def run_training(
     """
     options = RunOptions.given(options, keywords, "run_training")
     single = Single(allow_other_data, devices)
-    several = distributed.is_multiprocess()
-    if several and not distributed.is_writer():  # process 0 speaks for the run
+    if distributed.is_multiprocess() and not distributed.is_writer():  # process 0 speaks
         quiet = False if options.progress is True else options.progress
         options = options._replace(log=None, progress=quiet)
-    run = prepare(config, out, options, single, _agreement(config, options, single))
+    with contextlib.ExitStack() as scope:  # float64: x64 on until the run is finished
+        run = prepare(config, out, options, single, _agreement(config, options, single), scope)
+        return _train(run, options)
+
+
+def _train(run: Run, options: RunOptions) -> RunResult:
+    """Train the prepared ``run`` and finish it (:func:`run_training` after :func:`prepare`)."""
+    several = distributed.is_multiprocess()
     config, dataset, folder, log = run.config, run.dataset, run.out, options.log
     start = run.state.step if run.state else 0
     if options.on_start is not None:

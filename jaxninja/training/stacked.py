@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
 from jaxninja.errors import ConfigError, RunNonFinite
@@ -40,7 +41,6 @@ from jaxninja.training.loop import (
     ChunkReport,
     TrainState,
     check_gradients,
-    float_dtype,
     run_chunks,
     start_state,
 )

@@ -22,11 +22,12 @@ import jax
 import numpy as np
 
 from jaxninja import background
+from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
 from jaxninja.lecture.model import BNStats, Params, param_shapes
 from jaxninja.training.evaluate import SAMPLE_BATCH, calibrate, sample_key, sample_names, split_loss
-from jaxninja.training.loop import ChunkReport, float_dtype
+from jaxninja.training.loop import ChunkReport
 
 
 class Warmup:
