@@ -321,7 +321,7 @@ def runs_loops(
     if vmapped.group != default.group:
         layouts.append((f"K={k} vmapped", vmapped))
     for label, layout in layouts:
-        params, keys, sched, (xd, yd) = stacked.place(configs, states, layout, (x, y))
+        params, keys, sched, (xd, yd) = stacked.place_runs(configs, states, layout, (x, y))
         state = {"p": params, "s": 0}
 
         def chunk_call(p, s, keys=keys, sched=sched, xd=xd, yd=yd, layout=layout):

@@ -16,9 +16,40 @@ matplotlib, so a command can set up its signal handling before the heavy imports
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time __getattr__ imports
+    from jaxninja.config import CheckConfig, ModelConfig, TrainConfig
+    from jaxninja.data import Dataset, Vocab, load_dataset
+    from jaxninja.devices.parallel import batch_sharding, make_mesh, replicated
+    from jaxninja.errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        JaxninjaError,
+        TrainingError,
+    )
+    from jaxninja.gradcheck.diagnose import cmp
+    from jaxninja.gradcheck.lecture_check import CheckResult, cross_check
+    from jaxninja.gradcheck.model_check import cross_check_model
+    from jaxninja.gradcheck.taps import intermediate_grads
+    from jaxninja.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from jaxninja.lecture.backward import manual_backward, reference_grads
+    from jaxninja.lecture.fused import loss_and_grads
+    from jaxninja.lecture.model import (
+        BNStats,
+        Intermediates,
+        Params,
+        forward_chunked,
+        init_params,
+        loss_fused,
+    )
+    from jaxninja.training.inference import evaluate, sample
+    from jaxninja.training.loop import TrainResult, train
+    from jaxninja.training.many import ManyResult, run_many
+    from jaxninja.training.run import RunOptions, RunResult, run_training
 
 _EXPORTS: dict[str, str] = {
     # data and the model
@@ -50,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "jaxninja.training.loop",
     "run_training": "jaxninja.training.run",
     "RunResult": "jaxninja.training.run",
+    "RunOptions": "jaxninja.training.run",
     "run_many": "jaxninja.training.many",
     "ManyResult": "jaxninja.training.many",
     # checkpoints and their use

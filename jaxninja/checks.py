@@ -200,6 +200,12 @@ def torch_available() -> bool:
         return False
 
 
+def default_references(has_torch_forward: bool = True) -> tuple[str, ...]:
+    """What a check compares against when not told: jax, plus torch where it is installed (and
+    the model has a torch forward). The one place this default is decided."""
+    return ("jax", "torch") if has_torch_forward and torch_available() else ("jax",)
+
+
 def check_against(name: str, flag: str = "--against") -> str:
     """A reference to compare against; torch must be importable for ``torch``."""
     if name not in AGAINST:

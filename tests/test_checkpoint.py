@@ -12,7 +12,8 @@ import pytest
 from jaxninja.data import Vocab
 from jaxninja.errors import CheckpointError, ConfigError
 from jaxninja.io import checkpoint as ck
-from jaxninja.io.checkpoint import Checkpoint, load_checkpoint, prepare_out_dir, save_checkpoint
+from jaxninja.io.atomic import prepare_out_dir
+from jaxninja.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from jaxninja.lecture.model import BNStats, Params
 
 VOCAB = Vocab("abcdefghijklmnopqrstuvwxyz")

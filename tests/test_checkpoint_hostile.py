@@ -506,7 +506,7 @@ def test_write_killed_midway_then_next_save_cleans_up(tmp_path: Path) -> None:
     that checkpoint removes it and leaves exactly the checkpoint."""
     code = (
         "import os, signal, sys\n"
-        "from jaxninja.io.checkpoint import write_atomic\n"
+        "from jaxninja.io.atomic import write_atomic\n"
         "def write(f):\n"
         "    f.write(b'PK\\x03\\x04 half a checkpoint'); f.flush()\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -602,7 +602,7 @@ def test_fuzz_many(tmp_path: Path) -> None:
 def test_read_npy_reads_a_plain_array(tmp_path: Path) -> None:
     losses = np.linspace(3.3, 2.0, 1000, dtype=np.float32)
     np.save(tmp_path / "losses.npy", losses)
-    assert ck.read_npy(tmp_path / "losses.npy", 4 * 1000 + 4096).tobytes() == losses.tobytes()
+    assert safe_npz.read_npy(tmp_path / "losses.npy", 4 * 1000 + 4096).tobytes() == losses.tobytes()
 
 
 def test_read_npy_refuses_what_load_losses_must_not_trust(tmp_path: Path) -> None:
@@ -611,24 +611,24 @@ def test_read_npy_refuses_what_load_losses_must_not_trust(tmp_path: Path) -> Non
     path = tmp_path / "losses.npy"
     path.write_bytes(npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (2**40,), }", b""))
     with pytest.raises(CheckpointError, match="corrupt .npy file"):  # 2**40 is not a literal
-        ck.read_npy(path, 10**6)
+        safe_npz.read_npy(path, 10**6)
     path.write_bytes(
         npy_raw("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }", b"")
     )
     with pytest.raises(CheckpointError, match=r"claims shape \(1099511627776,\)"):
-        ck.read_npy(path, 10**6)
+        safe_npz.read_npy(path, 10**6)
     np.save(path, np.zeros(1000, np.float32))
     with pytest.raises(CheckpointError, match="losses.npy: 4,128 bytes, more than the 4,000"):
-        ck.read_npy(path, 4000)
+        safe_npz.read_npy(path, 4000)
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(CheckpointError, match="pickled object array"):
-        ck.read_npy(path, 10**6)
+        safe_npz.read_npy(path, 10**6)
     path.unlink()
     with pytest.raises(CheckpointError, match="losses.npy: no such .npy"):
-        ck.read_npy(path, 10**6)
+        safe_npz.read_npy(path, 10**6)
     if hasattr(os, "mkfifo"):
         os.mkfifo(path)
-        err = finishes(ck.read_npy, path, 10**6)
+        err = finishes(safe_npz.read_npy, path, 10**6)
         assert isinstance(
             err, CheckpointError
         ) and "is a FIFO (named pipe), not a .npy file" in str(err)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from jaxninja.checks import check_against, torch_available
+from jaxninja.checks import check_against, default_references
 from jaxninja.config import FLAGS, CheckConfig
 
 from .flags import add_config_flags, add_distributed_flags, given, join_processes
@@ -56,7 +56,7 @@ def parse_against(text: str | None) -> tuple[str, ...]:
     """``jax,torch`` -> ("jax", "torch"), each name checked (torch must be installed when named);
     None -> both references, or jax alone when torch is not installed."""
     if text is None:
-        return ("jax", "torch") if torch_available() else ("jax",)
+        return default_references()
     names = tuple(dict.fromkeys(t.strip() for t in text.split(",")))
     return tuple(check_against(name) for name in names)
 
@@ -117,7 +117,7 @@ def run_model(args: argparse.Namespace) -> int:
     cfg = CheckConfig(**given(args, ("seed", "dtype", "jit")))  # validated like the lecture's
     against = None if args.against is None else parse_against(args.against)
     if args.plot:
-        from jaxninja.io.checkpoint import prepare_out_dir
+        from jaxninja.io.atomic import prepare_out_dir
 
         prepare_out_dir(args.plot, "--plot")
     from jaxninja.gradcheck.model_check import cross_check_model, format_model_table

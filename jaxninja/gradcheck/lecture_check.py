@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.checks import dtype_scope, torch_available
+from jaxninja.checks import default_references, dtype_scope
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
@@ -103,11 +103,6 @@ def fused_rows(params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarr
     ]
 
 
-def default_against() -> tuple[str, ...]:
-    """Both references, or jax alone when torch is not installed."""
-    return ("jax", "torch") if torch_available() else ("jax",)
-
-
 def lecture_bounds(jit: bool) -> Bounds:
     """The lecture's contract: bit-exact eagerly (its backward follows autodiff's operation
     order), 32 under jit; 64 vs torch, 128 for the zero-by-symmetry rows."""
@@ -138,7 +133,7 @@ def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) 
     :func:`load_dataset` of ``cfg.data`` (else ``$JAXNINJA_NAMES``, else the default data set).
     Float64 turns on ``jax_enable_x64`` for the call (:func:`jaxninja.checks.dtype_scope`).
     """
-    cfg = CheckConfig(against=default_against()) if cfg is None else cfg
+    cfg = CheckConfig(against=default_references()) if cfg is None else cfg
     cfg.validate()
     with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
         return _cross_check(cfg, dataset)
@@ -192,4 +187,4 @@ def format_table(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CheckResult", "cross_check", "default_against", "format_table"]
+__all__ = ["CheckResult", "cross_check", "format_table"]

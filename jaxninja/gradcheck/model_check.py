@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxninja import numerics
 from jaxninja.background import importing, in_background
-from jaxninja.checks import check_against, dtype_scope, torch_available
+from jaxninja.checks import check_against, default_references, dtype_scope
 from jaxninja.errors import JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
 from jaxninja.gradcheck.taps import (
@@ -145,7 +145,7 @@ def _manual(model: Model, grads: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def batch_counts(acts: Mapping[str, Any], batch: Any) -> tuple[dict[str, list[int]], list[int]]:
+def tap_batch_counts(acts: Mapping[str, Any], batch: Any) -> tuple[dict[str, list[int]], list[int]]:
     """Each row's batch count n for the diagnosis's factors: ``B*T`` for a ``(B, T, ...)`` row,
     ``B`` for ``(B, ...)``; rows without the batch axis (parameters) get every count seen."""
     leaves = [np.shape(x) for x in jax.tree.leaves(batch)]
@@ -160,7 +160,7 @@ def batch_counts(acts: Mapping[str, Any], batch: Any) -> tuple[dict[str, list[in
 
 
 def _counts(names: list[str], acts, batch) -> dict[str, list[int]]:
-    own, seen = batch_counts(acts, batch)
+    own, seen = tap_batch_counts(acts, batch)
     return {name: own.get(name, seen) for name in names}
 
 
@@ -224,12 +224,6 @@ def _both_backwards(model: Model, params: Any, batch: Any) -> tuple[Taps, dict[s
     return taps, manual
 
 
-def default_against(model: Model) -> tuple[str, ...]:
-    """jax, and torch when the model has a torch forward and torch is installed."""
-    torch = model.torch_forward is not None and torch_available()
-    return ("jax", "torch") if torch else ("jax",)
-
-
 def cross_check_model(
     model: Model | str | Path,
     *,
@@ -244,8 +238,8 @@ def cross_check_model(
     ``jax.random.key(seed)`` is split into init's and batch's keys; ``dtype`` float64 turns on
     x64 before ``init`` runs (restored after the call), and floating leaves of the parameters
     and the batch are cast to ``dtype``; ``jit`` compiles the taps' pass and the backward;
-    ``against``: "jax", "torch" (default :func:`default_against`). Rows come in the
-    backward's order.
+    ``against``: "jax", "torch" (default: :func:`jaxninja.checks.default_references`). Rows
+    come in the backward's order.
     """
     model = load_model(model) if isinstance(model, str | Path) else model
     with dtype_scope(dtype) as np_dtype:  # float64: x64 on before init, for this call only
@@ -261,7 +255,8 @@ def _cross_check_model(
     bounds: Bounds | None,
 ) -> ModelCheck:
     dtype = str(np_dtype)
-    against = default_against(model) if against is None else tuple(against)
+    has_torch = model.torch_forward is not None
+    against = default_references(has_torch) if against is None else tuple(against)
     for name in against:
         check_against(name)
     if "torch" in against and model.torch_forward is None:
@@ -371,7 +366,6 @@ __all__ = [
     "Bounds",
     "ModelCheck",
     "cross_check_model",
-    "default_against",
     "format_model_table",
     "torch_grads",
 ]

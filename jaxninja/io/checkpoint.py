@@ -35,11 +35,8 @@ import numpy as np
 from jaxninja.data import BOUNDARY, Dataset, Vocab, vocab_problem
 from jaxninja.errors import CheckpointError
 from jaxninja.io import safe_npz
-from jaxninja.io.atomic import prepare_out_dir as prepare_out_dir  # re-exported: run folders
-from jaxninja.io.atomic import remove_stale_temps as remove_stale_temps
-from jaxninja.io.atomic import write_atomic as write_atomic
+from jaxninja.io.atomic import write_atomic
 from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
-from jaxninja.io.safe_npz import read_npy as read_npy
 from jaxninja.lecture.model import BNStats, Params
 
 FORMAT_VERSION = 2  # 2 added data_hash; 1 is still read
@@ -167,7 +164,7 @@ def _read_arrays(path: Path, max_bytes: int = MAX_TOTAL_BYTES) -> dict[str, np.n
     """Every array of the checkpoint at ``path``, read within the checkpoint's bounds."""
     limit_of = lambda key: min(_member_limit(key), max_bytes)  # noqa: E731
     return safe_npz.read_archive(
-        path, safe_npz.Layout(KNOWN_KEYS, "format_version", limit_of, max_bytes)
+        path, safe_npz.ArchiveLayout(KNOWN_KEYS, "format_version", limit_of, max_bytes)
     )
 
 

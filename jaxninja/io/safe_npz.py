@@ -109,7 +109,7 @@ def _check_end_record(path: Path, f: IO[bytes]) -> None:
     f.seek(0)
 
 
-class Layout(NamedTuple):
+class ArchiveLayout(NamedTuple):
     """What an archive may hold: its array names, the one that marks it as ours (``required``),
     each array's size limit in bytes (header included) and the limit of all together."""
 
@@ -120,7 +120,7 @@ class Layout(NamedTuple):
 
 
 def _check_directory(
-    path: Path, infos: list[zipfile.ZipInfo], cd_start: int, layout: Layout
+    path: Path, infos: list[zipfile.ZipInfo], cd_start: int, layout: ArchiveLayout
 ) -> list[str]:
     """Every member is a known ``.npy``, stored or deflated, within its size limits (all
     together within the layout's ``max_bytes``), not overlapping another; all from the zip
@@ -289,7 +289,7 @@ def read_npy(path: str | os.PathLike, max_bytes: int) -> np.ndarray:
             raise CheckpointError(f"{path}: corrupt .npy file ({reason})") from None
 
 
-def read_archive(path: Path, layout: Layout) -> dict[str, np.ndarray]:
+def read_archive(path: Path, layout: ArchiveLayout) -> dict[str, np.ndarray]:
     """Every array of the archive at ``path`` (a checkpoint), bounded in memory and time.
 
     Sizes come from the zip directory and are checked (see the module docstring) before any

@@ -319,7 +319,7 @@ def _finish(job: Many, result: RunsResult, num_samples: int, log: Log | None) ->
     step = result.states[0].step
     write_summary(job.out, summary, step)
     finishing_step("plotting the losses", job.out, step, plot_many, job, result)
-    for line in summary_lines(summary):
+    for line in table_lines(summary):
         say(log, line)
     say(
         log, f"wrote {job.out / SUMMARY_NAME}, {job.out / PLOT_NAME} and {len(per_run)} run folders"
@@ -384,7 +384,7 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
     }
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
+def table_lines(summary: dict[str, Any]) -> list[str]:
     """The table as text: one line per run, then mean ± std and min .. max over runs."""
     shown = summary["varying"] or ["seed"]
     head = "  ".join(f"{f:>10}" for f in shown)

@@ -182,7 +182,7 @@ def _stack(trees: Sequence, padded: int):
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def place(
+def place_runs(
     configs: Sequence[TrainConfig],
     states: Sequence[TrainState],
     layout: Layout,
@@ -227,7 +227,7 @@ def train_runs(
         raise ConfigError("every run must start from the same step")
     layout = layout or make_layout(k)
     mesh = layout.mesh
-    params, keys, schedule, (x, y) = place(configs, states, layout, dataset.train[:2])
+    params, keys, schedule, (x, y) = place_runs(configs, states, layout, dataset.train[:2])
     step = states[0].step
     losses = np.full((k, config.steps), np.nan, dtype)  # train_loop's history is in the dtype too
     for i, s in enumerate(states):
