@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import jax
 import pytest
 
 from jaxninja.data import default_words, load_dataset
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def names_path() -> Path | None:
@@ -60,24 +57,3 @@ def x64():
 def x64_off():
     """x64 off for one test (as in a fresh process), whatever earlier tests switched on."""
     yield from _x64_flag(False)
-
-
-HANG_LIMIT_S = 10  # a read or open that would hang is cut off here; a refusal takes milliseconds
-
-
-def finishes(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` in a thread (its result, or the exception it raised); fails the
-    test if it has not returned within HANG_LIMIT_S (a FIFO with no writer must not hang)."""
-    result: list[object] = []
-
-    def target() -> None:
-        try:
-            result.append(fn(*args, **kwargs))
-        except BaseException as err:  # handed back to the test
-            result.append(err)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(HANG_LIMIT_S)
-    assert not thread.is_alive(), f"{fn.__name__} hung for {HANG_LIMIT_S} s"
-    return result[0]

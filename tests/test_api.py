@@ -19,8 +19,8 @@ from jaxninja.data import DEFAULT_SOURCE
 from jaxninja.errors import ConfigError
 from jaxninja.io import checkpoint as ck
 from jaxninja.training.rundir import TIMING_FIELDS
+from tests.helpers import ROOT, SMALL, SMALL_FLAGS
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTED = {  # README's "From Python" lists exactly these
     "load_dataset", "Dataset", "Vocab", "Params", "Intermediates", "BNStats", "init_params",
     "forward_chunked", "loss_fused", "manual_backward", "reference_grads", "loss_and_grads",
@@ -33,8 +33,6 @@ DOCUMENTED = {  # README's "From Python" lists exactly these
     "intermediate_grads", "cross_check_model", "cmp",
 }  # fmt: skip
 # test_train.py's small model: the jit caches are shared with it
-SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
-SMALL_FLAGS = ["--n-embd", "4", "--n-hidden", "16", "--lr-decay-step", "500", "--seed", "1"]
 
 
 def test_all_is_exactly_the_documented_names() -> None:

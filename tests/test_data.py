@@ -16,6 +16,7 @@ from jaxninja.data import (
     split_words,
 )
 from jaxninja.errors import DataError
+from tests.helpers import ROOT
 
 
 def test_names_txt_gives_the_notebooks_split_shapes(names_dataset):
@@ -77,7 +78,7 @@ def test_default_data_set_loads_offline(tmp_path):
     env = {
         "PATH": "/usr/bin:/bin",
         "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent.parent),
+        "PYTHONPATH": str(ROOT),
     }
     out = subprocess.run(
         [sys.executable, "-c", code],

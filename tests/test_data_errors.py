@@ -13,6 +13,7 @@ import pytest
 from jaxninja import data
 from jaxninja.data import MIN_WORDS, load_dataset, read_words
 from jaxninja.errors import ConfigError, DataError
+from tests import helpers
 
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"]
 
@@ -24,12 +25,8 @@ def write(tmp_path: Path, content: str | bytes, name: str = "words.txt") -> Path
 
 
 def refused(path: Path | str, match: str, loader=read_words) -> str:
-    """``loader(path)`` raises a one-line DataError that names the file and matches ``match``."""
-    with pytest.raises(DataError, match=match) as info:
-        loader(path)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message
-    return message
+    """``loader(path)`` raises a one-line DataError naming the file and matching ``match``."""
+    return helpers.refused(DataError, loader, path, match)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -25,21 +25,16 @@ from jaxninja.data import (
     words_hash,
 )
 from jaxninja.errors import DataError
-from tests.conftest import finishes
+from tests import helpers
+from tests.helpers import ROOT, finishes
 
-ROOT = Path(__file__).resolve().parent.parent
 WORDS = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia"]
 
 
 def refused(path: Path | str, match: str, **kwargs) -> str:
-    """read_words raises a one-line DataError naming ``path`` (``-``: standard input) and
+    """read_words raises a one-line DataError starting with ``path`` (``-``: standard input) and
     matching ``match``."""
-    with pytest.raises(DataError, match=match) as info:
-        read_words(path, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(STDIN_NAME if path == "-" else str(path))
-    return message
+    return helpers.refused(DataError, read_words, path, match, at_start=True, **kwargs)
 
 
 # ------------------------------------------------------------------------------ special files

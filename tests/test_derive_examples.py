@@ -28,8 +28,8 @@ from derivations import userkernel
 from derivations.usercheck import check
 from derivations.userlayer import Layer, load_layer
 from derivations.userrun import run_layer
-from tests.cli import run_command
 from tests.exact_at import exact_claim, exact_truth
+from tests.helpers import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

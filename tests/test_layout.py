@@ -151,3 +151,12 @@ def test_the_type_checking_block_names_the_lazy_exports():
     )
     seen = {a.name: node.module for node in block.body for a in node.names}
     assert len(lazy) >= 40 and seen == lazy
+
+
+def test_the_wheel_ships_the_packages_only():
+    """notebooks/ and benchmarks/ are the repository's, not the installed package's."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    assert sorted(shipped) == ["derivations", "jaxninja", "torch_ref"]

@@ -27,8 +27,8 @@ from derivations.userkernel import load_kernel
 from derivations.userlayer import Layer, LayerError, load_layer
 from derivations.userrun import run_layer
 from jaxninja import numerics
-from tests.cli import run_command
 from tests.exact_at import exact_claim, exact_truth
+from tests.helpers import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -10,21 +10,9 @@ from jaxninja.data import build_dataset, build_vocab
 from jaxninja.gradcheck.compare import compare, compare_rows
 from jaxninja.lecture.backward import ROWS, manual_backward, reference_grads
 from jaxninja.lecture.model import forward_chunked, init_params
+from tests.helpers import COMBOS, NOTEBOOK, ODD, batch
 
 SEEDS = range(20)
-NOTEBOOK = dict(n_embd=10, n_hidden=64, block_size=3, batch=32)
-ODD = dict(n_embd=6, n_hidden=37, block_size=5, batch=7)
-
-
-def batch(seed, shape, dtype, vocab_size=27, n_train=1000):
-    """Parameters and a random batch of contexts/targets for ``shape``."""
-    kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
-    params = init_params(
-        kp, vocab_size, shape["n_embd"], shape["n_hidden"], shape["block_size"], dtype
-    )
-    xb = jax.random.randint(kx, (shape["batch"], shape["block_size"]), 0, vocab_size)
-    yb = jax.random.randint(ky, (shape["batch"],), 0, vocab_size)
-    return params, xb, yb
 
 
 def grads(seed, shape, dtype):
@@ -41,16 +29,6 @@ def assert_bit_exact(manual, reference):
     )
     broken = [(r.name, r.maxdiff) for r in rows if not r.exact]
     assert len(rows) == 26 and not broken, broken
-
-
-# Eager jax compiles every primitive once per (shape, dtype): that, not the seeds, is the cost.
-# The default run covers both shapes and both dtypes in two combinations; -m slow runs all four.
-COMBOS = [
-    pytest.param(NOTEBOOK, "float32", id="notebook-float32"),
-    pytest.param(ODD, "float64", id="odd-float64"),
-    pytest.param(NOTEBOOK, "float64", id="notebook-float64", marks=pytest.mark.slow),
-    pytest.param(ODD, "float32", id="odd-float32", marks=pytest.mark.slow),
-]
 
 
 @pytest.mark.parametrize(("shape", "dtype"), COMBOS)

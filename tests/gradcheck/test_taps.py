@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +16,8 @@ from jaxninja.gradcheck.taps import param_names, tapped_grads
 from jaxninja.lecture.backward import lecture_forward
 from jaxninja.lecture.model import init_params
 from jaxninja.models.protocol import load_model
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"
 
 

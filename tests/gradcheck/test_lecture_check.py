@@ -7,6 +7,7 @@ import pytest
 from jaxninja._cli import main
 from jaxninja.config import CheckConfig
 from jaxninja.gradcheck.lecture_check import cross_check, format_table
+from tests.helpers import ROOT
 
 
 def test_json_has_every_row_and_passes(names_txt, capsys):
@@ -84,9 +85,8 @@ def test_devices_flag_in_a_4_device_subprocess(names_txt, tmp_path):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     env = dict(
         os.environ,
         JAX_PLATFORMS="cpu",

@@ -3,7 +3,7 @@
 JAX fixes its device count when it starts, so the 4-device work runs in ONE subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (this file's ``__main__``); it prints one
 JSON line and the tests below assert on it. The same subprocess runs the deliberately wrong
-per-shard BatchNorm (``tests/per_shard_bn.py``) through the same comparisons, so
+per-shard BatchNorm (``tests/helpers.py``) through the same comparisons, so
 the tests show that they catch it.
 """
 
@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,9 +22,8 @@ from jaxninja import numerics
 from jaxninja.devices import parallel
 from jaxninja.errors import ConfigError
 from jaxninja.lecture.model import Params
-from tests import per_shard_bn
+from tests.helpers import ROOT, loss_and_grads_per_shard_bn, train_chunk_per_shard_bn
 
-ROOT = Path(__file__).resolve().parent.parent
 N_DEVICES = 4
 VOCAB, BLOCK, N_HIDDEN, N_TRAIN, BATCH = 27, 3, 64, 2000, 32
 TRAIN_STEPS = 500
@@ -52,7 +50,7 @@ def _worker(parts: list[str]) -> dict:
     for dtype in {"float32", "float64"}.intersection(parts):
         params = Params(*(np.asarray(a, dtype) for a in params64))  # numpy: no compile
         _, single = parallel.loss_and_grads_one_device(params, xb, yb)
-        _, wrong = per_shard_bn.loss_and_grads_per_shard_bn(mesh, params, xb, yb)
+        _, wrong = loss_and_grads_per_shard_bn(mesh, params, xb, yb)
         rows = parallel.sharded_rows(mesh, params, xb, yb)
         rows += parallel.gradient_rows(wrong, single, "per-shard BN", numerics.SHARDED)
         hlo = parallel.sharded_hlo(mesh, params, xb, yb)  # jit's cached program, no recompile
@@ -70,7 +68,7 @@ def _worker(parts: list[str]) -> dict:
         _, one = step.train_chunk(*args)
         _, four = parallel.train_chunk_sharded(mesh, *args)
         p, k, x4, y4 = parallel.replicate(mesh, (params64, key, x, y))
-        _, wrong = per_shard_bn.train_chunk_per_shard_bn(
+        _, wrong = train_chunk_per_shard_bn(
             p, k, np.int32(0), x4, y4, mesh, TRAIN_STEPS, BATCH, schedule
         )
         hlo = step.train_chunk.lower(  # the program train_chunk_sharded ran, from jit's cache
@@ -126,7 +124,7 @@ def run_worker(*parts: str) -> dict:
         "JAX_PLATFORMS": "cpu",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.test_parallel", *parts],
+        [sys.executable, "-m", "tests.devices.test_parallel", *parts],
         cwd=ROOT,
         env=env,
         capture_output=True,

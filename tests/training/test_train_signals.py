@@ -16,6 +16,7 @@ import pytest
 
 from jaxninja.data import default_words
 from jaxninja.io.checkpoint import load_checkpoint
+from tests.helpers import ROOT
 
 
 def start_train(tmp_path: Path, steps: int, *flags: str, stdout=subprocess.PIPE):
@@ -25,7 +26,7 @@ def start_train(tmp_path: Path, steps: int, *flags: str, stdout=subprocess.PIPE)
     out = tmp_path / "run"
     argv = ["train", "--data", str(words), "--steps", str(steps), "--n-embd", "4"]
     argv += ["--n-hidden", "16", "--out", str(out), *flags]
-    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jaxninja", *argv],
         stdout=stdout,

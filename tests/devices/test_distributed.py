@@ -24,8 +24,8 @@ import pytest
 from jaxninja import numerics
 from jaxninja.devices import distributed
 from jaxninja.errors import ConfigError
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 240  # one child run of 500-4,000 steps takes 15-60 s on 2 loaded cores
 STEPS = ["--n-hidden", "64", "--dtype", "float64", "--samples", "2"]
 RTOL = 1e-9  # the bound: float64, the same maths, only the order of the sums differs
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def child_env(devices: int = 1, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # `import jax` in pytest set it; a shell has none
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
     if devices > 1:
@@ -58,7 +58,7 @@ def jaxninja(*args: str, env: dict | None = None, timeout: float = TIMEOUT_S):
         text=True,
         env=env or child_env(),
         timeout=timeout,
-        cwd=REPO,
+        cwd=ROOT,
     )
 
 
@@ -69,7 +69,7 @@ def start(args: list[str], env: dict | None = None) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env or child_env(),
-        cwd=REPO,
+        cwd=ROOT,
     )
 
 
@@ -242,12 +242,12 @@ def test_gradients_and_shards_over_processes(devices):
     env = child_env(devices)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.test_distributed", str(i), "2", str(port)],
+            [sys.executable, "-m", "tests.devices.test_distributed", str(i), "2", str(port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=REPO,
+            cwd=ROOT,
         )
         for i in range(2)
     ]
@@ -293,7 +293,7 @@ def test_interrupt_and_resume_through_the_launcher(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
-        cwd=REPO,
+        cwd=ROOT,
     )
     for line in p.stdout:
         if "training on" in line:
@@ -408,7 +408,7 @@ def test_launcher_names_the_killed_process(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=child_env(),
-        cwd=REPO,
+        cwd=ROOT,
     )
     wait_for(lambda: (out / "checkpoint.npz").exists(), what="the first checkpoint")
     kids = _children(p.pid)

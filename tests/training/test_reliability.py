@@ -12,18 +12,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja.config import TrainConfig
 from jaxninja.errors import ConfigError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.training import memory, run, rundir
+from tests.helpers import ROOT, SMALL
 
-SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
 QUIET = {"progress": False, "log": None}
 
 
@@ -136,7 +134,7 @@ def test_through_the_cli_a_failing_finish_is_one_line_and_the_run_is_safe(words_
     (out / "loss.png").mkdir(parents=True)
     argv = ["train", "--data", str(words_file), "--steps", "1000", "--n-embd", "4"]
     argv += ["--n-hidden", "16", "--samples", "2", "--out", str(out)]
-    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "jaxninja", *argv],
         capture_output=True,

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,21 +19,9 @@ import torch_ref  # noqa: E402
 from jaxninja.gradcheck.compare import compare_rows  # noqa: E402
 from jaxninja.lecture.backward import ROWS, manual_backward  # noqa: E402
 from jaxninja.lecture.model import forward_chunked  # noqa: E402
-from tests.test_backward import COMBOS, NOTEBOOK, batch  # noqa: E402
+from tests.helpers import COMBOS, NOTEBOOK, ROOT, batch, exact_rows, torch_grads  # noqa: E402
 
 ABOVE_HPREACT = ROWS[: ROWS.index("hpreact")]  # the 11 rows the tanh line cannot touch
-
-
-def torch_grads(params, xb, yb, tanh="fixed"):
-    tp = torch_ref.to_torch({k: np.asarray(v) for k, v in params._asdict().items()})
-    fwd = torch_ref.forward(tp, np.asarray(xb), np.asarray(yb))
-    autograd = {k: v.numpy() for k, v in torch_ref.autograd_grads(tp, fwd).items()}
-    manual = {k: v.numpy() for k, v in torch_ref.manual_backward(tp, fwd, tanh).items()}
-    return autograd, manual
-
-
-def exact_rows(manual, autograd):
-    return [name for name in ROWS if np.array_equal(manual[name], autograd[name])]
 
 
 @pytest.mark.parametrize(("shape", "dtype"), COMBOS)
@@ -67,18 +54,16 @@ def test_notebook_tanh_line_exact_without_fma():
     read at import)."""
     code = (
         "import json, jax, jax.numpy as jnp, numpy as np, torch\n"
-        "from tests.test_torch_ref import torch_grads, exact_rows\n"
-        "from tests.test_backward import batch, NOTEBOOK\n"
+        "from tests.helpers import torch_grads, exact_rows, batch, NOTEBOOK\n"
         "params, xb, yb = batch(0, NOTEBOOK, jnp.float32)\n"
         "a, m = torch_grads(params, xb, yb, tanh='notebook')\n"
         "_, fixed = torch_grads(params, xb, yb, tanh='fixed')\n"
         "print(json.dumps([torch.backends.cpu.get_cpu_capability(), exact_rows(m, a),\n"
         "                  exact_rows(fixed, a)]))\n"
     )
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     ).stdout
     capability, exact, exact_fixed = json.loads(out.strip().splitlines()[-1])
     assert capability == "DEFAULT" and exact == list(ROWS) and exact_fixed == list(ROWS)

@@ -18,8 +18,8 @@ from jaxninja import background
 from jaxninja._cli import main
 from jaxninja.errors import ModelError
 from jaxninja.models.protocol import load_model
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"
 
 TINY = """

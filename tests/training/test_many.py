@@ -29,9 +29,10 @@ from jaxninja.lecture.model import Params
 from jaxninja.training import memory, plan, stacked
 from jaxninja.training.loop import train_loop
 from jaxninja.training.many import run_many
+from tests import helpers
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=300, lr_decay_step=150, seed=1)
+SMALL = helpers.SMALL.replace(steps=300, lr_decay_step=150)
 FLAGS = ["--n-embd", "4", "--n-hidden", "16", "--lr-decay-step", "150", "--seed", "1"]
 FLAGS += ["--samples", "2"]
 # K = 1; 5, the first K at which a vmap of the runs stopped being bit-identical; 16, the largest

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from jaxninja.io import checkpoint as ck
+from tests.helpers import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 WORDS = [  # 40 short words over 'abcde': fast to load, train and evaluate
     "abc", "bead", "cab", "dace", "ebb", "ace", "bad", "dab", "eddc", "cede", "abed", "bee",
     "dead", "deed", "aec", "bbca", "cadd", "dcba", "eabd", "abba", "cade", "deb",
@@ -254,7 +254,7 @@ CASES = [
 
 
 def child_env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     env.pop("JAXNINJA_NAMES", None)
     return env
 
@@ -420,7 +420,7 @@ def test_a_fast_exit_keeps_the_output_and_the_status(tmp_path: Path) -> None:
     """``check``/``derive``/``sample``/``evaluate`` end with os._exit once main returns (no
     interpreter teardown): everything printed still arrives through a pipe, and a failing
     command's status is kept (derive of a refuted layer: 1)."""
-    result = entry_point(tmp_path, "derive", "--layer", str(REPO / "examples" / "linear_wrong.py"))
+    result = entry_point(tmp_path, "derive", "--layer", str(ROOT / "examples" / "linear_wrong.py"))
     assert result.returncode == 1, result.stderr
     assert "REFUTED" in result.stdout and result.stdout.rstrip().splitlines()[-1].startswith(
         "total, imports included:"

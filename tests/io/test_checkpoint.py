@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,59 +15,10 @@ from jaxninja.errors import CheckpointError, ConfigError
 from jaxninja.io import checkpoint as ck
 from jaxninja.io.atomic import prepare_out_dir
 from jaxninja.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from jaxninja.lecture.model import BNStats, Params
+from tests import helpers
+from tests.helpers import SIZES, VOCAB, assert_same, make_checkpoint, resealed, write_raw
 
-VOCAB = Vocab("abcdefghijklmnopqrstuvwxyz")
-SIZES = {"n_embd": 4, "n_hidden": 8, "block_size": 3}
-
-
-def make_checkpoint(dtype: str = "float32", with_bn: bool = True, seed: int = 0) -> Checkpoint:
-    """Random (not trained) parameters of the right shapes; numpy only, so float64 needs no x64."""
-    rng = np.random.default_rng(seed)
-    shapes = ck.expected_shapes(VOCAB.size, **SIZES)
-    arrays = {key: rng.standard_normal(shape).astype(dtype) for key, shape in shapes.items()}
-    params = Params(*(arrays[key] for key in ck.PARAM_KEYS))
-    bn_stats = BNStats(*(arrays[key] for key in ck.BN_KEYS)) if with_bn else None
-    config = SIZES | {
-        "dtype": dtype,
-        "seed": seed,
-        "schedule": {"lr": 0.1, "decay_step": 100, "decay": 0.1},
-    }
-    key = np.array([0, 42], dtype=np.uint32)  # what jax.random.key_data(jax.random.key(42)) is
-    return Checkpoint(params, bn_stats, VOCAB, config, 1234, key)
-
-
-def assert_same(a: Checkpoint, b: Checkpoint) -> None:
-    """Bit-exact equality: same dtype, same shape, same bytes (so NaN payloads would count too)."""
-    for x, y in zip(a.params, b.params, strict=True):
-        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
-    assert (a.bn_stats is None) == (b.bn_stats is None)
-    if a.bn_stats is not None:
-        for x, y in zip(a.bn_stats, b.bn_stats, strict=True):
-            assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
-    assert a.vocab == b.vocab and a.config == b.config and a.step == b.step
-    assert a.rng_key.dtype == np.uint32 and np.array_equal(a.rng_key, b.rng_key)
-
-
-def write_raw(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an archive exactly as given (possibly invalid), bypassing save_checkpoint's checks."""
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def resealed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``arrays`` with a fresh, valid checksum, to test the checks that come after it."""
-    payload = {k: v for k, v in arrays.items() if k != ck.CHECKSUM_KEY}
-    return payload | {ck.CHECKSUM_KEY: ck._checksum(payload)}
-
-
-def refused(path: Path, match: str, **kwargs) -> str:
-    """Loading ``path`` raises a one-line CheckpointError naming the file and matching ``match``."""
-    with pytest.raises(CheckpointError, match=match) as info:
-        load_checkpoint(path, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message
-    return message
+refused = partial(helpers.refused, CheckpointError, load_checkpoint)
 
 
 # ------------------------------------------------------------------------------ round trips

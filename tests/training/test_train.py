@@ -33,11 +33,10 @@ from jaxninja.training.evaluate import (
 )
 from jaxninja.training.loop import check_gradients, next_boundary, start_state, train
 from jaxninja.training.plots import block_means
+from tests.helpers import SMALL, SMALL_FLAGS
 
 # One small model for every test: each new chunk length or schedule costs a compile, so the tests
 # share these settings (1,000-step runs = one chunk) and the jit caches that go with them.
-SMALL = TrainConfig(n_embd=4, n_hidden=16, steps=1000, lr_decay_step=500, seed=1)
-SMALL_FLAGS = ["--n-embd", "4", "--n-hidden", "16", "--lr-decay-step", "500", "--seed", "1"]
 NON_FINITE = SMALL.replace(steps=2000, lr_decay_step=1000, lr_decay=1e31)  # lr 1e30 at 1,000
 EPS32 = float(jnp.finfo(jnp.float32).eps)
 

@@ -14,6 +14,7 @@ import time
 import tracemalloc
 import warnings
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,9 @@ from jaxninja.errors import CheckpointError
 from jaxninja.io import checkpoint as ck
 from jaxninja.io import safe_npz
 from jaxninja.io.checkpoint import check_same_data, load_checkpoint, save_checkpoint
-from tests.conftest import finishes
-from tests.test_checkpoint import assert_same, make_checkpoint, refused, resealed, write_raw
+from tests import helpers
+from tests.helpers import ROOT, assert_same, finishes, make_checkpoint, resealed, write_raw
 
-ROOT = Path(__file__).resolve().parent.parent
 HASH = words_hash(["emma", "ava"])
 # Refusing a forged file allocates almost nothing; 4 MiB is room for zipfile's and numpy's own
 # buffers, and far below the gigabytes the forged sizes ask for.
@@ -83,6 +83,9 @@ def patched(data: bytes, at: int, fmt: str, value: int) -> bytes:
     out = bytearray(data)
     struct.pack_into(fmt, out, at, value)
     return bytes(out)
+
+
+refused = partial(helpers.refused, CheckpointError, load_checkpoint)
 
 
 def refused_lean(path: Path, match: str) -> str:
