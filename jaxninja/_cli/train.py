@@ -13,7 +13,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jaxninja.checks import check_int
 from jaxninja.config import TrainConfig
@@ -24,6 +24,9 @@ from jaxninja.training import plan
 from .flags import add_config_flags, add_distributed_flags, given, join_processes
 from .hostdevices import ensure_host_devices
 from .signals import Interrupts
+
+if TYPE_CHECKING:
+    from jaxninja.training.run import RunOptions
 
 CONFIG_FIELDS = ("steps", "batch_size", "n_embd", "n_hidden", "block_size", "lr")
 CONFIG_FIELDS += ("lr_decay_step", "lr_decay", "seed", "dtype")
@@ -143,15 +146,16 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     from jaxninja.training.run import run_training
 
     try:
+        options = _run_options(args, interrupts)._replace(
+            on_start=interrupts.stop_phase,
+            on_saved=_on_saved(interrupts, "the trained checkpoint is"),
+        )
         result = run_training(
             settings,
             args.out,
-            **_run_keywords(args, interrupts),
+            options,
             allow_other_data=args.allow_other_data,
-            max_data_bytes=args.max_data_bytes,
             devices=args.devices,
-            on_start=interrupts.stop_phase,
-            on_saved=_on_saved(interrupts, "the trained checkpoint is"),
         )
     finally:
         interrupts.exit_phase()
@@ -178,19 +182,23 @@ def _say_stopped(name: str, step: int, saved: str, out: Path) -> None:
     )
 
 
-def _run_keywords(args: argparse.Namespace, interrupts: Interrupts) -> dict[str, Any]:
-    """The keywords ``run_training`` and ``run_many`` both take, from the flags."""
-    return {
-        "data": args.data,
-        "resume": args.resume,
-        "overwrite": args.overwrite,
-        "samples": args.samples,
-        "check_every": args.check_every,
-        "checkpoint_every": args.checkpoint_every,
-        "device": args.device,
-        "should_stop": interrupts.should_stop,
-        "log": lambda line: print(line, flush=True),
-    }
+def _run_options(args: argparse.Namespace, interrupts: Interrupts) -> RunOptions:
+    """The :class:`jaxninja.training.run.RunOptions` one run and many runs share, from the
+    flags (imported here: jax starts with it)."""
+    from jaxninja.training.run import RunOptions
+
+    return RunOptions(
+        data=args.data,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        max_data_bytes=args.max_data_bytes,
+        samples=args.samples,
+        check_every=args.check_every,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        should_stop=interrupts.should_stop,
+        log=lambda line: print(line, flush=True),
+    )
 
 
 def _on_saved(interrupts: Interrupts, what: str):
@@ -229,14 +237,11 @@ def _run_many(
 
     interrupts.stop_phase()
     try:
+        options = _run_options(args, interrupts)._replace(
+            on_saved=_on_saved(interrupts, "every run's trained checkpoint is")
+        )
         result = run_many(
-            settings,
-            args.out,
-            **_run_keywords(args, interrupts),
-            seeds=args.seeds,
-            sweeps=sweeps,
-            group=args.group,
-            on_saved=_on_saved(interrupts, "every run's trained checkpoint is"),
+            settings, args.out, options, seeds=args.seeds, sweeps=sweeps, group=args.group
         )
     finally:
         interrupts.exit_phase()
