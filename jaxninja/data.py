@@ -19,16 +19,16 @@ import codecs
 import hashlib
 import os
 import random
-import stat
 import sys
 import unicodedata
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from jaxninja.errors import DataError, NotRegularFile
+from jaxninja.io.files import open_regular
 
 BOUNDARY = "."
 NAMES_ENV = "JAXNINJA_NAMES"
@@ -200,44 +200,6 @@ def words_hash(words: list[str]) -> str:
     list, whatever its line endings, surrounding white space or BOM. Checkpoints record it so
     ``--resume`` can tell when the data changed."""
     return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
-
-
-FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def file_kind(mode: int) -> str | None:
-    """What a ``st_mode`` is when it is not a regular file, else None."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((kind for test, kind in FILE_KINDS if test(mode)), "not a regular file")
-
-
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open ``path`` for reading only if it is a regular file; never blocks.
-
-    ``stat`` first, so a socket or a FIFO is never opened; then ``O_NONBLOCK`` and ``fstat``
-    of what was opened, so a FIFO swapped in between the two cannot hang the open either.
-    Raises :class:`NotRegularFile` or the ``OSError`` / ``ValueError`` of the path.
-    """
-    kind = file_kind(os.stat(path).st_mode)
-    if kind:
-        raise NotRegularFile(kind)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    try:
-        kind = file_kind(os.fstat(fd).st_mode)
-        if kind:
-            raise NotRegularFile(kind)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _too_big(name: str, max_bytes: int, size: int | None = None) -> DataError:

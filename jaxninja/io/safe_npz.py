@@ -32,8 +32,8 @@ from typing import IO, NamedTuple
 
 import numpy as np
 
-from jaxninja.data import open_regular
 from jaxninja.errors import CheckpointError, NotRegularFile
+from jaxninja.io.files import open_regular
 
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_NPY_HEADER = 1024  # numpy writes 128-byte headers for these arrays (64-byte aligned)
