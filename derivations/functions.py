@@ -173,3 +173,8 @@ FUNCTIONS = {
     "relu": relu,
 }
 BINARY_FUNCTIONS = {"maximum": maximum}
+# a claim's functions: name -> (sympy builder, number of arguments)
+CLAIM_FUNCTIONS = {
+    **{name: (build, 1) for name, build in FUNCTIONS.items()},
+    **{name: (build, 2) for name, build in BINARY_FUNCTIONS.items()},
+}

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
+from derivations.claims import ShapeMismatch
 from derivations.collapse import collapse
 from derivations.exact import differs, exact_derivative, written_out
 from derivations.functions import KINKS, kink_arguments
@@ -147,6 +148,7 @@ class Verdict(NamedTuple):
     seconds: float
     undefined: tuple[str, ...] = ()  # where the claim or the forward is undefined, in words
     searched: str = ""  # what the counterexample search covered, in words
+    mismatch: ShapeMismatch | None = None  # a claim of the wrong shape as numpy reads it
 
 
 def merged_sums(expr: sp.Expr) -> sp.Expr:
@@ -201,6 +203,12 @@ def check(layer: Layer, key: str) -> Verdict:
     claim = proof = diff = example = None
     searched = ""
     parts = {"the forward": objective(layer)}
+    if key in layer.mismatches:  # refuted by its shape: never proved, never printed
+        seconds = time.perf_counter() - start
+        proof = Proof(False, False)
+        return Verdict(
+            key, derived, None, proof, None, None, seconds, mismatch=layer.mismatches[key]
+        )
     if key in layer.claim_text:
         claim = layer.claims[key]
         claim_raw = written(claim, layer)

@@ -295,7 +295,7 @@ class Layer:
 
     def _set_claims(self, claims: dict[str, str]) -> None:
         """Parse each claim now, so a mistake in one is reported before any derivation."""
-        from derivations.claims import claim_expr
+        from derivations.claims import read_claim
 
         for key, text in claims.items():
             if key in self.fixed:
@@ -306,7 +306,15 @@ class Layer:
             if not isinstance(text, str):
                 raise LayerError(f"claim for {key}: {text!r} is not a string")
         self.claim_text = dict(claims)
-        self.claims = {key: claim_expr(self, key) for key in self.claim_text}
+        # a claim numpy would not run as an array of its input's shape at every size is kept
+        # apart, with why: it is refuted without a derivation of its own
+        self.claims, self.mismatches = {}, {}
+        for key in self.claim_text:
+            expr, mismatch = read_claim(self, key)
+            if mismatch is None:
+                self.claims[key] = expr
+            else:
+                self.mismatches[key] = mismatch
 
     def shape_of(self, key: str) -> tuple[sp.Symbol, ...]:
         """The sizes of an input, label array or intermediate."""

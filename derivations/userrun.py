@@ -102,6 +102,9 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
                 f"  PROVED for {where}: simplify(derived - claim) == 0 and an exact "
                 "random-rational point agrees"
             )
+        elif verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
+            lines.append(f"  REFUTED: {verdict.mismatch.reason}")
+            lines.append(f"  counterexample: {verdict.mismatch.example}")
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
             difference = userkernel.named(verdict.difference, pairs)
