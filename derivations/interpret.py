@@ -130,10 +130,12 @@ class _Line:
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
             letters = tuple(item.id for item in items)
             array = self.env[node.value.id]
-            if len(set(letters)) != len(letters):  # a diagonal: einsum on repeated letters
-                unique = "".join(dict.fromkeys(letters))
-                array = self.backend.einsum(f"{''.join(letters)}->{unique}", array)
-                letters = tuple(unique)
+            if len(set(letters)) != len(letters):  # a diagonal: einsum on repeated indices
+                unique = tuple(dict.fromkeys(letters))
+                char = {name: "abcdefghijklmnopqrstuvwxyz"[k] for k, name in enumerate(unique)}
+                spec = "".join(char[x] for x in letters) + "->" + "".join(char[x] for x in unique)
+                array = self.backend.einsum(spec, array)
+                letters = unique
             return _Value(array, letters)
         if isinstance(node, ast.Call):
             return self.call(node.func.id, node)

@@ -3,15 +3,20 @@ optionally your hand-derived gradient of each input, to be proved or refuted.
 
 A layer names its axes, ``axes = ("B", "T", "C")``, any number of them. Every array is indexed
 by axes in any order, an axis repeated included: ``x`` (B, T, C), a weight ``W`` (C, H), a
-square ``Wr`` (C, C), attention scores (T, T), a gain ``g`` (C,). The forward is a list of lines
-``name[i, j] = expression`` in index notation (letters ``i j k l m``); the left side names the
-indices a line keeps, and every other index on the right must be reduced with ``sum(expr, j)``
-or ``mean(expr, j)`` (or several at once, ``mean(expr, i, j)``): that is how a statement says
-which axes are reduced. ``m[i] = max(x[i, j], j)``, a line of its own, is the max trick's shift:
-the engine holds ``m`` as an independent input and proves the output does not depend on it (so
-the gradient through it, zero, is left out exactly, as in the lecture's cross-entropy). The last
-line is the output; a scalar output (``loss = ...``) is a loss, any other output receives the
-upstream gradient ``upstream`` (``dout``).
+square ``Wr`` (C, C), attention scores (T, T), a gain ``g`` (C,). Any Python identifier that is
+not a keyword or a name the language needs (:data:`RESERVED`) names an input, an intermediate or
+the output (``q``, ``k``, ``v``, ``m``, ``s``); names are compared as Python reads them (NFKC:
+``ｘ`` is ``x``). The forward is a list of lines ``name[i, j] = expression`` in index notation;
+a line's index names are whatever identifiers it uses inside brackets (declared by use, any
+number); the left side names the indices a line keeps, and every other index on the right must
+be reduced with ``sum(expr, j)`` or ``mean(expr, j)`` (or several at once, ``mean(expr, i,
+j)``): that is how a statement says which axes are reduced. A name used in one line both as an
+array and as an index, or a size or constant used as an index (``x[i, K]``), is an error.
+``m[i] = max(x[i, j], j)``, a line of its own, is the max trick's shift: the engine holds ``m``
+as an independent input and proves the output does not depend on it (so the gradient through
+it, zero, is left out exactly, as in the lecture's cross-entropy). The last line is the output;
+a scalar output (``loss = ...``) is a loss, any other output receives the upstream gradient,
+called ``dout`` unless ``upstream=`` names it.
 
 Inputs listed in ``fixed`` (a 0/1 mask ``M``) are not differentiated; ``labels`` are integer
 arrays used as ``one_hot(y[i], j)``; ``constants`` are numbers (``"1/100000"``): each is
@@ -19,7 +24,8 @@ assumed to have the sign of its value, nothing more. Functions: ``exp log sqrt t
 sigmoid abs relu maximum`` and ``pi``; kinks follow jax (:mod:`derivations.functions`).
 
 A claim is an *array* expression in the layer's names, as you would write the backward in numpy
-(:mod:`derivations.claims`): ``rinv * (g * dout - xhat * mean(g * dout * xhat, axis=1))``,
+(:mod:`derivations.claims`), read as numpy reads it:
+``rinv[:, None] * (g * dout - xhat * mean(g * dout * xhat, axis=1, keepdims=True))``,
 ``dout @ W.T``, ``einsum('btc,ch->bth', x, W)``.
 
     layer = Layer(
@@ -48,6 +54,7 @@ import copy
 import keyword
 import math
 import runpy
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -57,7 +64,6 @@ import sympy as sp
 from derivations.functions import BINARY_FUNCTIONS, FUNCTIONS, AxisMax
 from jaxninja.errors import ConfigError
 
-LETTERS = "ijklm"  # index letters of the forward
 # the free indices of a gradient, one per position of its array (p on axis 0, q on axis 1, ...)
 FREE = tuple(sp.Symbol(x, integer=True, nonnegative=True) for x in "pqrsuvw")
 # names a statement may not take: the kernel's modules and helpers, the language's own words
@@ -78,7 +84,6 @@ RESERVED = {
     "load_layer",
     *FUNCTIONS,
     *BINARY_FUNCTIONS,
-    *LETTERS,
 }
 
 
@@ -105,21 +110,31 @@ def _index(letter: str) -> sp.Symbol:
     return sp.Symbol(letter, integer=True, nonnegative=True)
 
 
+def fold(key: str) -> str:
+    """A name as Python reads it: NFKC-folded (full-width ``ｘ`` is ``x``), as the parser folds
+    every identifier of a forward line, a claim and the kernel."""
+    return unicodedata.normalize("NFKC", key)
+
+
 def _check_name(
     key: str, what: str, taken: dict[str, str], reserved: frozenset | set = RESERVED
-) -> None:
+) -> str:
     """A statement's name must be a Python identifier the kernel can use as a variable, and
-    none of ``reserved`` (a layer's name, only ever a prefix: ``tanh_forward``, reserves none)."""
+    none of ``reserved`` (a layer's name, only ever a prefix: ``tanh_forward``, reserves none);
+    two names are one when they fold together. Returns the name as Python reads it."""
     if not isinstance(key, str) or not key.isidentifier():
         raise LayerError(f"{what} name {key!r} is not a Python identifier")
-    if keyword.iskeyword(key) or key in reserved or key.startswith("_"):
+    name = fold(key)
+    if keyword.iskeyword(name) or name in reserved or name.startswith("_"):
         raise LayerError(
             f"{what} name {key!r} is reserved (a Python keyword, or a name the kernel or "
             "the statement language uses)"
         )
-    if key in taken:
-        raise LayerError(f"{what} name {key!r} is already the name of {taken[key]}")
-    taken[key] = f"{what} {key}"
+    if name in taken:
+        same = "" if name == key else f" (Python reads {key!r} as {name!r})"
+        raise LayerError(f"{what} name {key!r} is already the name of {taken[name]}{same}")
+    taken[name] = f"{what} {key}"
+    return name
 
 
 def constant_value(key: str, value) -> sp.Rational:
@@ -165,38 +180,38 @@ class Layer:
         fixed: tuple[str, ...] | list[str] = (),
     ) -> None:
         taken: dict[str, str] = {}
-        _check_name(name, "layer", {}, reserved=frozenset())
+        name = _check_name(name, "layer", {}, reserved=frozenset())
         self.name, self.title = name, title or name
         if isinstance(axes, str) or not axes:
             raise LayerError(f"axes {axes!r}: give a tuple of axis names, e.g. ('n', 'D')")
         self.sizes = {}
         for size in axes:
-            _check_name(size, "axis", taken)
+            size = _check_name(size, "axis", taken)
             self.sizes[size] = sp.Symbol(size, integer=True, positive=True)
         self.axes = tuple(self.sizes.values())
         self.constants, self.constant_values = {}, {}
         for key, value in (constants or {}).items():
-            _check_name(key, "constant", taken)
+            key = _check_name(key, "constant", taken)
             exact = constant_value(key, value)
             self.constants[key] = _constant_symbol(key, exact)
             self.constant_values[self.constants[key]] = exact
         self.inputs: dict[str, tuple[sp.Symbol, ...]] = {}
         for key, shape in inputs.items():
-            _check_name(key, "input", taken)
+            key = _check_name(key, "input", taken)
             self.inputs[key] = self._shape(key, shape)
         if not self.inputs:
             raise LayerError(f"layer {name}: no inputs")
-        self.fixed = tuple(fixed)
+        self.fixed = tuple(fold(key) if isinstance(key, str) else key for key in fixed)
         for key in self.fixed:
             if key not in self.inputs:
                 raise LayerError(f"fixed {key!r}: not an input ({', '.join(self.inputs)})")
         self.labels = {}
         for key, spec in (labels or {}).items():
-            _check_name(key, "labels", taken)
+            key = _check_name(key, "labels", taken)
             self.labels[key] = self._label(key, spec)
         self.arrays = {key: sp.IndexedBase(key) for key in [*self.inputs, *self.labels]}
         self.shapes = {**self.inputs, **{key: shape for key, (shape, _) in self.labels.items()}}
-        _check_name(upstream, "upstream", taken)
+        upstream = _check_name(upstream, "upstream", taken)
         self.upstream = sp.IndexedBase(upstream)
         self.lines: list[Line] = []
         for text in forward:
@@ -217,6 +232,7 @@ class Layer:
 
     # ---- the statement's parts
     def _size(self, size: str, owner: str) -> sp.Symbol:
+        size = fold(size) if isinstance(size, str) else size
         if size not in self.sizes:
             axes = ", ".join(self.sizes)
             raise LayerError(f"{owner}: axis {size!r} does not exist (axes: {axes})")
@@ -240,31 +256,86 @@ class Layer:
         left, sep, right = text.partition("=")
         if not sep:
             raise LayerError(f"{where}: write 'name[i, j] = expression'")
-        target, letters = _parse_target(left, where)
+        target, names = _parse_target(left, where)
         try:
-            _check_name(target, "intermediate", taken)
+            target = _check_name(target, "intermediate", taken)
         except LayerError as err:
             raise LayerError(f"{where}: {err}") from err
-        rhs = IndexEvaluator(self, where).run(right)
+        try:
+            tree = ast.parse(right.strip(), mode="eval").body
+        except SyntaxError as err:
+            raise LayerError(f"{where}: not an expression: {err.msg}") from err
+        indices = self._line_indices(tree, target, names, where)
+        letters = tuple(indices[x] for x in names)
+        rhs = IndexEvaluator(self, where, indices).run(right)
         if rhs.has(AxisMax) and not isinstance(rhs, AxisMax):
             raise LayerError(
                 f"{where}: max(...) is a shift and must be a line of its own: "
                 "m[i] = max(x[i, j], j)"
             )
-        free = _free_indices(rhs)
+        free = _free_indices(rhs, indices)
         extra = sorted(map(str, free - set(letters)))
         if extra:
             raise LayerError(
                 f"{where}: index {extra[0]} is not reduced: keep it on the left "
                 f"or reduce it with sum(..., {extra[0]})"
             )
-        sizes = _index_sizes(rhs, self, where)
+        sizes = _index_sizes(rhs, self, where, indices)
         missing = [x for x in letters if x not in sizes]
         if missing:
             raise LayerError(f"{where}: index {missing[0]} of {target} does not occur on the right")
         shape = tuple(sizes[x] for x in letters)
         base = sp.IndexedBase(target) if letters else sp.Symbol(target)
         return Line(base, letters, rhs, shape, text.strip())
+
+    def _line_indices(
+        self, tree: ast.AST, target: str, left: tuple[str, ...], where: str
+    ) -> dict[str, sp.Symbol]:
+        """The line's index names, declared by use: the left side's, every name inside
+        brackets, and the names a ``sum``/``mean``/``max`` reduces or a ``one_hot`` places. A
+        name used in the line both as an array (or value) and as an index, or a size or
+        constant used as an index (``x[i, K]``), is an error naming both uses."""
+        uses: dict[str, str] = {x: f"{target}[{', '.join(left)}]" for x in left}
+        values: dict[str, str] = {target: f"{target} (the line's target)"}
+        placed: set[int] = set()  # the Name nodes in an index position, or called
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+                items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+                for item in (x for x in items if isinstance(x, ast.Name)):
+                    uses.setdefault(item.id, ast.unparse(node))
+                    placed.add(id(item))
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                placed.add(id(node.func))
+                if node.func.id in ("sum", "mean", "max", "one_hot"):
+                    for arg in (x for x in node.args[1:] if isinstance(x, ast.Name)):
+                        uses.setdefault(arg.id, ast.unparse(node))
+                        placed.add(id(arg))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+                values.setdefault(node.value.id, ast.unparse(node))
+                placed.add(id(node.value))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and id(node) not in placed:
+                values.setdefault(node.id, node.id)
+        for name, use in uses.items():
+            if name in values:
+                what = "an array" if name in self.arrays or name in self.names else "a value"
+                raise LayerError(
+                    f"{where}: {name!r} is used both as {what} ({values[name]}) and as an "
+                    f"index ({use})"
+                )
+            what = (
+                "a size (an axis)"
+                if name in self.sizes
+                else "a constant"
+                if name in self.constants
+                else "a name of the statement language"
+                if name in RESERVED or keyword.iskeyword(name)
+                else None
+            )
+            if what is not None:
+                raise LayerError(f"{where}: {name!r} in {use} is {what}, not an index")
+        return {name: _index(name) for name in uses}
 
     # ---- lookups
     @property
@@ -297,6 +368,16 @@ class Layer:
         """Parse each claim now, so a mistake in one is reported before any derivation."""
         from derivations.claims import read_claim
 
+        if not isinstance(claims, dict):
+            raise LayerError(f"claims {claims!r}: give a dict, input name -> claim")
+        folded = {}
+        for key, text in claims.items():
+            if not isinstance(key, str):
+                raise LayerError(f"claim for {key!r}: not a differentiable input")
+            if fold(key) in folded:
+                raise LayerError(f"claim for {key!r}: {fold(key)!r} is claimed twice")
+            folded[fold(key)] = text
+        claims = folded
         for key, text in claims.items():
             if key in self.fixed:
                 raise LayerError(f"claim for {key!r}: {key} is fixed (not differentiated)")
@@ -336,7 +417,8 @@ class Layer:
         return dict(zip(self.free(shape), shape, strict=True))
 
 
-def _parse_target(left: str, where: str) -> tuple[str, tuple[sp.Symbol, ...]]:
+def _parse_target(left: str, where: str) -> tuple[str, tuple[str, ...]]:
+    """The left side ``name[i, j]``: the target's name and its index names (distinct)."""
     try:
         node = ast.parse(left.strip(), mode="eval").body
     except SyntaxError as err:
@@ -345,22 +427,25 @@ def _parse_target(left: str, where: str) -> tuple[str, tuple[sp.Symbol, ...]]:
         return node.id, ()
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        if all(isinstance(x, ast.Name) and x.id in LETTERS for x in items):
-            letters = tuple(_index(x.id) for x in items)
-            if len(set(letters)) == len(letters):
-                return node.value.id, letters
-    raise LayerError(f"{where}: the left side is not 'name[i, j]' with letters from {LETTERS}")
+        if all(isinstance(x, ast.Name) for x in items):
+            names = tuple(x.id for x in items)
+            if len(set(names)) == len(names):
+                return node.value.id, names
+            raise LayerError(f"{where}: an index repeats on the left side")
+    raise LayerError(f"{where}: the left side is not 'name[i, j]' with one name per index")
 
 
-def _free_indices(expr: sp.Expr) -> set[sp.Symbol]:
-    letters = {_index(x) for x in LETTERS}
-    return {x for x in expr.free_symbols if x in letters}
+def _free_indices(expr: sp.Expr, indices: dict[str, sp.Symbol]) -> set[sp.Symbol]:
+    """The line's index symbols still free in ``expr``."""
+    return expr.free_symbols & set(indices.values())
 
 
-def _index_sizes(expr: sp.Expr, layer: Layer, where: str) -> dict[sp.Symbol, sp.Symbol]:
-    """Each index letter's size, from the arrays it indexes; a letter on two sizes is an error."""
+def _index_sizes(
+    expr: sp.Expr, layer: Layer, where: str, indices: dict[str, sp.Symbol]
+) -> dict[sp.Symbol, sp.Symbol]:
+    """Each index's size, from the arrays it indexes; an index on two sizes is an error."""
     sizes: dict[sp.Symbol, tuple[sp.Symbol, str]] = {}
-    letters = {_index(x) for x in LETTERS}
+    letters = set(indices.values())
 
     def note(index, size, used):
         if not (isinstance(index, sp.Symbol) and index in letters):
@@ -492,7 +577,12 @@ _BINARY: dict[type, Callable] = {
 
 
 class IndexEvaluator(_Evaluator):
-    """A forward line's right side: ``x[i, j]``, ``sum(expr, j)``, ``one_hot(y[i], j)``."""
+    """A forward line's right side: ``x[i, j]``, ``sum(expr, j)``, ``one_hot(y[i], j)``, with
+    the line's index names (:meth:`Layer._line_indices`)."""
+
+    def __init__(self, layer: Layer, where: str, indices: dict[str, sp.Symbol]) -> None:
+        super().__init__(layer, where)
+        self.indices = indices
 
     def name(self, key: str):
         value = self.scalar(key)
@@ -502,9 +592,13 @@ class IndexEvaluator(_Evaluator):
             return self.layer.names[key].target
         if key in self.layer.arrays or key in self.layer.names:
             self.fail(f"{key} is an array: index it, e.g. {key}[i, j]")
-        if key in LETTERS:
-            return _index(key)
         self.fail(f"unknown symbol {key!r}")
+
+    def index(self, node: ast.AST, what: str) -> sp.Symbol:
+        """An index name of this line (``j`` in ``sum(e, j)``); anything else is an error."""
+        if not (isinstance(node, ast.Name) and node.id in self.indices):
+            self.fail(f"{what}: {ast.unparse(node)!r} is not an index name")
+        return self.indices[node.id]
 
     def subscript(self, node: ast.Subscript):
         if not isinstance(node.value, ast.Name):
@@ -520,11 +614,7 @@ class IndexEvaluator(_Evaluator):
         shape = self.layer.shape_of(key)
         if len(items) != len(shape):
             self.fail(f"shape mismatch: {key} has shape {dims(shape)}, indexed with {len(items)}")
-        indices = []
-        for item in items:
-            if not (isinstance(item, ast.Name) and item.id in LETTERS):
-                self.fail(f"{key}[...]: index {ast.unparse(item)!r} is not a letter of {LETTERS}")
-            indices.append(_index(item.id))
+        indices = [self.index(item, f"{key}[...]") for item in items]
         return base[tuple(indices)]
 
     def call(self, func: str, node: ast.Call):
@@ -533,38 +623,33 @@ class IndexEvaluator(_Evaluator):
         if func == "max":
             return self.shift(node)
         if func == "one_hot":
-            if len(node.args) != 2:
-                self.fail("one_hot(y[i], j) takes a label element and an index letter")
-            label, index = (self.eval(arg) for arg in node.args)
+            if len(node.args) != 2 or node.keywords:
+                self.fail("one_hot(y[i], j) takes a label element and an index name")
+            label = self.eval(node.args[0])
             if not (isinstance(label, sp.Indexed) and str(label.base) in self.layer.labels):
                 self.fail(f"one_hot: {label} is not an element of a labels array")
-            if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
-                self.fail(f"one_hot: {index} is not an index letter of {LETTERS}")
-            return sp.KroneckerDelta(index, label)
+            return sp.KroneckerDelta(self.index(node.args[1], "one_hot"), label)
         return super().call(func, node)
 
     def shift(self, node: ast.Call) -> AxisMax:
-        """``max(expr, j)``: the maximum over one index letter (a shift, see the module)."""
+        """``max(expr, j)``: the maximum over one index (a shift, see the module)."""
         if len(node.args) != 2 or node.keywords:
-            self.fail("max(expr, j) takes an expression and the one index letter it reduces")
-        body, index = sp.sympify(self.eval(node.args[0])), self.eval(node.args[1])
-        if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
-            self.fail(f"max: {ast.unparse(node.args[1])} is not an index letter of {LETTERS}")
-        size = _index_sizes(body, self.layer, self.where).get(index)
+            self.fail("max(expr, j) takes an expression and the one index it reduces")
+        body = sp.sympify(self.eval(node.args[0]))
+        index = self.index(node.args[1], "max")
+        size = _index_sizes(body, self.layer, self.where, self.indices).get(index)
         if size is None or index not in body.free_symbols:
             self.fail(f"max: index {index} does not occur in {body}")
         return AxisMax(body, index, size)
 
     def reduce(self, func: str, node: ast.Call):
         if len(node.args) < 2 or node.keywords:
-            self.fail(f"{func}(expr, j, ...) takes an expression and the index letters it reduces")
+            self.fail(f"{func}(expr, j, ...) takes an expression and the indices it reduces")
         body = sp.sympify(self.eval(node.args[0]))
         total, count = body, sp.Integer(1)
         for arg in node.args[1:]:
-            index = self.eval(arg)
-            if not (isinstance(index, sp.Symbol) and str(index) in LETTERS):
-                self.fail(f"{func}: {ast.unparse(arg)} is not an index letter of {LETTERS}")
-            size = _index_sizes(body, self.layer, self.where).get(index)
+            index = self.index(arg, func)
+            size = _index_sizes(body, self.layer, self.where, self.indices).get(index)
             if size is None or index not in body.free_symbols:
                 self.fail(f"{func}: index {index} does not occur in {body}")
             total = sp.Sum(total, (index, 0, size - 1))

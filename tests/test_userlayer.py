@@ -343,7 +343,9 @@ def test_an_index_a_delta_pins_is_read_at_its_value(tmp_path):
     claim that is wrong where q = y[p] is still REFUTED with a counterexample. Without a claim,
     the derived gradient's logits[p, y[p]] is printed (and shown) as logits[p, q] beside the
     delta (it had no array form), and that kernel matches too."""
-    report = run_layer(_picked_ce("(counts / counts_sum[:, None] - one_hot(y)) / n"), tmp_path / "k.py", "t")
+    report = run_layer(
+        _picked_ce("(counts / counts_sum[:, None] - one_hot(y)) / n"), tmp_path / "k.py", "t"
+    )
     assert report.ok and report.verdicts[0].proof.ok, report.text
     wrong = _picked_ce(
         "(counts / counts_sum[:, None] - one_hot(y) * counts / counts_sum[:, None]) / n"
