@@ -25,6 +25,10 @@ _FUNCTIONS = {
     "abs": "jnp.abs",
     "relu": "jax.nn.relu",
     "maximum": "jnp.maximum",
+    "minimum": "jnp.minimum",
+    "sign": "jnp.sign",
+    "clip": "jnp.clip",
+    "where": "jnp.where",
 }
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 

@@ -293,6 +293,12 @@ class ClaimEvaluator(_Evaluator):
             return self.einsum(node)
         from derivations.functions import CLAIM_FUNCTIONS
 
+        if func in ("where", "clip"):
+            if len(node.args) != 3 or node.keywords:
+                self.fail(f"{func}() takes three arguments")
+            operands = [(arg, self.value(arg)) for arg in node.args]
+            exprs, axes = self.broadcast(operands, node)
+            return Arr(self.three(func, node, exprs), axes)
         if func in CLAIM_FUNCTIONS:
             build, count = CLAIM_FUNCTIONS[func]
             if len(node.args) != count or node.keywords:

@@ -84,6 +84,8 @@ RESERVED = {
     "load_layer",
     *FUNCTIONS,
     *BINARY_FUNCTIONS,
+    "where",
+    "clip",
 }
 
 
@@ -513,7 +515,18 @@ class _Evaluator:
             return self.subscript(node)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return self.call(node.func.id, node)
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
         self.fail(f"unsupported syntax {ast.unparse(node)!r}")
+
+    def compare(self, node: ast.Compare):
+        """``a > b`` (``>=``, ``<``, ``<=``): a 0/1 step, never differentiated."""
+        from derivations.functions import comparison
+
+        if len(node.ops) != 1 or type(node.ops[0]) not in COMPARISONS:
+            self.fail(f"{ast.unparse(node)!r}: one comparison of >, >=, <, <=")
+        left, right = self.eval(node.left), self.eval(node.comparators[0])
+        return comparison(COMPARISONS[type(node.ops[0])], left, right)
 
     def binary(self, node: ast.BinOp):
         left, right = self.eval(node.left), self.eval(node.right)
@@ -539,7 +552,22 @@ class _Evaluator:
             if len(node.args) != 2 or node.keywords:
                 self.fail(f"{func}() takes two arguments")
             return BINARY_FUNCTIONS[func](*(self.eval(arg) for arg in node.args))
+        if func in ("where", "clip"):
+            return self.three(func, node, [self.eval(arg) for arg in node.args])
         self.fail(f"unknown function {func!r}")
+
+    def three(self, func: str, node: ast.Call, args: list):
+        """``where(cond, a, b)`` (cond a comparison) and ``clip(x, lo, hi)``, from their
+        arguments' values (sympy expressions here, a claim's index expressions there)."""
+        from derivations.functions import make_clip, where
+
+        if len(node.args) != 3 or node.keywords:
+            self.fail(f"{func}() takes three arguments")
+        if func == "where":
+            if not isinstance(node.args[0], ast.Compare):
+                self.fail(f"where: the condition {ast.unparse(node.args[0])!r} is not a comparison")
+            return where(*args)
+        return make_clip(*args, self.layer.constant_values)
 
 
 MAX_POWER = 64  # exact verification raises rationals to this power at most (x**(2**100): never)
@@ -567,6 +595,7 @@ def check_power(base, exponent, text: str, fail: Callable) -> None:
             fail(f"{text!r} does not fit a float64")
 
 
+COMPARISONS = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}
 _BINARY: dict[type, Callable] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
