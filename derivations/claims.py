@@ -537,6 +537,15 @@ def _result_mismatch(layer: Layer, key: str, got: tuple, text: str) -> ShapeMism
         reason += f"as code it is not an array of {key}'s shape"
         if extra:
             reason += f" (reduce axis {extra[0]} with sum(..., axis=k))"
+        at = [list(shape).index(s) for s in got if s in shape]
+        if (
+            not extra
+            and len(got) == len(at) < len(shape)
+            and at == sorted(at)
+            and len(set(shape)) == len(shape)
+        ):
+            slots = [":" if size in got else "None" for size in shape[at[0] :]]
+            reason += f"; as numpy would write it: ({text.strip()})[{', '.join(slots)}]"
     sizes = distinct_sizes(layer, (got, shape))
     example = (
         f"at {_sizes_text(sizes)}, the claim is {_at(got, sizes)} and {key} is {_at(shape, sizes)}"

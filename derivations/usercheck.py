@@ -83,7 +83,12 @@ def raw(expr: sp.Expr, layer: Layer) -> sp.Expr:
         new = expr.replace(
             lambda x: (
                 (isinstance(x, sp.Indexed) and str(x.base) in lines)
-                or (isinstance(x, sp.Symbol) and str(x) in lines and not lines[str(x)].indices)
+                or (  # a scalar line's own symbol: an index or dummy of that name is not it
+                    isinstance(x, sp.Symbol)
+                    and str(x) in lines
+                    and not lines[str(x)].indices
+                    and x == lines[str(x)].target
+                )
             ),
             lambda x: _instance(lines[str(x.base if isinstance(x, sp.Indexed) else x)], x),
         )

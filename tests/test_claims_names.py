@@ -108,6 +108,20 @@ def test_an_index_may_share_a_name_with_an_array_of_another_line():
     assert check(layer, "k").proof.ok
 
 
+def test_an_index_named_like_a_scalar_line_of_another_line_is_only_an_index():
+    """``s`` is a scalar line and, in the next line, a summation index: the engine never
+    mistakes the index for the line (a wrong claim is refuted, the right one proved)."""
+    layer = Layer(
+        "t",
+        ("n",),
+        {"x": ("n",), "w": ("n",)},
+        ("s = sum(x[i], i)", "u = sum(x[s] * w[s], s)", "out = u * s"),
+        claims={"w": "x * s", "x": "w * s + u"},
+    )
+    assert check(layer, "w").proof.ok and check(layer, "x").proof.ok
+    assert check(layer.with_claims({"w": "x * u"}), "w").counterexample is not None
+
+
 def test_the_upstream_is_named_and_an_unknown_d_name_says_so():
     with pytest.raises(LayerError) as err:
         Layer("t", ("n",), {"x": ("n",)}, ("y[i] = 2 * x[i]",), claims={"x": "2 * dy"})

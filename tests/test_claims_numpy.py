@@ -52,6 +52,10 @@ def numpy_shape(layer: Layer, text: str, sizes: dict) -> tuple[int, ...]:
         abs=np.abs,
         relu=np.abs,
         maximum=np.maximum,
+        minimum=np.minimum,
+        sign=np.sign,
+        clip=np.clip,
+        where=np.where,
         pi=np.pi,
         one_hot=lambda y: np.ones((*y.shape, at[str(labels[_label_name(space, y)][1])])),
     )
@@ -236,6 +240,23 @@ def test_a_transpose_undone_is_no_transpose():
         "id", ("n", "D"), {"x": ("n", "D")}, ("out[i, j] = x[i, j]",), claims={"x": "dout.T.T"}
     )
     assert check(layer, "x").proof.ok
+
+
+def test_a_row_result_for_a_matrix_input_says_how_numpy_writes_it():
+    layer = Layer(
+        "row",
+        ("n", "D"),
+        {"x": ("n", "D")},
+        ("s[i] = sum(x[i, j], j)", "out[i] = s[i] * s[i]"),
+        claims={"x": "2 * s * dout"},
+    )
+    mismatch = _refuted_by_shape(layer, "x")
+    assert mismatch.reason == (
+        "the claim is (n,), x is (n, D): as code it is not an array of x's shape; as numpy "
+        "would write it: (2 * s * dout)[:, None]"
+    )
+    right = layer.with_claims({"x": "(2 * s * dout)[:, None] + 0 * x"})
+    assert check(right, "x").proof.ok
 
 
 def test_permuted_axes_at_rank_3_are_refuted():
