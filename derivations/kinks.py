@@ -101,19 +101,22 @@ def exact_form(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
-def arguments(expr: sp.Expr) -> list[sp.Expr]:
-    """The arguments of the steps of an exact form: the expressions whose zero is a kink."""
-    return [node.args[0] for node in expr.atoms(Pos)]
-
-
 def away_from_kinks(expr: sp.Expr) -> sp.Expr:
-    """``[-z > 0]`` as ``1 - [z > 0]`` (true where z != 0), z's sign chosen canonically."""
+    """``[-z > 0]`` as ``1 - [z > 0]`` (true where z != 0), z's sign chosen canonically; only
+    for a z with no step inside (analytic: 0 on a set of no volume, unless 0 for every input,
+    which :func:`degenerate` rules out). A z with a step inside can be 0 on a whole region
+    (``relu(x)`` for x < 0): it is split into cases first (:func:`zero`)."""
     flips = {}
     for node in expr.atoms(Pos):
         z = node.args[0]
-        if z.could_extract_minus_sign():
+        if z.could_extract_minus_sign() and not z.atoms(Pos):
             flips[node] = 1 - _pos(-z)
     return expr.xreplace(flips)
+
+
+def _plain_arguments(expr: sp.Expr) -> set[sp.Expr]:
+    """The step arguments with no step inside: those :func:`away_from_kinks` relies on."""
+    return {node.args[0] for node in expr.atoms(Pos) if not node.args[0].atoms(Pos)}
 
 
 def _affine(w: sp.Expr, u: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
@@ -199,20 +202,27 @@ def _nested(expr: sp.Expr) -> Pos | None:
 
 def _renormal(expr: sp.Expr) -> sp.Expr:
     """Steps' arguments normalised again after a case substituted values into them."""
-    return away_from_kinks(expr.xreplace({node: _pos(node.args[0]) for node in expr.atoms(Pos)}))
+    for _ in range(20):  # inner steps first: a normalised inner step can change an outer one
+        new = expr.xreplace({node: _pos(node.args[0]) for node in expr.atoms(Pos)})
+        if new == expr:
+            break
+        expr = new
+    return away_from_kinks(expr)
 
 
-def zero(difference: sp.Expr, constants: dict) -> bool:
-    """``difference`` (a derivative minus a claim, kinked) is 0 away from its kinks, at the
-    stated constants: exactly, case by case (see the module docstring)."""
-    expr = away_from_kinks(exact_form(difference.xreplace(constants)))
-    cases = [(expr, [])]
+def zero(difference: sp.Expr, constants: dict) -> tuple[bool, set[sp.Expr]]:
+    """Whether ``difference`` (a derivative minus a claim, kinked) is 0 away from its kinks,
+    at the stated constants: exactly, case by case (see the module docstring); and every step
+    argument the proof took to be non-zero (for :func:`degenerate` to check)."""
+    expr = exact_form(difference.xreplace(constants))
+    relied = _plain_arguments(expr)
+    cases = [(away_from_kinks(expr), [])]
     count = 0
     while cases:
         expr, facts = cases.pop()
         count += 1
         if count > MAX_CASES:
-            return False
+            return False, relied
         decided = expr
         while True:  # a decided step can make another decidable
             again = _decide(_renormal(decided), facts)
@@ -222,15 +232,16 @@ def zero(difference: sp.Expr, constants: dict) -> bool:
         if again is None:
             continue  # no point satisfies these facts
         decided = _renormal(decided)
+        relied |= _plain_arguments(decided)
         step = _nested(decided)
         if step is None:
             if not _opaque_zero(decided):
-                return False
+                return False, relied
             continue
         z = step.args[0]
         for value, sign_ in ((sp.S.One, 1), (sp.S.Zero, -1)):
             cases.append((_renormal(decided.xreplace({step: value})), [*facts, (z, sign_)]))
-    return True
+    return True, relied
 
 
 def degenerate(args: list[sp.Expr], value_at, grid: list[dict], seed: str) -> bool:

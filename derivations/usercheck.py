@@ -237,9 +237,9 @@ def kinked_identity(layer: Layer, derived: sp.Expr, claim: sp.Expr) -> bool:
     if not (derived.atoms(*KINKS) or claim.atoms(*KINKS)):
         return False
     difference = derived - claim
-    if not kinks.zero(difference, layer.constant_values):
+    proved, arguments = kinks.zero(difference, layer.constant_values)
+    if not proved:
         return False
-    arguments = kinks.arguments(kinks.exact_form(difference.xreplace(layer.constant_values)))
     free = [x for x in FREE if x in difference.free_symbols]
     grid = [sizes for sizes in size_grid(layer) if max(sizes.values()) <= 2]
 
@@ -248,7 +248,9 @@ def kinked_identity(layer: Layer, derived: sp.Expr, claim: sp.Expr) -> bool:
         out = written_out(z.xreplace(concrete))
         return out.xreplace({a: kinks._draw(rng) for a in out.atoms(sp.Indexed)})
 
-    return not kinks.degenerate(arguments, value_at, grid, layer.name)
+    return not kinks.degenerate(
+        sorted(arguments, key=sp.default_sort_key), value_at, grid, layer.name
+    )
 
 
 def shift_problems(layer: Layer) -> list[str]:

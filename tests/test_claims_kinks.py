@@ -125,6 +125,20 @@ def test_a_kink_that_is_everywhere_at_some_size_is_never_proved():
     assert not check(mean_free, "x").proof.ok
 
 
+def test_a_condition_that_is_a_kink_on_a_whole_region_is_never_proved():
+    """relu(x) > 0 is false on all of x < 0, where relu(x) >= 0 is true: a claim with >= is
+    wrong on half the line (the derivative is 2 there, the claim 1). It must not be proved by
+    taking relu(x) = 0 as a kink of no volume (the search, which skips points on a kink, finds
+    no counterexample: NOT PROVED)."""
+    layer = _relu_like(
+        "out[i] = where(relu(x[i]) > 0, x[i], 2 * x[i])", "where(relu(x) >= 0, dout, 2 * dout)"
+    )
+    verdict = check(layer, "x")
+    assert not verdict.proof.ok
+    right = layer.with_claims({"x": "where(x > 0, dout, 2 * dout)"})
+    assert check(right, "x").proof.ok
+
+
 def test_comparisons_in_a_forward_carry_no_gradient():
     """A forward may use a comparison as a 0/1 factor: (x > 0) * x is relu, with relu's claim."""
     layer = _relu_like("out[i] = (x[i] > 0) * x[i]", "dout * (x > 0)")
