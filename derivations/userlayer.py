@@ -21,7 +21,9 @@ called ``dout`` unless ``upstream=`` names it.
 Inputs listed in ``fixed`` (a 0/1 mask ``M``) are not differentiated; ``labels`` are integer
 arrays used as ``one_hot(y[i], j)``; ``constants`` are numbers (``"1/100000"``): each is
 assumed to have the sign of its value, nothing more. Functions: ``exp log sqrt tanh erf
-sigmoid abs relu maximum`` and ``pi``; kinks follow jax (:mod:`derivations.functions`).
+sigmoid abs sign relu maximum minimum clip where`` and ``pi``, and the comparisons ``> >= < <=``
+as 0/1 factors; kinks follow jax (:mod:`derivations.functions`, proofs through them:
+:mod:`derivations.kinks`).
 
 A claim is an *array* expression in the layer's names, as you would write the backward in numpy
 (:mod:`derivations.claims`), read as numpy reads it:
