@@ -20,6 +20,7 @@ where its coefficients in the sizes vanish; such a claim is left NOT PROVED here
 from __future__ import annotations
 
 import random
+import time
 
 import sympy as sp
 
@@ -38,6 +39,7 @@ from derivations.functions import (
 )
 
 MAX_CASES = 64  # a proof splits into at most this many cases
+SECONDS = 10.0  # and gives up (not proved: NOT PROVED, never PROVED) after this long
 
 
 class Pos(sp.Function):
@@ -217,11 +219,11 @@ def zero(difference: sp.Expr, constants: dict) -> tuple[bool, set[sp.Expr]]:
     expr = exact_form(difference.xreplace(constants))
     relied = _plain_arguments(expr)
     cases = [(away_from_kinks(expr), [])]
-    count = 0
+    count, start = 0, time.perf_counter()
     while cases:
         expr, facts = cases.pop()
         count += 1
-        if count > MAX_CASES:
+        if count > MAX_CASES or time.perf_counter() - start > SECONDS:
             return False, relied
         decided = expr
         while True:  # a decided step can make another decidable

@@ -281,3 +281,21 @@ def test_every_example_claim_has_its_inputs_shape_in_numpy():
         for key, text in layer.claim_text.items():
             got = numpy_shape(layer, text, sizes)
             assert fits(layer, key, got, sizes), (path.name, key, got)
+
+
+def test_through_the_cli_a_transposed_claim_exits_1_with_its_reason(tmp_path, capsys):
+    """A user's view: `jaxninja derive --layer FILE` on the issue's y = x @ A.T case."""
+    from jaxninja._cli import main
+
+    path = tmp_path / "lin.py"
+    path.write_text(
+        "layer = Layer(name='lin', axes=('n', 'D', 'H'), inputs={'x': ('n', 'D'), "
+        "'A': ('H', 'D')}, forward=('y[i, k] = sum(x[i, j] * A[k, j], j)',), "
+        "claims={'x': 'dout @ A', 'A': 'x.T @ dout'})\n"
+    )
+    status = main(["derive", "--layer", str(path), "--out", str(tmp_path / "k.py")])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "REFUTED: the claim is (D, H), A is (H, D): as code this is A's gradient " in out
+    assert "counterexample: at n=2, D=2, H=3, the claim is (2, 3) and A is (3, 2)" in out
+    assert "PROVED for every size n, D, H >= 1" in out  # dx, the right one
