@@ -37,11 +37,15 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.userlayer import (
+    IndexEvaluator,
     Layer,
     LayerError,
     _Evaluator,
+    _index_sizes,
+    _parse_target,
     check_power,
     dims,
+    fold,
 )
 
 
@@ -560,6 +564,8 @@ def read_claim(
     (None, why) when numpy would not give an array of the input's shape at every size."""
     text = layer.claim_text[key] if text is None else text
     where = f"claim for {key} ({text.strip()!r})"
+    if is_index_claim(text):
+        return read_index_claim(layer, key, text, where), None
     evaluator = ClaimEvaluator(layer, where)
     value = evaluator.run_arr(text)
     if evaluator.mismatches:
@@ -569,6 +575,60 @@ def read_claim(
             first = first._replace(reason=f"{first.reason} (and {more} more such place(s))")
         return None, first
     return align(layer, key, value, text)
+
+
+def is_index_claim(text) -> bool:
+    """A claim written as a line in index notation, ``dx[b, s] = sum(...)``."""
+    try:
+        tree = ast.parse(text.strip(), mode="exec")
+    except SyntaxError:
+        return False
+    return len(tree.body) == 1 and isinstance(tree.body[0], ast.Assign)
+
+
+class _ClaimLine(IndexEvaluator):
+    """A claim's right side in index notation: the forward's arrays and the upstream."""
+
+    def base_of(self, key: str) -> sp.IndexedBase:
+        if key == str(self.layer.upstream) and not self.layer.is_loss:
+            return self.layer.upstream
+        return super().base_of(key)
+
+
+def read_index_claim(layer: Layer, key: str, text: str, where: str) -> sp.Expr:
+    """A claim ``d<key>[i, j] = expression`` read as a forward line is (shifted reads zero
+    outside the array), its indices running over ``key``'s shape; the expression at the
+    gradient's free indices. Only for layers with shifted reads (the rest: numpy's form)."""
+    from derivations.usercheck import fresh_dummies
+
+    if not layer.shifted:
+        raise LayerError(
+            f"{where}: a claim in index notation is for layers with shifted reads; write "
+            "this one as numpy does (dout @ W.T)"
+        )
+    left, _, right = text.strip().partition("=")
+    target, names = _parse_target(left, where)
+    shape = layer.inputs[key]
+    if fold(target) != f"d{key}" or len(names) != len(shape):
+        wanted = f"d{key}[{', '.join(f'i{k}' for k in range(len(shape)))}]"
+        raise LayerError(f"{where}: the left side must be {wanted}, one index per axis of {key}")
+    tree = ast.parse(right.strip(), mode="eval").body
+    indices = layer._line_indices(tree, f"d{key}", names, where)
+    letters = tuple(indices[x] for x in names)
+    rhs = _ClaimLine(layer, where, indices).run(right)
+    free = rhs.free_symbols & set(indices.values())
+    extra = sorted(map(str, free - set(letters)))
+    if extra:
+        raise LayerError(f"{where}: index {extra[0]} is not reduced: reduce it with sum")
+    sizes = _index_sizes(rhs, layer, where, indices)
+    for letter, size in zip(letters, shape, strict=True):
+        if sizes.get(letter, size) != size:
+            raise LayerError(
+                f"{where}: index {letter} runs over {size} in d{key} and over {sizes[letter]} "
+                "on the right"
+            )
+    expr = fresh_dummies(rhs)
+    return expr.xreplace(dict(zip(letters, layer.free(shape), strict=True)))
 
 
 def claim_expr(layer: Layer, key: str, text: str | None = None) -> sp.Expr:

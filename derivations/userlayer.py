@@ -64,6 +64,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.functions import BINARY_FUNCTIONS, FUNCTIONS, AxisMax
+from derivations.shifts import MAX_BOUND, IndexReader, InRange, has_shifts
 from jaxninja.errors import ConfigError
 
 # the free indices of a gradient, one per position of its array (p on axis 0, q on axis 1, ...)
@@ -182,6 +183,9 @@ class Layer:
         claims: dict[str, str] | None = None,
         title: str = "",
         fixed: tuple[str, ...] | list[str] = (),
+        sizes: dict[str, str] | None = None,
+        shapes: dict[str, tuple[str, ...]] | None = None,
+        check_sizes: dict[str, int] | None = None,
     ) -> None:
         taken: dict[str, str] = {}
         name = _check_name(name, "layer", {}, reserved=frozenset())
@@ -193,6 +197,11 @@ class Layer:
             size = _check_name(size, "axis", taken)
             self.sizes[size] = sp.Symbol(size, integer=True, positive=True)
         self.axes = tuple(self.sizes.values())
+        self.derived_sizes: dict[str, sp.Expr] = {}
+        for size, text in (sizes or {}).items():
+            size = _check_name(size, "size", taken)
+            self.derived_sizes[size] = self._size_expr(text, f"size {size}")
+        self.check_sizes = _check_bounds(check_sizes or {}, self.sizes)
         self.constants, self.constant_values = {}, {}
         for key, value in (constants or {}).items():
             key = _check_name(key, "constant", taken)
@@ -217,6 +226,11 @@ class Layer:
         self.shapes = {**self.inputs, **{key: shape for key, (shape, _) in self.labels.items()}}
         upstream = _check_name(upstream, "upstream", taken)
         self.upstream = sp.IndexedBase(upstream)
+        self.declared = {}  # the shapes of lines whose indices are read only shifted
+        for key, shape in (shapes or {}).items():
+            self.declared[fold(key) if isinstance(key, str) else key] = self._shape(
+                f"shapes[{key!r}]", shape
+            )
         self.lines: list[Line] = []
         for text in forward:
             if not isinstance(text, str):
@@ -224,7 +238,16 @@ class Layer:
             self.lines.append(self._line(text, taken))
         if not self.lines:
             raise LayerError(f"layer {name}: the forward has no lines")
+        for key in self.declared:
+            if key not in self.names:
+                raise LayerError(f"shapes[{key!r}]: no forward line defines {key!r}")
         self.output = self.lines[-1]
+        self.shifted = any(has_shifts(line.rhs) for line in self.lines)
+        if self.shifted and self.labels:
+            raise LayerError(
+                f"layer {name}: labels with shifted reads are not supported (the exact check "
+                "holds every input as a symbol)"
+            )
         for key in self.differentiable:
             grad = f"d{key}"
             if grad in taken and grad != upstream:
@@ -235,12 +258,50 @@ class Layer:
         self._set_claims(claims or {})
 
     # ---- the statement's parts
-    def _size(self, size: str, owner: str) -> sp.Symbol:
+    def _size(self, size: str, owner: str) -> sp.Expr:
+        """An axis, a declared size (``T`` of ``sizes={"T": "2*T2"}``) or an expression of
+        axes (``"2*C"``, ``"L - K + 1"``)."""
         size = fold(size) if isinstance(size, str) else size
-        if size not in self.sizes:
-            axes = ", ".join(self.sizes)
-            raise LayerError(f"{owner}: axis {size!r} does not exist (axes: {axes})")
-        return self.sizes[size]
+        if size in self.sizes:
+            return self.sizes[size]
+        if size in getattr(self, "derived_sizes", {}):
+            return self.derived_sizes[size]
+        if isinstance(size, str) and not size.isidentifier():
+            return self._size_expr(size, owner)
+        axes = ", ".join([*self.sizes, *getattr(self, "derived_sizes", {})])
+        raise LayerError(f"{owner}: axis {size!r} does not exist (axes: {axes})")
+
+    def _size_expr(self, text, owner: str) -> sp.Expr:
+        """A size as an expression of the axes: integers, axis names, ``+ - *`` (``2*T2``)."""
+        if not isinstance(text, str):
+            raise LayerError(f"{owner}: {text!r} is not a size expression like '2*T2'")
+        try:
+            node = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as err:
+            raise LayerError(f"{owner}: {text!r} is not a size expression like '2*T2'") from err
+
+        def value(node: ast.AST) -> sp.Expr:
+            if isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 0:
+                return sp.Integer(node.value)
+            if isinstance(node, ast.Name) and fold(node.id) in self.sizes:
+                return self.sizes[fold(node.id)]
+            if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult):
+                return _BINARY[type(node.op)](value(node.left), value(node.right))
+            raise LayerError(
+                f"{owner}: {ast.unparse(node)!r} in {text!r}: a size is integers and axes "
+                f"({', '.join(self.sizes)}) with + - *"
+            )
+
+        size = sp.expand(value(node))
+        if size.is_Number:
+            raise LayerError(f"{owner}: {text!r} is a number, not a size of the axes")
+        return size
+
+    @property
+    def all_sizes(self) -> set[sp.Expr]:
+        """Every size an array has: each must be at least 1 at the sizes checked."""
+        shapes = [*self.shapes.values(), *(line.shape for line in self.lines)]
+        return {size for shape in shapes for size in shape} | set(self.derived_sizes.values())
 
     def _shape(self, key: str, shape: tuple[str, ...] | str) -> tuple[sp.Symbol, ...]:
         if isinstance(shape, str):
@@ -285,8 +346,25 @@ class Layer:
                 f"or reduce it with sum(..., {extra[0]})"
             )
         sizes = _index_sizes(rhs, self, where, indices)
+        for letter, size in zip(letters, self.declared.get(target, ()), strict=False):
+            if sizes.setdefault(letter, size) != size:
+                raise LayerError(
+                    f"{where}: shapes[{target!r}] gives index {letter} size {size}, but it "
+                    f"runs over {sizes[letter]} on the right"
+                )
+        if target in self.declared and len(self.declared[target]) != len(letters):
+            raise LayerError(
+                f"{where}: shapes[{target!r}] has {len(self.declared[target])} sizes, "
+                f"{target} has {len(letters)} indices"
+            )
         missing = [x for x in letters if x not in sizes]
         if missing:
+            shifted = missing[0] in {s for e in rhs.atoms(InRange) for s in e.free_symbols}
+            if shifted:
+                raise LayerError(
+                    f"{where}: index {missing[0]} of {target} is read only shifted, so its "
+                    f"range is not known: declare it, shapes={{{target!r}: (...)}}"
+                )
             raise LayerError(f"{where}: index {missing[0]} of {target} does not occur on the right")
         shape = tuple(sizes[x] for x in letters)
         base = sp.IndexedBase(target) if letters else sp.Symbol(target)
@@ -308,6 +386,11 @@ class Layer:
                 for item in (x for x in items if isinstance(x, ast.Name)):
                     uses.setdefault(item.id, ast.unparse(node))
                     placed.add(id(item))
+                for item in (x for x in items if not isinstance(x, ast.Name)):
+                    for name in (x for x in ast.walk(item) if isinstance(x, ast.Name)):
+                        if not self._scalar_name(name.id):  # sizes and constants are values
+                            uses.setdefault(name.id, ast.unparse(node))
+                            placed.add(id(name))
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 placed.add(id(node.func))
                 if node.func.id in ("sum", "mean", "max", "one_hot"):
@@ -340,6 +423,10 @@ class Layer:
             if what is not None:
                 raise LayerError(f"{where}: {name!r} in {use} is {what}, not an index")
         return {name: _index(name) for name in uses}
+
+    def _scalar_name(self, key: str) -> bool:
+        """A size, a declared size or a constant: a value in a position, never an index."""
+        return key in self.sizes or key in self.derived_sizes or key in self.constants
 
     # ---- lookups
     @property
@@ -402,8 +489,12 @@ class Layer:
                 self.mismatches[key] = mismatch
 
     def shape_of(self, key: str) -> tuple[sp.Symbol, ...]:
-        """The sizes of an input, label array or intermediate."""
-        return self.shapes[key] if key in self.shapes else self.names[key].shape
+        """The sizes of an input, label array or intermediate (or of the upstream gradient)."""
+        if key in self.shapes:
+            return self.shapes[key]
+        if key == str(self.upstream) and key not in self.names:
+            return self.output.shape
+        return self.names[key].shape
 
     @property
     def is_loss(self) -> bool:
@@ -419,6 +510,20 @@ class Layer:
     def free_sizes(self, shape: tuple[sp.Symbol, ...]) -> dict[sp.Symbol, sp.Symbol]:
         """Each free index of an array of ``shape`` with the size it runs over."""
         return dict(zip(self.free(shape), shape, strict=True))
+
+
+def _check_bounds(bounds, axes: dict) -> dict[str, int]:
+    """``check_sizes``: each named axis's largest size for the exact check of shifted reads."""
+    if not isinstance(bounds, dict):
+        raise LayerError(f"check_sizes {bounds!r}: give a dict, axis name -> largest size")
+    out = {}
+    for key, top in bounds.items():
+        if not isinstance(key, str) or fold(key) not in axes:
+            raise LayerError(f"check_sizes: {key!r} is not an axis ({', '.join(axes)})")
+        if type(top) is not int or not 1 <= top <= MAX_BOUND:
+            raise LayerError(f"check_sizes[{key!r}]: {top!r} is not an integer in 1..{MAX_BOUND}")
+        out[fold(key)] = top
+    return out
 
 
 def _parse_target(left: str, where: str) -> tuple[str, tuple[str, ...]]:
@@ -539,6 +644,8 @@ class _Evaluator:
     def scalar(self, key: str):
         if key in self.layer.sizes:
             return self.layer.sizes[key]
+        if key in getattr(self.layer, "derived_sizes", {}):
+            return self.layer.derived_sizes[key]
         if key in self.layer.constants:
             return self.layer.constants[key]
         if key == "pi":
@@ -631,22 +738,35 @@ class IndexEvaluator(_Evaluator):
             self.fail(f"{what}: {ast.unparse(node)!r} is not an index name")
         return self.indices[node.id]
 
+    def base_of(self, key: str) -> sp.IndexedBase:
+        """The array a subscript reads: an input, a label array or an intermediate."""
+        if key in self.layer.arrays:
+            return self.layer.arrays[key]
+        if key in self.layer.names and self.layer.names[key].indices:
+            return self.layer.names[key].target
+        self.fail(f"unknown array {key!r}")
+
     def subscript(self, node: ast.Subscript):
         if not isinstance(node.value, ast.Name):
             self.fail(f"cannot index {ast.unparse(node.value)!r}")
         key = node.value.id
-        if key in self.layer.arrays:
-            base = self.layer.arrays[key]
-        elif key in self.layer.names and self.layer.names[key].indices:
-            base = self.layer.names[key].target
-        else:
-            self.fail(f"unknown array {key!r}")
+        base = self.base_of(key)
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         shape = self.layer.shape_of(key)
         if len(items) != len(shape):
             self.fail(f"shape mismatch: {key} has shape {dims(shape)}, indexed with {len(items)}")
-        indices = [self.index(item, f"{key}[...]") for item in items]
-        return base[tuple(indices)]
+        reader = IndexReader(self.indices, self.scalar, self.layer.constant_values, self.fail)
+        indices, inside = [], sp.Integer(1)
+        for item, size in zip(items, shape, strict=True):
+            if isinstance(item, ast.Name):
+                indices.append(self.index(item, f"{key}[...]"))
+                continue
+            position = reader.read(item)  # zero outside the array: see derivations.shifts
+            if not position.free_symbols & set(self.indices.values()):
+                self.fail(f"{ast.unparse(node)!r}: position {ast.unparse(item)!r} has no index")
+            indices.append(position)
+            inside *= InRange(position, size)
+        return base[tuple(indices)] * inside
 
     def call(self, func: str, node: ast.Call):
         if func in ("sum", "mean"):
@@ -681,7 +801,12 @@ class IndexEvaluator(_Evaluator):
         for arg in node.args[1:]:
             index = self.index(arg, func)
             size = _index_sizes(body, self.layer, self.where, self.indices).get(index)
-            if size is None or index not in body.free_symbols:
+            if size is None and index in body.free_symbols:
+                self.fail(
+                    f"{func}: index {index} is read only shifted, so its range is not known: "
+                    f"read it plainly once (w[{index}])"
+                )
+            if size is None:
                 self.fail(f"{func}: index {index} does not occur in {body}")
             total = sp.Sum(total, (index, 0, size - 1))
             count *= size

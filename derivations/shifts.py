@@ -1,0 +1,210 @@
+"""Shifted and strided reads, ``x[b, t + k]``, ``x[b, 2*t + k - P]``, ``x[b, 2*t + c // C, c % C]``,
+and the exact check that decides a claim about them at every size up to a stated bound.
+
+A read at a position that is an expression (not a bare index name) is **zero outside the
+array**: ``x[b, t + k - P]`` is 0 where ``t + k - P < 0`` or ``>= L``, and also where the position
+is not an integer (``dout[b, (s - k) / 2]`` is 0 at odd ``s - k``: the zeros a strided
+convolution's transpose inserts). The element is held as ``x[b, e] * InRange(e, L)``.
+
+Sums over such reads have no closed form the delta collapse reaches, so a claim is decided at
+concrete sizes instead (:func:`check_exactly`): at every size combination up to the stated
+bounds (smallest first), the forward is written out with its inputs as *symbols*, each
+gradient element is differentiated exactly and compared with the claim written out the same
+way: ``expand`` (then ``simplify``) of the difference must be 0, an identity in every input
+value, checked again at an exact random-rational point. A difference that is not 0 is
+refuted with exact rational inputs at those sizes; one that neither vanishes nor shows at a
+point is NOT PROVED. A claim that holds at every size checked is ``CHECKED exactly for L <= 6,
+K <= 3``, never PROVED: nothing here covers the sizes beyond the bound.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import time
+from typing import NamedTuple
+
+import sympy as sp
+
+from derivations.exact import differs, written_out
+
+MAX_CHECK = 4  # each axis is checked up to this size unless Layer(check_sizes=...) says otherwise
+CHECK_SECONDS = 60.0  # the exact check's budget; past it the claim is NOT PROVED, never CHECKED
+MAX_BOUND = 8  # a stated bound beyond this is refused (the check writes every element out)
+
+
+class InRange(sp.Function):
+    """``[0 <= e < n and e is an integer]`` (1 or 0): a shifted read's factor. Never
+    differentiated (its arguments are positions and sizes, not array elements)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, position, size):
+        if position.is_Number and size.is_Number:
+            inside = position.is_Integer and 0 <= position < size
+            return sp.S.One if inside else sp.S.Zero
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    def _sympystr(self, printer) -> str:
+        position, size = (printer._print(x) for x in self.args)
+        return f"in_range({position}, {size})"
+
+
+def has_shifts(expr: sp.Expr) -> bool:
+    """A shifted read somewhere in ``expr``."""
+    return bool(sp.sympify(expr).atoms(InRange))
+
+
+class IndexReader:
+    """A position in brackets that is an expression: integers, the line's index names, sizes
+    and integer constants, with ``+ - *``, ``//`` and ``%`` by a positive integer or a size,
+    and ``/`` by a positive integer; anything else is a one-line error via ``fail``."""
+
+    def __init__(self, indices: dict, scalar, constant_values: dict, fail) -> None:
+        self.indices, self.scalar, self.values, self.fail = indices, scalar, constant_values, fail
+
+    def read(self, node: ast.AST) -> sp.Expr:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int):
+                self.fail(f"position {ast.unparse(node)!r}: only integers in a position")
+            return sp.Integer(node.value)
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -self.read(node.operand)
+        if isinstance(node, ast.BinOp):
+            left, right = self.read(node.left), self.read(node.right)
+            if isinstance(node.op, ast.Add):
+                return left + right
+            if isinstance(node.op, ast.Sub):
+                return left - right
+            if isinstance(node.op, ast.Mult):
+                if not (self._plain(left) or self._plain(right)):
+                    self.fail(f"position {ast.unparse(node)!r}: multiply an index by a number")
+                return left * right
+            if isinstance(node.op, (ast.FloorDiv, ast.Mod, ast.Div)):
+                return self._divide(node, left, right)
+        self.fail(f"position {ast.unparse(node)!r}: not an index expression")
+
+    def _plain(self, expr: sp.Expr) -> bool:
+        """Free of the line's indices: a number, a size or a constant."""
+        return not expr.free_symbols & set(self.indices.values())
+
+    def _divide(self, node: ast.BinOp, left: sp.Expr, right: sp.Expr) -> sp.Expr:
+        text = ast.unparse(node)
+        positive = right.is_Integer and right > 0
+        if isinstance(node.op, ast.Div):
+            if not positive:
+                self.fail(f"position {text!r}: divide by a positive integer")
+            return left / right
+        if not (positive or (self._plain(right) and right.is_positive and right.is_integer)):
+            self.fail(f"position {text!r}: // and % take a positive integer or a size")
+        return sp.floor(left / right) if isinstance(node.op, ast.FloorDiv) else sp.Mod(left, right)
+
+    def name(self, key: str) -> sp.Expr:
+        if key in self.indices:
+            return self.indices[key]
+        value = self.scalar(key)
+        if value is None:
+            self.fail(f"position: unknown name {key!r}")
+        exact = self.values.get(value, value)
+        if not (exact.is_integer or (exact.is_Number and exact.is_Integer)):
+            self.fail(f"position: {key} is not an integer (a position takes integers)")
+        return value
+
+
+# ---------------------------------------------------------------- the exact check
+class Checked(NamedTuple):
+    """What :func:`check_exactly` found for one claim."""
+
+    bounds: str  # "L <= 6, K <= 3": every size combination up to these was checked
+    complete: bool  # every combination checked, each difference exactly 0
+    counterexample: object | None  # usercheck.Counterexample at the smallest failing sizes
+    searched: str  # what was covered, in words (when not complete)
+
+
+def bounds(layer) -> dict[sp.Symbol, int]:
+    """Each axis's largest checked size: ``Layer(check_sizes=...)`` or :data:`MAX_CHECK`."""
+    return {axis: layer.check_sizes.get(str(axis), MAX_CHECK) for axis in layer.axes}
+
+
+def bounds_text(layer) -> str:
+    return ", ".join(f"{axis} <= {top}" for axis, top in bounds(layer).items())
+
+
+def grid(layer) -> list[dict[sp.Symbol, int]]:
+    """Every size combination up to the bounds where every declared size (``T = 2*T2``,
+    ``L - K + 1``) is at least 1; the smallest sum first, then the first axis smallest."""
+    tops = bounds(layer)
+    out = []
+    for values in itertools.product(*(range(1, top + 1) for top in tops.values())):
+        sizes = dict(zip(tops, values, strict=True))
+        if all(sp.sympify(size).xreplace(sizes) >= 1 for size in layer.all_sizes):
+            out.append(sizes)
+    return sorted(out, key=lambda s: (sum(s.values()), tuple(s.values())))
+
+
+def _elements(layer, key: str, sizes: dict) -> list[sp.Expr]:
+    shape = layer.shape_of(key)
+    base = sp.IndexedBase(key)
+    concrete = [int(sp.sympify(size).xreplace(sizes)) for size in shape]
+    return [base[at] if at else base for at in itertools.product(*map(range, concrete))]
+
+
+def _zero(difference: sp.Expr) -> bool:
+    """``difference`` is 0 for every value of its symbols: ``expand``, then ``simplify``."""
+    if difference == 0:
+        return True
+    reduced = sp.expand(difference)
+    if reduced == 0:
+        return True
+    return sp.simplify(reduced) == 0
+
+
+def check_exactly(layer, key: str, claim_raw: sp.Expr) -> Checked:
+    """The claim (in the raw inputs, at the free indices) against the exact derivative of the
+    written-out forward, at every size of :func:`grid`, within :data:`CHECK_SECONDS`."""
+    from derivations.usercheck import (
+        Counterexample,
+        concrete_inputs,
+        objective,
+        wrt,
+    )
+
+    start = time.perf_counter()
+    total_expr = objective(layer)
+    free = wrt(layer, key).indices
+    every = grid(layer)
+    text = bounds_text(layer)
+    if not every:
+        return Checked(text, False, None, f"no sizes with {text} make every declared size >= 1")
+    for done, sizes in enumerate(every):
+        if time.perf_counter() - start > CHECK_SECONDS:
+            searched = f"{done} of {len(every)} size combinations ({text}; time budget)"
+            return Checked(text, False, None, searched)
+        concrete = {**sizes, **layer.constant_values}
+        total = written_out(total_expr.xreplace(concrete))
+        open_elements = []
+        for element in _elements(layer, key, sizes):
+            at = dict(zip(free, element.indices, strict=True)) if free else {}
+            claim = written_out(claim_raw.xreplace(at).xreplace(concrete))
+            truth = sp.diff(total, element)
+            if not _zero(truth - claim):
+                open_elements.append((element, truth, claim))
+        if not open_elements:
+            continue
+        for draw in range(5):
+            inputs = concrete_inputs(layer, sizes, f"{layer.name}/shifts/{sizes}/{draw}")
+            for element, truth, claim in open_elements:
+                a, b = truth.xreplace(inputs), claim.xreplace(inputs)
+                if differs(a, b):
+                    example = Counterexample(sizes, element, inputs, a, b, ())
+                    return Checked(text, False, example, "")
+        where = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        searched = f"at {where} the difference is not 0, yet no exact point shows it"
+        return Checked(text, False, None, searched)
+    return Checked(text, True, None, "")
