@@ -134,6 +134,11 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
 def _shifted_lines(layer: Layer, verdict: Verdict) -> list[str]:
     """A claim about shifted reads, decided by the exact check at every size up to the
     stated bounds (:mod:`derivations.shifts`): CHECKED there, REFUTED, or NOT PROVED."""
+    if verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
+        return [
+            f"  REFUTED: {verdict.mismatch.reason}",
+            f"  counterexample: {verdict.mismatch.example}",
+        ]
     if verdict.checked:
         consts = ", ".join(f"{k} = {v}" for k, v in layer.constant_values.items())
         return [
@@ -238,8 +243,8 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
 def _shifted_verdict(verdicts) -> str:
     """The closing line of a layer with shifted reads (exit 0 unless refuted or undecided)."""
     claimed = [v for v in verdicts if v.proof is not None]
-    refuted = [v.key for v in claimed if v.counterexample is not None]
-    open_ = [v.key for v in claimed if not v.checked and v.counterexample is None]
+    refuted = [v.key for v in claimed if v.counterexample is not None or v.mismatch is not None]
+    open_ = [v.key for v in claimed if not v.checked and v.key not in refuted]
     checked = [v for v in claimed if v.checked]
     if refuted:
         head = f"REFUTED: {', '.join('d' + k for k in refuted)} ({len(refuted)} of {len(claimed)})"
