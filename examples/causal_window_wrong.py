@@ -5,18 +5,15 @@ Each is REFUTED with the smallest exact counterexample.
 Run: jaxninja derive --layer examples/causal_window_wrong.py
 """
 
-from derivations import Layer
+from pathlib import Path
 
-layer = Layer(
-    name="causal_window_wrong",
-    title="Causal window: flipped window in dx, off by one in dw",
-    axes=("B", "T", "K"),
-    inputs={"x": ("B", "T"), "w": ("K",)},
-    forward=("out[b, t] = sum(w[k] * x[b, t - k], k)",),
-    shapes={"out": ("B", "T")},
-    claims={
+from derivations import load_layer
+
+right = load_layer(Path(__file__).with_name("causal_window.py"))  # the same forward
+layer = right.with_claims(
+    {
         "x": "dx[b, s] = sum(dout[b, s - k] * w[k], k)",
         "w": "dw[k] = sum(dout[b, t] * x[b, t - k + 1], b, t)",
     },
-    check_sizes={"B": 2, "T": 5, "K": 3},
+    title=right.title + ": window flipped in dx, off by one in dw",
 )

@@ -6,22 +6,15 @@ of the flattening forgotten). Each is REFUTED with the smallest exact counterexa
 Run: jaxninja derive --layer examples/flatten_consecutive_wrong.py
 """
 
-from derivations import Layer
+from pathlib import Path
 
-layer = Layer(
-    name="flatten_consecutive_wrong",
-    title="FlattenConsecutive(2), then a linear layer: interleaved dx, stride forgotten in dW",
-    axes=("B", "T2", "C", "H"),
-    sizes={"T": "2*T2"},
-    inputs={"x": ("B", "T", "C"), "W": ("2*C", "H")},
-    forward=(
-        "flat[b, t, c] = x[b, 2*t + c // C, c % C]",
-        "out[b, t, h] = sum(flat[b, t, c] * W[c, h], c)",
-    ),
-    shapes={"flat": ("B", "T2", "2*C")},
-    claims={
+from derivations import load_layer
+
+right = load_layer(Path(__file__).with_name("flatten_consecutive.py"))  # the same forward
+layer = right.with_claims(
+    {
         "x": "dx[b, s, c] = sum(dout[b, s // 2, h] * W[2 * c + s % 2, h], h)",
         "W": "dW[c, h] = sum(x[b, t + c // C, c % C] * dout[b, t, h], b, t)",
     },
-    check_sizes={"B": 2, "T2": 2, "C": 3, "H": 2},
+    title=right.title + ": channels interleaved in dx, stride forgotten in dW",
 )
