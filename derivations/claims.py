@@ -601,10 +601,10 @@ def read_index_claim(layer: Layer, key: str, text: str, where: str) -> sp.Expr:
     gradient's free indices. Only for layers with shifted reads (the rest: numpy's form)."""
     from derivations.usercheck import fresh_dummies
 
-    if not layer.shifted:
+    if not layer.exact_only:
         raise LayerError(
-            f"{where}: a claim in index notation is for layers with shifted reads; write "
-            "this one as numpy does (dout @ W.T)"
+            f"{where}: a claim in index notation is for layers with shifted reads (or sizes "
+            "declared as expressions); write this one as numpy does (dout @ W.T)"
         )
     left, _, right = text.strip().partition("=")
     target, names = _parse_target(left, where)

@@ -216,7 +216,7 @@ def check(layer: Layer, key: str) -> Verdict:
         return Verdict(
             key, derived, None, proof, None, None, seconds, mismatch=layer.mismatches[key]
         )
-    if layer.shifted:
+    if layer.exact_only:
         return _check_shifted(layer, key, derived, start)
     if key in layer.claim_text:
         claim = layer.claims[key]

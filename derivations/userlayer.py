@@ -251,10 +251,14 @@ class Layer:
                 raise LayerError(f"shapes[{key!r}]: no forward line defines {key!r}")
         self.output = self.lines[-1]
         self.shifted = any(has_shifts(line.rhs) for line in self.lines)
-        if self.shifted and self.labels:
+        # shifted reads, or a size that is an expression of the axes (which the symbolic
+        # engine, holding every size a positive symbol, does not handle): decided only by the
+        # exact check at concrete sizes (derivations.shifts), CHECKED, never PROVED
+        self.exact_only = self.shifted or any(x not in self.axes for x in self.all_sizes)
+        if self.exact_only and self.labels:
             raise LayerError(
-                f"layer {name}: labels with shifted reads are not supported (the exact check "
-                "holds every input as a symbol)"
+                f"layer {name}: labels with shifted reads or declared sizes are not supported "
+                "(the exact check holds every input as a symbol)"
             )
         for key in self.differentiable:
             grad = f"d{key}"

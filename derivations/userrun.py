@@ -42,7 +42,7 @@ class Report(NamedTuple):
     @property
     def ok(self) -> bool:
         """Every claim proved and the kernel within the bound at every size."""
-        if self.layer.shifted:  # no kernel is generated for shifted reads: the claims decide
+        if self.layer.exact_only:  # no kernel is generated for shifted reads: the claims decide
             return not self.not_proved
         return (
             not self.not_proved
@@ -102,7 +102,7 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
         text = layer.claim_text[key].strip()
         shown = text if is_index_claim(text) else f"d{key} = {text}"
         lines.append(f"  claim:   {shown}")
-        if layer.shifted:
+        if layer.exact_only:
             lines += _shifted_lines(layer, verdict)
         elif verdict.proof.ok:
             where = _sizes_text(layer)
@@ -202,8 +202,8 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
         raise LayerError(f"layer {layer.name}: {problems[0]}")
     verdicts = tuple(check(layer, key) for key in layer.differentiable)
     seconds["derive + prove/refute"] = time.perf_counter() - start
-    if layer.shifted:  # the array printer has no form for a shifted read: nothing written
-        verified, problem = [], "kernels are not generated for shifted reads (yet)"
+    if layer.exact_only:  # the array printer has no form for a shifted read: nothing written
+        verified, problem = [], "kernels are not generated for shifted reads or declared sizes"
     else:
         verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
@@ -234,7 +234,7 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
         lines.append(f"  {sizes}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
     lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
-    if layer.shifted:
+    if layer.exact_only:
         lines.append(_shifted_verdict(verdicts))
     report = Report(layer, verdicts, verified, out, problem, seconds, "\n".join(lines) + "\n")
     return report
@@ -254,7 +254,7 @@ def _shifted_verdict(verdicts) -> str:
         head = f"CHECKED {len(checked)}/{len(claimed)} exactly for {checked[0].checked}"
     else:
         head = "no claims"
-    return f"== verdict: {head}; kernel not generated (shifted reads)"
+    return f"== verdict: {head}; kernel not generated (shifted reads or declared sizes)"
 
 
 def run_file(path: str | Path, out: str | Path | None = None) -> Report:

@@ -318,3 +318,56 @@ def test_an_index_claim_needs_a_layer_with_shifted_reads():
 def test_labels_with_shifted_reads_are_refused():
     with pytest.raises(LayerError, match="labels with shifted reads"):
         conv({}, labels={"lab": (("B",), "K")})
+
+
+# ------------------------------------------------------- sizes as expressions, kinks, budgets
+def test_a_size_expression_alone_is_decided_by_the_exact_check_never_proved():
+    """A linear layer on (B, 2*C): no shifted read, but a size the symbolic engine (every
+    size a positive symbol) does not hold: CHECKED, and the wrong claim REFUTED."""
+    layer = Layer(
+        name="wide",
+        axes=("B", "C", "H"),
+        inputs={"x": ("B", "2*C"), "W": ("2*C", "H")},
+        forward=("out[b, h] = sum(x[b, c] * W[c, h], c)",),
+        claims={"x": "dout @ W.T", "W": "x.T @ dout"},
+        check_sizes={"B": 2, "C": 2, "H": 2},
+    )
+    assert layer.exact_only and not layer.shifted
+    report = run_layer(layer, None, "wide")
+    assert report.ok and all(v.checked == "B <= 2, C <= 2, H <= 2" for v in report.verdicts)
+    wrong = run_layer(layer.with_claims({"W": "(x.T @ dout) / 2"}), None, "wide")
+    assert not wrong.ok and wrong.verdicts[1].counterexample is not None
+
+
+def test_too_many_size_combinations_is_a_one_line_error():
+    layer = load_layer(EXAMPLES / "conv1d.py")
+    layer.check_sizes = {"B": 8, "T": 8, "K": 8, "C": 8, "H": 8}
+    with pytest.raises(LayerError, match="32768 size combinations .* more than 5000"):
+        check(layer, "w")
+
+
+def relu_window(claim: str) -> Layer:
+    return Layer(
+        name="relu_window",
+        axes=("B", "T", "K"),
+        inputs={"x": ("B", "T"), "w": ("K",)},
+        forward=("h[b, t] = sum(w[k] * x[b, t - k], k)", "out[b, t] = relu(h[b, t])"),
+        shapes={"h": ("B", "T")},
+        claims={"x": claim},
+        check_sizes={"B": 1, "T": 3, "K": 2},
+    )
+
+
+def test_a_kink_after_a_shifted_read():
+    right = "dx[b, s] = sum(dout[b, s + k] * (h[b, s + k] > 0) * w[k], k)"
+    assert_checked(verdict(relu_window(right), "x"), "B <= 1, T <= 3, K <= 2")
+    forgotten = "dx[b, s] = sum(dout[b, s + k] * w[k], k)"  # relu' forgotten
+    assert_refuted(verdict(relu_window(forgotten), "x"))
+
+
+def test_a_claim_that_differs_only_on_the_kink_is_not_proved_not_refuted():
+    """(h >= 0) and (h > 0) differ only where h = 0, where relu has no derivative: the exact
+    check cannot call that equal at every input, and no point off the kink refutes it."""
+    v = verdict(relu_window("dx[b, s] = sum(dout[b, s + k] * (h[b, s + k] >= 0) * w[k], k)"), "x")
+    assert not v.proof.ok and not v.checked and v.counterexample is None
+    assert "no exact point shows it" in v.searched
