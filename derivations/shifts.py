@@ -34,6 +34,7 @@ MAX_CHECK = 4  # each axis is checked up to this size unless Layer(check_sizes=.
 CHECK_SECONDS = 60.0  # the exact check's budget; past it the claim is NOT PROVED, never CHECKED
 MAX_BOUND = 8  # a stated bound beyond this is refused (the check writes every element out)
 MAX_COMBINATIONS = 5000  # and a grid of more size combinations than this
+MAX_ORDERS = 24  # orders of pinning a derivation's dummies tried by the symbolic proof
 DRAWS = 5  # exact rational points drawn (off every kink) to show a difference that is not 0
 
 
@@ -228,3 +229,140 @@ def check_exactly(layer, key: str, claim_raw: sp.Expr) -> Checked:
         searched = f"at {where} the difference is not 0, yet no exact point shows it"
         return Checked(text, False, None, searched)
     return Checked(text, True, None, "")
+
+
+# ---------------------------------------------------------------- symbolic proofs, where reachable
+def sizes_at_least_one(layer) -> bool:
+    """Every size is at least 1 whenever every axis is: each a polynomial in the axes with
+    no negative coefficient on a monomial of positive degree and at least 1 at all axes 1
+    (``2*T2``, ``T + K - 1``; not ``T - K + 1``). Only then may a symbolic proof, whose sums
+    over ``0..n-1`` are empty exactly when n = 0 (sympy's sum over ``0..-2`` is not empty),
+    speak of every size."""
+    for size in layer.all_sizes:
+        poly = sp.Poly(sp.expand(size), *layer.axes)
+        ones = poly.eval(dict.fromkeys(layer.axes, 1)) if layer.axes else poly.as_expr()
+        negative = any(c < 0 for m, c in poly.terms() if sum(m) > 0)
+        if negative or ones < 1:
+            return False
+    return True
+
+
+def _linear_in(expr: sp.Expr, dummy: sp.Symbol) -> tuple[sp.Expr, sp.Expr] | None:
+    """(c, e) with ``expr == c*dummy + e``, c a non-zero integer and e free of ``dummy``."""
+    expr = sp.expand(expr)
+    c = expr.coeff(dummy)
+    rest = sp.expand(expr - c * dummy)
+    if c.is_Integer and c != 0 and not rest.has(dummy):
+        return c, rest
+    return None
+
+
+def _pin(term: sp.Expr, dummy: sp.Symbol):
+    """A delta factor of ``term`` that pins ``dummy`` (``δ(a, c*dummy + e)``, c a non-zero
+    integer), and the value it pins it to, ``(a - e) / c``; None when there is none."""
+    for delta in sorted(sp.Mul.make_args(term), key=sp.default_sort_key):
+        if not isinstance(delta, sp.KroneckerDelta):
+            continue
+        left, right = delta.args
+        found = _linear_in(left - right, dummy)
+        if found is not None:
+            c, rest = found
+            return delta, -rest / c
+    return None
+
+
+def _sum_term(term: sp.Expr, limits: list, order: tuple) -> sp.Expr:
+    """One product summed over ``limits``: each limit a delta pins, in the priority
+    ``order`` (dummy names), summed out exactly, ``sum_{d=0}^{n-1} δ(a, c*d + e) F(d) =
+    InRange((a - e)/c, n) F((a - e)/c)`` (d must be an integer in 0..n-1, which InRange
+    says); the rest kept as a sum."""
+    rank = {name: k for k, name in enumerate(order)}
+    limits = sorted(limits, key=lambda x: rank.get(str(x[0]), len(rank)))
+    progress = True
+    while progress:
+        progress = False
+        for limit in limits:
+            dummy, low, high = limit
+            if low != 0 or not term.has(dummy) or _binds(term, dummy):
+                continue
+            found = _pin(term, dummy)
+            if found is None:
+                continue
+            delta, value = found
+            rest = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not delta])
+            term = InRange(value, high + 1) * rest.xreplace({dummy: value})
+            limits.remove(limit)
+            progress = True
+            break
+    return sp.Sum(term, *limits) if limits else term
+
+
+def _binds(expr: sp.Expr, dummy: sp.Symbol) -> bool:
+    return any(dummy in s.variables for s in expr.atoms(sp.Sum))
+
+
+def collapse_shifts(expr: sp.Expr, order: tuple = ()) -> sp.Expr:
+    """Every sum whose dummies a delta of an affine position pins, summed out exactly (see
+    :func:`_sum_term`): the step the general delta collapse does not take for ``δ(q, i0 +
+    2*i1 - P)``. Sums whose limits depend on other dummies are left alone."""
+    if not expr.args or isinstance(expr, sp.Indexed):
+        return expr
+    if not isinstance(expr, sp.Sum):
+        return expr.func(*[collapse_shifts(arg, order) for arg in expr.args])
+    body = collapse_shifts(expr.function, order)
+    dummies = {d for d, _, _ in expr.limits}
+    if any((low.free_symbols | high.free_symbols) & dummies for _, low, high in expr.limits):
+        return sp.Sum(body, *expr.limits)
+    body = sp.expand(body, power_base=False, power_exp=False, log=False, multinomial=False)
+    terms = sp.Add.make_args(body)
+    return sp.Add(*[_sum_term(term, expr.limits, order) for term in terms])
+
+
+def in_range_known(expr: sp.Expr, ranges: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
+    """``InRange(i, n)`` replaced by 1 where ``i`` is known to run over ``0..n-1``: a free
+    index of the gradient over its axis (``ranges``), or a sum's dummy inside its sum."""
+    if not expr.args or isinstance(expr, sp.Indexed):
+        return expr
+    if isinstance(expr, InRange):
+        index, size = expr.args
+        return sp.S.One if index in ranges and ranges[index] == size else expr
+    if isinstance(expr, sp.Sum):
+        inner = dict(ranges)
+        for dummy, low, high in expr.limits:
+            if low == 0:
+                inner[dummy] = high + 1
+            else:
+                inner.pop(dummy, None)
+        return sp.Sum(in_range_known(expr.function, inner), *expr.limits)
+    return expr.func(*[in_range_known(arg, ranges) for arg in expr.args])
+
+
+def prove_shifted(layer, key: str, derived: sp.Expr, claim_raw: sp.Expr) -> bool:
+    """A symbolic proof of a claim about shifted reads, where the engine reaches one: the
+    derivation's affine deltas summed out (both ways of choosing which dummy a delta pins),
+    ranges that hold by construction dropped, then ``simplify`` with sums opaque and exact
+    points (:func:`derivations.proofs.prove_with_difference`). Each step is an identity for
+    integer indices, so a proof of any candidate is a proof of the claim; only for sizes
+    that are each at least 1 (:func:`sizes_at_least_one`)."""
+    from derivations.proofs import prove_with_difference
+    from derivations.usercheck import merged_sums, normal_dummies
+
+    if not sizes_at_least_one(layer):
+        return False
+    ranges = layer.free_sizes(layer.inputs[key])
+
+    def tidy(expr: sp.Expr) -> sp.Expr:
+        return normal_dummies(merged_sums(in_range_known(expr, ranges)))
+
+    claim = tidy(collapse_shifts(claim_raw))
+    names = sorted({str(d) for total in derived.atoms(sp.Sum) for d in total.variables})
+    candidates = []  # each a form of the derivation: one per order of pinning its dummies
+    for order in itertools.islice(itertools.permutations(names), MAX_ORDERS):
+        candidate = tidy(collapse_shifts(derived, order))
+        if candidate not in candidates:
+            candidates.append(candidate)
+    for candidate in candidates:
+        proof, _ = prove_with_difference(candidate, claim)
+        if proof.ok:
+            return True
+    return False

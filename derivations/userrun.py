@@ -139,8 +139,18 @@ def _shifted_lines(layer: Layer, verdict: Verdict) -> list[str]:
             f"  REFUTED: {verdict.mismatch.reason}",
             f"  counterexample: {verdict.mismatch.example}",
         ]
+    consts = ", ".join(f"{k} = {v}" for k, v in layer.constant_values.items())
+    if verdict.proof is not None and verdict.proof.ok:
+        declared = ", ".join(f"{k} = {v}" for k, v in layer.derived_sizes.items())
+        return [
+            f"  PROVED for {_sizes_text(layer)}"
+            + (f" (so {declared} >= 1)" if declared else "")
+            + ": the shifted reads' deltas summed out exactly, simplify(derived - claim) == 0 "
+            "and exact random-rational points agree",
+            f"  and CHECKED exactly for {verdict.checked}: derived - claim is 0 for all input "
+            "values at every size combination up to these",
+        ]
     if verdict.checked:
-        consts = ", ".join(f"{k} = {v}" for k, v in layer.constant_values.items())
         return [
             f"  CHECKED exactly for {verdict.checked}"
             + (f", at {consts}" if consts else "")
@@ -245,13 +255,18 @@ def _shifted_verdict(verdicts) -> str:
     claimed = [v for v in verdicts if v.proof is not None]
     refuted = [v.key for v in claimed if v.counterexample is not None or v.mismatch is not None]
     open_ = [v.key for v in claimed if not v.checked and v.key not in refuted]
-    checked = [v for v in claimed if v.checked]
+    checked = [v for v in claimed if v.checked and not v.proof.ok]
+    proved = [v for v in claimed if v.proof.ok]
     if refuted:
         head = f"REFUTED: {', '.join('d' + k for k in refuted)} ({len(refuted)} of {len(claimed)})"
     elif open_:
         head = f"NOT PROVED: {', '.join('d' + k for k in open_)} ({len(open_)} of {len(claimed)})"
     elif checked:
         head = f"CHECKED {len(checked)}/{len(claimed)} exactly for {checked[0].checked}"
+        if proved:
+            head = f"PROVED {len(proved)}/{len(claimed)}, {head}"
+    elif proved:
+        head = f"PROVED {len(proved)}/{len(claimed)}"
     else:
         head = "no claims"
     return f"== verdict: {head}; kernel not generated (shifted reads or declared sizes)"

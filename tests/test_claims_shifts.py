@@ -17,6 +17,7 @@ import pytest
 import sympy as sp
 
 from derivations import shifts
+from derivations.exact import written_out
 from derivations.usercheck import check
 from derivations.userlayer import Layer, LayerError, load_layer
 from derivations.userrun import run_layer
@@ -25,6 +26,9 @@ from tests.cli import run_command
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PAIRS = ("conv1d", "causal_window", "flatten_consecutive")
+# the claims proved symbolically; every other right claim is CHECKED only (FlattenConsecutive's
+# dx: its deltas of c // C and c % C are not affine, so nothing sums them out)
+PROVED = {"conv1d": {"x", "w", "bias"}, "causal_window": {"x", "w"}, "flatten_consecutive": {"W"}}
 
 
 def conv(claims: dict, **extra) -> Layer:
@@ -61,9 +65,16 @@ def verdict(layer: Layer, key: str):
 
 
 def assert_checked(v, bounds: str) -> None:
+    """CHECKED at every size up to ``bounds``, and no symbolic proof: not PROVED."""
     assert v.checked == bounds, v
     assert v.counterexample is None
-    assert not v.proof.ok, "CHECKED is never PROVED"
+    assert not v.proof.ok, "CHECKED alone is never PROVED"
+
+
+def assert_proved(v, bounds: str) -> None:
+    """PROVED symbolically, and CHECKED exactly up to ``bounds`` as well."""
+    assert v.proof.ok, v
+    assert v.checked == bounds and v.counterexample is None, v
 
 
 def assert_refuted(v):
@@ -79,8 +90,10 @@ def test_each_example_is_checked_and_its_wrong_twin_refuted(name, tmp_path):
     right = run_layer(load_layer(EXAMPLES / f"{name}.py"), tmp_path / "k.py", name)
     assert right.ok
     assert all(v.checked for v in right.verdicts), right.text
-    assert "PROVED" not in right.text.replace("NOT PROVED", "")
-    assert "== verdict: CHECKED" in right.text.splitlines()[-1]
+    assert {v.key for v in right.verdicts if v.proof.ok} == PROVED[name]
+    assert right.text.count("  PROVED for every size") == len(PROVED[name])
+    assert right.text.count("  CHECKED exactly for") == len(right.verdicts) - len(PROVED[name])
+    assert right.text.splitlines()[-1].startswith(f"== verdict: PROVED {len(PROVED[name])}/")
     assert not (tmp_path / "k.py").exists(), "no kernel is written for shifted reads"
     wrong = run_layer(load_layer(EXAMPLES / f"{name}_wrong.py"), tmp_path / "k.py", name)
     assert not wrong.ok
@@ -90,21 +103,26 @@ def test_each_example_is_checked_and_its_wrong_twin_refuted(name, tmp_path):
 
 
 def test_through_the_cli_checked_exits_0_and_refuted_exits_1():
-    done = run_command("derive", "--layer", "examples/causal_window.py")
+    done = run_command("derive", "--layer", "examples/flatten_consecutive.py")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "CHECKED 2/2 exactly for B <= 2, T <= 5, K <= 3" in done.stdout
+    assert "PROVED 1/2, CHECKED 1/2 exactly for B <= 2, T2 <= 2, C <= 3, H <= 2" in done.stdout
     done = run_command("derive", "--layer", "examples/causal_window_wrong.py")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "== verdict: REFUTED: dx, dw (2 of 2)" in done.stdout
 
 
 def test_the_verdict_states_the_bounds_of_the_check():
-    layer = conv(
-        {"x": "dx[b, s] = sum(dout[b, s - k] * w[k], k)"}, check_sizes={"B": 2, "T": 3, "K": 2}
-    )
-    report = run_layer(layer, None, "conv")
-    assert "CHECKED exactly for B <= 2, T <= 3, K <= 2:" in report.text
+    """A claim right up to T = 4 and wrong from T = 5, checked up to T = 4: exit 0, and the
+    verdict says exactly how far it was checked."""
+    layer = shift({"x": "dx[b, s] = dout[b, s + 1] + dout[b, s + 4]"}, check_sizes={"T": 4})
+    report = run_layer(layer, None, "shift")
+    assert report.ok
+    assert "  CHECKED exactly for B <= 4, T <= 4: " in report.text
     assert "not proved beyond them" in report.text
+    assert report.text.splitlines()[-1] == (
+        "== verdict: CHECKED 1/1 exactly for B <= 4, T <= 4; kernel not generated (shifted "
+        "reads or declared sizes)"
+    )
 
 
 # ---------------------------------------------------------------- the classic mistakes
@@ -139,9 +157,9 @@ def test_a_flipped_kernel_in_dx_is_refuted_at_the_smallest_sizes():
     assert _numpy_conv_truth(example, 1, 0) == Fraction(str(example.truth))
 
 
-def test_the_right_dx_is_checked():
+def test_the_right_dx_is_proved():
     v = verdict(conv({"x": "dx[b, s] = sum(dout[b, s - k] * w[k], k)"}), "x")
-    assert_checked(v, "B <= 1, T <= 4, K <= 3")
+    assert_proved(v, "B <= 1, T <= 4, K <= 3")
 
 
 def test_off_by_one_padding_is_refuted():
@@ -154,7 +172,7 @@ def test_off_by_one_padding_is_refuted():
     example = assert_refuted(verdict(layer, "w"))
     assert _numpy_conv_truth(example, 1, 1) == Fraction(str(example.truth))
     right = layer.with_claims({"w": "dw[k] = sum(dout[b, t] * x[b, t + k - P], b, t)"})
-    assert_checked(verdict(right, "w"), "B <= 1, T <= 4, K <= 3")
+    assert_proved(verdict(right, "w"), "B <= 1, T <= 4, K <= 3")
 
 
 @pytest.mark.parametrize(
@@ -174,14 +192,14 @@ def test_a_strided_dx_without_its_zeros_is_refuted(text):
     example = assert_refuted(verdict(layer, "x"))
     assert _numpy_conv_truth(example, 2, 0) == Fraction(str(example.truth))
     right = layer.with_claims({"x": "dx[b, s] = sum(dout[b, (s - k) / 2] * w[k], k)"})
-    assert_checked(verdict(right, "x"), "B <= 1, T <= 4, K <= 3")
+    assert_proved(verdict(right, "x"), "B <= 1, T <= 4, K <= 3")
 
 
 # ---------------------------------------------------------------- hostile: never PROVED
 def test_a_read_that_leaves_the_range_is_zero_not_wrapped():
     """Python's x[-1] is the last element; a shifted read before 0 is zero. A claim that
     wraps around (as numpy's roll would) is refuted, the right one checked."""
-    assert_checked(verdict(shift({"x": "dx[b, s] = dout[b, s + 1]"}), "x"), "B <= 1, T <= 5")
+    assert_proved(verdict(shift({"x": "dx[b, s] = dout[b, s + 1]"}), "x"), "B <= 1, T <= 5")
     wrapped = verdict(shift({"x": "dx[b, s] = dout[b, (s + 1) % T]"}), "x")
     example = assert_refuted(wrapped)
     assert {str(k): n for k, n in example.sizes.items()} == {"B": 1, "T": 1}
@@ -220,6 +238,9 @@ def test_no_size_where_a_declared_size_is_below_1_is_checked():
     for sizes in shifts.grid(layer):
         assert all(sp.sympify(s).xreplace(sizes) >= 1 for s in layer.all_sizes)
     assert len(shifts.grid(layer)) == 4 + 3 + 2  # (T, K) with T >= K, T <= 4, K <= 3
+    # right (reads outside x are zero), but L can be below 1: CHECKED, never PROVED
+    assert not shifts.sizes_at_least_one(layer)
+    assert_checked(verdict(layer, "x"), "B <= 1, T <= 4, K <= 3")
 
 
 def test_no_valid_size_at_all_is_not_checked():
@@ -371,3 +392,28 @@ def test_a_claim_that_differs_only_on_the_kink_is_not_proved_not_refuted():
     v = verdict(relu_window("dx[b, s] = sum(dout[b, s + k] * (h[b, s + k] >= 0) * w[k], k)"), "x")
     assert not v.proof.ok and not v.checked and v.counterexample is None
     assert "no exact point shows it" in v.searched
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, -1, -2])
+def test_summing_out_an_affine_delta_is_exact_at_every_integer_assignment(c):
+    """sum_{d<n} δ(q, c*d + e) f[d] = InRange((q - e)/c, n) f[(q - e)/c], the rewrite the
+    symbolic proof stands on, compared written out at every q, e, n in a range."""
+    d, q, e = (sp.Symbol(x, integer=True) for x in "dqe")
+    n = sp.Symbol("n", integer=True, positive=True)
+    f = sp.IndexedBase("f")
+    total = sp.Sum(sp.KroneckerDelta(q, c * d + e) * f[d], (d, 0, n - 1))
+    summed = shifts.collapse_shifts(total)
+    assert not summed.has(sp.Sum)
+    for size in range(1, 5):
+        for at_q in range(-3, 9):
+            for at_e in range(-3, 4):
+                point = {n: size, q: at_q, e: at_e}
+                want = written_out(total.xreplace(point))
+                assert summed.xreplace(point) == want, (point, summed)
+
+
+def test_a_delta_that_is_not_affine_is_left_alone():
+    d, q = (sp.Symbol(x, integer=True) for x in "dq")
+    f = sp.IndexedBase("f")
+    total = sp.Sum(sp.KroneckerDelta(q, sp.floor(d / 2) + d) * f[d], (d, 0, 5))
+    assert shifts.collapse_shifts(total).has(sp.Sum)
