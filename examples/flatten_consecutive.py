@@ -4,7 +4,8 @@ channels are concatenated, x (B, T, C) -> flat (B, T2, 2*C) with T = 2*T2, and m
 flat[b, t, c] = x[b, 2*t + c // C, c % C]: the first C channels come from position 2*t, the
 next C from 2*t + 1 (torch's x.view(B, T // 2, 2 * C)). dx undoes the view: x[b, s, c] went to
 flat[b, s // 2, (s % 2) * C + c]. Each claim is CHECKED exactly at every size up to the stated
-bounds (B <= 2, T2 <= 2, C <= 3, H <= 2).
+bounds (B <= 2, T2 <= 2, C <= 3, H <= 2); dW is then PROVED for every size, while dx stays
+CHECKED only (its positions c // C and c % C are not affine: no symbolic proof reaches them).
 
 Run: jaxninja derive --layer examples/flatten_consecutive.py
 """
