@@ -338,6 +338,16 @@ def in_range_known(expr: sp.Expr, ranges: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
     return expr.func(*[in_range_known(arg, ranges) for arg in expr.args])
 
 
+def readable(layer, key: str, derived: sp.Expr) -> sp.Expr:
+    """The derivation with its affine deltas summed out and the ranges true by construction
+    dropped (the identities :func:`prove_shifted` uses): the form a claim can copy, e.g.
+    ``Sum(in_range((q + P - i0)/2, T)*dout[p, (q + P - i0)/2, i1]*w[i0, r, i1], ...)``."""
+    from derivations.usercheck import merged_sums, normal_dummies
+
+    ranges = layer.free_sizes(layer.inputs[key])
+    return normal_dummies(merged_sums(in_range_known(collapse_shifts(derived), ranges)))
+
+
 def prove_shifted(layer, key: str, derived: sp.Expr, claim_raw: sp.Expr) -> bool:
     """A symbolic proof of a claim about shifted reads, where the engine reaches one: the
     derivation's affine deltas summed out (both ways of choosing which dummy a delta pins),

@@ -234,10 +234,13 @@ def check(layer: Layer, key: str) -> Verdict:
 
 
 def _check_shifted(layer: Layer, key: str, derived: sp.Expr, start: float) -> Verdict:
-    """A layer with shifted reads: the claim decided exactly at every size up to the stated
-    bounds (:func:`derivations.shifts.check_exactly`), CHECKED there, never PROVED."""
+    """A layer with shifted reads (or declared sizes): the claim decided exactly at every
+    size up to the stated bounds (:func:`derivations.shifts.check_exactly`), CHECKED there,
+    and PROVED only where a symbolic proof also succeeds. The derived form is shown with its
+    affine deltas summed out (an identity: :func:`derivations.shifts.readable`)."""
+    shown = shifts.readable(layer, key, derived)
     if key not in layer.claim_text:
-        return Verdict(key, derived, None, None, None, None, time.perf_counter() - start)
+        return Verdict(key, shown, None, None, None, None, time.perf_counter() - start)
     claim = layer.claims[key]
     found = shifts.check_exactly(layer, key, raw(claim, layer))
     proof = Proof(False, found.complete)  # not proved for every size: proof.ok stays False
@@ -249,7 +252,7 @@ def _check_shifted(layer: Layer, key: str, derived: sp.Expr, start: float) -> Ve
     difference = None if found.complete else sp.nan
     return Verdict(
         key,
-        derived,
+        shown,
         claim,
         proof,
         difference,

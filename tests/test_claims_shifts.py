@@ -417,3 +417,36 @@ def test_a_delta_that_is_not_affine_is_left_alone():
     f = sp.IndexedBase("f")
     total = sp.Sum(sp.KroneckerDelta(q, sp.floor(d / 2) + d) * f[d], (d, 0, 5))
     assert shifts.collapse_shifts(total).has(sp.Sum)
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("x", "dx[b, s] = sum(dout[b, (s + P + k) / 2] * w[k], k)"),  # the kernel flipped
+        ("x", "dx[b, s] = sum(dout[b, s + P - k] * w[k], k)"),  # the stride forgotten
+        ("x", "dx[b, s] = sum(dout[b, (s - k) / 2] * w[k], k)"),  # the padding dropped
+        ("x", "dx[b, s] = sum(dout[b, (s + P - k) // 2] * w[k], k)"),  # floor for /
+        ("w", "dw[k] = sum(dout[b, t] * x[b, 2*t + k], b, t)"),  # the padding dropped
+        ("w", "dw[k] = sum(dout[b, t] * x[b, t + k - P], b, t)"),  # the stride forgotten
+        ("w", "dw[k] = sum(dout[b, t] * x[b, 2*t - k + P], b, t)"),  # the kernel flipped
+    ],
+)
+def test_a_wrong_claim_that_passes_a_tiny_check_is_never_proved(key, text):
+    """With every bound 1, the exact check sees one element: the classic mistakes pass it
+    (or fail it); the symbolic proof must not call any of them PROVED."""
+    layer = conv(
+        {key: text},
+        forward=("y[b, t] = sum(x[b, 2*t + k - P] * w[k], k)",),
+        constants={"P": 1},
+        sizes={"L": "2*T"},
+        check_sizes={"B": 1, "T": 1, "K": 1},
+    )
+    v = verdict(layer, key)
+    assert not v.proof.ok, v
+    assert_refuted(verdict(_wider(layer), key))  # and each is wrong: wider bounds refute it
+
+
+def _wider(layer: Layer) -> Layer:
+    wider = layer.with_claims(dict(layer.claim_text))
+    wider.check_sizes = {"B": 1, "T": 3, "K": 3}
+    return wider
