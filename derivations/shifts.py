@@ -35,6 +35,7 @@ MAX_CHECK = 4  # each axis is checked up to this size unless Layer(check_sizes=.
 CHECK_SECONDS = 60.0  # the exact check's budget; past it the claim is NOT PROVED, never CHECKED
 MAX_BOUND = 8  # a stated bound beyond this is refused (the check writes every element out)
 MAX_COMBINATIONS = 5000  # and a grid of more size combinations than this
+MAX_TERMS = 200_000  # a forward or claim written out at one size beyond this many terms: stop
 MAX_ORDERS = 24  # orders of pinning a derivation's dummies tried by the symbolic proof
 DRAWS = 5  # exact rational points drawn (off every kink) to show a difference that is not 0
 
@@ -170,6 +171,20 @@ def _elements(layer, key: str, sizes: dict) -> list[sp.Expr]:
     return [base[at] if at else base for at in itertools.product(*map(range, concrete))]
 
 
+def terms(expr: sp.Expr, cap: int = MAX_TERMS) -> int:
+    """How many terms ``expr`` has once its (concrete) sums are written out, counted from the
+    sums' ranges without writing anything (no more than ``cap`` + 1): what bounds the time and
+    memory of the exact check before it starts."""
+    if isinstance(expr, sp.Sum):
+        count = 1
+        for _, low, high in expr.limits:
+            count *= max(int(high - low + 1), 0) if (high - low).is_Number else cap + 1
+        return min(count * terms(expr.function, cap), cap + 1)
+    if not expr.args or isinstance(expr, sp.Indexed):
+        return 1
+    return min(sum(terms(arg, cap) for arg in expr.args), cap + 1)
+
+
 def _zero(difference: sp.Expr) -> bool:
     """``difference`` is 0 for every value of its symbols: ``expand``, then ``simplify``."""
     if difference == 0:
@@ -203,14 +218,26 @@ def check_exactly(layer, key: str, claim_raw: sp.Expr) -> Checked:
             searched = f"{done} of {len(every)} size combinations ({text}; time budget)"
             return Checked(text, False, None, searched)
         concrete = {**sizes, **layer.constant_values}
-        total = written_out(total_expr.xreplace(concrete))
+        at_sizes = total_expr.xreplace(concrete)
+        if terms(at_sizes, MAX_TERMS) > MAX_TERMS:
+            where = ", ".join(f"{k}={v}" for k, v in sizes.items())
+            searched = (
+                f"{done} of {len(every)} size combinations ({text}): at {where} the forward "
+                f"written out passes {MAX_TERMS} terms (give smaller check_sizes)"
+            )
+            return Checked(text, False, None, searched)
+        total = written_out(at_sizes)
         open_elements = []
         for element in _elements(layer, key, sizes):
             if time.perf_counter() - start > CHECK_SECONDS:
                 searched = f"{done} of {len(every)} size combinations ({text}; time budget)"
                 return Checked(text, False, None, searched)
             at = dict(zip(free, element.indices, strict=True)) if free else {}
-            claim = written_out(claim_raw.xreplace(at).xreplace(concrete))
+            claim_at = claim_raw.xreplace(at).xreplace(concrete)
+            if terms(claim_at, MAX_TERMS) > MAX_TERMS:
+                searched = f"the claim written out at {sizes} passes {MAX_TERMS} terms"
+                return Checked(text, False, None, searched)
+            claim = written_out(claim_at)
             truth = sp.diff(total, element)
             if not _zero(truth - claim):
                 open_elements.append((element, truth, claim))

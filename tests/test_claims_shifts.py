@@ -450,3 +450,40 @@ def _wider(layer: Layer) -> Layer:
     wider = layer.with_claims(dict(layer.claim_text))
     wider.check_sizes = {"B": 1, "T": 3, "K": 3}
     return wider
+
+
+def test_a_forward_too_large_to_write_out_stops_with_not_proved(monkeypatch):
+    """The check counts a forward's terms from its sums' ranges before writing it out; past
+    the cap (here lowered to 40, the right conv claim's forward passing it at the larger sizes)
+    it stops and says so: NOT PROVED, never CHECKED on part of the bounds."""
+    i, j = sp.Symbol("i"), sp.Symbol("j")
+    assert shifts.terms(sp.Sum(sp.Sum(1, (i, 0, 9)), (j, 0, 9))) == 100
+    assert shifts.terms(sp.Sum(sp.Sum(1, (i, 0, 9)), (j, 0, 9)), cap=50) == 51
+    monkeypatch.setattr(shifts, "MAX_TERMS", 40)
+    v = verdict(conv({"x": "dx[b, s] = sum(dout[b, s - k] * w[k], k)"}), "x")
+    assert not v.proof.ok and not v.checked and v.counterexample is None
+    assert "passes 40 terms (give smaller check_sizes)" in v.searched
+
+
+def test_a_position_needs_an_integer_constant():
+    with pytest.raises(LayerError, match="P is not an integer"):
+        conv({}, forward=("y[b, t] = sum(x[b, t + k - P] * w[k], k)",), constants={"P": 0.5})
+
+
+def test_flatten_consecutive_reads_as_torchs_view():
+    """The statement's flat[b, t, c] = x[b, 2*t + c // C, c % C] is x.reshape(B, T2, 2*C):
+    every element of the line at concrete sizes names the element numpy's reshape puts there."""
+    import numpy as np
+
+    layer = load_layer(EXAMPLES / "flatten_consecutive.py")
+    line = layer.names["flat"]
+    for b_size, t2, c_size in [(1, 1, 1), (2, 2, 3), (1, 3, 2)]:
+        sizes = {str(a): v for a, v in zip(layer.axes, (b_size, t2, c_size, 1), strict=True)}
+        at = {a: sizes[str(a)] for a in layer.axes}
+        x = np.arange(b_size * 2 * t2 * c_size).reshape(b_size, 2 * t2, c_size)
+        view = x.reshape(b_size, t2, 2 * c_size)
+        for index in np.ndindex(view.shape):
+            element = line.rhs.xreplace({**at, **dict(zip(line.indices, index, strict=True))})
+            (read,) = element.atoms(sp.Indexed)
+            assert element == read  # in range: its InRange factor is 1
+            assert x[tuple(int(i) for i in read.indices)] == view[index]
