@@ -36,6 +36,7 @@ CHECK_SECONDS = 60.0  # the exact check's budget; past it the claim is NOT PROVE
 MAX_BOUND = 8  # a stated bound beyond this is refused (the check writes every element out)
 MAX_COMBINATIONS = 5000  # and a grid of more size combinations than this
 MAX_TERMS = 200_000  # a forward or claim written out at one size beyond this many terms: stop
+PROOF_SECONDS = 20.0  # the symbolic proof's budget, after the exact check passed
 MAX_ORDERS = 24  # orders of pinning a derivation's dummies tried by the symbolic proof
 DRAWS = 5  # exact rational points drawn (off every kink) to show a difference that is not 0
 
@@ -399,7 +400,10 @@ def prove_shifted(layer, key: str, derived: sp.Expr, claim_raw: sp.Expr) -> bool
         candidate = tidy(collapse_shifts(derived, order))
         if candidate not in candidates:
             candidates.append(candidate)
+    start = time.perf_counter()
     for candidate in candidates:
+        if time.perf_counter() - start > PROOF_SECONDS:
+            return False  # past the budget: CHECKED stays the verdict, never a guess
         proof, _ = prove_with_difference(candidate, claim)
         if proof.ok:
             return True

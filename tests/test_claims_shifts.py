@@ -487,3 +487,9 @@ def test_flatten_consecutive_reads_as_torchs_view():
             (read,) = element.atoms(sp.Indexed)
             assert element == read  # in range: its InRange factor is 1
             assert x[tuple(int(i) for i in read.indices)] == view[index]
+
+
+def test_past_the_proof_budget_a_checked_claim_stays_checked(monkeypatch):
+    monkeypatch.setattr(shifts, "PROOF_SECONDS", -1.0)
+    v = verdict(conv({"x": "dx[b, s] = sum(dout[b, s - k] * w[k], k)"}), "x")
+    assert_checked(v, "B <= 1, T <= 4, K <= 3")
