@@ -9,7 +9,8 @@ lecture's layers and regenerates ``jaxninja/generated.py`` and ``docs/derivation
   :mod:`~derivations.claims` (claims in array form), :mod:`~derivations.functions`,
   :mod:`~derivations.interpret` (the forward as written, for verification);
 - the engine: :mod:`~derivations.usercheck` (derive, prove, refute, the exact check),
-  :mod:`~derivations.collapse`, :mod:`~derivations.proofs`, :mod:`~derivations.exact`;
+  :mod:`~derivations.collapse`, :mod:`~derivations.proofs`, :mod:`~derivations.kinks` (claims
+  through kinks), :mod:`~derivations.exact`;
 - the lecture's layers: :mod:`~derivations.lecture`, run by :mod:`~derivations.build`;
 - printing: :mod:`~derivations.arrayprint` and :mod:`~derivations.claimcode` (code),
   :mod:`~derivations.layout`, :mod:`~derivations.latex`; the files they make:

@@ -16,7 +16,8 @@ out. Sums print without ``keepdims``:
 ``KroneckerDelta(c, y[i])`` prints as ``jax.nn.one_hot(y, V)`` (on the axes of ``y`` and then
 ``c``), ``KroneckerDelta(a, b)`` as ``jnp.eye(N)``. The kinked functions' derivatives
 (:mod:`derivations.functions`) print with jax's value at the kink: ``AbsStep`` +1 at 0,
-``ReluStep`` 0 at 0, ``TieStep`` 1/2 at a tie.
+``ReluStep`` 0 at 0, ``TieStep`` 1/2 at a tie; ``sign``, ``minimum``, ``clip`` and ``where`` print
+as jnp's own.
 """
 
 from __future__ import annotations
@@ -328,8 +329,19 @@ class ArrayPrinter(StrPrinter):
             return f"jnp.where({args[0]} > 0, 1.0, 0.0)"  # jax: relu'(0) = 0
         if name == "relu":
             return f"jax.nn.relu({args[0]})"
-        if name == "maximum":
-            return f"jnp.maximum({args[0]}, {args[1]})"
+        if name in ("maximum", "minimum", "sign"):
+            return f"jnp.{name}({', '.join(args)})"
+        if name == "clip":
+            return f"jnp.clip({', '.join(args)})"
+        if name == "where":
+            cond = expr.args[0]  # a comparison's step: printed as the comparison itself
+            if type(cond).__name__ == "ReluStep":
+                test = f"{self._print(cond.args[0])} > 0"
+            elif type(cond).__name__ == "GeStep":
+                test = f"{self._print(cond.args[0])} >= 0"
+            else:
+                test = f"{args[0]} != 0"
+            return f"jnp.where({test}, {args[1]}, {args[2]})"
         raise PrintError(f"no array form for {name}")
 
     _print_exp = _print_Function

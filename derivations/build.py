@@ -65,7 +65,7 @@ def check_layer(layer: Layer) -> Checked:
     """One lecture layer: shifts, claims, the Exercise 1 chain, the exact check."""
     start = time.perf_counter()
     problems = list(usercheck.shift_problems(layer))
-    verdicts = tuple(usercheck.check(layer, key) for key in layer.claims)
+    verdicts = tuple(usercheck.check(layer, key) for key in layer.claim_text)
     chains = tuple(
         usercheck.check(layer.with_claims({key: text}), key)
         for key, text in lecture.CHAINS.get(layer.name, {}).items()

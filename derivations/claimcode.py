@@ -1,17 +1,16 @@
-"""A proved claim printed as jax.numpy code close to how it was written.
+"""A proved claim printed as jax.numpy code, exactly as it was written.
 
-The claim's text is re-read with the broadcasting rules of :mod:`derivations.claims`, and each
-value becomes code with its axes: operands lined up by declared axes get the transposes and
-``None`` axes numpy needs (``rinv[:, None] * x``); everything numpy already does the same way
-(``@``, ``.T``, ``keepdims``, positional broadcasting, ``einsum``) is printed as written. The
-claim was proved equal to the derived gradient under exactly these rules, and the kernel is
-verified either way; a claim this module cannot print (None) is printed from its index form.
+A claim is read as numpy reads it (:mod:`derivations.claims`), and jax.numpy broadcasts the same
+way, so each operator, subscript (``rinv[:, None]``), ``@``, ``.T``, ``keepdims`` and ``einsum``
+is printed as written: nothing is transposed or given axes behind the claim's back. Only the
+result is fitted to the input's shape where numpy would (``jnp.broadcast_to``, leading size-1
+axes dropped). Each value is printed with its shape, to know that last step; a claim this module
+cannot print (None) is printed from its index form.
 """
 
 from __future__ import annotations
 
 import ast
-import itertools
 from typing import NamedTuple
 
 from derivations.userlayer import Layer
@@ -26,17 +25,20 @@ _FUNCTIONS = {
     "abs": "jnp.abs",
     "relu": "jax.nn.relu",
     "maximum": "jnp.maximum",
+    "minimum": "jnp.minimum",
+    "sign": "jnp.sign",
+    "clip": "jnp.clip",
+    "where": "jnp.where",
 }
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
-_counter = itertools.count()
 
 
 class Code(NamedTuple):
-    """A claim's value as code: the text, its axes ((label or None, size) each), and the
+    """A claim's value as code: the text, its shape (sizes, 1 for a new axis), and the
     precedence of its outermost operator (parentheses only where Python needs them)."""
 
     text: str
-    axes: tuple
+    axes: tuple  # its shape, numpy's: one size per position
     prec: int = 100  # an atom: a name, a call, a subscript
 
 
@@ -69,7 +71,8 @@ def _paren(text: str) -> str:
 
 
 class ClaimCode:
-    """Translate one claim's text (already parsed and proved) into code."""
+    """Translate one claim's text (already parsed and proved) into code, keeping each value's
+    shape as numpy computes it."""
 
     def __init__(self, layer: Layer, dtype: str = "") -> None:
         self.layer, self.dtype = layer, dtype
@@ -85,24 +88,20 @@ class ClaimCode:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
             a, b = self.value(node.left), self.value(node.right)
             text = _binary(ast.MatMult, a, b, a.text, b.text)
-            return Code(text, _matmul_axes(a.axes, b.axes), 59)
+            return Code(text, _matmul_shape(a.axes, b.axes), 59)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             a, b = self.value(node.left), self.value(node.right)
-            left, right, axes = self.broadcast(a, b)
-            left_prec = a.prec if left == a.text else 100
-            right_prec = b.prec if right == b.text else 100
-            text = _binary(
-                type(node.op), a._replace(prec=left_prec), b._replace(prec=right_prec), left, right
-            )
-            return Code(text, axes, _PREC[type(node.op)])
+            text = _binary(type(node.op), a, b, a.text, b.text)
+            return Code(text, _broadcast(a.axes, b.axes), _PREC[type(node.op)])
         if isinstance(node, ast.Compare) and len(node.ops) == 1:
             symbol = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}[type(node.ops[0])]
             a, b = self.value(node.left), self.value(node.comparators[0])
-            left, right, axes = self.broadcast(a, b)
-            return Code(f"({left} {symbol} {right})", axes)
+            return Code(f"({a.text} {symbol} {b.text})", _broadcast(a.axes, b.axes))
         if isinstance(node, ast.Attribute) and node.attr == "T":
             inner = self.value(node.value)
             return Code(f"{_paren(inner.text)}.T", tuple(reversed(inner.axes)))
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
         if isinstance(node, ast.Name):
             key = node.id
             if key in layer.sizes or key in {str(c) for c in layer.constants.values()}:
@@ -110,10 +109,30 @@ class ClaimCode:
             if key == "pi":
                 return Code("jnp.pi", ())
             shape = layer.output.shape if key == str(layer.upstream) else layer.shape_of(key)
-            return Code(key, tuple((next(_counter), size) for size in shape))
+            return Code(key, tuple(shape))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return self.call(node.func.id, node)
         raise _Unprintable(ast.unparse(node))
+
+    def subscript(self, node: ast.Subscript) -> Code:
+        """``a[:, None]``, ``a[..., None]``: printed as written, with numpy's new shape."""
+        inner = self.value(node.value)
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        kinds = [
+            ":" if isinstance(x, ast.Slice) else "..." if x.value is Ellipsis else "None"
+            for x in items
+        ]
+        rank = len(inner.axes)
+        if "..." in kinds:
+            at = kinds.index("...")
+            kinds[at : at + 1] = [":"] * (rank - kinds.count(":"))
+        else:
+            kinds += [":"] * (rank - kinds.count(":"))
+        source = iter(inner.axes)
+        shape = tuple(next(source) if kind == ":" else 1 for kind in kinds)
+        index = ast.unparse(node.slice)
+        index = index[1:-1] if index.startswith("(") and index.endswith(")") else index
+        return Code(f"{_paren(inner.text)}[{index}]", shape)
 
     def call(self, func: str, node: ast.Call) -> Code:
         keywords = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
@@ -123,106 +142,73 @@ class ClaimCode:
             axis = keywords.get("axis", tuple(range(rank)))
             positions = sorted({x % rank for x in (axis if isinstance(axis, tuple) else (axis,))})
             keep = keywords.get("keepdims") is True
-            axes = tuple(
-                (None, 1) if k in positions else ax
-                for k, ax in enumerate(inner.axes)
+            shape = tuple(
+                1 if k in positions else size
+                for k, size in enumerate(inner.axes)
                 if keep or k not in positions
             )
             shown = positions[0] if len(positions) == 1 else tuple(positions)
             extra = ", keepdims=True" if keep else ""
-            return Code(f"jnp.{func}({inner.text}, axis={shown}{extra})", axes)
+            return Code(f"jnp.{func}({inner.text}, axis={shown}{extra})", shape)
         if func == "one_hot":
             key = node.args[0].id
             shape, classes = self.layer.labels[key]
             dtype = self.dtype or f"{next(iter(self.layer.inputs))}.dtype"
-            axes = tuple((next(_counter), size) for size in (*shape, classes))
-            return Code(f"jax.nn.one_hot({key}, {classes}, dtype={dtype})", axes)
+            return Code(f"jax.nn.one_hot({key}, {classes}, dtype={dtype})", (*shape, classes))
         if func == "einsum":
             spec = ast.literal_eval(node.args[0])
             operands = [self.value(arg) for arg in node.args[1:]]
             inputs, output = spec.replace(" ", "").split("->")
             sizes = {}
             for term, operand in zip(inputs.split(","), operands, strict=True):
-                sizes.update(zip(term, (size for _, size in operand.axes), strict=True))
+                sizes.update(zip(term, operand.axes, strict=True))
             args = ", ".join(o.text for o in operands)
-            axes = tuple((next(_counter), sizes[x]) for x in output)
-            return Code(f'jnp.einsum("{spec}", {args})', axes)
+            return Code(f'jnp.einsum("{spec}", {args})', tuple(sizes[x] for x in output))
         if func in _FUNCTIONS:
             args = [self.value(arg) for arg in node.args]
-            if len(args) == 2:
-                left, right, axes = self.broadcast(*args)
-                return Code(f"{_FUNCTIONS[func]}({left}, {right})", axes)
-            return Code(f"{_FUNCTIONS[func]}({args[0].text})", args[0].axes)
+            shape = ()
+            for arg in args:
+                shape = _broadcast(shape, arg.axes)
+            texts = ", ".join(arg.text for arg in args)
+            return Code(f"{_FUNCTIONS[func]}({texts})", shape)
         raise _Unprintable(func)
 
-    # ---- rule 1 needs code; rule 2 is numpy's own broadcasting
-    def broadcast(self, a: Code, b: Code) -> tuple[str, str, tuple]:
-        if not a.axes or not b.axes:
-            return a.text, b.text, a.axes or b.axes
-        positional = any(index is None for index, _ in (*a.axes, *b.axes)) or any(
-            len({s for _, s in x.axes}) != len(x.axes) for x in (a, b)
-        )
-        if positional:
-            longer = a if len(a.axes) >= len(b.axes) else b
-            return a.text, b.text, longer.axes
-        asizes, bsizes = [s for _, s in a.axes], [s for _, s in b.axes]
-        if set(bsizes) <= set(asizes):
-            order = asizes
-        elif set(asizes) <= set(bsizes):
-            order = bsizes
-        else:
-            order = [s for s in self.layer.axes if s in set(asizes) | set(bsizes)]
-        axes = tuple((next(_counter), s) for s in order)
-        return _place(a.text, asizes, order), _place(b.text, bsizes, order), axes
+
+def _broadcast(a: tuple, b: tuple) -> tuple:
+    """numpy's broadcast shape of two shapes the claim reader accepted (equal, or 1)."""
+    rank = max(len(a), len(b))
+    a, b = (1,) * (rank - len(a)) + tuple(a), (1,) * (rank - len(b)) + tuple(b)
+    return tuple(y if x == 1 else x for x, y in zip(a, b, strict=True))
 
 
-def _matmul_axes(a: tuple, b: tuple) -> tuple:
-    a2 = a if len(a) > 1 else ((None, 1), *a)
-    b2 = b if len(b) > 1 else (*b, (None, 1))
-    lead = a2[:-2] if len(a2) >= len(b2) else b2[:-2]
-    axes = [*lead]
+def _matmul_shape(a: tuple, b: tuple) -> tuple:
+    a2 = a if len(a) > 1 else (1, *a)
+    b2 = b if len(b) > 1 else (*b, 1)
+    shape = [*_broadcast(a2[:-2], b2[:-2])]
     if len(a) > 1:
-        axes.append(a2[-2])
+        shape.append(a2[-2])
     if len(b) > 1:
-        axes.append(b2[-1])
-    return tuple(axes)
-
-
-def _place(text: str, sizes: list, order: list) -> str:
-    """``text`` (axes ``sizes``, distinct) on the axes ``order``: transposed, ``None`` added."""
-    ordered = sorted(sizes, key=order.index)
-    if ordered != sizes:
-        perm = tuple(sizes.index(s) for s in ordered)
-        text = f"{_paren(text)}.T" if len(sizes) == 2 else f"jnp.transpose({text}, {perm})"
-    start = order.index(ordered[0])
-    slots = [":" if s in ordered else "None" for s in order[start:]]
-    if "None" not in slots:
-        return text
-    while slots[-1] == ":":
-        slots.pop()
-    return f"{_paren(text)}[{', '.join(slots)}]"
+        shape.append(b2[-1])
+    return tuple(shape)
 
 
 def claim_code(layer: Layer, key: str, dtype: str = "") -> str | None:
     """The proved claim for input ``key`` as code of the input's shape, or None; ``dtype``:
     the code of a one-hot's dtype (default: the first input's)."""
+    if key in layer.mismatches:
+        return None  # never proved: never printed
     try:
         node = ast.parse(layer.claim_text[key].strip(), mode="eval").body
         value = ClaimCode(layer, dtype).value(node)
     except (_Unprintable, ValueError, KeyError, StopIteration, SyntaxError, TypeError):
         return None
-    shape = layer.inputs[key]
-    sizes = [s for _, s in value.axes]
-    target = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-    if any(index is None for index, _ in value.axes) or len(set(shape)) != len(shape):
-        pad = len(value.axes) - len(shape)  # numpy's rule: right-aligned, leading 1s dropped
-        if pad > 0:
-            full = "(" + ", ".join(["1"] * pad + [str(s) for s in shape]) + ")"
-            return f"jnp.reshape(jnp.broadcast_to({value.text}, {full}), {target})"
-        return value.text if sizes == list(shape) else f"jnp.broadcast_to({value.text}, {target})"
-    if sizes == list(shape):
+    shape = tuple(layer.inputs[key])
+    sizes = tuple(value.axes)
+    if sizes == shape:
         return value.text
-    if set(sizes) <= set(shape):
-        placed = _place(value.text, sizes, list(shape)) if sizes else value.text
-        return f"jnp.broadcast_to({placed}, {target})"
-    return None
+    target = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    pad = len(sizes) - len(shape)  # numpy's rule: right-aligned, leading 1s dropped
+    if pad > 0:
+        full = "(" + ", ".join(["1"] * pad + [str(s) for s in shape]) + ")"
+        return f"jnp.reshape(jnp.broadcast_to({value.text}, {full}), {target})"
+    return f"jnp.broadcast_to({value.text}, {target})"

@@ -9,8 +9,13 @@ convention fixes at the kink:
 - ``absolute(x)``: derivative ``AbsStep(x)``, +1 at x = 0 (``jax.grad(jnp.abs)(0.) == 1``);
 - ``maximum(a, b)``: derivative ``TieStep(a - b)`` in a, ``TieStep(b - a)`` in b, 1/2 each at a
   tie (``jnp.maximum``);
-- a claim may write the steps as comparisons: ``(x > 0)`` is ``ReluStep(x)``, ``(x >= 0)``
-  ``GeStep(x)`` (:func:`comparison`).
+- ``minimum(a, b)`` likewise; ``sign(x)``: numpy's (0 at 0), derivative 0; ``clip(x, lo, hi)``
+  (jnp.clip: minimum(maximum(x, lo), hi)); ``where(cond, a, b)``: the branch taken;
+- comparisons are 0/1 steps: ``(x > 0)`` is ``ReluStep(x)``, ``(x >= 0)`` ``GeStep(x)``
+  (:func:`comparison`), in a forward or a claim.
+
+Each prints (``sstr``) as a claim would write it: the steps as comparisons, ``AbsStep(z)`` as
+``where(z >= 0, 1, -1)``, ``TieStep(z)`` as ``((z > 0) + (z >= 0))/2``; never by its class name.
 
 Proofs hold where the functions are differentiable (the steps are opaque symbols to
 ``simplify``); the counterexample search draws no point where a kink's argument is 0
@@ -45,9 +50,12 @@ class _Step(sp.Function):
 
 
 class ReluStep(_Step):
-    """d relu(x)/dx: 1 above 0, 0 at and below 0."""
+    """d relu(x)/dx, and a claim's ``(x > 0)``: 1 above 0, 0 at and below 0."""
 
     at_zero = sp.S.Zero
+
+    def _sympystr(self, printer) -> str:
+        return f"({printer._print(self.args[0])} > 0)"
 
 
 class AbsStep(_Step):
@@ -56,15 +64,25 @@ class AbsStep(_Step):
     at_zero = sp.S.One
     below = sp.S.NegativeOne
 
+    def _sympystr(self, printer) -> str:
+        return f"where({printer._print(self.args[0])} >= 0, 1, -1)"
+
 
 class GeStep(_Step):
     """A claim's ``(x >= 0)``: 1 at and above 0, 0 below."""
 
     at_zero = sp.S.One
 
+    def _sympystr(self, printer) -> str:
+        return f"({printer._print(self.args[0])} >= 0)"
+
 
 class TieStep(_Step):
     """d maximum(a, b)/da as a function of a - b: 1 above 0, 1/2 at a tie, 0 below."""
+
+    def _sympystr(self, printer) -> str:
+        arg = printer._print(self.args[0])
+        return f"((({arg} > 0) + ({arg} >= 0))/2)"
 
 
 class relu(sp.Function):  # noqa: N801 - the statement's name for it
@@ -96,6 +114,9 @@ class absolute(sp.Function):  # noqa: N801
     def fdiff(self, argindex=1):
         return AbsStep(self.args[0])
 
+    def _sympystr(self, printer) -> str:
+        return f"abs({printer._print(self.args[0])})"
+
 
 class maximum(sp.Function):  # noqa: N801
     """The larger of a and b (element-wise), ties splitting the derivative 1/2 each."""
@@ -113,7 +134,84 @@ class maximum(sp.Function):  # noqa: N801
         return TieStep(a - b) if argindex == 1 else TieStep(b - a)
 
 
-KINKS = (relu, absolute, maximum, ReluStep, AbsStep, TieStep, GeStep)
+class minimum(sp.Function):  # noqa: N801
+    """The smaller of a and b (element-wise), ties splitting the derivative 1/2 each."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Number and b.is_Number:
+            return a if a <= b else b
+        return None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        return TieStep(b - a) if argindex == 1 else TieStep(a - b)
+
+
+class sign(sp.Function):  # noqa: N801
+    """-1, 0 or +1 (numpy's, 0 at 0); derivative 0, as jax's."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return sp.sign(arg)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+
+class where(sp.Function):  # noqa: N801
+    """``where(cond, a, b)``: a where the 0/1 step ``cond`` is 1, else b; the gradient flows to
+    the branch taken (jax's), never through the condition."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, cond, a, b):
+        if cond.is_Number:
+            return a if cond == 1 else b if cond == 0 else None
+        return None
+
+    def fdiff(self, argindex=1):
+        cond = self.args[0]
+        return (sp.S.Zero, cond, 1 - cond)[argindex - 1]
+
+
+class clip(sp.Function):  # noqa: N801
+    """``clip(x, lo, hi)`` for bounds lo < hi that are numbers (or constants): jnp.clip, that is
+    minimum(maximum(x, lo), hi), whose derivative in x is 1 inside, 0 outside and 1/2 at
+    either bound (jax's ties)."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x, lo, hi):
+        if x.is_Number and lo.is_Number and hi.is_Number:
+            return min(max(x, lo), hi)
+        return None
+
+    def fdiff(self, argindex=1):
+        x, lo, hi = self.args
+        return TieStep(x - lo) * TieStep(hi - x) if argindex == 1 else sp.S.Zero
+
+
+def make_clip(x: sp.Expr, lo: sp.Expr, hi: sp.Expr, constants: dict) -> sp.Expr:
+    """``clip(x, lo, hi)``: the one function where the bounds are numbers or constants with
+    lo < hi at their stated values (its derivative is then one product of steps), else what
+    jnp.clip computes, minimum(maximum(x, lo), hi)."""
+    lo, hi = sp.sympify(lo), sp.sympify(hi)
+    gap = (hi - lo).xreplace(constants)
+    if gap.is_Number and gap > 0:
+        return clip(x, lo, hi)
+    return minimum(maximum(x, lo), hi)
+
+
+KINKS = (relu, absolute, maximum, minimum, sign, where, clip, ReluStep, AbsStep, TieStep, GeStep)
 
 
 def comparison(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
@@ -129,10 +227,16 @@ def comparison(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
 
 
 def kink_arguments(expr: sp.Expr) -> list[sp.Expr]:
-    """The expressions whose zero is a kink: relu's and abs's argument, maximum's a - b."""
+    """The expressions whose zero is a kink: relu's, abs's, sign's and each step's argument,
+    maximum's and minimum's a - b, clip's x - lo and x - hi."""
     out = []
     for node in expr.atoms(*KINKS):
-        out.append(node.args[0] - node.args[1] if isinstance(node, maximum) else node.args[0])
+        if isinstance(node, (maximum, minimum)):
+            out.append(node.args[0] - node.args[1])
+        elif isinstance(node, clip):
+            out += [node.args[0] - node.args[1], node.args[0] - node.args[2]]
+        elif not isinstance(node, where):  # a where's kink is its condition's step
+            out.append(node.args[0])
     return out
 
 
@@ -172,4 +276,10 @@ FUNCTIONS = {
     "abs": absolute,
     "relu": relu,
 }
-BINARY_FUNCTIONS = {"maximum": maximum}
+BINARY_FUNCTIONS = {"maximum": maximum, "minimum": minimum}
+FUNCTIONS["sign"] = sign
+# a claim's functions: name -> (sympy builder, number of arguments)
+CLAIM_FUNCTIONS = {
+    **{name: (build, 1) for name, build in FUNCTIONS.items()},
+    **{name: (build, 2) for name, build in BINARY_FUNCTIONS.items()},
+}

@@ -74,6 +74,10 @@ class _Backend:
                 "abs": xp.abs,
                 "relu": self.jax.nn.relu,
                 "maximum": xp.maximum,
+                "minimum": xp.minimum,
+                "sign": xp.sign,
+                "clip": xp.clip,
+                "where": lambda cond, a, b: xp.where(cond != 0, a, b),
             }
         else:
             table = {
@@ -86,6 +90,10 @@ class _Backend:
                 "abs": xp.abs,
                 "relu": xp.relu,
                 "maximum": xp.maximum,
+                "minimum": xp.minimum,
+                "sign": xp.sign,
+                "clip": lambda x, lo, hi: xp.minimum(xp.maximum(x, lo), hi),
+                "where": lambda cond, a, b: xp.where(cond != 0, a, b),
             }
         return table[name]
 
@@ -130,13 +138,24 @@ class _Line:
             items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
             letters = tuple(item.id for item in items)
             array = self.env[node.value.id]
-            if len(set(letters)) != len(letters):  # a diagonal: einsum on repeated letters
-                unique = "".join(dict.fromkeys(letters))
-                array = self.backend.einsum(f"{''.join(letters)}->{unique}", array)
-                letters = tuple(unique)
+            if len(set(letters)) != len(letters):  # a diagonal: einsum on repeated indices
+                unique = tuple(dict.fromkeys(letters))
+                char = {name: "abcdefghijklmnopqrstuvwxyz"[k] for k, name in enumerate(unique)}
+                spec = "".join(char[x] for x in letters) + "->" + "".join(char[x] for x in unique)
+                array = self.backend.einsum(spec, array)
+                letters = unique
             return _Value(array, letters)
         if isinstance(node, ast.Call):
             return self.call(node.func.id, node)
+        if isinstance(node, ast.Compare):  # a 0/1 step of the operands' dtype, no gradient
+            a, b = self.eval(node.left), self.eval(node.comparators[0])
+            letters = tuple(dict.fromkeys((*a.letters, *b.letters)))
+            x, y = _align(self.backend, a, letters), _align(self.backend, b, letters)
+            op = type(node.ops[0])
+            truth = {ast.Gt: x > y, ast.Lt: x < y, ast.GtE: x >= y, ast.LtE: x <= y}[op]
+            dtype = (x + y).dtype
+            cast = truth.astype(dtype) if self.backend.name == "jax" else truth.to(dtype)
+            return _Value(cast, letters)
         raise ValueError(f"cannot interpret {ast.unparse(node)!r}")
 
     def name(self, key: str) -> _Value:
@@ -190,10 +209,10 @@ class _Line:
             out = self.backend.one_hot(label.array, self.sizes[str(classes)], like)
             return _Value(out, (*label.letters, column))
         args = [self.eval(arg) for arg in node.args]
-        if len(args) == 2:
-            letters = tuple(dict.fromkeys((*args[0].letters, *args[1].letters)))
-            both = [_align(self.backend, a, letters) for a in args]
-            return _Value(self.backend.function(func)(*both), letters)
+        if len(args) > 1:
+            letters = tuple(dict.fromkeys(x for a in args for x in a.letters))
+            every = [_align(self.backend, a, letters) for a in args]
+            return _Value(self.backend.function(func)(*every), letters)
         return _Value(self.backend.function(func)(args[0].array), args[0].letters)
 
 

@@ -124,7 +124,7 @@ layernorm = Layer(
     ),
     claims={
         "x": "(H * dout * lngain - lnraw * sum(dout * lngain * lnraw, axis=1, keepdims=True)"
-        " - sum(dout * lngain, axis=1, keepdims=True)) * lnvar_inv / H",
+        " - sum(dout * lngain, axis=1, keepdims=True)) * lnvar_inv[:, None] / H",
         "lngain": "sum(dout * lnraw, axis=0)",
         "lnbias": "sum(dout, axis=0)",
     },
@@ -185,8 +185,8 @@ _DPROBS = "(-one_hot(y) / n / probs)"
 CHAINS = {
     "batchnorm": {"hprebn": f"{_DBNDIFF} - sum({_DBNDIFF}, axis=0) / n"},
     "cross_entropy": {
-        "logits": f"counts * ({_DPROBS} / counts_sum"
-        f" - counts_sum**(-2) * sum(counts * {_DPROBS}, axis=1))"
+        "logits": f"counts * ({_DPROBS} / counts_sum[:, None]"
+        f" - counts_sum[:, None]**(-2) * sum(counts * {_DPROBS}, axis=1, keepdims=True))"
     },
 }
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations import exact, usercheck, userkernel
+from derivations.claims import is_index_claim
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 
@@ -32,12 +33,17 @@ class Report(NamedTuple):
 
     @property
     def not_proved(self) -> list[str]:
-        """Inputs whose claim was not proved (refuted, or undecided)."""
-        return [v.key for v in self.verdicts if v.proof is not None and not v.proof.ok]
+        """Inputs whose claim was not proved (refuted, or undecided); a claim CHECKED exactly
+        up to stated sizes (shifted reads) is not among them."""
+        return [
+            v.key for v in self.verdicts if v.proof is not None and not v.proof.ok and not v.checked
+        ]
 
     @property
     def ok(self) -> bool:
         """Every claim proved and the kernel within the bound at every size."""
+        if self.layer.exact_only:  # no kernel is generated for shifted reads: the claims decide
+            return not self.not_proved
         return (
             not self.not_proved
             and self.problem is None
@@ -93,8 +99,12 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
     if verdict.proof is None:
         lines.append("  claim:   none given")
     else:
-        lines.append(f"  claim:   d{key} = {layer.claim_text[key]}")
-        if verdict.proof.ok:
+        text = layer.claim_text[key].strip()
+        shown = text if is_index_claim(text) else f"d{key} = {text}"
+        lines.append(f"  claim:   {shown}")
+        if layer.exact_only:
+            lines += _shifted_lines(layer, verdict)
+        elif verdict.proof.ok:
             where = _sizes_text(layer)
             if verdict.undefined:
                 where += " except where undefined: " + "; ".join(verdict.undefined)
@@ -102,6 +112,9 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
                 f"  PROVED for {where}: simplify(derived - claim) == 0 and an exact "
                 "random-rational point agrees"
             )
+        elif verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
+            lines.append(f"  REFUTED: {verdict.mismatch.reason}")
+            lines.append(f"  counterexample: {verdict.mismatch.example}")
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
             difference = userkernel.named(verdict.difference, pairs)
@@ -116,6 +129,39 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
             lines.append("  undefined: " + "; ".join(verdict.undefined))
     lines.append(f"  ({verdict.seconds:.2f} s)")
     return lines
+
+
+def _shifted_lines(layer: Layer, verdict: Verdict) -> list[str]:
+    """A claim about shifted reads, decided by the exact check at every size up to the
+    stated bounds (:mod:`derivations.shifts`): CHECKED there, REFUTED, or NOT PROVED."""
+    if verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
+        return [
+            f"  REFUTED: {verdict.mismatch.reason}",
+            f"  counterexample: {verdict.mismatch.example}",
+        ]
+    consts = ", ".join(f"{k} = {v}" for k, v in layer.constant_values.items())
+    if verdict.proof is not None and verdict.proof.ok:
+        declared = ", ".join(f"{k} = {v}" for k, v in layer.derived_sizes.items())
+        return [
+            f"  PROVED for {_sizes_text(layer)}"
+            + (f" (so {declared} >= 1)" if declared else "")
+            + ": the shifted reads' deltas summed out exactly, simplify(derived - claim) == 0 "
+            "and exact random-rational points agree",
+            f"  and CHECKED exactly for {verdict.checked}: derived - claim is 0 for all input "
+            "values at every size combination up to these",
+        ]
+    if verdict.checked:
+        return [
+            f"  CHECKED exactly for {verdict.checked}"
+            + (f", at {consts}" if consts else "")
+            + ": at every size combination up to these (every size >= 1), derived - claim "
+            "is 0 for all input values (not proved beyond them)"
+        ]
+    if verdict.counterexample is not None:
+        return ["  REFUTED: the claim is not the gradient"] + _example_lines(
+            layer, verdict.key, verdict.counterexample
+        )
+    return [f"  NOT PROVED: {verdict.searched}"]
 
 
 def _kernel(
@@ -166,7 +212,10 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
         raise LayerError(f"layer {layer.name}: {problems[0]}")
     verdicts = tuple(check(layer, key) for key in layer.differentiable)
     seconds["derive + prove/refute"] = time.perf_counter() - start
-    verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
+    if layer.exact_only:  # the array printer has no form for a shifted read: nothing written
+        verified, problem = [], "kernels are not generated for shifted reads or declared sizes"
+    else:
+        verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
     for verdict in verdicts:
@@ -195,8 +244,32 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
         lines.append(f"  {sizes}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
     lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
+    if layer.exact_only:
+        lines.append(_shifted_verdict(verdicts))
     report = Report(layer, verdicts, verified, out, problem, seconds, "\n".join(lines) + "\n")
     return report
+
+
+def _shifted_verdict(verdicts) -> str:
+    """The closing line of a layer with shifted reads (exit 0 unless refuted or undecided)."""
+    claimed = [v for v in verdicts if v.proof is not None]
+    refuted = [v.key for v in claimed if v.counterexample is not None or v.mismatch is not None]
+    open_ = [v.key for v in claimed if not v.checked and v.key not in refuted]
+    checked = [v for v in claimed if v.checked and not v.proof.ok]
+    proved = [v for v in claimed if v.proof.ok]
+    if refuted:
+        head = f"REFUTED: {', '.join('d' + k for k in refuted)} ({len(refuted)} of {len(claimed)})"
+    elif open_:
+        head = f"NOT PROVED: {', '.join('d' + k for k in open_)} ({len(open_)} of {len(claimed)})"
+    elif checked:
+        head = f"CHECKED {len(checked)}/{len(claimed)} exactly for {checked[0].checked}"
+        if proved:
+            head = f"PROVED {len(proved)}/{len(claimed)}, {head}"
+    elif proved:
+        head = f"PROVED {len(proved)}/{len(claimed)}"
+    else:
+        head = "no claims"
+    return f"== verdict: {head}; kernel not generated (shifted reads or declared sizes)"
 
 
 def run_file(path: str | Path, out: str | Path | None = None) -> Report:

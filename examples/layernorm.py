@@ -23,7 +23,8 @@ layer = Layer(
     ),
     upstream="dout",
     claims={
-        "x": "rinv * (g * dout - mean(g * dout, axis=1) - xhat * mean(g * dout * xhat, axis=1))",
+        "x": "rinv[:, None] * (g * dout - mean(g * dout, axis=1, keepdims=True)"
+        " - xhat * mean(g * dout * xhat, axis=1, keepdims=True))",
         "g": "sum(dout * xhat, axis=0)",
         "b": "sum(dout, axis=0)",
     },

@@ -22,7 +22,8 @@ layer = Layer(
         "out[i, j, k] = g[k] * xhat[i, j, k] + b[k]",
     ),
     claims={
-        "x": "rinv * (g * dout - mean(g * dout, axis=2) - xhat * mean(g * dout * xhat, axis=2))",
+        "x": "rinv[..., None] * (g * dout - mean(g * dout, axis=2, keepdims=True)"
+        " - xhat * mean(g * dout * xhat, axis=2, keepdims=True))",
         "g": "sum(dout * xhat, axis=(0, 1))",
         "b": "sum(dout, axis=(0, 1))",
     },

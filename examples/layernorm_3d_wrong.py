@@ -13,7 +13,7 @@ from derivations import load_layer
 right = load_layer(Path(__file__).with_name("layernorm_3d.py"))  # the same forward
 layer = right.with_claims(
     {
-        "x": "rinv * (g * dout - xhat * mean(g * dout * xhat, axis=2))",
+        "x": "rinv[..., None] * (g * dout - xhat * mean(g * dout * xhat, axis=2, keepdims=True))",
         "g": "sum(dout * xhat, axis=(0, 1))",
         "b": "sum(dout, axis=(0, 1))",
     },

@@ -12,7 +12,8 @@ from derivations import load_layer
 right = load_layer(Path(__file__).with_name("layernorm.py"))  # the same forward
 layer = right.with_claims(
     {
-        "x": "rinv * (g * dout - mean(g * dout, axis=1))",  # as if var did not depend on x
+        # as if var did not depend on x
+        "x": "rinv[:, None] * (g * dout - mean(g * dout, axis=1, keepdims=True))",
         "g": "sum(dout * xhat, axis=0)",
         "b": "sum(dout, axis=0)",
     },

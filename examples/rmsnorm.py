@@ -21,7 +21,7 @@ layer = Layer(
     ),
     upstream="dout",
     claims={
-        "x": "rinv * (g * dout - xhat * mean(g * dout * xhat, axis=1))",
+        "x": "rinv[:, None] * (g * dout - xhat * mean(g * dout * xhat, axis=1, keepdims=True))",
         "g": "sum(dout * xhat, axis=0)",
     },
 )

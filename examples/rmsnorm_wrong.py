@@ -12,7 +12,7 @@ from derivations import load_layer
 right = load_layer(Path(__file__).with_name("rmsnorm.py"))  # the same forward
 layer = right.with_claims(
     {
-        "x": "g * dout * rinv",  # forgets that rinv depends on x
+        "x": "g * dout * rinv[:, None]",  # forgets that rinv depends on x
         "g": "sum(dout * xhat, axis=0)",
     },
     title=right.title + "; wrong claim",

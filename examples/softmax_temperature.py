@@ -20,6 +20,6 @@ layer = Layer(
     ),
     upstream="dprobs",
     claims={
-        "logits": "probs * (dprobs - sum(dprobs * probs, axis=1)) / T",
+        "logits": "probs * (dprobs - sum(dprobs * probs, axis=1, keepdims=True)) / T",
     },
 )

@@ -12,7 +12,8 @@ from derivations import load_layer
 right = load_layer(Path(__file__).with_name("softmax_temperature.py"))  # the same forward
 layer = right.with_claims(
     {
-        "logits": "probs * (dprobs - sum(dprobs * probs, axis=1))",  # 1/T forgotten
+        # 1/T forgotten
+        "logits": "probs * (dprobs - sum(dprobs * probs, axis=1, keepdims=True))",
     },
     title=right.title + "; wrong claim",
 )

@@ -1,8 +1,9 @@
-"""The claim language's broadcasting rules (derivations/claims.py), one test each.
+"""The claim language's rules (derivations/claims.py), numpy's, one test each.
 
 Each claim is evaluated to its index expression at the input's free indices (p, q, r) and
 compared with the expression the rule says, exactly (sympy structural equality after the
-same normalisation); a rule's error case is a one-line error. No derivation, no jax: cheap.
+same normalisation); a shape numpy would not run as the input's is a ShapeMismatch. No
+derivation, no jax: cheap.
 """
 
 from __future__ import annotations
@@ -30,20 +31,46 @@ def _base(name: str) -> sp.IndexedBase:
 x, W, g, dout, rinv = (_base(k) for k in ("x", "W", "g", "dout", "rinv"))
 
 
-def test_rule_1_arrays_line_up_by_declared_axes():
-    """g (D,) against dout (n, D): g's axis D pairs with dout's D, not with n."""
+def _mismatch(inputs: dict, forward: str, key: str, text: str, axes=("n", "D", "H")):
+    layer = Layer("t", axes, inputs, (forward,), claims={key: text})
+    assert key not in layer.claims
+    return layer.mismatches[key]
+
+
+def test_rule_1_broadcasting_is_positional():
+    """g (D,) against dout (n, D): numpy right-aligns, D with D."""
     got = _claim(
         {"x": ("n", "D"), "g": ("D",)}, "out[i, j] = g[j] * x[i, j]", "x", "g * dout", ("n", "D")
     )
     assert got == g[q] * dout[p, q]
 
 
-def test_rule_1_a_reduced_row_statistic_lines_up_with_its_rows():
-    """mean(..., axis=1) of (n, D) is (n,): subtracted from (n, D) it pairs with n."""
-    got = _claim(
-        {"x": ("n", "D")}, "out[i, j] = x[i, j]", "x", "dout - mean(dout, axis=1)", ("n", "D")
+def test_rule_1_a_reduced_row_statistic_needs_its_new_axis():
+    """mean(..., axis=1) of (n, D) is (n,): numpy lines it up with D, not n; the claim is
+    refuted with the subscript numpy needs, and written with it, it is read as meant."""
+    forward, inputs = "out[i, j] = x[i, j]", {"x": ("n", "D")}
+    mismatch = _mismatch(inputs, forward, "x", "dout - mean(dout, axis=1)", ("n", "D"))
+    assert "numpy lines up the last axes, D against n, so it runs only where D = n" in (
+        mismatch.reason
     )
-    assert got == dout[p, q] - sp.Sum(dout[p, i0], (i0, 0, D - 1)) / D
+    assert "as numpy would write it: mean(dout, axis=1)[:, None]" in mismatch.reason
+    assert mismatch.sizes[n] != mismatch.sizes[D] and min(mismatch.sizes.values()) >= 2
+    expected = dout[p, q] - sp.Sum(dout[p, i0], (i0, 0, D - 1)) / D
+    for text in ("dout - mean(dout, axis=1)[:, None]", "dout - mean(dout, axis=1, keepdims=True)"):
+        assert _claim(inputs, forward, "x", text, ("n", "D")) == expected
+    assert _claim(inputs, forward, "x", "dout - mean(dout, axis=1)[..., None]", ("n", "D")) == (
+        expected
+    )
+
+
+def test_rule_2_new_axes_and_other_subscripts():
+    forward, inputs = "out[i, j] = x[i, j]", {"x": ("n", "D"), "g": ("D",)}
+    got = _claim(inputs, forward, "x", "dout * g[None, :]", ("n", "D"))
+    assert got == dout[p, q] * g[q]
+    for text in ("dout[0]", "dout[:, 1:]", "dout[..., ..., None]", "dout[:, :, :]"):
+        with pytest.raises(LayerError) as err:
+            _claim(inputs, forward, "x", text, ("n", "D"))
+        assert "\n" not in str(err.value)
 
 
 def test_rule_2_keepdims_broadcasts_positionally():
@@ -57,14 +84,15 @@ def test_rule_2_keepdims_broadcasts_positionally():
     assert got == dout[p, q] - sp.Sum(dout[i0, q], (i0, 0, n - 1))
 
 
-def test_rule_2_a_repeated_axis_is_positional_and_ambiguity_an_error():
+def test_rule_2_a_repeated_axis_is_positional():
+    """(T,) against (T, T) is numpy's: the vector runs along the last axis."""
     inputs = {"a": ("T", "T"), "v": ("T",)}
     forward = "out[i, j] = a[i, j] * v[j]"
-    a = _base("a")
+    a, v = _base("a"), _base("v")
     got = _claim(inputs, forward, "a", "dout * a", ("T",))
     assert got == dout[p, q] * a[p, q]  # same rank: position by position
-    with pytest.raises(LayerError, match=r"ambiguous broadcast of shape \(T,\) against \(T, T\)"):
-        _claim(inputs, forward, "a", "dout * v", ("T",))
+    assert _claim(inputs, forward, "a", "dout * v", ("T",)) == dout[p, q] * v[q]
+    assert _claim(inputs, forward, "a", "dout * v[:, None]", ("T",)) == dout[p, q] * v[p]
     got = _claim(inputs, forward, "v", "sum(dout * a, axis=0)", ("T",))
     assert got == sp.Sum(a[i0, p] * dout[i0, p], (i0, 0, T - 1))
 
@@ -88,13 +116,21 @@ def test_rule_4_matmul_transpose_and_einsum_agree():
     assert by_matmul == by_einsum == sp.Sum(W[q, i0] * dout[p, i0], (i0, 0, H - 1))
 
 
-def test_rule_5_the_value_lines_up_with_the_input_and_a_kept_axis_is_an_error():
+def test_rule_5_the_value_must_have_the_inputs_shape_in_order():
+    """Another shape, or the input's axes transposed, refutes the claim (never an error, never
+    lined up by name)."""
     inputs = {"x": ("n", "D"), "W": ("D", "H")}
     forward = "out[i, k] = sum(x[i, j] * W[j, k], j)"
-    with pytest.raises(LayerError, match="W has shape \\(D, H\\) but the claim keeps axis n"):
-        _claim(inputs, forward, "W", "x * dout")  # (n, D) x (n, H) keeps n
-    with pytest.raises(LayerError, match="@: shape mismatch"):
-        _claim(inputs, forward, "x", "dout @ W")  # (n, H) @ (D, H)
+    broadcast = _mismatch(inputs, forward, "W", "x * dout")  # (n, D) x (n, H)
+    assert "runs only where D = H" in broadcast.reason
+    transposed = _mismatch(inputs, forward, "W", "dout.T @ x")  # (H, D)
+    assert transposed.reason.startswith("the claim is (H, D), W is (D, H): as code this is W's")
+    assert "transposed; as numpy would write it: (dout.T @ x).T" in transposed.reason
+    assert transposed.sizes[D] != transposed.sizes[H]
+    kept = _mismatch(inputs, forward, "W", "sum(x, axis=0)")  # (D,) for (D, H)
+    assert "the claim is (D,), W is (D, H)" in kept.reason
+    contracted = _mismatch(inputs, forward, "x", "dout @ W")  # (n, H) @ (D, H)
+    assert "contracts H with D, which numpy runs only where H = D" in contracted.reason
 
 
 def test_a_constant_claim_broadcasts_to_the_input():
