@@ -21,7 +21,7 @@ from derivations.exact import written_out
 from derivations.usercheck import check
 from derivations.userlayer import Layer, LayerError, load_layer
 from derivations.userrun import run_layer
-from tests.cli import run_command
+from tests.helpers import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
