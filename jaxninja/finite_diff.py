@@ -1,0 +1,271 @@
+"""Central differences in float64: a gradient oracle that shares no code with autodiff.
+
+``check``'s other references, ``jax.grad`` and torch autograd, are both autodiff: a wrong
+``custom_vjp`` rule (or a wrong ``torch.autograd.Function``) is wrong in them too, and a manual
+backward that copies the rule agrees with them. Finite differences only *run* the forward.
+
+Every row of the table (a tapped intermediate or a parameter) is checked with the loss as a
+function of that row alone, everything else held. A tap is perturbed through a probe added
+where it is tapped (``tap(name, x) = x + probe``), as :func:`jaxninja.intermediate_grads`
+differentiates it, so the estimate is of the same quantity: d loss / d x summed over x's uses.
+
+**The estimate and its bound are measured, not tuned.** Along a direction ``v`` (a unit vector
+``e_i`` for one element, or a random unit direction)::
+
+    D(h) = (f(x + h v) - f(x - h v)) / 2h  =  g.v + c h^2 + O(h^4)
+
+Two step sizes estimate the truncation error: ``D(2h) - D(h) = 3 c h^2 + ...``, so
+``|D(2h) - D(h)| / 3`` is it (and that difference also carries the evaluations' rounding). The
+rounding error of ``D(h)`` is about ``eps |f| / h``. A row passes where, at every element (or
+direction)::
+
+    |mine - D(h)| <= SAFETY * (|D(2h) - D(h)| / 3 + eps |f| / h) + MODEL_JAX * eps * scale
+
+``SAFETY`` (4) covers what the two-step estimate leaves out (the O(h^4) term, D(2h)'s own
+rounding); the last term is the contract's allowance for the manual backward's own rounding
+(:data:`jaxninja.numerics.MODEL_JAX` eps·scale, ``scale`` the row's largest estimate).
+``h = eps^(1/3) * max(1, max|x|)``: the step that balances truncation against rounding for
+central differences in float64 (~6e-6 at |x| <= 1).
+
+**Cost.** A row of at most :data:`FULL_LIMIT` elements is checked element by element: 4 forwards
+per element (the full Jacobian of the loss). Larger rows are checked along :data:`DIRECTIONS`
+random unit directions by default (as ``jax.test_util.check_grads`` does: a mistake shows along
+almost every direction), 4 forwards each; ``full=True`` checks every element of every row
+(:func:`full_cost` says how many forwards that is, so a caller can refuse a run too large).
+Every forward runs in one compiled program, vmapped over :data:`CHUNK` perturbations at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxninja import numerics
+from jaxninja.errors import JaxninjaError
+from jaxninja.taps import is_float, param_names
+
+FULL_LIMIT = 4096
+"""Rows with at most this many elements are checked element by element by default."""
+
+DIRECTIONS = 4
+"""Random unit directions per larger row (each independent of the mistake it may meet)."""
+
+SAFETY = 4.0
+"""The bound's factor over the measured truncation + rounding estimate (module docstring)."""
+
+CHUNK = 256
+"""Perturbations evaluated in one vmapped call (memory: CHUNK copies of every row's values)."""
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+class FdError(JaxninjaError):
+    """Finite differences cannot check this forward (it does not compute in float64)."""
+
+    exit_code = 2
+
+
+class FdRow(NamedTuple):
+    """One row against finite differences."""
+
+    name: str
+    shape: tuple[int, ...]
+    mode: str  # "full": every element; "directions": DIRECTIONS random unit directions
+    estimate: np.ndarray  # the fd gradient (full) or the directional derivatives (directions)
+    error: float  # |mine - estimate| where error / bound is largest
+    bound: float  # the measured bound there
+    worst: float  # max over elements (directions) of error / bound: the row passes at <= 1
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.worst <= 1.0)
+
+
+class _Row(NamedTuple):
+    """Where a row sits in the one flat vector of every row's values."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    size: int
+    tap: bool  # a tapped intermediate (perturbed through its probe) or a parameter
+
+
+def _to64(tree: Any) -> Any:
+    """Floating leaves as float64 (inside an x64 scope), others as they are."""
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) if is_float(x) else x, tree)
+
+
+def _tapped(forward: Callable, params: Any, batch: Any) -> tuple[dict[str, jax.Array], Any]:
+    """Every floating tapped value, by name in forward order, and the loss."""
+    acts: dict[str, jax.Array] = {}
+
+    def tap(name: str, x: jax.Array) -> jax.Array:
+        if is_float(x):
+            acts[name] = x
+        return x
+
+    loss = forward(params, batch, tap)
+    return acts, loss
+
+
+class _Oracle:
+    """The loss as a function of one flat float64 vector holding every row (taps as zero
+    probes, then the floating parameters), compiled once for single-element and for
+    directional perturbations."""
+
+    def __init__(self, forward: Callable, params: Any, batch: Any) -> None:
+        acts, _ = jax.jit(lambda p, b: _tapped(forward, p, b))(params, batch)
+        leaves, self.treedef = jax.tree.flatten(params)
+        names = param_names(params)
+        rows, parts, offset = [], [], 0
+        for name, value in acts.items():
+            rows.append(_Row(name, tuple(value.shape), offset, value.size, True))
+            parts.append(jnp.zeros(value.size, jnp.float64))
+            offset += value.size
+        self.float_leaf = {}
+        for index, (name, leaf) in enumerate(zip(names, leaves, strict=True)):
+            if is_float(leaf):
+                rows.append(_Row(name, tuple(leaf.shape), offset, leaf.size, False))
+                parts.append(jnp.ravel(leaf))
+                self.float_leaf[index] = rows[-1]
+                offset += leaf.size
+        self.rows, self.leaves, self.batch, self.forward = rows, leaves, batch, forward
+        self.z0 = jnp.concatenate(parts) if parts else jnp.zeros(0, jnp.float64)
+        self.values = {r.name: (np.asarray(acts[r.name]) if r.tap else None) for r in rows}
+        for index, row in self.float_leaf.items():
+            self.values[row.name] = np.asarray(leaves[index])
+        loss0 = self.loss(self.z0)
+        if jnp.result_type(loss0) != jnp.float64:
+            raise FdError(
+                f"finite differences need the forward in float64; its loss is "
+                f"{jnp.result_type(loss0)} (a dtype fixed inside the forward?)"
+            )
+        self.f0 = float(loss0)
+        self.at_element = jax.jit(jax.vmap(lambda i, step: self.loss(self.z0.at[i].add(step))))
+        self.along = jax.jit(jax.vmap(lambda d: self.loss(self.z0 + d)))
+
+    def loss(self, z: jax.Array) -> jax.Array:
+        """The forward's loss with every row read from ``z``."""
+        leaves = list(self.leaves)
+        for index, row in self.float_leaf.items():
+            leaves[index] = z[row.offset : row.offset + row.size].reshape(row.shape)
+        params = jax.tree.unflatten(self.treedef, leaves)
+        probes = {r.name: r for r in self.rows if r.tap}
+
+        def tap(name: str, x: jax.Array) -> jax.Array:
+            row = probes.get(name)
+            if row is None or not is_float(x):
+                return x
+            return x + z[row.offset : row.offset + row.size].reshape(row.shape).astype(x.dtype)
+
+        return self.forward(params, self.batch, tap)
+
+    def step(self, row: _Row) -> float:
+        """h for this row: eps^(1/3) * max(1, max|x|)."""
+        return EPS64 ** (1 / 3) * max(1.0, float(np.max(np.abs(self.values[row.name]), initial=0)))
+
+
+def _chunked(fn: Callable, *args: np.ndarray) -> np.ndarray:
+    """``fn`` over the leading axis of ``args`` in CHUNK-sized calls (the last one padded, so
+    one compiled shape serves every call)."""
+    n, out = len(args[0]), []
+    for start in range(0, n, CHUNK):
+        part = [a[start : start + CHUNK] for a in args]
+        pad = CHUNK - len(part[0])
+        part = [np.concatenate([p, np.repeat(p[-1:], pad, 0)]) if pad else p for p in part]
+        out.append(np.asarray(fn(*part))[: CHUNK - pad])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _differences(losses: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """D(h) and D(2h) from losses laid out as (+h, -h, +2h, -2h) per perturbation."""
+    plus, minus, plus2, minus2 = losses.reshape(4, -1)
+    return (plus - minus) / (2 * h), (plus2 - minus2) / (4 * h)
+
+
+def _judge(name, shape, mode, mine, d1, d2, f0, h, scale) -> FdRow:
+    """The row's error against D(h) and the measured bound, element by element."""
+    bound = SAFETY * (np.abs(d2 - d1) / 3 + EPS64 * abs(f0) / h)
+    bound = bound + numerics.MODEL_JAX * EPS64 * scale
+    error = np.abs(mine - d1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
+    ratio = np.where(np.isfinite(mine) & np.isfinite(d1), ratio, np.inf)
+    at = int(np.argmax(ratio)) if ratio.size else 0
+    worst = float(ratio.flat[at]) if ratio.size else 0.0
+    err = float(error.flat[at]) if error.size else 0.0
+    bnd = float(bound.flat[at]) if bound.size else 0.0
+    estimate = d1.reshape(shape) if mode == "full" else d1
+    return FdRow(name, shape, mode, estimate, err, bnd, worst)
+
+
+def _full_row(oracle: _Oracle, row: _Row, mine: np.ndarray) -> FdRow:
+    h = oracle.step(row)
+    index = np.tile(np.arange(row.offset, row.offset + row.size), 4)
+    steps = np.repeat(np.array([h, -h, 2 * h, -2 * h]), row.size)
+    d1, d2 = _differences(_chunked(oracle.at_element, index, steps), h)
+    scale = float(np.max(np.abs(d1), initial=0))
+    return _judge(row.name, row.shape, "full", mine.ravel(), d1, d2, oracle.f0, h, scale)
+
+
+def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng) -> FdRow:
+    h = oracle.step(row)
+    v = rng.standard_normal((DIRECTIONS, row.size))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    dense = np.zeros((4 * DIRECTIONS, oracle.z0.size))
+    for k, factor in enumerate((h, -h, 2 * h, -2 * h)):
+        dense[k * DIRECTIONS : (k + 1) * DIRECTIONS, row.offset : row.offset + row.size] = (
+            factor * v
+        )
+    d1, d2 = _differences(_chunked(oracle.along, dense), h)
+    scale = float(np.max(np.abs(v * mine.ravel()).sum(1), initial=0))
+    return _judge(row.name, row.shape, "directions", v @ mine.ravel(), d1, d2, oracle.f0, h, scale)
+
+
+def full_cost(forward: Callable, params: Any, batch: Any) -> int:
+    """How many forwards ``full=True`` costs: 4 per element of every row (traced abstractly,
+    nothing computed)."""
+    with jax.enable_x64(True):
+        params, batch = _to64(params), _to64(batch)
+        acts, _ = jax.eval_shape(lambda p, b: _tapped(forward, p, b), params, batch)
+        leaves = [x for x in jax.tree.leaves(params) if is_float(x)]
+        return 4 * (sum(a.size for a in acts.values()) + sum(x.size for x in leaves))
+
+
+def fd_rows(
+    forward: Callable,
+    params: Any,
+    batch: Any,
+    mine: Mapping[str, Any],
+    *,
+    full: bool = False,
+    full_limit: int = FULL_LIMIT,
+    seed: int = 0,
+) -> list[FdRow]:
+    """Every row of ``mine`` (a manual gradient by tap or parameter name) against central
+    differences of ``forward(params, batch, tap)`` in float64 (x64 switched on for this call
+    only). Rows of at most ``full_limit`` elements (all rows with ``full``) are checked element
+    by element, larger ones along random directions drawn from ``seed``. Rows come in the
+    forward's order, taps then parameters; a name of ``mine`` that is neither a floating tap nor
+    a floating parameter, or whose shape is not the row's, is left out (the table reports it).
+    Raises :class:`FdError` when the forward does not compute in float64."""
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        oracle = _Oracle(forward, _to64(params), _to64(batch))
+        rows = []
+        for row in oracle.rows:
+            if row.name not in mine:
+                continue
+            value = np.asarray(mine[row.name], np.float64)
+            if value.shape != row.shape:
+                continue  # a wrong shape is the table's failing row, with its reason
+            if full or row.size <= full_limit:
+                rows.append(_full_row(oracle, row, value))
+            else:
+                rows.append(_directional_row(oracle, row, value, rng))
+        return rows

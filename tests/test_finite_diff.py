@@ -1,0 +1,121 @@
+"""Finite differences as a third, independent reference: they agree with every correct row and
+catch a mistake that autodiff shares (a wrong custom_vjp rule)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxninja
+from jaxninja.check import lecture_model
+from jaxninja.config import CheckConfig
+from jaxninja.finite_diff import FdError, fd_rows, full_cost
+
+
+def _lecture(n_embd: int, n_hidden: int, batch_size: int):
+    """The lecture's model, params and batch in float64 (inside the caller's x64 scope), and
+    jax.grad's gradient of every row (bit-exact to the manual backward, test_check)."""
+    cfg = CheckConfig(dtype="float64", n_embd=n_embd, n_hidden=n_hidden, batch_size=batch_size)
+    model = lecture_model(cfg, jaxninja.load_dataset())
+    k1, k2 = jax.random.split(jax.random.key(42))
+    params, batch = model.init(k1), model.batch(k2)
+    _, grads = jaxninja.intermediate_grads(model.forward, params, batch)
+    return model, params, batch, {k: np.asarray(v) for k, v in grads.items()}
+
+
+@pytest.mark.parametrize("sizes", [(4, 16, 8)])
+def test_every_lecture_row_agrees(sizes):
+    with jax.enable_x64(True):
+        model, params, batch, grads = _lecture(*sizes)
+        rows = fd_rows(model.forward, params, batch, grads)
+    assert len(rows) == len(grads) == 26  # every tap and parameter, none left out
+    for row in rows:
+        assert row.mode == "full"
+        assert row.ok, (row.name, row.error, row.bound)
+        # the bound is tight, not a blanket: the worst element uses at most half of it, and the
+        # estimate matches jax.grad to ~1e-8 relative (float64 central differences), at the
+        # row's scale (a row zero by symmetry borrows its scale row's, as the table does)
+        assert row.worst < 0.5, row.name
+        scale = np.abs(grads[model.scale_rows.get(row.name, row.name)]).max()
+        assert np.abs(row.estimate - grads[row.name]).max() / scale < 1e-6, row.name
+
+
+@pytest.mark.slow
+def test_every_lecture_row_agrees_at_the_lectures_sizes():
+    test_every_lecture_row_agrees((10, 64, 32))
+
+
+def _wrong_tanh():
+    """tanh with a classic mistake in its custom VJP: (1 - y) instead of (1 - y**2)."""
+
+    @jax.custom_vjp
+    def tanh(x):
+        return jnp.tanh(x)
+
+    def fwd(x):
+        y = jnp.tanh(x)
+        return y, y
+
+    def bwd(y, g):
+        return ((1 - y) * g,)
+
+    tanh.defvjp(fwd, bwd)
+    return tanh
+
+
+def _tiny(tanh):
+    def forward(params, batch, tap):
+        x, y = batch
+        pre = tap("pre", x @ params["W1"])
+        h = tap("h", tanh(pre))
+        logits = tap("logits", h @ params["W2"])
+        return -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1).mean()
+
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.standard_normal((5, 7)), "W2": rng.standard_normal((7, 4))}
+    batch = (rng.standard_normal((6, 5)), rng.integers(0, 4, 6))
+    return forward, params, batch
+
+
+def test_a_mistake_autodiff_shares_is_caught():
+    """jax.grad uses the wrong rule too, so a manual backward copied from it agrees with jax;
+    finite differences run only the forward and flag exactly the rows below the tanh."""
+    forward, params, batch = _tiny(_wrong_tanh())
+    with jax.enable_x64(True):
+        _, grads = jaxninja.intermediate_grads(forward, params, batch)
+        rows = {r.name: r for r in fd_rows(forward, params, batch, grads)}
+    assert [n for n, r in rows.items() if not r.ok] == ["pre", "W1"]
+    assert rows["pre"].worst > 1e3  # a wrong formula: far beyond rounding, not at the edge
+    assert all(rows[n].ok for n in ("h", "logits", "W2"))
+
+
+def test_directions_catch_a_mistake_and_pass_the_truth():
+    """Rows above the element limit are checked along random unit directions."""
+    forward, params, batch = _tiny(jnp.tanh)
+    with jax.enable_x64(True):
+        _, grads = jaxninja.intermediate_grads(forward, params, batch)
+        right = fd_rows(forward, params, batch, grads, full_limit=0)
+        wrong = dict(grads, W1=grads["W1"] * 1.01)  # 1 % off: small, still far over the bound
+        caught = {r.name: r for r in fd_rows(forward, params, batch, wrong, full_limit=0)}
+    assert all(r.mode == "directions" and r.ok for r in right)
+    assert [n for n, r in caught.items() if not r.ok] == ["W1"]
+
+
+def test_full_cost_counts_four_forwards_per_element():
+    forward, params, batch = _tiny(jnp.tanh)
+    elements = 6 * 7 + 6 * 7 + 6 * 4 + 5 * 7 + 7 * 4  # pre, h, logits, W1, W2
+    assert full_cost(forward, params, batch) == 4 * elements
+
+
+def test_a_float32_forward_is_refused():
+    forward, params, batch = _tiny(jnp.tanh)
+
+    def in_float32(params, batch, tap):
+        return forward(params, batch, tap).astype(jnp.float32)
+
+    with jax.enable_x64(True):
+        _, grads = jaxninja.intermediate_grads(forward, params, batch)
+        with pytest.raises(FdError, match="float64"):
+            fd_rows(in_float32, params, batch, grads)
