@@ -23,7 +23,8 @@ direction)::
 
 ``SAFETY`` (4) covers what the two-step estimate leaves out (the O(h^4) term, D(2h)'s own
 rounding); the last term is the contract's allowance for the manual backward's own rounding
-(:data:`jaxninja.numerics.MODEL_JAX` eps·scale, ``scale`` the row's largest estimate).
+(:data:`jaxninja.numerics.MODEL_JAX` eps·scale, with the eps of *its* dtype: a float32 backward is
+held to the float32 contract against a float64 oracle; ``scale`` the row's largest estimate).
 ``h = eps^(1/3) * max(1, max|x|)``: the step that balances truncation against rounding for
 central differences in float64 (~6e-6 at |x| <= 1).
 
@@ -188,10 +189,10 @@ def _differences(losses: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
     return (plus - minus) / (2 * h), (plus2 - minus2) / (4 * h)
 
 
-def _judge(name, shape, mode, mine, d1, d2, f0, h, scale) -> FdRow:
+def _judge(name, shape, mode, mine, d1, d2, f0, h, scale, eps_mine) -> FdRow:
     """The row's error against D(h) and the measured bound, element by element."""
     bound = SAFETY * (np.abs(d2 - d1) / 3 + EPS64 * abs(f0) / h)
-    bound = bound + numerics.MODEL_JAX * EPS64 * scale
+    bound = bound + numerics.MODEL_JAX * eps_mine * scale
     error = np.abs(mine - d1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
@@ -204,16 +205,16 @@ def _judge(name, shape, mode, mine, d1, d2, f0, h, scale) -> FdRow:
     return FdRow(name, shape, mode, estimate, err, bnd, worst)
 
 
-def _full_row(oracle: _Oracle, row: _Row, mine: np.ndarray) -> FdRow:
+def _full_row(oracle: _Oracle, row: _Row, mine: np.ndarray, eps_mine: float) -> FdRow:
     h = oracle.step(row)
     index = np.tile(np.arange(row.offset, row.offset + row.size), 4)
     steps = np.repeat(np.array([h, -h, 2 * h, -2 * h]), row.size)
     d1, d2 = _differences(_chunked(oracle.at_element, index, steps), h)
     scale = float(np.max(np.abs(d1), initial=0))
-    return _judge(row.name, row.shape, "full", mine.ravel(), d1, d2, oracle.f0, h, scale)
+    return _judge(row.name, row.shape, "full", mine.ravel(), d1, d2, oracle.f0, h, scale, eps_mine)
 
 
-def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng) -> FdRow:
+def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng, eps_mine) -> FdRow:
     h = oracle.step(row)
     v = rng.standard_normal((DIRECTIONS, row.size))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
@@ -224,7 +225,10 @@ def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng) -> FdRow
         )
     d1, d2 = _differences(_chunked(oracle.along, dense), h)
     scale = float(np.max(np.abs(v * mine.ravel()).sum(1), initial=0))
-    return _judge(row.name, row.shape, "directions", v @ mine.ravel(), d1, d2, oracle.f0, h, scale)
+    projected = v @ mine.ravel()
+    return _judge(
+        row.name, row.shape, "directions", projected, d1, d2, oracle.f0, h, scale, eps_mine
+    )
 
 
 def full_cost(forward: Callable, params: Any, batch: Any) -> int:
@@ -261,11 +265,13 @@ def fd_rows(
         for row in oracle.rows:
             if row.name not in mine:
                 continue
-            value = np.asarray(mine[row.name], np.float64)
+            value = np.asarray(mine[row.name])
             if value.shape != row.shape:
                 continue  # a wrong shape is the table's failing row, with its reason
+            eps_mine = numerics.machine_eps(value.dtype)
+            value = value.astype(np.float64)
             if full or row.size <= full_limit:
-                rows.append(_full_row(oracle, row, value))
+                rows.append(_full_row(oracle, row, value, eps_mine))
             else:
-                rows.append(_directional_row(oracle, row, value, rng))
+                rows.append(_directional_row(oracle, row, value, rng, eps_mine))
         return rows

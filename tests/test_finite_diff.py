@@ -119,3 +119,17 @@ def test_a_float32_forward_is_refused():
         _, grads = jaxninja.intermediate_grads(forward, params, batch)
         with pytest.raises(FdError, match="float64"):
             fd_rows(in_float32, params, batch, grads)
+
+
+def test_a_float32_backward_is_held_to_the_float32_contract():
+    """A correct float32 gradient is within the contract's rounding of the float64 oracle (its
+    allowance uses float32's eps); the same gradient 0.1 % off is not."""
+    forward, params, batch = _tiny(jnp.tanh)
+    p32 = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    b32 = (np.asarray(batch[0], np.float32), batch[1])
+    _, grads = jaxninja.intermediate_grads(forward, p32, b32)
+    assert grads["W1"].dtype == np.float32
+    with jax.enable_x64(True):
+        assert all(r.ok for r in fd_rows(forward, params, batch, grads))
+        off = dict(grads, h=grads["h"] * 1.001)
+        assert [r.name for r in fd_rows(forward, params, batch, off) if not r.ok] == ["h"]
