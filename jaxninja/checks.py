@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "gpu", "cuda", "rocm", "tpu")
-AGAINST = ("jax", "torch")
+AGAINST = ("jax", "torch", "fd")  # fd: finite differences in float64
 SEED_LIMIT = 2**32  # jax.random.key(seed) wraps larger seeds without x64: 2**32 acts like 0
 
 

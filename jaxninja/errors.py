@@ -78,3 +78,9 @@ class NotRegularFile(Exception):
     def __init__(self, kind: str):
         super().__init__(kind)
         self.kind = kind
+
+
+class FdError(JaxninjaError):
+    """Finite differences cannot check this forward (it does not compute in float64)."""
+
+    exit_code = 2

@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_flags(p, CheckConfig, ("max_data_bytes",), none_defaults=True)
     p.add_argument(
         "--against",
-        help="comma-separated references: jax, torch (default: jax,torch, or jax alone when "
-        "torch is not installed)",
+        help="comma-separated references: jax, torch, fd (float64 central differences; "
+        "default: jax,torch, or jax alone when torch is not installed)",
     )
     notes = {
         "torch_tanh": ": the notebook's (1 - h**2) * dh or the fixed addcmul form",

@@ -163,6 +163,7 @@ def _cross_check(cfg: CheckConfig, dataset: Dataset | None) -> CheckResult:
         rows += [r for r in result.rows if r.against == "torch"]
         autograd = {k: result.autograd[k] for k in ROWS}
         rows += torch_manual_rows(params, np.asarray(xb), np.asarray(yb), autograd, cfg.torch_tanh)
+    rows += [r for r in result.rows if r.against == "fd"]
     return CheckResult(
         cfg, ds.source, ds.shapes(), n_params(params), result.loss, rows, result.manual["logits"]
     )

@@ -24,6 +24,7 @@ from jaxninja.background import importing, in_background
 from jaxninja.checks import check_against, default_references, dtype_scope
 from jaxninja.errors import JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
+from jaxninja.gradcheck.finite_diff import table_rows as fd_table_rows
 from jaxninja.gradcheck.taps import (
     TappedForward,
     Taps,
@@ -291,6 +292,8 @@ def _cross_check_model(
             raise ModelError(f"{model.name}: torch_forward taps no {', '.join(missing)}")
         sym = bounds.torch_scale_rows
         rows += compare_rows(manual, autograd, "torch", bounds.torch, sym, **common)
+    if "fd" in against:
+        rows += fd_table_rows(model.forward, params, batch, manual, dict(model.scale_rows))
     return ModelCheck(
         model=model.name,
         seed=seed,

@@ -46,8 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.errors import JaxninjaError
-from jaxninja.taps import is_float, param_names
+from jaxninja.errors import FdError
+from jaxninja.gradcheck.compare import Row
+from jaxninja.gradcheck.taps import is_float, param_names
 
 FULL_LIMIT = 4096
 """Rows with at most this many elements are checked element by element by default."""
@@ -58,16 +59,12 @@ DIRECTIONS = 4
 SAFETY = 4.0
 """The bound's factor over the measured truncation + rounding estimate (module docstring)."""
 
-CHUNK = 256
-"""Perturbations evaluated in one vmapped call (memory: CHUNK copies of every row's values)."""
+CHUNK = 32
+"""Perturbations evaluated in one vmapped call. Each holds a copy of every row's values: at 96
+or 256 copies of the lecture's ~26,000 values the allocations cost more (15 s of system time in
+page faults, measured) than the fewer calls save; at 32 the system time is ~1 s."""
 
 EPS64 = float(np.finfo(np.float64).eps)
-
-
-class FdError(JaxninjaError):
-    """Finite differences cannot check this forward (it does not compute in float64)."""
-
-    exit_code = 2
 
 
 class FdRow(NamedTuple):
@@ -189,32 +186,43 @@ def _differences(losses: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
     return (plus - minus) / (2 * h), (plus2 - minus2) / (4 * h)
 
 
-def _judge(name, shape, mode, mine, d1, d2, f0, h, scale, eps_mine) -> FdRow:
-    """The row's error against D(h) and the measured bound, element by element."""
-    bound = SAFETY * (np.abs(d2 - d1) / 3 + EPS64 * abs(f0) / h)
-    bound = bound + numerics.MODEL_JAX * eps_mine * scale
-    error = np.abs(mine - d1)
+class _Measured(NamedTuple):
+    """One row's differences before judging: what the manual gradient says along each probed
+    element (or direction), D(h), D(2h), h, and the manual's dtype eps."""
+
+    row: _Row
+    mode: str
+    mine: np.ndarray
+    d1: np.ndarray
+    d2: np.ndarray
+    h: float
+    eps_mine: float
+
+
+def _judge(m: _Measured, f0: float, scale: float) -> FdRow:
+    """The row's error against D(h) and the measured bound, element by element; ``scale`` is
+    the row's (or its scale row's) largest estimate, for the manual's rounding allowance."""
+    bound = SAFETY * (np.abs(m.d2 - m.d1) / 3 + EPS64 * abs(f0) / m.h)
+    bound = bound + numerics.MODEL_JAX * m.eps_mine * scale
+    error = np.abs(m.mine - m.d1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bound > 0, error / bound, np.where(error > 0, np.inf, 0.0))
-    ratio = np.where(np.isfinite(mine) & np.isfinite(d1), ratio, np.inf)
+    ratio = np.where(np.isfinite(m.mine) & np.isfinite(m.d1), ratio, np.inf)
     at = int(np.argmax(ratio)) if ratio.size else 0
-    worst = float(ratio.flat[at]) if ratio.size else 0.0
-    err = float(error.flat[at]) if error.size else 0.0
-    bnd = float(bound.flat[at]) if bound.size else 0.0
-    estimate = d1.reshape(shape) if mode == "full" else d1
-    return FdRow(name, shape, mode, estimate, err, bnd, worst)
+    pick = (lambda a: float(a.flat[at])) if ratio.size else (lambda a: 0.0)
+    estimate = m.d1.reshape(m.row.shape) if m.mode == "full" else m.d1
+    return FdRow(m.row.name, m.row.shape, m.mode, estimate, pick(error), pick(bound), pick(ratio))
 
 
-def _full_row(oracle: _Oracle, row: _Row, mine: np.ndarray, eps_mine: float) -> FdRow:
+def _full_row(oracle: _Oracle, row: _Row, mine: np.ndarray, eps_mine: float) -> _Measured:
     h = oracle.step(row)
     index = np.tile(np.arange(row.offset, row.offset + row.size), 4)
     steps = np.repeat(np.array([h, -h, 2 * h, -2 * h]), row.size)
     d1, d2 = _differences(_chunked(oracle.at_element, index, steps), h)
-    scale = float(np.max(np.abs(d1), initial=0))
-    return _judge(row.name, row.shape, "full", mine.ravel(), d1, d2, oracle.f0, h, scale, eps_mine)
+    return _Measured(row, "full", mine.ravel(), d1, d2, h, eps_mine)
 
 
-def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng, eps_mine) -> FdRow:
+def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng, eps_mine) -> _Measured:
     h = oracle.step(row)
     v = rng.standard_normal((DIRECTIONS, row.size))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
@@ -224,11 +232,7 @@ def _directional_row(oracle: _Oracle, row: _Row, mine: np.ndarray, rng, eps_mine
             factor * v
         )
     d1, d2 = _differences(_chunked(oracle.along, dense), h)
-    scale = float(np.max(np.abs(v * mine.ravel()).sum(1), initial=0))
-    projected = v @ mine.ravel()
-    return _judge(
-        row.name, row.shape, "directions", projected, d1, d2, oracle.f0, h, scale, eps_mine
-    )
+    return _Measured(row, "directions", v @ mine.ravel(), d1, d2, h, eps_mine)
 
 
 def full_cost(forward: Callable, params: Any, batch: Any) -> int:
@@ -250,6 +254,7 @@ def fd_rows(
     full: bool = False,
     full_limit: int = FULL_LIMIT,
     seed: int = 0,
+    scale_rows: Mapping[str, str] | None = None,
 ) -> list[FdRow]:
     """Every row of ``mine`` (a manual gradient by tap or parameter name) against central
     differences of ``forward(params, batch, tap)`` in float64 (x64 switched on for this call
@@ -257,11 +262,13 @@ def fd_rows(
     by element, larger ones along random directions drawn from ``seed``. Rows come in the
     forward's order, taps then parameters; a name of ``mine`` that is neither a floating tap nor
     a floating parameter, or whose shape is not the row's, is left out (the table reports it).
+    A row zero by symmetry (``scale_rows``: its name -> the row whose scale it borrows) gets the
+    manual's rounding allowance at that row's scale, as the table's other references do.
     Raises :class:`FdError` when the forward does not compute in float64."""
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         oracle = _Oracle(forward, _to64(params), _to64(batch))
-        rows = []
+        measured = {}
         for row in oracle.rows:
             if row.name not in mine:
                 continue
@@ -271,7 +278,44 @@ def fd_rows(
             eps_mine = numerics.machine_eps(value.dtype)
             value = value.astype(np.float64)
             if full or row.size <= full_limit:
-                rows.append(_full_row(oracle, row, value, eps_mine))
+                measured[row.name] = _full_row(oracle, row, value, eps_mine)
             else:
-                rows.append(_directional_row(oracle, row, value, rng, eps_mine))
-        return rows
+                measured[row.name] = _directional_row(oracle, row, value, rng, eps_mine)
+    scales = {name: float(np.max(np.abs(m.d1), initial=0)) for name, m in measured.items()}
+    borrow = dict(scale_rows or {})
+    return [
+        _judge(m, oracle.f0, scales.get(borrow.get(name, name), scales[name]))
+        for name, m in measured.items()
+    ]
+
+
+def table_rows(
+    forward: Callable,
+    params: Any,
+    batch: Any,
+    mine: Mapping[str, Any],
+    scale_rows: Mapping[str, str] | None = None,
+    *,
+    full: bool = False,
+) -> list[Row]:
+    """The check table's ``fd`` rows: each :class:`FdRow` in the table's units. ``eps_scale``
+    and ``bound`` are the error and the measured bound at the row's worst element (or
+    direction), in eps·scale of the manual gradient's dtype, so the row is ok exactly when
+    that element is within its bound. A row zero by symmetry takes its scale from the row
+    ``scale_rows`` names, as the other references' rows do."""
+    rows = fd_rows(forward, params, batch, mine, full=full, scale_rows=scale_rows)
+    scales = {r.name: numerics.row_scale(r.estimate) for r in rows}
+    out = []
+    for r in rows:
+        scale = scales.get((scale_rows or {}).get(r.name, r.name), scales[r.name])
+        unit = numerics.machine_eps(np.asarray(mine[r.name]).dtype) * scale
+        how = "every element" if r.mode == "full" else f"{DIRECTIONS} random directions"
+        diagnosis = (
+            ""
+            if r.ok
+            else f"differs from float64 central differences ({how}) by {r.error:.3g}, "
+            f"{r.worst:.3g}x the measured truncation + rounding bound"
+        )
+        row = Row(r.name, r.shape, "fd", False, r.ok, r.error, r.error / unit, r.bound / unit)
+        out.append(row._replace(diagnosis=diagnosis))
+    return out

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja.check import lecture_model
 from jaxninja.config import CheckConfig
-from jaxninja.finite_diff import FdError, fd_rows, full_cost
+from jaxninja.errors import FdError
+from jaxninja.gradcheck.finite_diff import fd_rows, full_cost
+from jaxninja.models.lecture import lecture_model
 
 
 def _lecture(n_embd: int, n_hidden: int, batch_size: int):
@@ -133,3 +134,36 @@ def test_a_float32_backward_is_held_to_the_float32_contract():
         assert all(r.ok for r in fd_rows(forward, params, batch, grads))
         off = dict(grads, h=grads["h"] * 1.001)
         assert [r.name for r in fd_rows(forward, params, batch, off) if not r.ok] == ["h"]
+
+
+def test_fd_rows_in_the_model_table_catch_a_shared_mistake(tmp_path):
+    """`check --model --against jax,fd`: the jax rows pass (jax.grad shares the wrong
+    custom_vjp rule) and the fd rows below the tanh fail with the diagnosis."""
+    from jaxninja.gradcheck.model_check import cross_check_model
+    from jaxninja.models.protocol import Model
+
+    forward, params, batch = _tiny(_wrong_tanh())
+
+    def backward(params, batch, acts):
+        return jaxninja.intermediate_grads(forward, params, batch)[1]
+
+    model = Model("tiny", lambda key: params, lambda key: batch, forward, backward)
+    result = cross_check_model(model, dtype="float64", against=("jax", "fd"))
+    rows = {(r.name, r.against): r for r in result.rows}
+    assert all(r.ok for (_, against), r in rows.items() if against == "jax")
+    failing = [name for (name, against), r in rows.items() if against == "fd" and not r.ok]
+    assert failing == ["pre", "W1"]
+    assert "central differences" in rows["pre", "fd"].diagnosis
+    assert rows["pre", "fd"].eps_scale > rows["pre", "fd"].bound
+
+
+def test_the_lecture_table_has_an_fd_row_per_gradient():
+    """`jaxninja check --against jax,fd` in float32 at small sizes: 26 fd rows, all within
+    contract, the zero-by-symmetry rows (logit_maxes, b1) at their scale row's scale."""
+    from jaxninja.gradcheck.lecture_check import cross_check
+
+    cfg = CheckConfig(against=("jax", "fd"), n_embd=4, n_hidden=16, batch_size=8)
+    result = cross_check(cfg)
+    fd = [r for r in result.rows if r.against == "fd"]
+    assert len(fd) == 26 and all(r.ok for r in fd), [r for r in fd if not r.ok]
+    assert {"logit_maxes", "b1"} <= {r.name for r in fd}
