@@ -11,7 +11,7 @@ import pytest
 import jaxninja
 from jaxninja.config import CheckConfig
 from jaxninja.errors import FdError
-from jaxninja.gradcheck.finite_diff import fd_rows, full_cost
+from jaxninja.gradcheck.finite_diff import FULL_LIMIT, fd_rows, full_cost
 from jaxninja.models.lecture import lecture_model
 
 
@@ -33,14 +33,15 @@ def test_every_lecture_row_agrees(sizes):
         rows = fd_rows(model.forward, params, batch, grads)
     assert len(rows) == len(grads) == 26  # every tap and parameter, none left out
     for row in rows:
-        assert row.mode == "full"
+        assert row.mode == ("full" if np.prod(row.shape) <= FULL_LIMIT else "directions")
         assert row.ok, (row.name, row.error, row.bound)
         # the bound is tight, not a blanket: the worst element uses at most half of it, and the
         # estimate matches jax.grad to ~1e-8 relative (float64 central differences), at the
         # row's scale (a row zero by symmetry borrows its scale row's, as the table does)
         assert row.worst < 0.5, row.name
-        scale = np.abs(grads[model.scale_rows.get(row.name, row.name)]).max()
-        assert np.abs(row.estimate - grads[row.name]).max() / scale < 1e-6, row.name
+        if row.mode == "full":
+            scale = np.abs(grads[model.scale_rows.get(row.name, row.name)]).max()
+            assert np.abs(row.estimate - grads[row.name]).max() / scale < 1e-6, row.name
 
 
 @pytest.mark.slow
