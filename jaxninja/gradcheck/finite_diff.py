@@ -30,12 +30,13 @@ contract add up to at most that along ``v``.
 ``h = eps^(1/3) * max(1, max|x|)``: the step that balances truncation against rounding for
 central differences in float64 (~6e-6 at |x| <= 1).
 
-**Cost.** A row of at most :data:`FULL_LIMIT` (1,024) elements is checked element by element:
-4 forwards per element (the full Jacobian of the loss). Larger rows are checked along
-:data:`DIRECTIONS` random unit directions by default (as ``jax.test_util.check_grads`` does: a mistake shows along
-almost every direction), 4 forwards each; ``full=True`` checks every element of every row
-(:func:`full_cost` says how many forwards that is, so a caller can refuse a run too large).
-Every forward runs in one compiled program, vmapped over :data:`CHUNK` perturbations at a time.
+**Cost.** A row of at most :data:`FULL_LIMIT` (1,024) elements is checked element by element: 4
+forwards per element (the full Jacobian of the loss). Larger rows are checked along
+:data:`DIRECTIONS` random unit directions by default (as ``jax.test_util.check_grads`` does: a
+mistake shows along almost every direction), 4 forwards each; ``full=True`` checks every element
+of every row (:func:`full_cost` says how many forwards that is, so a caller can refuse a run too
+large). Every forward runs in one compiled program, vmapped over :data:`CHUNK` perturbations at
+a time.
 """
 
 from __future__ import annotations
