@@ -52,6 +52,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_distributed_flags(p)
 
 
+def _print(result, as_json: bool, table) -> None:
+    """The result as one JSON object (valid JSON always: a non-finite number is null) or as
+    ``table(result)``."""
+    if as_json:
+        from jaxninja.gradcheck.compare import json_safe
+
+        print(json.dumps(json_safe(result.as_json()), allow_nan=False))
+    else:
+        print(table(result))
+
+
 def parse_against(text: str | None) -> tuple[str, ...]:
     """``jax,torch`` -> ("jax", "torch"), each name checked (torch must be installed when named);
     None -> both references, or jax alone when torch is not installed."""
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = cross_check(cfg)
     if writer:
-        print(json.dumps(result.as_json()) if args.json else format_table(result))
+        _print(result, args.json, format_table)
     if args.plot and writer:
         from jaxninja.gradcheck.plots import save_plots
 
@@ -125,7 +136,7 @@ def run_model(args: argparse.Namespace) -> int:
     result = cross_check_model(
         args.model, seed=cfg.seed, dtype=cfg.dtype, jit=cfg.jit, against=against
     )
-    print(json.dumps(result.as_json()) if args.json else format_model_table(result))
+    _print(result, args.json, format_model_table)
     if args.plot:
         from jaxninja.gradcheck.plots import save_plots
 

@@ -56,6 +56,18 @@ class Row(NamedTuple):
         }
 
 
+def json_safe(value):
+    """``value`` (dicts, lists, numbers) with every non-finite float as ``None``: JSON has no
+    NaN or Infinity, and ``--json`` output must parse with any reader."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return _finite(value)
+    return value
+
+
 def _finite(x: float) -> float | None:
     """JSON has no NaN: a row that could not be measured says null."""
     return x if np.isfinite(x) else None

@@ -276,6 +276,11 @@ def _cross_check_model(
     else:  # torch's import (~1.5 s, Python) overlaps the forward's compiles
         with importing("torch" if "torch" in against else None):
             taps, manual = _both_backwards(model, params, batch)
+    if not np.isfinite(float(taps.loss)):  # every row would compare non-finite numbers
+        raise ModelError(
+            f"{model.name}: the forward's loss is {float(taps.loss)} (seed {seed}, {dtype}): "
+            "a check of non-finite values means nothing"
+        )
     reference = {k: np.asarray(v) for k, v in taps.grads.items()}
     indices = [np.asarray(x) for x in jax.tree.leaves(batch) if not is_float(x)]
     counts = _counts(list(reference), taps.acts, batch)

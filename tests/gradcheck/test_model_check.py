@@ -294,3 +294,40 @@ def test_wavenet_check_cli_exit_status(names_txt, tmp_path):
     assert bad.returncode == 1
     assert rows[("l3.W", "jax")]["diagnosis"].startswith("transposed")
     assert "scatter without accumulation" in rows[("C", "torch")]["diagnosis"]
+
+
+def _strict_json(text: str):
+    """json.loads that refuses NaN / Infinity, as a strict reader (and the JSON standard) does."""
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_non_finite_loss_is_refused_not_checked(tmp_path, capsys):
+    """A forward whose loss is nan or inf: one line, exit 2, no table that looks like a result
+    (its rows would compare nan with nan and call them exact)."""
+    for loss, shown in (("jnp.log(-(a**2).sum())", "nan"), ("(a**2).sum() / 0.0", "inf")):
+        path = tiny(tmp_path, ("return (a**2).sum() / x.shape[0]\n\ndef backward",
+                               f"return {loss}\n\ndef backward"))  # fmt: skip
+        for extra in ((), ("--json",)):
+            status, out, err = check(capsys, "--model", str(path), "--against", "jax", *extra)
+            assert status == 2 and out == "", (status, out)
+            assert f"the forward's loss is {shown}" in err and len(err.splitlines()) == 1
+
+
+def test_json_is_valid_when_a_row_holds_nan(tmp_path, capsys):
+    """A manual gradient with a NaN: the row fails, and --json stays standard JSON (null)."""
+    path = tiny(tmp_path, ('return {"a": da,', 'return {"a": da * jnp.nan,'))
+    status, out, _ = check(capsys, "--model", str(path), "--against", "jax", "--json")
+    data = _strict_json(out)
+    row = next(r for r in data["rows"] if r["name"] == "a")
+    assert status == 1 and not row["ok"] and row["eps_scale"] is None
+
+
+def test_json_safe_replaces_every_non_finite_number():
+    from jaxninja.gradcheck.compare import json_safe
+
+    value = {"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": "nan", "e": 2}
+    assert json_safe(value) == {"a": None, "b": [1.0, None, {"c": None}], "d": "nan", "e": 2}
