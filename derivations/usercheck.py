@@ -147,6 +147,9 @@ class Verdict(NamedTuple):
     seconds: float
     undefined: tuple[str, ...] = ()  # where the claim or the forward is undefined, in words
     searched: str = ""  # what the counterexample search covered, in words
+    # a proof.ok claim with this set was checked exactly at every size of a stated range
+    # ("L <= 6, K <= 3"), not proved for every size: CHECKED, never PROVED
+    checked: str = ""
 
 
 def merged_sums(expr: sp.Expr) -> sp.Expr:

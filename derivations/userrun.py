@@ -14,21 +14,25 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import exact, usercheck, userkernel
+from derivations import exact, kernelout, usercheck, userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
+from jaxninja.errors import JaxninjaError
 
 
 class Report(NamedTuple):
-    """Everything one run found, and its text."""
+    """Everything one run found, its text and its verdict (:func:`verdict`)."""
 
     layer: Layer
     verdicts: tuple[Verdict, ...]
     verified: list[userkernel.Verified]
-    kernel: Path | None  # where the kernel was written (None: a temporary file)
-    problem: str | None  # why no kernel was generated (None: it was)
+    kernel: Path | None  # where the kernel was written (None: not written)
+    problem: str | None  # why the kernel could not be generated or run (None: it ran)
     seconds: dict[str, float]
-    text: str
+    body: str  # the report, every line but the verdict
+    kernel_text: str | None = None  # the kernel as generated (written only when ``ok``)
+    out: Path | None = None  # where it was asked to be written
+    unwritten: str | None = None  # why a verified kernel could not be written (a full disk)
 
     @property
     def not_proved(self) -> list[str]:
@@ -36,14 +40,29 @@ class Report(NamedTuple):
         return [v.key for v in self.verdicts if v.proof is not None and not v.proof.ok]
 
     @property
+    def verified_ok(self) -> bool:
+        """The kernel ran and is within the bound at every size."""
+        return self.problem is None and bool(self.verified) and all(v.ok for v in self.verified)
+
+    @property
     def ok(self) -> bool:
-        """Every claim proved and the kernel within the bound at every size."""
-        return (
-            not self.not_proved
-            and self.problem is None
-            and bool(self.verified)
-            and all(v.ok for v in self.verified)
-        )
+        """Every claim proved and the kernel within the bound at every size: exit status 0."""
+        return not self.not_proved and self.verified_ok and self.unwritten is None
+
+    @property
+    def status(self) -> int:
+        """The exit status ``derive`` ends with: 0 when :attr:`ok`, else 1."""
+        return 0 if self.ok else 1
+
+    @property
+    def verdict(self) -> str:
+        """The one line that ends every run (:func:`verdict`)."""
+        return verdict(self)
+
+    @property
+    def text(self) -> str:
+        """The whole report, the verdict its last line."""
+        return self.body + self.verdict + "\n"
 
 
 def _value(value: sp.Expr) -> str:
@@ -81,6 +100,80 @@ def _sizes_text(layer: Layer) -> str:
     return f"every size {sizes} >= 1" + (f", at {consts}" if consts else "")
 
 
+def fate(verdict_: Verdict) -> str | None:
+    """One claim's fate in a word: PROVED, CHECKED (exact at every size of a stated range,
+    not for every size), REFUTED (a counterexample), NOT PROVED; None without a claim."""
+    if verdict_.proof is None:
+        return None
+    if verdict_.proof.ok:
+        return "CHECKED" if verdict_.checked else "PROVED"
+    return "REFUTED" if verdict_.counterexample is not None else "NOT PROVED"
+
+
+def _claims_part(verdicts) -> str:
+    """``PROVED 3/3``, ``REFUTED: dW (1 of 3)``, ``no claims (3 gradients derived)``."""
+    fates = {v.key: fate(v) for v in verdicts}
+    claimed = [k for k, f in fates.items() if f is not None]
+    if not claimed:
+        return f"no claims ({len(fates)} gradient{'s' * (len(fates) != 1)} derived)"
+    total = len(claimed)
+    failed = [
+        f"{word}: {', '.join('d' + k for k in keys)} ({len(keys)} of {total})"
+        for word in ("REFUTED", "NOT PROVED")
+        if (keys := [k for k in claimed if fates[k] == word])
+    ]
+    if failed:
+        return "; ".join(failed)
+    counts = [
+        f"{word} {n}/{total}"
+        for word in ("PROVED", "CHECKED")
+        if (n := sum(fates[k] == word for k in claimed))
+    ]
+    ranges = [f"d{v.key} exactly for {v.checked}" for v in verdicts if fate(v) == "CHECKED"]
+    return ", ".join(counts) + (f" ({'; '.join(ranges)})" if ranges else "")
+
+
+def _kernel_part(report: Report) -> str:
+    """What failed in the kernel, or ''."""
+    if report.problem is not None:
+        return f"kernel failed: {report.problem}"
+    if not report.verified:
+        return "kernel not verified"
+    over = [v for v in report.verified if not v.ok]
+    if over:
+        worst = max(over, key=lambda v: max([*v.errors.values(), *v.torch_errors.values()]))
+        name, error = max(
+            [*worst.errors.items(), *((f"{k} (torch)", e) for k, e in worst.torch_errors.items())],
+            key=lambda pair: pair[1],
+        )
+        sizes = ", ".join(f"{k}={v}" for k, v in worst.sizes.items())
+        return (
+            f"kernel OVER THE BOUND at {len(over)} of {len(report.verified)} sizes "
+            f"({name} {error:.3g} eps·scale at {sizes})"
+        )
+    return ""
+
+
+def verdict(report: Report) -> str:
+    """The one line that ends every run, with its exit status: ``PROVED 3/3, kernel written:
+    k.py (exit 0)``, ``REFUTED: dW (1 of 3); kernel not written (exit 1)``."""
+    parts = [_claims_part(report.verdicts)]
+    kernel = _kernel_part(report)
+    if kernel:
+        parts.append(kernel)
+    if report.unwritten is not None:
+        parts.append(f"kernel not written: {report.unwritten}")
+    if report.kernel is not None:
+        end = f", kernel written: {report.kernel}"
+    elif report.out is not None:
+        end = "; kernel not written" if report.unwritten is None else ""
+    elif report.ok:
+        end = ", kernel verified (not kept: name a file with --out)"
+    else:
+        end = ""
+    return "; ".join(parts) + end + f" (exit {report.status})"
+
+
 def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[str]:
     """What was found for one input: the derived gradient in the forward's names (unless
     ``derived`` is False), the claim, and its verdict with the counterexample."""
@@ -94,7 +187,12 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
         lines.append("  claim:   none given")
     else:
         lines.append(f"  claim:   d{key} = {layer.claim_text[key]}")
-        if verdict.proof.ok:
+        if verdict.proof.ok and verdict.checked:
+            lines.append(
+                f"  CHECKED exactly for {verdict.checked}: every element against the exact "
+                "derivative at every size in that range (not a proof for other sizes)"
+            )
+        elif verdict.proof.ok:
             where = _sizes_text(layer)
             if verdict.undefined:
                 where += " except where undefined: " + "; ".join(verdict.undefined)
@@ -118,11 +216,9 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
     return lines
 
 
-def _kernel(
-    layer: Layer, verdicts, out: Path | None, source: str, seconds: dict, verify: bool = True
-):
-    """Generate the kernel into ``out`` and verify it: (results, None), or ([], why not)."""
-    start = time.perf_counter()
+def _kernel_text(layer: Layer, verdicts, source: str) -> tuple[str | None, str | None]:
+    """The kernel's text (each gradient from its proved claim, else the derived form), or
+    (None, why it has no array form)."""
     proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
     # a claim undefined where the forward is defined (a 0/0 at n = 1) is not printed
     partial = {v.key for v in verdicts if any(u.startswith("the claim") for u in v.undefined)}
@@ -139,26 +235,32 @@ def _kernel(
     try:
         text = userkernel.render_kernel(layer, gradients, source, origins, frozenset(printed))
     except LayerError as err:
-        return [], str(err)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = out if out is not None else Path(tmp) / f"{layer.name}_kernel.py"
-        path.write_text(text, encoding="utf-8")
-        seconds["generate"] = time.perf_counter() - start
-        start = time.perf_counter()
-        try:
+        return None, str(err)
+    return text, None
+
+
+def _verified(layer: Layer, text: str, seconds: dict) -> tuple[list, str | None]:
+    """The kernel ``text`` loaded from a temporary file (never from ``--out``: nothing is
+    written there before it passed) and verified: (results, None), or ([], why it fails)."""
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{layer.name}_kernel.py"
+            path.write_text(text, encoding="utf-8")
             module = userkernel.load_kernel(path, layer.name)
-            verified = userkernel.verify(layer, module) if verify else []
-        except Exception as err:  # a kernel that does not run is reported, not traced back
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            return [], f"the kernel does not run: {type(err).__name__}: {first}"
-        finally:
-            seconds["verify"] = time.perf_counter() - start
-    return verified, None
+        return userkernel.verify(layer, module), None
+    except Exception as err:  # a kernel that does not run is reported, not traced back
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
+        return [], f"the kernel does not run: {type(err).__name__}: {first}"
+    finally:
+        seconds["verify"] = time.perf_counter() - start
 
 
-def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) -> Report:
-    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify
-    (``verify=False``: a caller that checks the kernel itself; the report is then not ok)."""
+def run_layer(layer: Layer, out: Path | None, source: str = "", verify: bool = True) -> Report:
+    """Derive, prove/refute, generate, verify, and only then write the kernel into ``out``
+    (None: not kept): a kernel is written only by a run whose :attr:`Report.ok` holds, and
+    atomically. ``verify=False``: a caller that checks the kernel itself (the report is then
+    not ok, nothing is written, the text is in :attr:`Report.kernel_text`)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     problems = usercheck.shift_problems(layer)
@@ -166,20 +268,36 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
         raise LayerError(f"layer {layer.name}: {problems[0]}")
     verdicts = tuple(check(layer, key) for key in layer.differentiable)
     seconds["derive + prove/refute"] = time.perf_counter() - start
-    verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
+    start = time.perf_counter()
+    text, problem = _kernel_text(layer, verdicts, source)
+    seconds["generate"] = time.perf_counter() - start
+    verified: list[userkernel.Verified] = []
+    if text is not None and verify:
+        verified, problem = _verified(layer, text, seconds)
+    report = Report(layer, verdicts, verified, None, problem, seconds, "", text, out)
+    if report.ok and out is not None:
+        try:
+            kernelout.write_kernel(out, text)
+            report = report._replace(kernel=out)
+        except JaxninjaError as err:
+            report = report._replace(unwritten=str(err))
+    return report._replace(body=_body(report, verify))
+
+
+def _body(report: Report, verify: bool) -> str:
+    """Every line of the report but the verdict."""
+    layer, verified, problem = report.layer, report.verified, report.problem
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
-    for verdict in verdicts:
-        lines += verdict_lines(layer, verdict)
-    where = f"wrote {out}" if out is not None else "not kept (name a file with --out)"
+    for verdict_ in report.verdicts:
+        lines += verdict_lines(layer, verdict_)
     if problem is not None:
         lines.append(f"-- kernel: NOT GENERATED: {problem}")
-    else:
-        lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
-        torch = " and torch autograd" if verified and verified[0].torch_errors else ""
-    if problem is None and not verify:
+    elif not verify:
         lines.append("-- kernel: not verified here (the caller checks it)")
-    elif problem is None:
+    else:
+        lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward")
+        torch = " and torch autograd" if verified and verified[0].torch_errors else ""
         lines.append(
             f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
             f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * scale), "
@@ -193,17 +311,15 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
             worst = max(result.torch_errors.values())
             errors += f"; torch worst {worst:.2f}"
         lines.append(f"  {sizes}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
-    parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
-    lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
-    report = Report(layer, verdicts, verified, out, problem, seconds, "\n".join(lines) + "\n")
-    return report
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items())
+    lines.append(f"== time: {sum(report.seconds.values()):.2f} s ({parts})")
+    return "\n".join(lines) + "\n"
 
 
 def run_file(path: str | Path, out: str | Path | None = None) -> Report:
-    """:func:`run_layer` on the layer a file defines."""
-    if out is not None and Path(out).resolve() == Path(path).resolve():
-        raise LayerError(f"--out {out}: that is the layer file itself; name another file")
-    if out is not None and Path(out).is_dir():
-        raise LayerError(f"--out {out}: is a directory; name a file")
+    """:func:`run_layer` on the layer a file defines; the paths are checked first
+    (:mod:`derivations.kernelout`: a regular layer file, an ``--out`` derive may write)."""
+    path = kernelout.check_layer_path(path)
+    out = kernelout.check_out_path(out, path) if out is not None else None
     layer = load_layer(path)
-    return run_layer(layer, Path(out) if out is not None else None, str(path))
+    return run_layer(layer, out, str(path))

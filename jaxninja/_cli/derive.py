@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="KERNEL.py",
-        help="with --layer: write the generated JAX kernel here",
+        help="with --layer: write the generated JAX kernel here, only once it passed its "
+        "verification (a new file, or one an earlier derive wrote: never another file)",
     )
 
 
@@ -52,17 +53,19 @@ def _load():
 
 
 def run_layer(args: argparse.Namespace) -> int:
-    """``--layer FILE``: the user's layer checked end to end; 1 if a claim is refuted or the
-    kernel misses the bound."""
+    """``--layer FILE``: the user's layer checked end to end, ending with one verdict line;
+    status 0 when every claim is proved and the kernel verified (and written, with --out),
+    1 otherwise (nothing written then)."""
     start, cpu = time.perf_counter(), time.process_time()
     _load()
     from derivations.userrun import run_file
 
     result = run_file(args.layer, args.out)
-    print(result.text, end="")
+    print(result.body, end="")
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"total, imports included: {wall:.1f} s wall, {cpu:.1f} s CPU")
-    return 0 if result.ok else 1
+    print(result.verdict)  # the last line, always
+    return result.status
 
 
 def run(args: argparse.Namespace) -> int:
