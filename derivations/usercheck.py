@@ -53,18 +53,37 @@ def fresh_dummies(expr: sp.Expr) -> sp.Expr:
 
 def normal_dummies(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     """Each sum's dummy renamed after its nesting depth (``i0``, ``i1``, ...): sums equal up to
-    their dummies' names become identical, so the proofs can treat them as one symbol."""
+    their dummies' names become identical, so the proofs can treat them as one symbol.
+
+    One pass from the root down, each dummy looked up in the scope that binds it: a sum's
+    dummy is never renamed by ``xreplace`` into a name an inner sum binds (that captured the
+    inner dummy and turned ``B[i0, i1]`` into the diagonal ``B[i1, i1]``). ``depth``: the names
+    ``i0`` .. ``i{depth-1}`` are taken by enclosing sums (free in ``expr``)."""
+    return _renumbered(expr, {}, depth)
+
+
+def _renumbered(expr: sp.Expr, scope: dict, depth: int) -> sp.Expr:
+    """:func:`normal_dummies`' pass: ``scope`` maps each bound dummy to its new name."""
     if isinstance(expr, sp.Sum):
-        function, limits = expr.function, []
-        for dummy, low, high in expr.limits:
-            new = sp.Symbol(f"i{depth}", integer=True, nonnegative=True)
-            function = function.xreplace({dummy: new})
-            limits.append((new, low, high))
+        scope = dict(scope)
+        names = []
+        for dummy, _, _ in expr.limits:
+            scope[dummy] = sp.Symbol(f"i{depth}", integer=True, nonnegative=True)
+            names.append(scope[dummy])
             depth += 1
-        return sp.Sum(normal_dummies(function, depth), *limits)
-    if not expr.args or isinstance(expr, sp.Indexed):
+        limits = [
+            (new, _renumbered(low, scope, depth), _renumbered(high, scope, depth))
+            for new, (_, low, high) in zip(names, expr.limits, strict=True)
+        ]
+        return sp.Sum(_renumbered(expr.function, scope, depth), *limits)
+    if isinstance(expr, sp.Symbol):
+        return scope.get(expr, expr)
+    if not expr.args:
         return expr
-    return expr.func(*[normal_dummies(arg, depth) for arg in expr.args])
+    args = [_renumbered(arg, scope, depth) for arg in expr.args]
+    if all(new is old for new, old in zip(args, expr.args, strict=True)):
+        return expr
+    return expr.func(*args)
 
 
 def raw(expr: sp.Expr, layer: Layer) -> sp.Expr:

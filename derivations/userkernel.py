@@ -24,7 +24,7 @@ from derivations.arrayprint import PrintError, array_code
 from derivations.collapse import collapse, unpinned
 from derivations.functions import absolute
 from derivations.layout import WIDTH, signature, spaced, wrap_code
-from derivations.usercheck import _nodes, normal_dummies, raw
+from derivations.usercheck import _nodes, fresh_dummies, normal_dummies, raw
 from derivations.userlayer import Layer, LayerError
 from jaxninja import numerics
 
@@ -142,7 +142,8 @@ def _centrings(layer: Layer) -> list[tuple[sp.IndexedBase, sp.Expr]]:
             ),
             None,
         )
-        rest = line.rhs - element if element is not None else None
+        # fresh dummies: a sum's dummy letter may be an index the value is later placed at
+        rest = fresh_dummies(line.rhs - element) if element is not None else None
         if rest is not None and rest.free_symbols and not rest.has(element.base):
             found.append((element.base, line.target[line.indices] - rest, line.indices))
     return found
@@ -301,7 +302,40 @@ def render_kernel(
         magnitudes += _statement(layer, f"d{key}", absolute_form(printed), tuple(free), shape)
     returns = [f"d{key}" for key in gradients]
     back = f"    return {', '.join(returns)}" if len(returns) > 1 else f"    return {returns[0]}"
-    return "\n".join(head + body + [back] + magnitudes + [back]) + "\n"
+    return without_dead_lines("\n".join(head + body + [back] + magnitudes + [back]) + "\n")
+
+
+def without_dead_lines(text: str) -> str:
+    """The module ``text`` with every assignment no later statement of its function reads
+    removed (a size ``D = x.shape[1]`` the code never names, a forward line ``out = w @ V``
+    the backward recomputes and never reads), found by liveness from each ``return``."""
+    import ast
+
+    dead: set[int] = set()
+    for function in ast.parse(text).body:
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        live: set[str] = set()
+        for statement in reversed(function.body):
+            targets = _assigned(statement)
+            if targets is not None and not targets & live:
+                dead |= set(range(statement.lineno, statement.end_lineno + 1))
+                continue
+            live -= targets or set()
+            live |= {n.id for n in ast.walk(statement) if isinstance(n, ast.Name)}
+    lines = text.splitlines(keepends=True)
+    return "".join(line for number, line in enumerate(lines, 1) if number not in dead)
+
+
+def _assigned(statement) -> set[str] | None:
+    """The names a plain ``a = ...`` statement assigns; None for any other statement."""
+    import ast
+
+    if not isinstance(statement, ast.Assign):
+        return None
+    if not all(isinstance(target, ast.Name) for target in statement.targets):
+        return None
+    return {target.id for target in statement.targets}
 
 
 def absolute_form(expr: sp.Expr) -> sp.Expr:
