@@ -83,4 +83,9 @@ def run(args: argparse.Namespace) -> int:
     failures = results.failures()
     for failure in failures:
         print(f"not proved: {failure}")
+    claims = sum(len(c.verdicts) + len(c.chains) for c in results.layers)
+    if failures:
+        print(f"NOT PROVED: {len(failures)} problem(s) above, of {claims} claims (exit 1)")
+    else:
+        print(f"PROVED {claims}/{claims} (the lecture's claims and chains) (exit 0)")
     return 1 if failures else 0
