@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import exact, kernelout, usercheck, userkernel
+from derivations import exact, kernelout, safety, usercheck, userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 from jaxninja.errors import JaxninjaError
@@ -33,6 +33,8 @@ class Report(NamedTuple):
     kernel_text: str | None = None  # the kernel as generated (written only when ``ok``)
     out: Path | None = None  # where it was asked to be written
     unwritten: str | None = None  # why a verified kernel could not be written (a full disk)
+    unsafe: tuple[safety.Unsafe, ...] = ()  # gradients unsafe in float32 at large inputs
+    allow_unsafe: bool = False  # --allow-unsafe: an unsafe kernel is still written, exit 0
 
     @property
     def not_proved(self) -> list[str]:
@@ -46,8 +48,10 @@ class Report(NamedTuple):
 
     @property
     def ok(self) -> bool:
-        """Every claim proved and the kernel within the bound at every size: exit status 0."""
-        return not self.not_proved and self.verified_ok and self.unwritten is None
+        """Every claim proved, the kernel within the bound at every size and numerically safe
+        in float32 (or ``allow_unsafe``): exit status 0."""
+        safe = not self.unsafe or self.allow_unsafe
+        return not self.not_proved and self.verified_ok and safe and self.unwritten is None
 
     @property
     def status(self) -> int:
@@ -161,10 +165,17 @@ def verdict(report: Report) -> str:
     kernel = _kernel_part(report)
     if kernel:
         parts.append(kernel)
+    if report.unsafe:
+        names = safety.input_names(report.layer)
+        found = safety.summary(report.unsafe, names)
+        allowed = " (allowed by --allow-unsafe)" if report.allow_unsafe else ""
+        parts.append(f"numerically unsafe{allowed}: {found}")
     if report.unwritten is not None:
         parts.append(f"kernel not written: {report.unwritten}")
     if report.kernel is not None:
         end = f", kernel written: {report.kernel}"
+    elif report.out is not None and report.unsafe and not report.not_proved:
+        end = "; kernel not written (--allow-unsafe writes it)"
     elif report.out is not None:
         end = "; kernel not written" if report.unwritten is None else ""
     elif report.ok:
@@ -239,28 +250,40 @@ def _kernel_text(layer: Layer, verdicts, source: str) -> tuple[str | None, str |
     return text, None
 
 
-def _verified(layer: Layer, text: str, seconds: dict) -> tuple[list, str | None]:
+def _verified(layer: Layer, text: str, seconds: dict) -> tuple[list, list, str | None]:
     """The kernel ``text`` loaded from a temporary file (never from ``--out``: nothing is
-    written there before it passed) and verified: (results, None), or ([], why it fails)."""
+    written there before it passed), verified, and (when within the bound) checked for float32
+    safety at large inputs: (results, unsafe gradients, None), or ([], [], why it fails)."""
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{layer.name}_kernel.py"
             path.write_text(text, encoding="utf-8")
             module = userkernel.load_kernel(path, layer.name)
-        return userkernel.verify(layer, module), None
-    except Exception as err:  # a kernel that does not run is reported, not traced back
-        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
-        return [], f"the kernel does not run: {type(err).__name__}: {first}"
-    finally:
+        verified = userkernel.verify(layer, module)
         seconds["verify"] = time.perf_counter() - start
+        start = time.perf_counter()
+        unsafe = safety.unsafe(layer, module, text) if all(v.ok for v in verified) else []
+        seconds["float32 safety"] = time.perf_counter() - start
+        return verified, unsafe, None
+    except Exception as err:  # a kernel that does not run is reported, not traced back
+        seconds.setdefault("verify", time.perf_counter() - start)
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
+        return [], [], f"the kernel does not run: {type(err).__name__}: {first}"
 
 
-def run_layer(layer: Layer, out: Path | None, source: str = "", verify: bool = True) -> Report:
+def run_layer(
+    layer: Layer,
+    out: Path | None,
+    source: str = "",
+    verify: bool = True,
+    allow_unsafe: bool = False,
+) -> Report:
     """Derive, prove/refute, generate, verify, and only then write the kernel into ``out``
     (None: not kept): a kernel is written only by a run whose :attr:`Report.ok` holds, and
     atomically. ``verify=False``: a caller that checks the kernel itself (the report is then
-    not ok, nothing is written, the text is in :attr:`Report.kernel_text`)."""
+    not ok, nothing is written, the text is in :attr:`Report.kernel_text`). ``allow_unsafe``:
+    a kernel unsafe in float32 at large inputs (:mod:`derivations.safety`) is still ok."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     problems = usercheck.shift_problems(layer)
@@ -272,9 +295,11 @@ def run_layer(layer: Layer, out: Path | None, source: str = "", verify: bool = T
     text, problem = _kernel_text(layer, verdicts, source)
     seconds["generate"] = time.perf_counter() - start
     verified: list[userkernel.Verified] = []
+    unsafe: list[safety.Unsafe] = []
     if text is not None and verify:
-        verified, problem = _verified(layer, text, seconds)
+        verified, unsafe, problem = _verified(layer, text, seconds)
     report = Report(layer, verdicts, verified, None, problem, seconds, "", text, out)
+    report = report._replace(unsafe=tuple(unsafe), allow_unsafe=allow_unsafe)
     if report.ok and out is not None:
         try:
             kernelout.write_kernel(out, text)
@@ -311,15 +336,26 @@ def _body(report: Report, verify: bool) -> str:
             worst = max(result.torch_errors.values())
             errors += f"; torch worst {worst:.2f}"
         lines.append(f"  {sizes}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
+    if report.verified_ok:
+        lines.append(
+            "-- kernel in float32 vs jax.vjp of the forward in float64, inputs scaled to every "
+            f"|value| up to {safety.SCALES[-1]} (unsafe: not finite, or off by more than "
+            f"{safety.TOLERANCE:g} of the gradient's scale, where the reference is finite):"
+        )
+        names = safety.input_names(layer)
+        if report.unsafe:
+            lines.append(f"  numerically unsafe: {safety.summary(report.unsafe, names)}")
+        if not report.unsafe:
+            lines.append(f"  safe at every {names} up to {safety.SCALES[-1]}")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items())
     lines.append(f"== time: {sum(report.seconds.values()):.2f} s ({parts})")
     return "\n".join(lines) + "\n"
 
 
-def run_file(path: str | Path, out: str | Path | None = None) -> Report:
+def run_file(path: str | Path, out: str | Path | None = None, allow_unsafe: bool = False) -> Report:
     """:func:`run_layer` on the layer a file defines; the paths are checked first
     (:mod:`derivations.kernelout`: a regular layer file, an ``--out`` derive may write)."""
     path = kernelout.check_layer_path(path)
     out = kernelout.check_out_path(out, path) if out is not None else None
     layer = load_layer(path)
-    return run_layer(layer, out, str(path))
+    return run_layer(layer, out, str(path), allow_unsafe=allow_unsafe)

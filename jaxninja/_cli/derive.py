@@ -39,6 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --layer: write the generated JAX kernel here, only once it passed its "
         "verification (a new file, or one an earlier derive wrote: never another file)",
     )
+    parser.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="with --layer: write a kernel that is numerically unsafe in float32 at large "
+        "inputs (reported either way) and exit 0",
+    )
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that need --layer."""
+    for flag, value in (("--out", args.out), ("--allow-unsafe", args.allow_unsafe)):
+        if value not in (None, False):
+            raise ConfigError(f"{flag} needs --layer FILE")
 
 
 def _load():
@@ -60,7 +73,7 @@ def run_layer(args: argparse.Namespace) -> int:
     _load()
     from derivations.userrun import run_file
 
-    result = run_file(args.layer, args.out)
+    result = run_file(args.layer, args.out, args.allow_unsafe)
     print(result.body, end="")
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"total, imports included: {wall:.1f} s wall, {cpu:.1f} s CPU")
@@ -72,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     """Derive, prove and brute-force everything, print the report; 1 if anything fails."""
     if getattr(args, "layer", None):
         return run_layer(args)
-    if getattr(args, "out", None):
-        raise ConfigError("--out needs --layer FILE")
+    _check_flags(args)
     start, cpu = time.perf_counter(), time.process_time()
     build, report = _load()
     results = build.run_all()
