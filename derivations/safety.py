@@ -17,6 +17,8 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import numpy as np
+
 SCALES = (0.001, 0.01, 0.1, 0.5, *range(1, 101))
 """The magnitudes the inputs are scaled to: the largest |input| of each draw."""
 
@@ -25,6 +27,12 @@ TOLERANCE = 2.0**-10
 larger of its max |value| and its printed form with every term in absolute value, as in the
 verification) is safe; float32 rounding alone stays near 2^-24 of the scale, so a kernel this
 far off has lost 14 of float32's 24 bits."""
+
+
+FLOOR = float(np.finfo(np.float32).tiny) / TOLERANCE
+"""The smallest scale an error is measured against: a gradient below float32's normal range
+(1.2e-38) cannot be held to full precision by any float32 computation (a chain of tanh at
+|x| = 0.001 underflows), so an error there is not the kernel's."""
 
 
 class Unsafe(NamedTuple):
@@ -57,7 +65,6 @@ def input_names(layer) -> str:
 def unsafe(layer, module, kernel_text: str, seed: int = 0) -> list[Unsafe]:
     """Each gradient of ``module`` that is unsafe in float32 at some magnitude of
     :data:`SCALES`; an empty list: safe at every magnitude up to 100."""
-    import numpy as np
 
     from derivations.userkernel import _case, size_cases
 
@@ -95,7 +102,6 @@ def unsafe(layer, module, kernel_text: str, seed: int = 0) -> list[Unsafe]:
 def _unit(x):
     """``x`` scaled into [-1, 1] with both ends taken (a scale of t then means the inputs
     reach +t and -t: an exp overflows at +89, a one-sided draw could miss it)."""
-    import numpy as np
 
     top = float(np.max(np.abs(x))) if x.size else 0.0
     out = (x / top if top > 0 else x).copy()
@@ -109,7 +115,6 @@ def _unit(x):
 
 def _fails(got, ref, size) -> str | None:
     """Why the float32 ``got`` is unsafe against the float64 ``ref``, or None."""
-    import numpy as np
 
     ref, size = np.asarray(ref, dtype=np.float64), np.asarray(size, dtype=np.float64)
     finite = np.isfinite(ref)
@@ -119,7 +124,7 @@ def _fails(got, ref, size) -> str | None:
     if not np.isfinite(got[finite]).all():
         return "non-finite in float32"
     sizes = size[finite & np.isfinite(size)]
-    scale = max(float(np.max(np.abs(ref[finite]))), float(np.max(sizes, initial=0.0)), 1e-300)
+    scale = max(float(np.max(np.abs(ref[finite]))), float(np.max(sizes, initial=0.0)), FLOOR)
     off = float(np.max(np.abs(got[finite] - ref[finite]))) / scale
     return f"off by {off:.1e} (relative)" if off > TOLERANCE else None
 
@@ -127,7 +132,6 @@ def _fails(got, ref, size) -> str | None:
 def _kernel_float32(layer, module, points, labels, cotangent, moving):
     """The kernel at every scale, float32 (x64 off, as a user's default run has it)."""
     import jax
-    import numpy as np
 
     backward = getattr(module, f"{layer.name}_backward")
     upstream = () if layer.is_loss else (np.asarray(cotangent, dtype=np.float32),)
@@ -148,7 +152,6 @@ def _reference_float64(layer, module, points, labels, cotangent, moving):
     """``jax.vjp`` of the stated forward, and the kernel's printed form in absolute values
     (the scale), at every scale, in float64."""
     import jax
-    import numpy as np
 
     from derivations.interpret import forward
 

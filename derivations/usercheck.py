@@ -32,6 +32,9 @@ MAX_SIZE = 4  # counterexamples are searched with every size in 1..MAX_SIZE
 MAX_TOTAL = 9  # and the sizes' sum at most MAX_TOTAL (3 axes: up to (3, 3, 3)), smallest first
 SEARCH_SECONDS = 20.0  # and within this much time; past it, the claim is NOT PROVED, not PROVED
 MAX_OPS = 20_000  # a forward written out in its inputs beyond this many operations is refused
+MAX_GRADIENT_NODES = 5_000  # a derived gradient larger than this is refused (the largest
+# example's is 896 nodes; a 6-line tanh chain each line using the last twice has 100,000, and
+# its kernel took 40 s to compile)
 DRAWS = 5  # inputs are redrawn this often when a draw lands on a kink (relu(0), a tie)
 
 
@@ -206,9 +209,22 @@ def _canonical_limits(body: sp.Expr, limits: list) -> sp.Sum:
 
 
 def derive(layer: Layer, key: str) -> sp.Expr:
-    """d objective / d key[p, q, ...] for symbolic sizes, collapsed, in the raw inputs."""
+    """d objective / d key[p, q, ...] for symbolic sizes, collapsed, in the raw inputs; one
+    larger than :data:`MAX_GRADIENT_NODES` is a one-line error (the size budget)."""
     derivative = sp.diff(objective(layer), wrt(layer, key))
-    return normal_dummies(merged_sums(collapse(derivative)))
+    # checked before the delta sums are collapsed too (the examples' are under 340 nodes):
+    # collapsing a huge derivative is what takes the minutes
+    derived = derivative
+    if _nodes(derivative, MAX_GRADIENT_NODES) <= MAX_GRADIENT_NODES:
+        derived = normal_dummies(merged_sums(collapse(derivative)))
+    if _nodes(derived, MAX_GRADIENT_NODES) > MAX_GRADIENT_NODES:
+        raise LayerError(
+            f"layer {layer.name}: the derived gradient d{key} has more than "
+            f"{MAX_GRADIENT_NODES:,} nodes, past the size budget (a chain of lines each using the "
+            "last multiplies its terms; its kernel would take minutes to compile): state fewer "
+            "or simpler lines"
+        )
+    return derived
 
 
 def written(expr: sp.Expr, layer: Layer) -> sp.Expr:

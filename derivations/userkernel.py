@@ -311,8 +311,12 @@ def without_dead_lines(text: str) -> str:
     the backward recomputes and never reads), found by liveness from each ``return``."""
     import ast
 
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, RecursionError, MemoryError):  # the verification reports it
+        return text
     dead: set[int] = set()
-    for function in ast.parse(text).body:
+    for function in tree.body:
         if not isinstance(function, ast.FunctionDef):
             continue
         live: set[str] = set()

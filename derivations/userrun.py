@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import exact, kernelout, safety, usercheck, userkernel
+from derivations import budget, exact, kernelout, safety, usercheck, userkernel
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
 from jaxninja.errors import JaxninjaError
@@ -278,27 +279,39 @@ def run_layer(
     source: str = "",
     verify: bool = True,
     allow_unsafe: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Derive, prove/refute, generate, verify, and only then write the kernel into ``out``
     (None: not kept): a kernel is written only by a run whose :attr:`Report.ok` holds, and
     atomically. ``verify=False``: a caller that checks the kernel itself (the report is then
     not ok, nothing is written, the text is in :attr:`Report.kernel_text`). ``allow_unsafe``:
-    a kernel unsafe in float32 at large inputs (:mod:`derivations.safety`) is still ok."""
+    a kernel unsafe in float32 at large inputs (:mod:`derivations.safety`) is still ok.
+    Derivation, proofs and printing run within :data:`derivations.budget.SECONDS`, saying
+    where they are every few seconds through ``progress`` (one line each)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    problems = usercheck.shift_problems(layer)
-    if problems:
-        raise LayerError(f"layer {layer.name}: {problems[0]}")
-    verdicts = tuple(check(layer, key) for key in layer.differentiable)
-    seconds["derive + prove/refute"] = time.perf_counter() - start
-    start = time.perf_counter()
-    text, problem = _kernel_text(layer, verdicts, source)
-    seconds["generate"] = time.perf_counter() - start
+    with budget.limited(layer.name, progress) as step:
+        step("checking the shifts")
+        problems = usercheck.shift_problems(layer)
+        if problems:
+            raise LayerError(f"layer {layer.name}: {problems[0]}")
+        verdicts = []
+        for number, key in enumerate(layer.differentiable, 1):
+            claim = " and proving its claim" if key in layer.claim_text else ""
+            step(f"deriving d{key}{claim} ({number} of {len(layer.differentiable)})")
+            verdicts.append(check(layer, key))
+        seconds["derive + prove/refute"] = time.perf_counter() - start
+        start = time.perf_counter()
+        step("printing the kernel")
+        text, problem = _kernel_text(layer, verdicts, source)
+        step("printing the derived forms")
+        head = _head(layer, verdicts)
+        seconds["generate"] = time.perf_counter() - start
     verified: list[userkernel.Verified] = []
     unsafe: list[safety.Unsafe] = []
     if text is not None and verify:
         verified, unsafe, problem = _verified(layer, text, seconds)
-    report = Report(layer, verdicts, verified, None, problem, seconds, "", text, out)
+    report = Report(layer, tuple(verdicts), verified, None, problem, seconds, "", text, out)
     report = report._replace(unsafe=tuple(unsafe), allow_unsafe=allow_unsafe)
     if report.ok and out is not None:
         try:
@@ -306,16 +319,22 @@ def run_layer(
             report = report._replace(kernel=out)
         except JaxninjaError as err:
             report = report._replace(unwritten=str(err))
-    return report._replace(body=_body(report, verify))
+    return report._replace(body=_body(report, verify, head))
 
 
-def _body(report: Report, verify: bool) -> str:
-    """Every line of the report but the verdict."""
-    layer, verified, problem = report.layer, report.verified, report.problem
+def _head(layer: Layer, verdicts) -> list[str]:
+    """The report's first lines: the layer, its forward, each gradient's verdict."""
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
-    for verdict_ in report.verdicts:
+    for verdict_ in verdicts:
         lines += verdict_lines(layer, verdict_)
+    return lines
+
+
+def _body(report: Report, verify: bool, head: list[str]) -> str:
+    """Every line of the report but the verdict (``head``: :func:`_head`'s lines)."""
+    layer, verified, problem = report.layer, report.verified, report.problem
+    lines = list(head)
     if problem is not None:
         lines.append(f"-- kernel: NOT GENERATED: {problem}")
     elif not verify:
@@ -352,10 +371,15 @@ def _body(report: Report, verify: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_file(path: str | Path, out: str | Path | None = None, allow_unsafe: bool = False) -> Report:
+def run_file(
+    path: str | Path,
+    out: str | Path | None = None,
+    allow_unsafe: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
     """:func:`run_layer` on the layer a file defines; the paths are checked first
     (:mod:`derivations.kernelout`: a regular layer file, an ``--out`` derive may write)."""
     path = kernelout.check_layer_path(path)
     out = kernelout.check_out_path(out, path) if out is not None else None
     layer = load_layer(path)
-    return run_layer(layer, out, str(path), allow_unsafe=allow_unsafe)
+    return run_layer(layer, out, str(path), allow_unsafe=allow_unsafe, progress=progress)

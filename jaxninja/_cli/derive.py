@@ -13,11 +13,29 @@ counterexample, the derived kernel generated and verified against ``jax.vjp``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, JaxninjaError
 
 INSTALL_HINT = "install the derive extra: pip install 'jaxninja[derive]'"
+MAX_ERROR_CHARS = 400  # an error line longer than this is cut in the middle
+
+
+def capped(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` on one line of at most about ``limit`` characters: a statement's constant or
+    line of 100 KB is echoed by its start and end, with the count of what was cut."""
+    message = " ".join(message.split("\n"))
+    if len(message) <= limit:
+        return message
+    head, tail = message[: limit - 100], message[-60:]
+    return f"{head} ... ({len(message) - len(head) - len(tail):,} characters cut) ... {tail}"
+
+
+def _progress(line: str) -> None:
+    """A long derivation's progress, on stderr (stdout holds the report)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +91,10 @@ def run_layer(args: argparse.Namespace) -> int:
     _load()
     from derivations.userrun import run_file
 
-    result = run_file(args.layer, args.out, args.allow_unsafe)
+    try:
+        result = run_file(args.layer, args.out, args.allow_unsafe, progress=_progress)
+    except JaxninjaError as err:  # one line, and a short one: a statement may echo a long text
+        raise type(err)(capped(str(err))) from None
     print(result.body, end="")
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"total, imports included: {wall:.1f} s wall, {cpu:.1f} s CPU")
