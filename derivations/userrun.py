@@ -142,6 +142,8 @@ def _kernel_part(report: Report) -> str:
     """What failed in the kernel, or ''."""
     if report.problem is not None:
         return f"kernel failed: {report.problem}"
+    if report.kernel_text is None:
+        return ""  # not generated: a claim is not proved
     if not report.verified:
         return "kernel not verified"
     over = [v for v in report.verified if not v.ok]
@@ -302,8 +304,13 @@ def run_layer(
             verdicts.append(check(layer, key))
         seconds["derive + prove/refute"] = time.perf_counter() - start
         start = time.perf_counter()
-        step("printing the kernel")
-        text, problem = _kernel_text(layer, verdicts, source)
+        # a claim not proved means no kernel is written: neither printed nor verified (the
+        # verification's compilation was most of a refuted run's time)
+        refused = any(fate(v) in ("REFUTED", "NOT PROVED") for v in verdicts)
+        text, problem = None, None
+        if not refused:
+            step("printing the kernel")
+            text, problem = _kernel_text(layer, verdicts, source)
         step("printing the derived forms")
         head = _head(layer, verdicts)
         seconds["generate"] = time.perf_counter() - start
@@ -335,7 +342,12 @@ def _body(report: Report, verify: bool, head: list[str]) -> str:
     """Every line of the report but the verdict (``head``: :func:`_head`'s lines)."""
     layer, verified, problem = report.layer, report.verified, report.problem
     lines = list(head)
-    if problem is not None:
+    if report.kernel_text is None and problem is None:
+        lines.append(
+            "-- kernel: not generated, as a claim is not proved (without that claim the kernel "
+            "prints its derived gradient)"
+        )
+    elif problem is not None:
         lines.append(f"-- kernel: NOT GENERATED: {problem}")
     elif not verify:
         lines.append("-- kernel: not verified here (the caller checks it)")
