@@ -62,3 +62,20 @@ def test_an_exp_of_a_square_is_unsafe_from_where_float32_overflows():
     layer = Layer("sq", ("n",), {"x": ("n",)}, ("out[i] = exp(x[i] * x[i])",))
     report = run_layer(layer, None, "t")
     assert report.unsafe == (safety.Unsafe("dx", 9, 10, "exp overflows"),), report.text
+
+
+def test_the_cli_flag_allows_an_unsafe_kernel_and_needs_a_layer(tmp_path, capsys):
+    from jaxninja._cli import main
+
+    out = tmp_path / "k.py"
+    layer = str(EXAMPLES / "softplus_unsafe.py")
+    assert main(["derive", "--layer", layer, "--out", str(out)]) == 1 and not out.exists()
+    assert main(["derive", "--layer", layer, "--out", str(out), "--allow-unsafe"]) == 0
+    assert out.is_file()
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        "PROVED 1/1; numerically unsafe (allowed by --allow-unsafe): dx for |x| > 88: exp "
+        f"overflows, kernel written: {out} (exit 0)"
+    )
+    assert main(["derive", "--allow-unsafe"]) == 2
+    assert capsys.readouterr().err == "jaxninja: error: --allow-unsafe needs --layer FILE\n"
