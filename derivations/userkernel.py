@@ -170,6 +170,16 @@ def _centrings(layer: Layer) -> list[tuple[sp.IndexedBase, sp.Expr]]:
     return found
 
 
+def _label_read(expr: sp.Expr) -> bool:
+    """Whether an array is read at a label outside any delta (``logits[p, y[p]]``: no array
+    form)."""
+    return any(
+        any(isinstance(index, sp.Indexed) for index in element.indices)
+        for element in expr.atoms(sp.Indexed)
+        if not any(element in d.args for d in expr.atoms(sp.KroneckerDelta))
+    )
+
+
 def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) -> sp.Expr:
     """A derived gradient in the layer's names, centred where the forward centres: each input
     ``x`` of a line ``xc = x - mu`` is written ``xc + mu`` and the sums re-collapsed, so the
@@ -182,6 +192,11 @@ def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) 
 
 
 def _in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) -> sp.Expr:
+    if _label_read(unpinned(expr)):
+        # exp(a - m) * exp(m - a) left beside no delta (a max shift's derivative): combined,
+        # they are 1 and the label read with them is gone (an identity; only where needed, as
+        # combining exps elsewhere would hide the intermediates' definitions)
+        expr = sp.powsimp(expr, combine="exp")
     expr = named(unpinned(expr), pairs)
     centrings = _centrings(layer)
     if not centrings:

@@ -79,3 +79,14 @@ def test_the_cli_flag_allows_an_unsafe_kernel_and_needs_a_layer(tmp_path, capsys
     )
     assert main(["derive", "--allow-unsafe"]) == 2
     assert capsys.readouterr().err == "jaxninja: error: --allow-unsafe needs --layer FILE\n"
+
+
+def test_the_shifted_sequence_cross_entropy_prints_its_derived_kernel_safely():
+    """Without its claim, the max-shifted forward's derived gradient holds exp(a - m) *
+    exp(m - a) read at the label beside no delta; combined (an identity) it prints, verifies
+    and is safe (it had no array form)."""
+    layer = load_layer(EXAMPLES / "cross_entropy_sequence.py").without_claims()
+    report = run_layer(layer, None, "t")
+    assert report.ok and report.unsafe == (), report.text
+    derived = "dlogits = -(KroneckerDelta(r, y[p, q]) - counts[p, q, r]/counts_sum[p, q])"
+    assert f"derived: {derived}" in report.text
