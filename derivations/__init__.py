@@ -16,6 +16,7 @@ lecture's layers and regenerates ``jaxninja/generated.py`` and ``docs/derivation
   :mod:`~derivations.userkernel` (a layer file's kernel and its verification),
   :mod:`~derivations.module` (``generated.py``), :mod:`~derivations.markdown`,
   :mod:`~derivations.report` and :mod:`~derivations.userrun` (what ``jaxninja derive`` prints),
+  :mod:`~derivations.budget` (a layer's time budget and progress),
   :mod:`~derivations.kernelout` (where a kernel may be written), :mod:`~derivations.safety`
   (float32 safety of a kernel), :mod:`~derivations.layercheck` (``check_layer``, for
   notebooks).
