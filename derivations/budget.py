@@ -59,7 +59,8 @@ def limited(
     def tick(signum, frame) -> None:
         elapsed = time.monotonic() - start
         if elapsed >= limit:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            # the timer keeps running: a raise that lands in a finaliser (__del__) is swallowed
+            # by Python, and the next tick raises again
             raise OverBudget(
                 f"layer {name}: past the derive budget of {limit:g} s while {steps.now}: the "
                 "forward's written-out form grows too fast (a chain of lines each using the "

@@ -39,7 +39,8 @@ def test_a_derivation_past_the_time_budget_is_refused_with_progress(monkeypatch)
     assert str(err.value).startswith(
         "layer chain: past the derive budget of 1 s while deriving dx (1 of 1)"
     )
-    assert said and said[0].startswith("derive: deriving dx (1 of 1), 0 s of the 1 s budget")
+    assert said and all(line.startswith("derive: deriving dx (1 of 1), ") for line in said)
+    assert said[0].endswith(" s of the 1 s budget")
 
 
 def test_a_short_run_prints_no_progress():
