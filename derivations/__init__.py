@@ -16,15 +16,23 @@ lecture's layers and regenerates ``jaxninja/generated.py`` and ``docs/derivation
   :mod:`~derivations.layout`, :mod:`~derivations.latex`; the files they make:
   :mod:`~derivations.userkernel` (a layer file's kernel and its verification),
   :mod:`~derivations.module` (``generated.py``), :mod:`~derivations.markdown`,
-  :mod:`~derivations.report` and :mod:`~derivations.userrun` (what ``jaxninja derive`` prints).
+  :mod:`~derivations.report` and :mod:`~derivations.userrun` (what ``jaxninja derive`` prints),
+  :mod:`~derivations.budget` (a layer's time budget and progress),
+  :mod:`~derivations.kernelout` (where a kernel may be written), :mod:`~derivations.safety`
+  (float32 safety of a kernel), :mod:`~derivations.layercheck` (``check_layer``, for
+  notebooks).
 """
 
 
 def __getattr__(name: str):
-    """``derivations.Layer`` and ``load_layer``, imported on first use (``python -m
-    derivations`` never needs them)."""
+    """``derivations.Layer``, ``load_layer`` and ``check_layer``, imported on first use
+    (``python -m derivations`` never needs them)."""
     if name in ("Layer", "load_layer"):
         from derivations import userlayer
 
         return getattr(userlayer, name)
+    if name == "check_layer":
+        from derivations.layercheck import check_layer
+
+        return check_layer
     raise AttributeError(f"module 'derivations' has no attribute {name!r}")

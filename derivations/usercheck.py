@@ -34,6 +34,9 @@ MAX_SIZE = 4  # counterexamples are searched with every size in 1..MAX_SIZE
 MAX_TOTAL = 9  # and the sizes' sum at most MAX_TOTAL (3 axes: up to (3, 3, 3)), smallest first
 SEARCH_SECONDS = 20.0  # and within this much time; past it, the claim is NOT PROVED, not PROVED
 MAX_OPS = 20_000  # a forward written out in its inputs beyond this many operations is refused
+MAX_GRADIENT_NODES = 5_000  # a derived gradient larger than this is refused (the largest
+# example's is 896 nodes; a 6-line tanh chain each line using the last twice has 100,000, and
+# its kernel took 40 s to compile)
 DRAWS = 5  # inputs are redrawn this often when a draw lands on a kink (relu(0), a tie)
 
 
@@ -55,18 +58,37 @@ def fresh_dummies(expr: sp.Expr) -> sp.Expr:
 
 def normal_dummies(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     """Each sum's dummy renamed after its nesting depth (``i0``, ``i1``, ...): sums equal up to
-    their dummies' names become identical, so the proofs can treat them as one symbol."""
+    their dummies' names become identical, so the proofs can treat them as one symbol.
+
+    One pass from the root down, each dummy looked up in the scope that binds it: a sum's
+    dummy is never renamed by ``xreplace`` into a name an inner sum binds (that captured the
+    inner dummy and turned ``B[i0, i1]`` into the diagonal ``B[i1, i1]``). ``depth``: the names
+    ``i0`` .. ``i{depth-1}`` are taken by enclosing sums (free in ``expr``)."""
+    return _renumbered(expr, {}, depth)
+
+
+def _renumbered(expr: sp.Expr, scope: dict, depth: int) -> sp.Expr:
+    """:func:`normal_dummies`' pass: ``scope`` maps each bound dummy to its new name."""
     if isinstance(expr, sp.Sum):
-        function, limits = expr.function, []
-        for dummy, low, high in expr.limits:
-            new = sp.Symbol(f"i{depth}", integer=True, nonnegative=True)
-            function = function.xreplace({dummy: new})
-            limits.append((new, low, high))
+        scope = dict(scope)
+        names = []
+        for dummy, _, _ in expr.limits:
+            scope[dummy] = sp.Symbol(f"i{depth}", integer=True, nonnegative=True)
+            names.append(scope[dummy])
             depth += 1
-        return sp.Sum(normal_dummies(function, depth), *limits)
-    if not expr.args or isinstance(expr, sp.Indexed):
+        limits = [
+            (new, _renumbered(low, scope, depth), _renumbered(high, scope, depth))
+            for new, (_, low, high) in zip(names, expr.limits, strict=True)
+        ]
+        return sp.Sum(_renumbered(expr.function, scope, depth), *limits)
+    if isinstance(expr, sp.Symbol):
+        return scope.get(expr, expr)
+    if not expr.args:
         return expr
-    return expr.func(*[normal_dummies(arg, depth) for arg in expr.args])
+    args = [_renumbered(arg, scope, depth) for arg in expr.args]
+    if all(new is old for new, old in zip(args, expr.args, strict=True)):
+        return expr
+    return expr.func(*args)
 
 
 def raw(expr: sp.Expr, layer: Layer) -> sp.Expr:
@@ -155,7 +177,9 @@ class Verdict(NamedTuple):
     undefined: tuple[str, ...] = ()  # where the claim or the forward is undefined, in words
     searched: str = ""  # what the counterexample search covered, in words
     mismatch: ShapeMismatch | None = None  # a claim of the wrong shape as numpy reads it
-    checked: str = ""  # shifted reads: the bounds of an exact check that passed (CHECKED)
+    # the bounds of an exact check that passed ("L <= 6, K <= 3"): with proof.ok False this is
+    # CHECKED (exact at every size in that range, not for every size), never PROVED
+    checked: str = ""
 
 
 def merged_sums(expr: sp.Expr) -> sp.Expr:
@@ -193,9 +217,22 @@ def _canonical_limits(body: sp.Expr, limits: list) -> sp.Sum:
 
 
 def derive(layer: Layer, key: str) -> sp.Expr:
-    """d objective / d key[p, q, ...] for symbolic sizes, collapsed, in the raw inputs."""
+    """d objective / d key[p, q, ...] for symbolic sizes, collapsed, in the raw inputs; one
+    larger than :data:`MAX_GRADIENT_NODES` is a one-line error (the size budget)."""
     derivative = sp.diff(objective(layer), wrt(layer, key))
-    return normal_dummies(merged_sums(collapse(derivative)))
+    # checked before the delta sums are collapsed too (the examples' are under 340 nodes):
+    # collapsing a huge derivative is what takes the minutes
+    derived = derivative
+    if _nodes(derivative, MAX_GRADIENT_NODES) <= MAX_GRADIENT_NODES:
+        derived = normal_dummies(merged_sums(collapse(derivative)))
+    if _nodes(derived, MAX_GRADIENT_NODES) > MAX_GRADIENT_NODES:
+        raise LayerError(
+            f"layer {layer.name}: the derived gradient d{key} has more than "
+            f"{MAX_GRADIENT_NODES:,} nodes, past the size budget (a chain of lines each using the "
+            "last multiplies its terms; its kernel would take minutes to compile): state fewer "
+            "or simpler lines"
+        )
+    return derived
 
 
 def written(expr: sp.Expr, layer: Layer) -> sp.Expr:

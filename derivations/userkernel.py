@@ -24,7 +24,7 @@ from derivations.arrayprint import PrintError, array_code
 from derivations.collapse import collapse, unpinned
 from derivations.functions import absolute
 from derivations.layout import WIDTH, signature, spaced, wrap_code
-from derivations.usercheck import _nodes, normal_dummies, raw
+from derivations.usercheck import _nodes, fresh_dummies, normal_dummies, raw
 from derivations.userlayer import Layer, LayerError
 from jaxninja import numerics
 
@@ -99,10 +99,31 @@ def _named_lines(layer: Layer) -> list:
     return layer.lines[:-1] if layer.is_loss else layer.lines
 
 
+class _LastLayer:
+    """Results kept for the last layer asked about: the report and the kernel each put the
+    same gradient into the forward's names (about 0.4 s a gradient), once is enough."""
+
+    layer: Layer | None = None
+    kept: dict = {}
+
+    @classmethod
+    def get(cls, layer: Layer, key, make):
+        if cls.layer is not layer:
+            cls.layer, cls.kept = layer, {}
+        if key not in cls.kept:
+            cls.kept[key] = make()
+        return cls.kept[key]
+
+
 def namings(layer: Layer, free: dict, depth: int = 1) -> list[tuple[sp.Expr, sp.Expr]]:
     """(element, its definition written out) for every intermediate, latest first, at every
     index it can have up to sum depth ``depth`` in a gradient with free indices ``free``
-    (index -> size)."""
+    (index -> size); computed once per layer, free indices and depth."""
+    key = ("namings", tuple(free.items()), depth)
+    return _LastLayer.get(layer, key, lambda: _namings(layer, free, depth))
+
+
+def _namings(layer: Layer, free: dict, depth: int) -> list[tuple[sp.Expr, sp.Expr]]:
     return [
         pair
         for line in reversed(_named_lines(layer))
@@ -142,10 +163,21 @@ def _centrings(layer: Layer) -> list[tuple[sp.IndexedBase, sp.Expr]]:
             ),
             None,
         )
-        rest = line.rhs - element if element is not None else None
+        # fresh dummies: a sum's dummy letter may be an index the value is later placed at
+        rest = fresh_dummies(line.rhs - element) if element is not None else None
         if rest is not None and rest.free_symbols and not rest.has(element.base):
             found.append((element.base, line.target[line.indices] - rest, line.indices))
     return found
+
+
+def _label_read(expr: sp.Expr) -> bool:
+    """Whether an array is read at a label outside any delta (``logits[p, y[p]]``: no array
+    form)."""
+    return any(
+        any(isinstance(index, sp.Indexed) for index in element.indices)
+        for element in expr.atoms(sp.Indexed)
+        if not any(element in d.args for d in expr.atoms(sp.KroneckerDelta))
+    )
 
 
 def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) -> sp.Expr:
@@ -154,7 +186,17 @@ def in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) 
     means cancel exactly (as they must: the layer is shift-invariant) instead of in floating
     point; a label a delta pins is read as its index beside it (:func:`unpinned`:
     ``logits[p, y[p]]`` has no array form, ``logits[p, q]`` has). Every step is an identity,
-    so the result equals ``expr``."""
+    so the result equals ``expr``. Computed once per layer, expression and naming."""
+    key = ("in_names", expr, id(pairs))
+    return _LastLayer.get(layer, key, lambda: (_in_names(expr, layer, pairs), pairs))[0]
+
+
+def _in_names(expr: sp.Expr, layer: Layer, pairs: list[tuple[sp.Expr, sp.Expr]]) -> sp.Expr:
+    if _label_read(unpinned(expr)):
+        # exp(a - m) * exp(m - a) left beside no delta (a max shift's derivative): combined,
+        # they are 1 and the label read with them is gone (an identity; only where needed, as
+        # combining exps elsewhere would hide the intermediates' definitions)
+        expr = sp.powsimp(expr, combine="exp")
     expr = named(unpinned(expr), pairs)
     centrings = _centrings(layer)
     if not centrings:
@@ -301,7 +343,44 @@ def render_kernel(
         magnitudes += _statement(layer, f"d{key}", absolute_form(printed), tuple(free), shape)
     returns = [f"d{key}" for key in gradients]
     back = f"    return {', '.join(returns)}" if len(returns) > 1 else f"    return {returns[0]}"
-    return "\n".join(head + body + [back] + magnitudes + [back]) + "\n"
+    return without_dead_lines("\n".join(head + body + [back] + magnitudes + [back]) + "\n")
+
+
+def without_dead_lines(text: str) -> str:
+    """The module ``text`` with every assignment no later statement of its function reads
+    removed (a size ``D = x.shape[1]`` the code never names, a forward line ``out = w @ V``
+    the backward recomputes and never reads), found by liveness from each ``return``."""
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, RecursionError, MemoryError):  # the verification reports it
+        return text
+    dead: set[int] = set()
+    for function in tree.body:
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        live: set[str] = set()
+        for statement in reversed(function.body):
+            targets = _assigned(statement)
+            if targets is not None and not targets & live:
+                dead |= set(range(statement.lineno, statement.end_lineno + 1))
+                continue
+            live -= targets or set()
+            live |= {n.id for n in ast.walk(statement) if isinstance(n, ast.Name)}
+    lines = text.splitlines(keepends=True)
+    return "".join(line for number, line in enumerate(lines, 1) if number not in dead)
+
+
+def _assigned(statement) -> set[str] | None:
+    """The names a plain ``a = ...`` statement assigns; None for any other statement."""
+    import ast
+
+    if not isinstance(statement, ast.Assign):
+        return None
+    if not all(isinstance(target, ast.Name) for target in statement.targets):
+        return None
+    return {target.id for target in statement.targets}
 
 
 def absolute_form(expr: sp.Expr) -> sp.Expr:

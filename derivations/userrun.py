@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import exact, usercheck, userkernel
+from derivations import budget, exact, kernelout, safety, usercheck, userkernel
 from derivations.claims import is_index_claim
 from derivations.usercheck import Counterexample, Verdict, check, wrt
 from derivations.userlayer import Layer, LayerError, load_layer
+from jaxninja.errors import JaxninjaError
 
 
 class Report(NamedTuple):
-    """Everything one run found, and its text."""
+    """Everything one run found, its text and its verdict (:func:`verdict`)."""
 
     layer: Layer
     verdicts: tuple[Verdict, ...]
     verified: list[userkernel.Verified]
-    kernel: Path | None  # where the kernel was written (None: a temporary file)
-    problem: str | None  # why no kernel was generated (None: it was)
+    kernel: Path | None  # where the kernel was written (None: not written)
+    problem: str | None  # why the kernel could not be generated or run (None: it ran)
     seconds: dict[str, float]
-    text: str
+    body: str  # the report, every line but the verdict
+    kernel_text: str | None = None  # the kernel as generated (written only when ``ok``)
+    out: Path | None = None  # where it was asked to be written
+    unwritten: str | None = None  # why a verified kernel could not be written (a full disk)
+    unsafe: tuple[safety.Unsafe, ...] = ()  # gradients unsafe in float32 at large inputs
+    allow_unsafe: bool = False  # --allow-unsafe: an unsafe kernel is still written, exit 0
 
     @property
     def not_proved(self) -> list[str]:
@@ -40,16 +47,34 @@ class Report(NamedTuple):
         ]
 
     @property
+    def verified_ok(self) -> bool:
+        """The kernel ran and is within the bound at every size."""
+        return self.problem is None and bool(self.verified) and all(v.ok for v in self.verified)
+
+    @property
     def ok(self) -> bool:
-        """Every claim proved and the kernel within the bound at every size."""
-        if self.layer.exact_only:  # no kernel is generated for shifted reads: the claims decide
+        """Every claim proved, the kernel within the bound at every size and numerically safe
+        in float32 (or ``allow_unsafe``): exit status 0. A layer with shifted reads has no
+        kernel: its claims alone decide (PROVED or CHECKED)."""
+        if self.layer.exact_only:
             return not self.not_proved
-        return (
-            not self.not_proved
-            and self.problem is None
-            and bool(self.verified)
-            and all(v.ok for v in self.verified)
-        )
+        safe = not self.unsafe or self.allow_unsafe
+        return not self.not_proved and self.verified_ok and safe and self.unwritten is None
+
+    @property
+    def status(self) -> int:
+        """The exit status ``derive`` ends with: 0 when :attr:`ok`, else 1."""
+        return 0 if self.ok else 1
+
+    @property
+    def verdict(self) -> str:
+        """The one line that ends every run (:func:`verdict`)."""
+        return verdict(self)
+
+    @property
+    def text(self) -> str:
+        """The whole report, the verdict its last line."""
+        return self.body + self.verdict + "\n"
 
 
 def _value(value: sp.Expr) -> str:
@@ -87,6 +112,96 @@ def _sizes_text(layer: Layer) -> str:
     return f"every size {sizes} >= 1" + (f", at {consts}" if consts else "")
 
 
+def fate(verdict_: Verdict) -> str | None:
+    """One claim's fate in a word: PROVED, CHECKED (exact at every size of a stated range,
+    not for every size), REFUTED (a counterexample, or a shape numpy gives only where sizes
+    coincide), NOT PROVED; None without a claim. Only ``proof.ok`` is PROVED: a CHECKED claim
+    has ``proof.ok`` False and ``checked`` set, so nothing that reads ``proof.ok`` (the kernel's
+    printing, ``--check``) can take it for a proof."""
+    if verdict_.proof is None:
+        return None
+    if verdict_.proof.ok:
+        return "PROVED"
+    if verdict_.counterexample is not None or verdict_.mismatch is not None:
+        return "REFUTED"
+    return "CHECKED" if verdict_.checked else "NOT PROVED"
+
+
+def _claims_part(verdicts) -> str:
+    """``PROVED 3/3``, ``REFUTED: dW (1 of 3)``, ``no claims (3 gradients derived)``."""
+    fates = {v.key: fate(v) for v in verdicts}
+    claimed = [k for k, f in fates.items() if f is not None]
+    if not claimed:
+        return f"no claims ({len(fates)} gradient{'s' * (len(fates) != 1)} derived)"
+    total = len(claimed)
+    failed = [
+        f"{word}: {', '.join('d' + k for k in keys)} ({len(keys)} of {total})"
+        for word in ("REFUTED", "NOT PROVED")
+        if (keys := [k for k in claimed if fates[k] == word])
+    ]
+    if failed:
+        return "; ".join(failed)
+    counts = [
+        f"{word} {n}/{total}"
+        for word in ("PROVED", "CHECKED")
+        if (n := sum(fates[k] == word for k in claimed))
+    ]
+    ranges = [f"d{v.key} exactly for {v.checked}" for v in verdicts if fate(v) == "CHECKED"]
+    return ", ".join(counts) + (f" ({'; '.join(ranges)})" if ranges else "")
+
+
+def _kernel_part(report: Report) -> str:
+    """What failed in the kernel, or ''."""
+    if report.layer.exact_only:
+        return "kernel not generated (shifted reads or declared sizes)"
+    if report.problem is not None:
+        return f"kernel failed: {report.problem}"
+    if report.kernel_text is None:
+        return ""  # not generated: a claim is not proved
+    if not report.verified:
+        return "kernel not verified"
+    over = [v for v in report.verified if not v.ok]
+    if over:
+        worst = max(over, key=lambda v: max([*v.errors.values(), *v.torch_errors.values()]))
+        name, error = max(
+            [*worst.errors.items(), *((f"{k} (torch)", e) for k, e in worst.torch_errors.items())],
+            key=lambda pair: pair[1],
+        )
+        sizes = ", ".join(f"{k}={v}" for k, v in worst.sizes.items())
+        return (
+            f"kernel OVER THE BOUND at {len(over)} of {len(report.verified)} sizes "
+            f"({name} {error:.3g} eps·scale at {sizes})"
+        )
+    return ""
+
+
+def verdict(report: Report) -> str:
+    """The one line that ends every run, with its exit status: ``PROVED 3/3, kernel written:
+    k.py (exit 0)``, ``REFUTED: dW (1 of 3); kernel not written (exit 1)``."""
+    parts = [_claims_part(report.verdicts)]
+    kernel = _kernel_part(report)
+    if kernel:
+        parts.append(kernel)
+    if report.unsafe:
+        names = safety.input_names(report.layer)
+        found = safety.summary(report.unsafe, names)
+        allowed = " (allowed by --allow-unsafe)" if report.allow_unsafe else ""
+        parts.append(f"numerically unsafe{allowed}: {found}")
+    if report.unwritten is not None:
+        parts.append(f"kernel not written: {report.unwritten}")
+    if report.kernel is not None:
+        end = f", kernel written: {report.kernel}"
+    elif report.out is not None and report.unsafe and not report.not_proved:
+        end = "; kernel not written (--allow-unsafe writes it)"
+    elif report.out is not None:
+        end = "; kernel not written" if report.unwritten is None else ""
+    elif report.ok:
+        end = ", kernel verified (not kept: name a file with --out)"
+    else:
+        end = ""
+    return "; ".join(parts) + end + f" (exit {report.status})"
+
+
 def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[str]:
     """What was found for one input: the derived gradient in the forward's names (unless
     ``derived`` is False), the claim, and its verdict with the counterexample."""
@@ -115,6 +230,11 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
         elif verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
             lines.append(f"  REFUTED: {verdict.mismatch.reason}")
             lines.append(f"  counterexample: {verdict.mismatch.example}")
+        elif verdict.checked:
+            lines.append(
+                f"  CHECKED exactly for {verdict.checked}: every element against the exact "
+                "derivative at every size in that range (not a proof for other sizes)"
+            )
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
             difference = userkernel.named(verdict.difference, pairs)
@@ -164,11 +284,9 @@ def _shifted_lines(layer: Layer, verdict: Verdict) -> list[str]:
     return [f"  NOT PROVED: {verdict.searched}"]
 
 
-def _kernel(
-    layer: Layer, verdicts, out: Path | None, source: str, seconds: dict, verify: bool = True
-):
-    """Generate the kernel into ``out`` and verify it: (results, None), or ([], why not)."""
-    start = time.perf_counter()
+def _kernel_text(layer: Layer, verdicts, source: str) -> tuple[str | None, str | None]:
+    """The kernel's text (each gradient from its proved claim, else the derived form), or
+    (None, why it has no array form)."""
     proved = {v.key for v in verdicts if v.proof is not None and v.proof.ok}
     # a claim undefined where the forward is defined (a 0/0 at n = 1) is not printed
     partial = {v.key for v in verdicts if any(u.startswith("the claim") for u in v.undefined)}
@@ -185,50 +303,113 @@ def _kernel(
     try:
         text = userkernel.render_kernel(layer, gradients, source, origins, frozenset(printed))
     except LayerError as err:
-        return [], str(err)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = out if out is not None else Path(tmp) / f"{layer.name}_kernel.py"
-        path.write_text(text, encoding="utf-8")
-        seconds["generate"] = time.perf_counter() - start
-        start = time.perf_counter()
-        try:
+        return None, str(err)
+    return text, None
+
+
+def _verified(layer: Layer, text: str, seconds: dict) -> tuple[list, list, str | None]:
+    """The kernel ``text`` loaded from a temporary file (never from ``--out``: nothing is
+    written there before it passed), verified, and (when within the bound) checked for float32
+    safety at large inputs: (results, unsafe gradients, None), or ([], [], why it fails)."""
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{layer.name}_kernel.py"
+            path.write_text(text, encoding="utf-8")
             module = userkernel.load_kernel(path, layer.name)
-            verified = userkernel.verify(layer, module) if verify else []
-        except Exception as err:  # a kernel that does not run is reported, not traced back
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            return [], f"the kernel does not run: {type(err).__name__}: {first}"
-        finally:
-            seconds["verify"] = time.perf_counter() - start
-    return verified, None
+        verified = userkernel.verify(layer, module)
+        seconds["verify"] = time.perf_counter() - start
+        start = time.perf_counter()
+        unsafe = safety.unsafe(layer, module, text) if all(v.ok for v in verified) else []
+        seconds["float32 safety"] = time.perf_counter() - start
+        return verified, unsafe, None
+    except Exception as err:  # a kernel that does not run is reported, not traced back
+        seconds.setdefault("verify", time.perf_counter() - start)
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
+        return [], [], f"the kernel does not run: {type(err).__name__}: {first}"
 
 
-def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) -> Report:
-    """Derive, prove/refute, generate into ``out`` (a temporary file when None), verify
-    (``verify=False``: a caller that checks the kernel itself; the report is then not ok)."""
+def run_layer(
+    layer: Layer,
+    out: Path | None,
+    source: str = "",
+    verify: bool = True,
+    allow_unsafe: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Derive, prove/refute, generate, verify, and only then write the kernel into ``out``
+    (None: not kept): a kernel is written only by a run whose :attr:`Report.ok` holds, and
+    atomically. ``verify=False``: a caller that checks the kernel itself (the report is then
+    not ok, nothing is written, the text is in :attr:`Report.kernel_text`). ``allow_unsafe``:
+    a kernel unsafe in float32 at large inputs (:mod:`derivations.safety`) is still ok.
+    Derivation, proofs and printing run within :data:`derivations.budget.SECONDS`, saying
+    where they are every few seconds through ``progress`` (one line each)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    problems = usercheck.shift_problems(layer)
-    if problems:
-        raise LayerError(f"layer {layer.name}: {problems[0]}")
-    verdicts = tuple(check(layer, key) for key in layer.differentiable)
-    seconds["derive + prove/refute"] = time.perf_counter() - start
-    if layer.exact_only:  # the array printer has no form for a shifted read: nothing written
-        verified, problem = [], "kernels are not generated for shifted reads or declared sizes"
-    else:
-        verified, problem = _kernel(layer, verdicts, out, source, seconds, verify)
+    with budget.limited(layer.name, progress) as step:
+        step("checking the shifts")
+        problems = usercheck.shift_problems(layer)
+        if problems:
+            raise LayerError(f"layer {layer.name}: {problems[0]}")
+        verdicts = []
+        for number, key in enumerate(layer.differentiable, 1):
+            claim = " and proving its claim" if key in layer.claim_text else ""
+            step(f"deriving d{key}{claim} ({number} of {len(layer.differentiable)})")
+            verdicts.append(check(layer, key))
+        seconds["derive + prove/refute"] = time.perf_counter() - start
+        start = time.perf_counter()
+        # a claim not proved means no kernel is written: neither printed nor verified (the
+        # verification's compilation was most of a refuted run's time)
+        refused = any(fate(v) in ("REFUTED", "NOT PROVED") for v in verdicts)
+        text, problem = None, None
+        if not refused and not layer.exact_only:  # no array form for a shifted read
+            step("printing the kernel")
+            text, problem = _kernel_text(layer, verdicts, source)
+        step("printing the derived forms")
+        head = _head(layer, verdicts)
+        seconds["generate"] = time.perf_counter() - start
+    verified: list[userkernel.Verified] = []
+    unsafe: list[safety.Unsafe] = []
+    if text is not None and verify:
+        verified, unsafe, problem = _verified(layer, text, seconds)
+    report = Report(layer, tuple(verdicts), verified, None, problem, seconds, "", text, out)
+    report = report._replace(unsafe=tuple(unsafe), allow_unsafe=allow_unsafe)
+    if report.ok and out is not None:
+        try:
+            kernelout.write_kernel(out, text)
+            report = report._replace(kernel=out)
+        except JaxninjaError as err:
+            report = report._replace(unwritten=str(err))
+    return report._replace(body=_body(report, verify, head))
+
+
+def _head(layer: Layer, verdicts) -> list[str]:
+    """The report's first lines: the layer, its forward, each gradient's verdict."""
     lines = [f"== {layer.title} (layer {layer.name}; sizes {', '.join(map(str, layer.axes))})"]
     lines += ["forward:"] + [f"  {line.text}" for line in layer.lines]
-    for verdict in verdicts:
-        lines += verdict_lines(layer, verdict)
-    where = f"wrote {out}" if out is not None else "not kept (name a file with --out)"
-    if problem is not None:
+    for verdict_ in verdicts:
+        lines += verdict_lines(layer, verdict_)
+    return lines
+
+
+def _body(report: Report, verify: bool, head: list[str]) -> str:
+    """Every line of the report but the verdict (``head``: :func:`_head`'s lines)."""
+    layer, verified, problem = report.layer, report.verified, report.problem
+    lines = list(head)
+    if layer.exact_only:
+        lines.append("-- kernel: not generated (no array form for shifted reads or declared sizes)")
+    elif report.kernel_text is None and problem is None:
+        lines.append(
+            "-- kernel: not generated, as a claim is not proved (without that claim the kernel "
+            "prints its derived gradient)"
+        )
+    elif problem is not None:
         lines.append(f"-- kernel: NOT GENERATED: {problem}")
-    else:
-        lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward: {where}")
-        torch = " and torch autograd" if verified and verified[0].torch_errors else ""
-    if problem is None and not verify:
+    elif not verify:
         lines.append("-- kernel: not verified here (the caller checks it)")
-    elif problem is None:
+    else:
+        lines.append(f"-- kernel: {layer.name}_forward, {layer.name}_backward")
+        torch = " and torch autograd" if verified and verified[0].torch_errors else ""
         lines.append(
             f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
             f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * scale), "
@@ -242,41 +423,31 @@ def run_layer(layer: Layer, out: Path | None, source: str, verify: bool = True) 
             worst = max(result.torch_errors.values())
             errors += f"; torch worst {worst:.2f}"
         lines.append(f"  {sizes}: {errors}: {'ok' if result.ok else 'OVER THE BOUND'}")
-    parts = ", ".join(f"{k} {v:.2f} s" for k, v in seconds.items())
-    lines.append(f"== time: {sum(seconds.values()):.2f} s ({parts})")
-    if layer.exact_only:
-        lines.append(_shifted_verdict(verdicts))
-    report = Report(layer, verdicts, verified, out, problem, seconds, "\n".join(lines) + "\n")
-    return report
+    if report.verified_ok:
+        lines.append(
+            "-- kernel in float32 vs jax.vjp of the forward in float64, inputs scaled to every "
+            f"|value| up to {safety.SCALES[-1]} (unsafe: not finite, or off by more than "
+            f"{safety.TOLERANCE:g} of the gradient's scale, where the reference is finite):"
+        )
+        names = safety.input_names(layer)
+        if report.unsafe:
+            lines.append(f"  numerically unsafe: {safety.summary(report.unsafe, names)}")
+        if not report.unsafe:
+            lines.append(f"  safe at every {names} up to {safety.SCALES[-1]}")
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items())
+    lines.append(f"== time: {sum(report.seconds.values()):.2f} s ({parts})")
+    return "\n".join(lines) + "\n"
 
 
-def _shifted_verdict(verdicts) -> str:
-    """The closing line of a layer with shifted reads (exit 0 unless refuted or undecided)."""
-    claimed = [v for v in verdicts if v.proof is not None]
-    refuted = [v.key for v in claimed if v.counterexample is not None or v.mismatch is not None]
-    open_ = [v.key for v in claimed if not v.checked and v.key not in refuted]
-    checked = [v for v in claimed if v.checked and not v.proof.ok]
-    proved = [v for v in claimed if v.proof.ok]
-    if refuted:
-        head = f"REFUTED: {', '.join('d' + k for k in refuted)} ({len(refuted)} of {len(claimed)})"
-    elif open_:
-        head = f"NOT PROVED: {', '.join('d' + k for k in open_)} ({len(open_)} of {len(claimed)})"
-    elif checked:
-        head = f"CHECKED {len(checked)}/{len(claimed)} exactly for {checked[0].checked}"
-        if proved:
-            head = f"PROVED {len(proved)}/{len(claimed)}, {head}"
-    elif proved:
-        head = f"PROVED {len(proved)}/{len(claimed)}"
-    else:
-        head = "no claims"
-    return f"== verdict: {head}; kernel not generated (shifted reads or declared sizes)"
-
-
-def run_file(path: str | Path, out: str | Path | None = None) -> Report:
-    """:func:`run_layer` on the layer a file defines."""
-    if out is not None and Path(out).resolve() == Path(path).resolve():
-        raise LayerError(f"--out {out}: that is the layer file itself; name another file")
-    if out is not None and Path(out).is_dir():
-        raise LayerError(f"--out {out}: is a directory; name a file")
+def run_file(
+    path: str | Path,
+    out: str | Path | None = None,
+    allow_unsafe: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """:func:`run_layer` on the layer a file defines; the paths are checked first
+    (:mod:`derivations.kernelout`: a regular layer file, an ``--out`` derive may write)."""
+    path = kernelout.check_layer_path(path)
+    out = kernelout.check_out_path(out, path) if out is not None else None
     layer = load_layer(path)
-    return run_layer(layer, Path(out) if out is not None else None, str(path))
+    return run_layer(layer, out, str(path), allow_unsafe=allow_unsafe, progress=progress)

@@ -22,7 +22,9 @@ layer = Layer(
     fixed=("M",),
     forward=(
         "att[i, j] = sum(Q[i, l] * K[j, l], l) / sqrt(hs)",
-        "e[i, j] = exp(att[i, j]) * M[i, j]",
+        "s[i, j] = att[i, j] + log(M[i, j])",
+        "s_max[i] = max(s[i, j], j)",
+        "e[i, j] = exp(s[i, j] - s_max[i])",
         "w[i, j] = e[i, j] / sum(e[i, k], k)",
         "out[i, l] = sum(w[i, j] * V[j, l], j)",
     ),

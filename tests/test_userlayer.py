@@ -100,6 +100,7 @@ def derived_reports(tmp_path_factory):
         # verify=False: the tests below check these kernels against hand-written forwards
         path = out / f"{name}_kernel.py"
         reports[name] = run_layer(layer, path, f"examples/{name}.py", verify=False)
+        path.write_text(reports[name].kernel_text)  # run_layer writes only a verified kernel
     return reports
 
 
@@ -162,9 +163,9 @@ def test_kernel_matches_vjp_of_a_hand_written_forward(name, printed, request, x6
     report = request.getfixturevalue(f"{'right' if printed == 'claims' else 'derived'}_reports")[
         name
     ]
-    source = (report.kernel).read_text()
+    source = report.out.read_text()  # derived: written by the fixture
     assert ("# d" in source) and ("your claim, proved" in source) == (printed == "claims")
-    module = load_kernel(report.kernel, f"test_{name}")
+    module = load_kernel(report.out, f"test_{name}")
     forward, backward = (getattr(module, f"{name}_{part}") for part in ("forward", "backward"))
     eps = np.finfo(np.float64).eps
     for n in (3, 8, 64):
@@ -343,16 +344,17 @@ def test_an_index_a_delta_pins_is_read_at_its_value(tmp_path):
     claim that is wrong where q = y[p] is still REFUTED with a counterexample. Without a claim,
     the derived gradient's logits[p, y[p]] is printed (and shown) as logits[p, q] beside the
     delta (it had no array form), and that kernel matches too."""
-    report = run_layer(
-        _picked_ce("(counts / counts_sum[:, None] - one_hot(y)) / n"), tmp_path / "k.py", "t"
-    )
+    # exp without the max shift: unsafe in float32 past 88 (reported; allowed here, where the
+    # delta is the point)
+    claim = "(counts / counts_sum[:, None] - one_hot(y)) / n"
+    report = run_layer(_picked_ce(claim), tmp_path / "k.py", "t", allow_unsafe=True)
     assert report.ok and report.verdicts[0].proof.ok, report.text
     wrong = _picked_ce(
         "(counts / counts_sum[:, None] - one_hot(y) * counts / counts_sum[:, None]) / n"
     )
     verdict = check(wrong, "logits")
     assert not verdict.proof.ok and verdict.counterexample is not None
-    report = run_layer(_picked_ce(None), tmp_path / "derived.py", "t")
+    report = run_layer(_picked_ce(None), tmp_path / "derived.py", "t", allow_unsafe=True)
     assert report.ok, report.text
     assert "derived: dlogits = " in report.text and "logits[p, y[p]]" not in report.text
     assert "dlogits: the derived gradient" in (tmp_path / "derived.py").read_text()

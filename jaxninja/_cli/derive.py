@@ -13,11 +13,29 @@ counterexample, the derived kernel generated and verified against ``jax.vjp``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, JaxninjaError
 
 INSTALL_HINT = "install the derive extra: pip install 'jaxninja[derive]'"
+MAX_ERROR_CHARS = 400  # an error line longer than this is cut in the middle
+
+
+def capped(message: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` on one line of at most about ``limit`` characters: a statement's constant or
+    line of 100 KB is echoed by its start and end, with the count of what was cut."""
+    message = " ".join(message.split("\n"))
+    if len(message) <= limit:
+        return message
+    head, tail = message[: limit - 100], message[-60:]
+    return f"{head} ... ({len(message) - len(head) - len(tail):,} characters cut) ... {tail}"
+
+
+def _progress(line: str) -> None:
+    """A long derivation's progress, on stderr (stdout holds the report)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +54,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="KERNEL.py",
-        help="with --layer: write the generated JAX kernel here",
+        help="with --layer: write the generated JAX kernel here, only once it passed its "
+        "verification (a new file, or one an earlier derive wrote: never another file)",
     )
+    parser.add_argument(
+        "--allow-unsafe",
+        action="store_true",
+        help="with --layer: write a kernel that is numerically unsafe in float32 at large "
+        "inputs (reported either way) and exit 0",
+    )
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that need --layer."""
+    for flag, value in (("--out", args.out), ("--allow-unsafe", args.allow_unsafe)):
+        if value not in (None, False):
+            raise ConfigError(f"{flag} needs --layer FILE")
 
 
 def _load():
@@ -52,25 +84,29 @@ def _load():
 
 
 def run_layer(args: argparse.Namespace) -> int:
-    """``--layer FILE``: the user's layer checked end to end; 1 if a claim is refuted or the
-    kernel misses the bound."""
+    """``--layer FILE``: the user's layer checked end to end, ending with one verdict line;
+    status 0 when every claim is proved and the kernel verified (and written, with --out),
+    1 otherwise (nothing written then)."""
     start, cpu = time.perf_counter(), time.process_time()
     _load()
     from derivations.userrun import run_file
 
-    result = run_file(args.layer, args.out)
-    print(result.text, end="")
+    try:
+        result = run_file(args.layer, args.out, args.allow_unsafe, progress=_progress)
+    except JaxninjaError as err:  # one line, and a short one: a statement may echo a long text
+        raise type(err)(capped(str(err))) from None
+    print(result.body, end="")
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"total, imports included: {wall:.1f} s wall, {cpu:.1f} s CPU")
-    return 0 if result.ok else 1
+    print(result.verdict)  # the last line, always
+    return result.status
 
 
 def run(args: argparse.Namespace) -> int:
     """Derive, prove and brute-force everything, print the report; 1 if anything fails."""
     if getattr(args, "layer", None):
         return run_layer(args)
-    if getattr(args, "out", None):
-        raise ConfigError("--out needs --layer FILE")
+    _check_flags(args)
     start, cpu = time.perf_counter(), time.process_time()
     build, report = _load()
     results = build.run_all()
@@ -80,4 +116,9 @@ def run(args: argparse.Namespace) -> int:
     failures = results.failures()
     for failure in failures:
         print(f"not proved: {failure}")
+    claims = sum(len(c.verdicts) + len(c.chains) for c in results.layers)
+    if failures:
+        print(f"NOT PROVED: {len(failures)} problem(s) above, of {claims} claims (exit 1)")
+    else:
+        print(f"PROVED {claims}/{claims} (the lecture's claims and chains) (exit 0)")
     return 1 if failures else 0
