@@ -2,7 +2,7 @@
 and for yours.
 
 Never imported by ``jaxninja`` at run time: ``python -m derivations`` runs the engine over the
-lecture's layers and regenerates ``jaxninja/generated.py`` and ``docs/derivations.md``;
+lecture's layers and regenerates ``jaxninja/lecture/generated.py`` and ``docs/derivations.md``;
 ``jaxninja derive --layer FILE`` runs it over a layer you state. The parts:
 
 - the statement language: :mod:`~derivations.userlayer` (``Layer``, ``load_layer``),

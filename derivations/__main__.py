@@ -1,6 +1,6 @@
 """``python -m derivations``: derive, prove, brute-force, and regenerate the generated files.
 
-    python -m derivations          # rewrite jaxninja/generated.py and docs/derivations.md
+    python -m derivations          # rewrite jaxninja/lecture/generated.py and docs/derivations.md
     python -m derivations --check  # exit 1 naming each file that differs from a fresh run
 
 Run from the repository root. Nothing is written when any proof fails.

@@ -1,4 +1,4 @@
-"""Write ``jaxninja/generated.py``: each lecture kernel printed from its proved claims.
+"""Write ``jaxninja/lecture/generated.py``: each lecture kernel printed from its proved claims.
 
 The same printers as a layer file's kernel (:mod:`derivations.claimcode` for a claim as
 written, :mod:`derivations.arrayprint` for the forward's lines and a derived gradient), with the
@@ -165,6 +165,6 @@ def render_function(kernel: Kernel, derived: dict) -> str:
 
 
 def render_module(derived: dict[str, dict]) -> str:
-    """The whole of ``jaxninja/generated.py``; ``derived``: layer name -> input -> gradient."""
+    """The whole of ``jaxninja/lecture/generated.py``; ``derived``: layer name -> input -> gradient."""
     functions = [render_function(k, derived.get(k.layer.name, {})) for k in KERNELS]
     return HEADER + "".join(f"\n\n{text}" for text in functions)
