@@ -5,10 +5,11 @@ layer file, so it goes through the one engine: the same differentiation, delta c
 counterexample search and printing (:mod:`derivations.usercheck`). The forwards follow the
 notebook line by line (``bnmeani``, ``bnvar`` with Bessel's n - 1, ``bnvar_inv`` with epsilon
 inside the square root, ``bnraw``, ``logit_maxes``, ``counts``, ``counts_sum``, ``probs``). The
-claims are the closed forms ``jaxninja/lecture/generated.py`` computes, written as its code reads; the
-Exercise 1 chains (the notebook's line-by-line backward, composed) are further claims of the
-same layers. :data:`KERNELS` gives each generated function its name, arguments and returns:
-those signatures are a contract (``jaxninja/fused.py`` and the checks call them).
+claims are the closed forms ``jaxninja/lecture/generated.py`` computes, written as its code
+reads; the Exercise 1 chains (the notebook's line-by-line backward, composed) are further
+claims of the same layers. :data:`KERNELS` gives each generated function its name, arguments
+and returns: those signatures are a contract (``jaxninja/lecture/fused.py`` and the checks call
+them).
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ CHAINS = {
 
 
 class Kernel(NamedTuple):
-    """One function of ``jaxninja/lecture/generated.py``: a lecture layer's backward, printed from its
-    proved claims, taking the arrays the training forward already has (``bnraw``, not
+    """One function of ``jaxninja/lecture/generated.py``: a lecture layer's backward, printed from
+    its proved claims, taking the arrays the training forward already has (``bnraw``, not
     ``hprebn``)."""
 
     name: str

@@ -24,7 +24,7 @@ vector-Jacobian product a backward pass computes. For each input the engine
 1. writes the forward out in the layer's inputs and differentiates it element-wise with
    respect to one element with free indices $p, q, \\dots$ (never a summation dummy);
 2. collapses the sums of Kronecker deltas (`deltasummation`) and merges products of sums;
-3. proves the claim (what `jaxninja/lecture/generated.py` computes, written as its code reads) equal:
+3. proves the claim (what `jaxninja/lecture/generated.py` computes, as its code reads) equal:
    `simplify(derived - claim) == 0` with the sums held opaque, plus an exact check at random
    rational points; it names the sizes where the forward is undefined ($n = 1$ for Bessel's
    $n - 1$);

@@ -165,6 +165,6 @@ def render_function(kernel: Kernel, derived: dict) -> str:
 
 
 def render_module(derived: dict[str, dict]) -> str:
-    """The whole of ``jaxninja/lecture/generated.py``; ``derived``: layer name -> input -> gradient."""
+    """The whole of ``jaxninja/lecture/generated.py``; ``derived``: layer -> input -> gradient."""
     functions = [render_function(k, derived.get(k.layer.name, {})) for k in KERNELS]
     return HEADER + "".join(f"\n\n{text}" for text in functions)
