@@ -189,7 +189,9 @@ def verdict(report: Report) -> str:
         parts.append(f"numerically unsafe{allowed}: {found}")
     if report.unwritten is not None:
         parts.append(f"kernel not written: {report.unwritten}")
-    if report.kernel is not None:
+    if report.layer.exact_only:
+        end = ""  # the kernel part said it: not generated for shifted reads
+    elif report.kernel is not None:
         end = f", kernel written: {report.kernel}"
     elif report.out is not None and report.unsafe and not report.not_proved:
         end = "; kernel not written (--allow-unsafe writes it)"
@@ -374,7 +376,7 @@ def run_layer(
         verified, unsafe, problem = _verified(layer, text, seconds)
     report = Report(layer, tuple(verdicts), verified, None, problem, seconds, "", text, out)
     report = report._replace(unsafe=tuple(unsafe), allow_unsafe=allow_unsafe)
-    if report.ok and out is not None:
+    if report.ok and out is not None and text is not None:  # shifted reads: no kernel
         try:
             kernelout.write_kernel(out, text)
             report = report._replace(kernel=out)

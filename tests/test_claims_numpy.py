@@ -134,15 +134,15 @@ def test_an_elementwise_transpose_is_refuted():
 
 
 def test_the_refutation_exits_1_and_the_kernel_is_not_repaired(tmp_path):
-    """Through the whole run: REFUTED with the reason and the counterexample's sizes; the
-    kernel prints the derived gradient, not the claim with a .T added."""
+    """Through the whole run: REFUTED with the reason and the counterexample's sizes, exit 1;
+    no kernel is printed or written (before, the claim was printed with a .T added)."""
     layer = _linear_transposed({"A": "x.T @ dout", "x": "dout @ A"})
-    report = run_layer(layer, tmp_path / "k.py", "test", verify=False)
-    assert report.not_proved == ["A"]
+    report = run_layer(layer, tmp_path / "k.py", "test")
+    assert report.not_proved == ["A"] and report.status == 1
     assert "REFUTED: the claim is (D, H), A is (H, D)" in report.text
     assert "counterexample: at n=2, D=2, H=3, the claim is (2, 3) and A is (3, 2)" in report.text
-    kernel = (tmp_path / "k.py").read_text()
-    assert "x.T @ dout" not in kernel and "dx = dout @ A" in kernel
+    assert report.kernel_text is None and not (tmp_path / "k.py").exists()
+    assert report.text.splitlines()[-1].startswith("REFUTED: dA (1 of 2)")
 
 
 # ---------------------------------------------------------------- broadcast by coincidence

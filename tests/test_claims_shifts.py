@@ -93,22 +93,22 @@ def test_each_example_is_checked_and_its_wrong_twin_refuted(name, tmp_path):
     assert {v.key for v in right.verdicts if v.proof.ok} == PROVED[name]
     assert right.text.count("  PROVED for every size") == len(PROVED[name])
     assert right.text.count("  CHECKED exactly for") == len(right.verdicts) - len(PROVED[name])
-    assert right.text.splitlines()[-1].startswith(f"== verdict: PROVED {len(PROVED[name])}/")
+    assert right.text.splitlines()[-1].startswith(f"PROVED {len(PROVED[name])}/")
     assert not (tmp_path / "k.py").exists(), "no kernel is written for shifted reads"
     wrong = run_layer(load_layer(EXAMPLES / f"{name}_wrong.py"), tmp_path / "k.py", name)
     assert not wrong.ok
     refuted = [v for v in wrong.verdicts if v.counterexample is not None]
     assert len(refuted) == len(wrong.layer.claim_text) - (name == "conv1d"), wrong.text
-    assert wrong.text.splitlines()[-1].startswith("== verdict: REFUTED")
+    assert wrong.text.splitlines()[-1].startswith("REFUTED")
 
 
 def test_through_the_cli_checked_exits_0_and_refuted_exits_1():
     done = run_command("derive", "--layer", "examples/flatten_consecutive.py")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PROVED 1/2, CHECKED 1/2 exactly for B <= 2, T2 <= 2, C <= 3, H <= 2" in done.stdout
+    assert "PROVED 1/2, CHECKED 1/2 (dx exactly for B <= 2, T2 <= 2, C <= 3, H <= 2)" in done.stdout
     done = run_command("derive", "--layer", "examples/causal_window_wrong.py")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "== verdict: REFUTED: dx, dw (2 of 2)" in done.stdout
+    assert "\nREFUTED: dx, dw (2 of 2)" in done.stdout
 
 
 def test_the_verdict_states_the_bounds_of_the_check():
@@ -120,8 +120,8 @@ def test_the_verdict_states_the_bounds_of_the_check():
     assert "  CHECKED exactly for B <= 4, T <= 4: " in report.text
     assert "not proved beyond them" in report.text
     assert report.text.splitlines()[-1] == (
-        "== verdict: CHECKED 1/1 exactly for B <= 4, T <= 4; kernel not generated (shifted "
-        "reads or declared sizes)"
+        "CHECKED 1/1 (dx exactly for B <= 4, T <= 4); kernel not generated (shifted reads or "
+        "declared sizes) (exit 0)"
     )
 
 
@@ -264,14 +264,14 @@ def test_an_undecided_claim_exits_1_with_not_proved(monkeypatch):
     monkeypatch.setattr(shifts, "CHECK_SECONDS", 0.0)
     report = run_layer(conv({"x": "dx[b, s] = sum(dout[b, s - k] * w[k], k)"}), None, "c")
     assert not report.ok
-    assert report.text.splitlines()[-1].startswith("== verdict: NOT PROVED: dx")
+    assert report.text.splitlines()[-1].startswith("NOT PROVED: dx")
 
 
 def test_a_transposed_numpy_claim_in_a_shifted_layer_is_refuted_by_shape():
     layer = load_layer(EXAMPLES / "conv1d.py").with_claims({"bias": "sum(dout, axis=(0, 2))"})
     report = run_layer(layer, None, "conv1d")
     assert not report.ok
-    assert report.text.splitlines()[-1].startswith("== verdict: REFUTED: dbias")
+    assert report.text.splitlines()[-1].startswith("REFUTED: dbias")
 
 
 def test_the_in_range_factor_is_exact():
