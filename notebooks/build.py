@@ -35,6 +35,9 @@ MASKS = [
     (re.compile(r"/tmp/backprop-ninja-\w+"), "<tmp>"),  # the training run's temporary folder
     (re.compile(re.escape(str(ROOT))), "<repo>"),
     (re.compile(r"0x[0-9a-f]{6,}"), "0x…"),  # object addresses in reprs
+    # derivations.check_layer's timings: its table's seconds column and its time line
+    (re.compile(r"\| \d+\.\d\d \|\n"), "| <s> |\n"),
+    (re.compile(r"time: derive \+ prove/refute [^\n]*"), "time: <seconds>"),
 ]
 
 

@@ -97,6 +97,8 @@ def cells() -> list[Cell]:
         code(LOSS_PLOT),
         md("## Sampling from the model"),
         code(SAMPLE),
+        md(CHECK_LAYER_MD),
+        code(CHECK_LAYER),
         md(NEXT),
     ]
 
@@ -273,6 +275,31 @@ plt.show()
 SAMPLE = """
 for name in jaxninja.sample(run.out, 10, seed=7):
     print(name)
+"""
+
+CHECK_LAYER_MD = """
+## Check a derivation of your own, here
+
+`derivations.check_layer` proves or refutes a gradient you state, for symbolic sizes, and shows
+the result here as a table with the math (the engine behind `jaxninja derive --layer`). The
+hidden layer's tanh, stated right, then with a classic mistake (tanh's derivative taken at its
+input `hpreact` instead of written with its output `h`):
+"""
+
+CHECK_LAYER = """
+from derivations import Layer, check_layer
+
+tanh_layer = Layer(
+    name="tanh",
+    title="the hidden layer's tanh",
+    axes=("n", "H"),
+    inputs={"hpreact": ("n", "H")},
+    forward=("h[i, j] = tanh(hpreact[i, j])",),
+    upstream="dh",
+    claims={"hpreact": "(1 - h**2) * dh"},
+)
+display(check_layer(tanh_layer))
+display(check_layer(tanh_layer.with_claims({"hpreact": "(1 - hpreact**2) * dh"})))
 """
 
 NEXT = """

@@ -116,3 +116,18 @@ def test_both_notebooks_execute_and_are_current(names_txt, monkeypatch) -> None:
     built = build.build()  # raises on any cell error
     assert build.stale(built) == [], "run: python -m notebooks.build"
     assert os.environ.get("TQDM_DISABLE") == "1"
+
+
+def test_the_notebook_checks_a_derivation_with_check_layer(monkeypatch) -> None:
+    """The lecture notebook's own-derivation cell: the tanh claim PROVED, its classic mistake
+    REFUTED, each shown through IPython's display (here: collected)."""
+    from notebooks.cells import CHECK_LAYER
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    _run(["from IPython.display import display", CHECK_LAYER])
+    assert len(shown) == 2
+    right, wrong = shown
+    assert right.ok and right.verdict.startswith("PROVED 1/1")
+    assert not wrong.ok and wrong.verdict.startswith("REFUTED: dhpreact")
+    assert "REFUTED" in wrong._repr_markdown_()
