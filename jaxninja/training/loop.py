@@ -244,16 +244,9 @@ def train_loop(
     def check(step: int) -> None:
         check_gradients(params, key, step, x, y, config.batch_size)
 
+    hooks = LoopHooks(chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk)
     clock = run_chunks(
-        Chunked(chunk, keep, non_finite, check, current),
-        state.step,
-        config.steps,
-        chunk_steps=chunk_steps,
-        check_every=check_every,
-        checkpoint_every=checkpoint_every,
-        save=save,
-        should_stop=should_stop,
-        on_chunk=on_chunk,
+        Chunked(chunk, keep, non_finite, check, current), state.step, config.steps, hooks
     )
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
@@ -271,22 +264,24 @@ class Chunked(NamedTuple):
     current: Callable[[], Any]  # the state(s) to save
 
 
-def run_chunks(
-    loop: Chunked,
-    step: int,
-    end: int,
-    *,
-    chunk_steps: int,
-    check_every: int,
-    checkpoint_every: int,
-    save: Callable[[Any], None] | None,
-    should_stop: Callable[[], Any] | None,
-    on_chunk: Callable[[ChunkReport], None] | None,
-) -> ChunkClock:
+class LoopHooks(NamedTuple):
+    """The loop settings :func:`train_loop` and :func:`jaxninja.training.stacked.train_runs`
+    both take (their keyword arguments of the same names), handed to :func:`run_chunks` as one."""
+
+    chunk_steps: int
+    check_every: int
+    checkpoint_every: int
+    save: Callable[[Any], None] | None
+    should_stop: Callable[[], Any] | None
+    on_chunk: Callable[[ChunkReport], None] | None
+
+
+def run_chunks(loop: Chunked, step: int, end: int, hooks: LoopHooks) -> ChunkClock:
     """The chunk body both loops share, from ``step`` to ``end``: check the gradients at
     multiples of ``check_every``, train to the next boundary, refuse a non-finite loss (before
     keeping the chunk: nothing is saved after it), keep it, report it, then stop or save
     (:func:`chunk_end`). Returns the clock of the chunks' times."""
+    chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk = hooks
     last_saved = step if step > 0 else None
     clock = ChunkClock()
     while step < end:

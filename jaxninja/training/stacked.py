@@ -39,6 +39,7 @@ from jaxninja.training.loop import (
     CHUNK_STEPS,
     Chunked,
     ChunkReport,
+    LoopHooks,
     TrainState,
     check_gradients,
     run_chunks,
@@ -263,17 +264,8 @@ def train_runs(
     def check(step: int) -> None:
         _check_runs(params, states, step, dataset, config.batch_size)
 
-    clock = run_chunks(
-        Chunked(chunk, keep, non_finite, check, current),
-        step,
-        config.steps,
-        chunk_steps=chunk_steps,
-        check_every=check_every,
-        checkpoint_every=checkpoint_every,
-        save=save,
-        should_stop=should_stop,
-        on_chunk=on_chunk,
-    )
+    hooks = LoopHooks(chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk)
+    clock = run_chunks(Chunked(chunk, keep, non_finite, check, current), step, config.steps, hooks)
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return RunsResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s, layout)
