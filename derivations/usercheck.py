@@ -180,6 +180,7 @@ class Verdict(NamedTuple):
     # the bounds of an exact check that passed ("L <= 6, K <= 3"): with proof.ok False this is
     # CHECKED (exact at every size in that range, not for every size), never PROVED
     checked: str = ""
+    kinked: bool = False  # PROVED away from the kinks (the case split of derivations.kinks)
 
 
 def merged_sums(expr: sp.Expr) -> sp.Expr:
@@ -245,7 +246,7 @@ def check(layer: Layer, key: str) -> Verdict:
     start = time.perf_counter()
     derived = derive(layer, key)
     claim = proof = diff = example = None
-    searched = ""
+    searched, kinked = "", False
     parts = {"the forward": objective(layer)}
     if key in layer.mismatches:  # refuted by its shape: never proved, never printed
         seconds = time.perf_counter() - start
@@ -261,13 +262,14 @@ def check(layer: Layer, key: str) -> Verdict:
         parts["the claim"] = raw(claim, layer)
         proof, difference = prove_with_difference(derived, claim_raw)
         if not proof.ok and proof.point and kinked_identity(layer, derived, claim_raw):
-            proof, difference = Proof(True, True), sp.S.Zero
+            proof, difference, kinked = Proof(True, True), sp.S.Zero, True
         if not proof.ok:
             diff = difference
             example, searched = counterexample(layer, key, claim)
     undefined = undefined_sizes(layer, parts)
     seconds = time.perf_counter() - start
-    return Verdict(key, derived, claim, proof, diff, example, seconds, undefined, searched)
+    verdict = Verdict(key, derived, claim, proof, diff, example, seconds, undefined, searched)
+    return verdict._replace(kinked=kinked)
 
 
 def _check_shifted(layer: Layer, key: str, derived: sp.Expr, start: float) -> Verdict:

@@ -225,10 +225,14 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
             where = _sizes_text(layer)
             if verdict.undefined:
                 where += " except where undefined: " + "; ".join(verdict.undefined)
-            lines.append(
-                f"  PROVED for {where}: simplify(derived - claim) == 0 and an exact "
-                "random-rational point agrees"
+            how = (
+                "away from the kinks: every kinked function written exactly as steps, "
+                "derived - claim decided 0 case by case, and an exact random-rational point "
+                "off the kinks agrees"
+                if verdict.kinked
+                else "simplify(derived - claim) == 0 and an exact random-rational point agrees"
             )
+            lines.append(f"  PROVED for {where}: {how}")
         elif verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
             lines.append(f"  REFUTED: {verdict.mismatch.reason}")
             lines.append(f"  counterexample: {verdict.mismatch.example}")

@@ -157,3 +157,15 @@ def test_clip_with_bounds_that_are_not_numbers_is_jnps_own():
         claims={"lo": "dout * (lo > x) * (lo < 5)"},
     )
     assert check(layer, "lo").proof.ok
+
+
+def test_a_kinked_proof_says_it_holds_away_from_the_kinks():
+    """PROVED through the kink case split is said as such (the value at a kink is jax's, not
+    part of the proof); a proof by simplify alone keeps its own wording."""
+    layer = load_layer(ROOT / "examples" / "leaky_relu.py")
+    report = run_layer(layer, None, "leaky_relu", verify=False)
+    kinked = [v for v in report.verdicts if v.kinked]
+    assert kinked and all(v.proof.ok for v in kinked)
+    assert "PROVED for every size" in report.text and "away from the kinks" in report.text
+    plain = run_layer(load_layer(ROOT / "examples" / "linear.py"), None, "linear", verify=False)
+    assert not any(v.kinked for v in plain.verdicts) and "away from the kinks" not in plain.text
