@@ -93,11 +93,14 @@ class ModelCheck(NamedTuple):
 
 
 def _call(model: Model, what: str, fn: Callable, *args: Any) -> Any:
-    """Call a model function; its exceptions become one ModelError line."""
+    """Call a model function; its exceptions, and a ``sys.exit`` inside it, become one
+    ModelError line naming the function."""
     try:
         return fn(*args)
     except JaxninjaError as err:
         raise ModelError(f"{model.name}: {what}: {err}") from None
+    except SystemExit as err:  # a model function may not end the check (with exit 0, unchecked)
+        raise ModelError(f"{model.name}: {what} called sys.exit({err.code!r})") from None
     except Exception as err:
         where = frame_line(err, str(Path(model.name).resolve()))
         raise ModelError(

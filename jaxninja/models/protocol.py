@@ -85,6 +85,8 @@ def load_model(path: str | Path) -> Model:
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
         exec(code, module.__dict__)
+    except SystemExit as err:  # running the file may not end the process
+        raise ModelError(f"{shown}: running it called sys.exit({err.code!r})") from None
     except Exception as err:
         where = frame_line(err, str(path.resolve()))
         raise ModelError(

@@ -331,3 +331,19 @@ def test_json_safe_replaces_every_non_finite_number():
 
     value = {"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": "nan", "e": 2}
     assert json_safe(value) == {"a": None, "b": [1.0, None, {"c": None}], "d": "nan", "e": 2}
+
+
+@pytest.mark.parametrize(
+    "edit, what",
+    [
+        (('return {"a": da,', 'import sys; sys.exit(0)\n    return {"a": da,'), "backward"),
+        (('h = tap("h",', 'import sys; sys.exit(0)\n    h = tap("h",'), "forward"),
+        (("def init(key):", "import sys\nsys.exit(0)\n\ndef init(key):"), "running it"),
+    ],
+)
+def test_a_model_file_cannot_end_the_check(tmp_path, capsys, edit, what):
+    """sys.exit(0) inside a model file (at import, or in a function) is an error naming where,
+    exit 2: never exit 0 with nothing checked."""
+    status, out, err = check(capsys, "--model", str(tiny(tmp_path, edit)), "--against", "jax")
+    assert status == 2 and out == ""
+    assert f"{what} called sys.exit(0)" in err and len(err.splitlines()) == 1
