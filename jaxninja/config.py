@@ -20,6 +20,10 @@ from typing import Any, NamedTuple, Self
 from jaxninja import checks
 from jaxninja.errors import ConfigError
 
+DEFAULT_OUT = "out"
+"""The run folder ``train`` writes when not told (``--out``), and so where ``sample`` and
+``evaluate`` look when not told (``--checkpoint``)."""
+
 
 class Flag(NamedTuple):
     """A config field as the CLI spells it: its flag, argparse type, help and check."""

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import argparse
 
+from jaxninja.config import DEFAULT_OUT
 from jaxninja.data import MAX_DATA_BYTES
 
 
 def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
-        required=True,
+        default=DEFAULT_OUT,
         metavar="PATH",
-        help="checkpoint file, or a directory holding checkpoint.npz",
+        help=f"checkpoint file, or a directory holding checkpoint.npz (default: {DEFAULT_OUT}, "
+        "where train writes)",
     )
 
 

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from jaxninja import checks
-from jaxninja.config import TrainConfig
+from jaxninja.config import DEFAULT_OUT, TrainConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
 from jaxninja.io.atomic import prepare_out_dir, write_atomic
@@ -197,7 +197,7 @@ def prepare_many(
     )
     memory.check_fits(needed, f"these {len(configs):,} runs ({base.steps:,} steps each)")
     layout = make_layout(len(configs), jax_device.platform, group=group)
-    target = Path(out) if out is not None else (folder if folder is not None else Path("out"))
+    target = Path(out) if out is not None else (folder if folder is not None else Path(DEFAULT_OUT))
     refuse_overwrite(target, folder, options.overwrite)
     target = prepare_out_dir(target)
     job = Many(base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder)

@@ -26,7 +26,7 @@ import jax
 from jax.sharding import Mesh
 
 from jaxninja import checks
-from jaxninja.config import TrainConfig
+from jaxninja.config import DEFAULT_OUT, TrainConfig
 from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
 from jaxninja.devices import distributed, parallel
 from jaxninja.errors import CheckpointError, ConfigError, NonFiniteLoss, TrainingError
@@ -263,7 +263,9 @@ def _prepare(
     samples = options.samples
     needed = memory.run_bytes(run_config, len(dataset.train.y), dataset.vocab.size, samples)
     memory.check_fits(needed, f"this run ({run_config.steps:,} steps, --samples {samples:,})")
-    folder = Path(out) if out is not None else (path.parent if path is not None else Path("out"))
+    folder = (
+        Path(out) if out is not None else (path.parent if path is not None else Path(DEFAULT_OUT))
+    )
     if distributed.is_writer():  # only process 0 writes, so only its folder is checked
         refuse_overwrite(folder, path, options.overwrite)
         folder = prepare_out_dir(folder)

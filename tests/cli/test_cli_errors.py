@@ -225,7 +225,7 @@ CASES = [
     ),
     Case("sample-missing-checkpoint", ["sample", "--checkpoint", "{tmp}/nope.npz"], 1,
          ["nope.npz", "no such checkpoint"]),
-    Case("usage-evaluate-without-checkpoint", ["evaluate"], 2, ["--checkpoint"]),
+    Case("evaluate-default-folder-empty", ["evaluate"], 1, ["out", "no such checkpoint"]),
     Case("resume-other-vocabulary", ["train", "--resume", "{good}", "--data", "{tmp}/other.txt"],
          1, ["vocabulary", "other.txt"], OTHER_DATA),
     Case("resume-other-n-hidden", ["train", "--resume", "{good}", "--n-hidden", "9"], 2,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def test_sample_key_is_the_eager_fold_in_of_the_seed():
 # ------------------------------------------------------------------------------ the CLI glue
 
 
-def test_train_cli_smoke_writes_files_that_load(words_file, tmp_path, capsys):
+def test_train_cli_smoke_writes_files_that_load(words_file, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     argv = f"--data {words_file} --steps 1000 --out {out} --samples 5 --check-every 1000".split()
     assert run_cli("train", argv + SMALL_FLAGS) == 0
@@ -226,6 +227,14 @@ def test_train_cli_smoke_writes_files_that_load(words_file, tmp_path, capsys):
     assert f"val {summary['losses']['val']:.4f}" in evaluated
     assert run_cli("sample", ["--checkpoint", str(out / "checkpoint.npz"), "--num", "5"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 5
+    # without --checkpoint, sample and evaluate read train's default folder, ./out
+    (tmp_path / "cwd").mkdir()
+    shutil.copytree(out, tmp_path / "cwd" / "out")
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert run_cli("sample", ["--num", "3"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert run_cli("evaluate", []) == 0
+    assert f"val {summary['losses']['val']:.4f}" in capsys.readouterr().out
 
 
 def test_resume_at_step_777_is_bit_identical_to_a_straight_run(words_file, tmp_path):
