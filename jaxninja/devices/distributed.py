@@ -24,13 +24,17 @@ in a collective for one that left. Only process 0 writes files; on ``--resume`` 
 the checkpoint and broadcasts its bytes (:func:`shared_files`), so the hosts need no shared
 filesystem.
 
-On a loopback coordinator (``127.0.0.1``, ``localhost``) the coordinator binds to that address
-only, never to every interface (JAX's default, meant for clusters).
+The coordinator never listens on every interface (JAX's default, meant for clusters): a
+loopback coordinator, however spelled (``127.0.0.1``, ``localhost``, ``LOCALHOST``, ``[::1]``,
+a name that resolves only to loopback), is 127.0.0.1 (``[::1]`` when given as IPv6) for every
+process, listening there only; any other host is listened on exactly as given
+(:func:`coordinator_addresses`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import socket
 import tempfile
@@ -56,7 +60,6 @@ SHUTDOWN_TIMEOUT_S = 60
 """Seconds a finished process waits at exit for the others (JAX: 300): process 0 still writes
 the summary and plot after the others are done. ``$JAXNINJA_SHUTDOWN_TIMEOUT_S`` overrides it."""
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 CLUSTER_COUNTS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")  # tasks in a cluster job step
 
 T = TypeVar("T")
@@ -126,6 +129,38 @@ def check_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (any spelling: ``LOCALHOST``, ``127.0.0.2``, ``[::1]``, a name that
+    resolves only to loopback) is this machine's loopback; compared case-insensitively and
+    resolved, never by spelling alone."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
+
+
+def coordinator_addresses(address: str) -> tuple[str, str]:
+    """(the address every process connects to, the one process 0 listens on) for
+    ``--coordinator address``. Loopback, however spelled, is 127.0.0.1 (``[::1]`` when given
+    as IPv6) for both, so a name that resolves to ::1 for one process and 127.0.0.1 for another
+    cannot split them; any other host is listened on exactly as given, never on every
+    interface."""
+    host, port = check_address(address)
+    if is_loopback(host):
+        ipv6 = ":" in host.strip("[]")
+        loopback = "[::1]" if ipv6 else "127.0.0.1"
+        return f"{loopback}:{port}", f"{loopback}:{port}"
+    return address, address
+
+
 def initialize(spec: Spec) -> None:
     """Join the run described by ``spec`` (before any other jax call) with this module's
     timeouts; every failure is one :class:`DistributedError` line naming the address."""
@@ -133,15 +168,14 @@ def initialize(spec: Spec) -> None:
     import jax
 
     address = spec.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    bind = None
+    connect = bind = None
     init_s = timeout("JAXNINJA_INIT_TIMEOUT_S", INIT_TIMEOUT_S)
     if address is not None:
-        host, port = check_address(address)
-        if host in LOOPBACK:  # one machine: listen on loopback only
-            bind = address
+        connect, bind = coordinator_addresses(address)
+        host, port = check_address(connect)
         if spec.process_id:  # not process 0, which starts the coordinator
             wait_for_coordinator(host.strip("[]"), port, init_s)
-        elif host in LOOPBACK:
+        elif is_loopback(host):
             check_port_free(host.strip("[]"), port, address)
     where = address or "the cluster's coordinator"
     # JAX's preemption service installs its own SIGTERM handler in C++, which would replace
@@ -149,7 +183,7 @@ def initialize(spec: Spec) -> None:
     jax.config.update("jax_enable_preemption_service", False)
     try:
         jax.distributed.initialize(
-            coordinator_address=spec.coordinator,
+            coordinator_address=connect if spec.coordinator else None,
             num_processes=spec.num_processes,
             process_id=spec.process_id,
             initialization_timeout=init_s,

@@ -9,6 +9,7 @@ and one busy port (a single child that fails at once). Every wait is bounded
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -165,6 +166,64 @@ def test_busy_port_is_one_line():
         "--coordinator port)"
     ]
     assert time.monotonic() - t0 < 60  # refused at once, not after the initialisation timeout
+
+
+@pytest.mark.parametrize(
+    "given, connect",
+    [
+        ("127.0.0.1:{p}", "127.0.0.1:{p}"),
+        ("localhost:{p}", "127.0.0.1:{p}"),
+        ("LOCALHOST:{p}", "127.0.0.1:{p}"),
+        ("LocalHost:{p}", "127.0.0.1:{p}"),
+        ("127.0.0.2:{p}", "127.0.0.1:{p}"),
+        ("[::1]:{p}", "[::1]:{p}"),
+        ("10.9.8.7:{p}", "10.9.8.7:{p}"),  # not loopback: listened on as given (never started)
+    ],
+)
+def test_the_coordinator_listens_only_where_it_is_told(given, connect):
+    """Every loopback spelling is one address to connect to and to listen on; any other host is
+    listened on exactly as given, never on every interface (no address is contacted here)."""
+    got = distributed.coordinator_addresses(given.format(p=4242))
+    assert got == (connect.format(p=4242), connect.format(p=4242))
+
+
+def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as the kernel's tables write it: 32-bit words in host (little-endian) order;
+    an IPv4-mapped IPv6 address (a dual-stack socket's) as the IPv4 address it is."""
+    raw = b"".join(
+        bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, len(hex_address), 8)
+    )
+    address = ipaddress.ip_address(raw)
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def _listening(port: int) -> set:
+    """The local addresses of the sockets listening on ``port`` (the kernel's own tables)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(_address(address))
+    return found
+
+
+def test_localhost_in_capitals_listens_on_loopback_only():
+    """Process 0 given LOCALHOST:P listens on 127.0.0.1 only (it listened on every interface):
+    asserted on the kernel's own table of listening sockets while it waits for process 1."""
+    port = free_port()
+    env = child_env(JAXNINJA_INIT_TIMEOUT_S="30")
+    flags = ["--coordinator", f"LOCALHOST:{port}", "--num-processes", "2", "--process-id", "0"]
+    p = start(["train", "--steps", "10", *flags], env=env)
+    try:
+        wait_for(lambda: _listening(port) or p.poll() is not None, 60, "the coordinator")
+        assert p.poll() is None, p.communicate()[1]
+        assert _listening(port) == {ipaddress.ip_address("127.0.0.1")}  # and nothing else
+    finally:
+        p.kill()
+        p.communicate()
 
 
 # ----------------------------------------------------------------------------- the same maths
