@@ -19,6 +19,7 @@ from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
 from jaxninja.errors import DataError
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from jaxninja.lecture.model import BNStats, Params, block_size_of
+from jaxninja.training import memory
 from jaxninja.training.evaluate import calibrate, sample_names, split_losses
 
 CheckpointLike = str | os.PathLike | Checkpoint
@@ -73,6 +74,10 @@ def sample(checkpoint: CheckpointLike, num: int = 20, seed: int = 0) -> list[str
     checks.check_int("--num", num, 1)
     checks.check_seed(seed)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    n_hidden, vocab_size = ckpt.params.W2.shape
+    itemsize = ckpt.params.W1.dtype.itemsize
+    needed = memory.BASELINE + memory.sampling_bytes(num, n_hidden, vocab_size, itemsize)
+    memory.check_fits(needed, f"--num {num:,} names")
     with checks.dtype_scope(str(ckpt.params.W1.dtype)):  # a float64 run's: x64 for this call
         ckpt = load_for_use(ckpt)
         return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))

@@ -7,7 +7,8 @@ chunk's gathered minibatches, a step's activations, the loss history, the evalua
 and the sampling buffers. It is an upper-bound style sum, not a measurement; what jax itself
 needs (its runtime, compiled code) is the fixed :data:`BASELINE`.
 
-"What the machine has" is the cgroup memory limit if one is set (containers, CI), else the
+"What the machine has" is the smallest cgroup memory limit set on this process (its own group
+and each parent, as containers and service managers set them, then the top level), else the
 available memory the kernel reports (``MemAvailable``); where neither can be read, nothing is
 refused.
 """
@@ -25,18 +26,42 @@ CGROUP_FILES = (
     Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
 )
 MEMINFO = Path("/proc/meminfo")
+PROC_CGROUP = Path("/proc/self/cgroup")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_NAME = 100  # characters sampled per name at most (train.sample_names' max_len)
 
 
+def own_cgroup_files(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> list[Path]:
+    """The memory limit files of this process's own cgroup and each of its parents (cgroup v2,
+    from ``/proc/self/cgroup``): a limit set on the process's own group (as containers and
+    service managers set it) is not in the top-level file."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    files = []
+    for line in lines:
+        if line.startswith("0::/"):
+            group = root / line[len("0::/") :].strip()
+            while group != root and root in group.parents:
+                files.append(group / "memory.max")
+                group = group.parent
+    return files
+
+
 def available_bytes() -> int | None:
-    """The cgroup limit if one is set, else MemAvailable, else None (unknown)."""
-    for path in CGROUP_FILES:
+    """The smallest cgroup limit set on this process (its own group, its parents, the top
+    level) if any, else MemAvailable, else None (unknown)."""
+    limits = []
+    for path in [*own_cgroup_files(), *CGROUP_FILES]:
         try:
             text = path.read_text().strip()
         except OSError:
             continue
         if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
-            return int(text)
+            limits.append(int(text))
+    if limits:
+        return min(limits)
     try:
         for line in MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -66,10 +91,19 @@ def run_bytes(
     step = 12 * B * max(H, V, T * E) * itemsize  # a step's activations and their gradients
     losses = config.steps * (4 + 8)  # the float32 history, and its copy when it is saved
     evaluation = 4 * eval_rows * max(H, V) * itemsize
-    names = min(samples, sample_batch)
-    sampling = names * (MAX_NAME * 4 + 4 * max(H, V) * itemsize) + samples * MAX_NAME * 4
+    sampling = sampling_bytes(samples, H, V, itemsize, sample_batch)
     per_run = params + chunk + step + losses + evaluation
     return BASELINE + data + runs * per_run + sampling
+
+
+def sampling_bytes(
+    samples: int, n_hidden: int, vocab_size: int, itemsize: int, sample_batch: int = 4_096
+) -> int:
+    """Bytes that drawing ``samples`` names needs: a batch's activations and characters, and
+    every name's characters (``train --samples`` and ``sample --num`` alike)."""
+    names = min(samples, sample_batch)
+    batch = names * (MAX_NAME * 4 + 4 * max(n_hidden, vocab_size) * itemsize)
+    return batch + samples * MAX_NAME * 4
 
 
 def check_fits(needed: int, what: str, available: int | None = None) -> None:

@@ -172,3 +172,27 @@ def test_a_plot_that_fails_while_writing_leaves_the_old_plot(tmp_path) -> None:
     png = path.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[-8:-4] == b"IEND"
     assert os.listdir(tmp_path) == ["loss.png"]
+
+
+def test_sampling_that_cannot_fit_is_refused_before_it_starts(words_file, tmp_path) -> None:
+    """`sample --num 10**12` is checked as `train --samples` is: one line, before any work."""
+    out = tmp_path / "run"
+    jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
+    with pytest.raises(ConfigError, match=r"--num 1,000,000,000,000 names needs about"):
+        jaxninja.sample(out, 10**12)
+    assert len(jaxninja.sample(out, 3)) == 3
+
+
+def test_a_limit_on_the_process_own_cgroup_is_read(tmp_path) -> None:
+    """cgroup v2: the limit files of this process's group and of each parent, below the root."""
+    root = tmp_path / "cgroup"
+    (root / "system.slice" / "job.service").mkdir(parents=True)
+    proc = tmp_path / "self_cgroup"
+    proc.write_text("0::/system.slice/job.service\n")
+    assert memory.own_cgroup_files(proc, root) == [
+        root / "system.slice" / "job.service" / "memory.max",
+        root / "system.slice" / "memory.max",
+    ]
+    proc.write_text("12:memory:/legacy\n")  # cgroup v1 lines: the top-level files cover them
+    assert memory.own_cgroup_files(proc, root) == []
+    assert memory.own_cgroup_files(tmp_path / "missing", root) == []
