@@ -99,17 +99,24 @@ def unsafe(layer, module, kernel_text: str, seed: int = 0) -> list[Unsafe]:
     return found
 
 
+END = 1 - 2**-10
+"""The draw's two ends, ``+END`` and ``-END``: not 1, because the scales are whole numbers and
+an input at exactly t would sit on every kink at a whole number (ReLU6's 6, hard tanh's 1,
+Huber's delta = 1), where the kernel's one-sided value and jax's tie value (1/2) differ; that is
+not float32 unsafety. t * END is within 0.1 % of t, so exp still overflows at the scale 89."""
+
+
 def _unit(x):
-    """``x`` scaled into [-1, 1] with both ends taken (a scale of t then means the inputs
-    reach +t and -t: an exp overflows at +89, a one-sided draw could miss it)."""
+    """``x`` scaled into [-END, END] with both ends taken (a scale of t then means the inputs
+    reach about +t and -t: an exp overflows at +89, a one-sided draw could miss it)."""
 
     top = float(np.max(np.abs(x))) if x.size else 0.0
-    out = (x / top if top > 0 else x).copy()
+    out = (x / top * END if top > 0 else x).copy()
     flat = out.reshape(-1)
     if flat.size:
-        flat[0] = 1.0
+        flat[0] = END
     if flat.size > 1:
-        flat[-1] = -1.0
+        flat[-1] = -END
     return out
 
 
