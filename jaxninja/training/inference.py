@@ -13,10 +13,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxninja import checks
 from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
-from jaxninja.errors import DataError
+from jaxninja.errors import CheckpointError, DataError
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from jaxninja.lecture.model import BNStats, Params, block_size_of
 from jaxninja.training import memory
@@ -45,7 +46,24 @@ def load_for_use(checkpoint: CheckpointLike, dataset: Dataset | None = None) -> 
         where = _where(checkpoint)
         data = dataset or _run_data(ckpt, where)
         stats = calibrate(params, data.train.x)
+    _refuse_non_finite(_where(checkpoint), "parameters", Params._fields, params)
+    _refuse_non_finite(_where(checkpoint), "BatchNorm statistics", BNStats._fields, stats)
     return ckpt._replace(params=params, bn_stats=stats)
+
+
+def _refuse_non_finite(where: str, what: str, names, arrays) -> None:
+    """A diverged run's NaN or inf would sample empty names and evaluate to nan, exit 0:
+    refused in one line instead, naming the arrays and how much of each is not finite."""
+    bad = []
+    for name, array in zip(names, arrays, strict=True):
+        finite = np.isfinite(np.asarray(array))
+        if not finite.all():
+            bad.append(f"{name} ({int(finite.size - finite.sum()):,} of {finite.size:,})")
+    if bad:
+        raise CheckpointError(
+            f"{where}: non-finite {what}: {', '.join(bad)}; the run diverged, so there is "
+            "nothing to sample or evaluate (resume an earlier checkpoint, or a smaller --lr)"
+        )
 
 
 def _where(checkpoint: CheckpointLike) -> str:
@@ -96,4 +114,5 @@ def evaluate(
     with checks.dtype_scope(str(ckpt.params.W1.dtype)):  # a float64 run's: x64 for this call
         ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on its data
         losses = split_losses(ckpt.params, ckpt.bn_stats, dataset)
+    _refuse_non_finite(_where(checkpoint), "split losses", list(losses), list(losses.values()))
     return Evaluation(losses, ckpt.step, dataset.source)

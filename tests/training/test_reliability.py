@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import jaxninja
-from jaxninja.errors import ConfigError, TrainingError
+from jaxninja.errors import CheckpointError, ConfigError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.training import memory, run, rundir
 from tests.helpers import ROOT, SMALL
@@ -196,3 +196,19 @@ def test_a_limit_on_the_process_own_cgroup_is_read(tmp_path) -> None:
     proc.write_text("12:memory:/legacy\n")  # cgroup v1 lines: the top-level files cover them
     assert memory.own_cgroup_files(proc, root) == []
     assert memory.own_cgroup_files(tmp_path / "missing", root) == []
+
+
+def test_a_diverged_checkpoint_is_refused_by_sample_and_evaluate(words_file, tmp_path) -> None:
+    """NaN or inf parameters (a run that diverged): sample printed empty names and evaluate
+    printed nan, both exit 0; now each is one line naming the arrays, nothing that looks like
+    a result."""
+    out = tmp_path / "run"
+    jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
+    ckpt = load_checkpoint(out)
+    w1 = np.array(ckpt.params.W1)
+    w1[0, :3] = [np.nan, np.inf, -np.inf]
+    bad = ckpt._replace(params=ckpt.params._replace(W1=w1))
+    for use in (lambda c: jaxninja.sample(c, 3), jaxninja.evaluate):
+        with pytest.raises(CheckpointError, match=r"non-finite parameters: W1 \(3 of [\d,]+\)"):
+            use(bad)
+    assert len(jaxninja.sample(ckpt, 3)) == 3 and jaxninja.evaluate(ckpt).losses["val"] > 0
