@@ -82,6 +82,8 @@ class FdRow(NamedTuple):
     error: float  # |mine - estimate| where error / bound is largest
     bound: float  # the measured bound there
     worst: float  # max over elements (directions) of error / bound: the row passes at <= 1
+    scale: float  # the element scale the allowance used (a zero-by-symmetry row's borrowed one)
+    eps_mine: float  # the machine epsilon of the manual gradient's dtype
 
     @property
     def ok(self) -> bool:
@@ -219,7 +221,10 @@ def _judge(m: _Measured, f0: float, scale: float) -> FdRow:
     at = int(np.argmax(ratio)) if ratio.size else 0
     pick = (lambda a: float(a.flat[at])) if ratio.size else (lambda a: 0.0)
     estimate = m.d1.reshape(m.row.shape) if m.mode == "full" else m.d1
-    return FdRow(m.row.name, m.row.shape, m.mode, estimate, pick(error), pick(bound), pick(ratio))
+    return FdRow(
+        m.row.name, m.row.shape, m.mode, estimate, pick(error), pick(bound), pick(ratio),
+        scale, m.eps_mine,
+    )  # fmt: skip
 
 
 def _full_row(oracle: _Oracle, row: _Row, mine: np.ndarray, eps_mine: float) -> _Measured:
@@ -314,12 +319,9 @@ def table_rows(
     that element is within its bound. A row zero by symmetry takes its scale from the row
     ``scale_rows`` names, as the other references' rows do."""
     rows = fd_rows(forward, params, batch, mine, full=full, scale_rows=scale_rows)
-    scales = {r.name: numerics.row_scale(r.estimate if r.mode == "full" else mine[r.name])
-              for r in rows}  # fmt: skip
     out = []
     for r in rows:
-        scale = scales.get((scale_rows or {}).get(r.name, r.name), scales[r.name])
-        unit = numerics.machine_eps(np.asarray(mine[r.name]).dtype) * scale
+        unit = r.eps_mine * (r.scale if r.scale > 0 else 1.0)  # as numerics.row_scale: 0 -> 1
         how = "every element" if r.mode == "full" else f"{DIRECTIONS} random directions"
         diagnosis = (
             ""
