@@ -13,6 +13,18 @@ A model is five functions (:class:`Model`), usually defined in a Python file
     scale_rows = {"b1": "hprebn"}           # optional: zero-by-symmetry rows, measured at
                                             # another row's scale
 
+Training (``jaxninja train --model FILE``) reads the same file and, optionally, more:
+
+    def init(key, vocab_size=None): ...     # training passes the data's vocabulary size
+    train_defaults = {"block_size": 8}      # TrainConfig fields used when no flag is given
+    def stats_init(params): ...             # statistics carried through training (running
+    def stats_update(stats, acts): ...      # BatchNorm mean/var), updated every step from taps
+    def calibrate(params, x_train): ...     # or: statistics computed once after training
+    def logits(params, stats, x): ...       # (N, vocab) next-character logits at evaluation
+
+``FILE:NAME`` reads those attributes from ``getattr(module, NAME)`` instead of the module (a
+variant of the file's model, e.g. ``wavenet.py:part5``).
+
 The file runs as Python (it is a program, not data): load only files you would run. Everything
 wrong with it (a syntax error, a missing function, a forward that is not scalar, a backward that
 returns something else than arrays, an exception inside it) is a one-line :class:`ModelError`
@@ -21,6 +33,7 @@ returns something else than arrays, an exception inside it) is a one-line :class
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import traceback
@@ -30,9 +43,10 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxninja.errors import ModelError
+from jaxninja.errors import JaxninjaError, ModelError
 
 REQUIRED = ("init", "batch", "forward", "backward")
+HOOKS = ("stats_init", "stats_update", "calibrate", "logits")  # optional, for training
 
 
 class Model(NamedTuple):
@@ -45,6 +59,9 @@ class Model(NamedTuple):
     backward: Callable[[Any, Any, dict[str, jax.Array]], Mapping[str, Any]]
     torch_forward: Callable[[Any, Any, Callable], Any] | None = None
     scale_rows: Mapping[str, str] = {}
+    train_defaults: Mapping[str, Any] = {}  # TrainConfig fields: the file's own defaults
+    hooks: Mapping[str, Callable] = {}  # the optional training functions present (HOOKS)
+    source_sha256: str | None = None  # of the file's bytes: a checkpoint records it
 
 
 def frame_line(err: BaseException, path: str) -> str:
@@ -59,19 +76,58 @@ def one_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
-def load_model(path: str | Path) -> Model:
-    """Run the Python file ``path`` as a module and collect its model functions.
+MAX_MODEL_BYTES = 4 * 2**20  # a model file is source code: 4 MiB is 100x the WaveNet's file
+
+
+def split_spec(spec: str | Path) -> tuple[Path, str | None]:
+    """``FILE`` or ``FILE:NAME`` (a variant): the file and the attribute holding the model. A
+    path that exists as given is a file even if it holds a colon."""
+    text = str(spec)
+    head, sep, name = text.rpartition(":")
+    if sep and head and name.isidentifier() and not Path(text).exists():
+        return Path(head), name
+    return Path(text), None
+
+
+def read_source(path: Path, shown: str) -> bytes:
+    """The file's bytes: a regular file of at most :data:`MAX_MODEL_BYTES` (a FIFO or
+    ``/dev/zero`` is refused, never read until memory is gone)."""
+    from jaxninja.io.files import open_regular
+
+    try:
+        with open_regular(path) as f:
+            source = f.read(MAX_MODEL_BYTES + 1)
+    except OSError as err:
+        raise ModelError(f"--model {shown}: {err.strerror or err}") from None
+    except JaxninjaError as err:
+        raise ModelError(f"--model {shown}: {one_line(err)}") from None
+    if len(source) > MAX_MODEL_BYTES:
+        raise ModelError(f"--model {shown}: over {MAX_MODEL_BYTES:,} bytes; not a model file")
+    return source
+
+
+def load_model(spec: str | Path) -> Model:
+    """Run the Python file ``spec`` (``FILE`` or ``FILE:NAME``) as a module and collect its
+    model functions (from ``getattr(module, NAME)`` for a variant).
 
     The file is untrusted input in the sense that anything may be wrong with it: every failure
     is one :class:`ModelError` line naming the file (and the line, where there is one). It is
     *not* sandboxed: the file runs as Python, with your permissions.
     """
-    path = Path(path)
-    shown = str(path)
-    try:
-        source = path.read_bytes()
-    except OSError as err:
-        raise ModelError(f"--model {shown}: {err.strerror or err}") from None
+    path, variant = split_spec(spec)
+    shown = str(spec)
+    source = read_source(path, shown)
+    module = _run_module(path, source, str(path))
+    where = module
+    if variant is not None:
+        if not hasattr(module, variant):
+            raise ModelError(f"{path}: defines no {variant!r} (asked for by --model {shown})")
+        where = getattr(module, variant)
+    return _collect(where, shown, hashlib.sha256(source).hexdigest())
+
+
+def _run_module(path: Path, source: bytes, shown: str) -> Any:
+    """Compile and run the model file as a module of its own."""
     try:
         code = compile(source, str(path.resolve()), "exec")
     except SyntaxError as err:
@@ -92,26 +148,47 @@ def load_model(path: str | Path) -> Model:
         raise ModelError(
             f"{shown}: running it raised {type(err).__name__}{where}: {one_line(err)}"
         ) from None
-    missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
+    return module
+
+
+def _collect(where: Any, shown: str, sha256: str) -> Model:
+    """The protocol's functions and settings found on ``where`` (a module or a variant)."""
+    missing = [f for f in REQUIRED if not callable(getattr(where, f, None))]
     if missing:
         need = ", ".join(f"{f}()" for f in missing)
         raise ModelError(f"{shown}: defines no {need} (a model file needs init, batch, "
                          "forward, backward)")  # fmt: skip
-    torch_forward = getattr(module, "torch_forward", None)
+    torch_forward = getattr(where, "torch_forward", None)
     if torch_forward is not None and not callable(torch_forward):
         raise ModelError(f"{shown}: torch_forward is not a function")
-    scale_rows = getattr(module, "scale_rows", {})
+    scale_rows = getattr(where, "scale_rows", {})
     if not isinstance(scale_rows, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in scale_rows.items()
     ):
         raise ModelError(f"{shown}: scale_rows must map row names to row names, e.g. "
                          '{"b1": "hprebn"}')  # fmt: skip
+    defaults = getattr(where, "train_defaults", {})
+    if not isinstance(defaults, Mapping) or not all(isinstance(k, str) for k in defaults):
+        raise ModelError(f"{shown}: train_defaults must map setting names to values, e.g. "
+                         '{"block_size": 8}')  # fmt: skip
+    hooks = {}
+    for name in HOOKS:
+        fn = getattr(where, name, None)
+        if fn is not None and not callable(fn):
+            raise ModelError(f"{shown}: {name} is not a function")
+        if fn is not None:
+            hooks[name] = fn
+    if ("stats_init" in hooks) != ("stats_update" in hooks):
+        raise ModelError(f"{shown}: stats_init and stats_update come together (one is missing)")
     return Model(
         shown,
-        module.init,
-        module.batch,
-        module.forward,
-        module.backward,
+        where.init,
+        where.batch,
+        where.forward,
+        where.backward,
         torch_forward,
         dict(scale_rows),
+        dict(defaults),
+        hooks,
+        sha256,
     )

@@ -5,12 +5,28 @@ rows, never one activation array of a whole split, each chunk one compiled progr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxninja.data import Dataset, Vocab
-from jaxninja.lecture.model import BNStats, Params, block_size_of, divide, hprebn_of, logits_fused
+from jaxninja.lecture.model import BNStats, Params, divide, hprebn_of
+
+Logits = Callable[[Any, Any, jax.Array], jax.Array]  # (params, stats, x) -> (N, vocab) logits
+
+
+def _logits_of(logits: Logits | None) -> Logits:
+    """``logits``, or (None) the lecture's."""
+    if logits is not None:
+        return logits
+    from jaxninja.models.trainable import trainable_of
+
+    return trainable_of(None).logits
+
 
 EVAL_ROWS = 8_192  # rows per chunk when calibrating and evaluating: (8192, n_hidden) at a time
 SAMPLE_BATCH = 4_096  # names drawn at once; more are drawn batch after batch
@@ -65,43 +81,55 @@ def _sum_pieces(params: Params, x: jax.Array, rows: int, mean: np.ndarray, which
     return total
 
 
-@jax.jit
-def _nll_sum(params: Params, stats: BNStats, xc: jax.Array, yc: jax.Array, real: jax.Array):
+@partial(jax.jit, static_argnames="logits")
+def _nll_sum(
+    params: Any, stats: Any, xc: jax.Array, yc: jax.Array, real: jax.Array, logits: Logits
+) -> jax.Array:
     """Σ over a piece's real rows of the negative log-likelihood of the targets."""
-    logp = jax.nn.log_softmax(logits_fused(params, xc, stats), axis=1)
+    logp = jax.nn.log_softmax(logits(params, stats, xc), axis=1)
     nll = -jnp.take_along_axis(logp, yc[:, None], axis=1)[:, 0]
     return jnp.where(_keep(real, xc.shape[0], 1), nll, 0).sum()
 
 
 def split_loss(
-    params: Params, stats: BNStats, x: jax.Array, y: jax.Array, rows: int = EVAL_ROWS
+    params: Any,
+    stats: Any,
+    x: jax.Array,
+    y: jax.Array,
+    rows: int = EVAL_ROWS,
+    logits: Logits | None = None,
 ) -> jax.Array:
-    """The mean cross-entropy over a split, ``rows`` examples at a time (one compiled program
-    for every split; the pieces' sums added on the host, as in :func:`calibrate`)."""
+    """The mean cross-entropy over a split with the model's ``logits`` (default: the
+    lecture's), ``rows`` examples at a time (one compiled program for every split; the pieces'
+    sums added on the host, as in :func:`calibrate`)."""
+    logits = _logits_of(logits)
     xy = np.concatenate([np.asarray(x), np.asarray(y)[:, None]], axis=1)
-    total = np.zeros((), params.W2.dtype)
+    total = np.zeros((), jax.tree.leaves(params)[0].dtype)
     for piece, real in _chunks(xy, rows):
-        total = total + np.asarray(_nll_sum(params, stats, piece[:, :-1], piece[:, -1], real))
+        nll = _nll_sum(params, stats, piece[:, :-1], piece[:, -1], real, logits)
+        total = total + np.asarray(nll)
     return divide(total, x.shape[0])
 
 
-def split_losses(params: Params, stats: BNStats, dataset: Dataset) -> dict[str, float]:
-    """The loss on each split with the calibrated BatchNorm statistics (lecture: train 2.0705,
-    val 2.1099)."""
+def split_losses(
+    params: Any, stats: Any, dataset: Dataset, logits: Logits | None = None
+) -> dict[str, float]:
+    """The loss on each split with the model's evaluation statistics (lecture: calibrated
+    BatchNorm; train 2.0705, val 2.1099)."""
     return {
-        name: float(split_loss(params, stats, split.x, split.y))
+        name: float(split_loss(params, stats, split.x, split.y, logits=logits))
         for name, split in zip(("train", "val", "test"), dataset[:3], strict=True)
     }
 
 
-@jax.jit
+@partial(jax.jit, static_argnames="logits")
 def _sample_step(
-    params: Params, stats: BNStats, context: jax.Array, key: jax.Array, t: jax.Array
+    params: Any, stats: Any, context: jax.Array, key: jax.Array, t: jax.Array, logits: Logits
 ) -> tuple[jax.Array, jax.Array]:
     """Draw character ``t`` of every name from softmax(logits) with ``fold_in(key, t)``; shift
     it into the context. The key is folded in here: outside, it would be a program of its own."""
-    logits = logits_fused(params, context, stats)
-    ix = jax.random.categorical(jax.random.fold_in(key, t), logits, axis=1).astype(context.dtype)
+    scores = logits(params, stats, context)
+    ix = jax.random.categorical(jax.random.fold_in(key, t), scores, axis=1).astype(context.dtype)
     return jnp.concatenate([context[:, 1:], ix[:, None]], axis=1), ix
 
 
@@ -117,30 +145,50 @@ def _sample_key(seed: jax.Array) -> jax.Array:
 
 
 def sample_names(
-    params: Params, stats: BNStats, vocab: Vocab, num: int, key: jax.Array, max_len: int = 100
+    params: Any,
+    stats: Any,
+    vocab: Vocab,
+    num: int,
+    key: jax.Array,
+    max_len: int = 100,
+    logits: Logits | None = None,
+    block_size: int | None = None,
 ) -> list[str]:
     """``num`` names, as in the lecture: the context starts as ``...`` and characters are drawn
     from the softmax until ``.`` (or ``max_len`` characters, a guard for untrained models).
 
     Names are drawn :data:`SAMPLE_BATCH` at a time (batch ``b`` with ``fold_in(key, b)``, the
     first with ``key`` itself), so memory stays bounded and the first names do not depend on
-    ``num``.
+    ``num``. ``logits`` is the model's (default: the lecture's) and ``block_size`` its context
+    (default: read off the lecture's parameters).
     """
+    logits = _logits_of(logits)
+    if block_size is None:
+        from jaxninja.lecture.model import block_size_of
+
+        block_size = block_size_of(params)
     names: list[str] = []
     for b, start in enumerate(range(0, num, SAMPLE_BATCH)):
         batch_key = key if b == 0 else jax.random.fold_in(key, b)
         count = min(SAMPLE_BATCH, num - start)
-        names += _sample_batch(params, stats, vocab, count, batch_key, max_len)
+        names += _sample_batch(params, stats, vocab, count, batch_key, max_len, logits, block_size)
     return names
 
 
 def _sample_batch(
-    params: Params, stats: BNStats, vocab: Vocab, num: int, key: jax.Array, max_len: int
+    params: Any,
+    stats: Any,
+    vocab: Vocab,
+    num: int,
+    key: jax.Array,
+    max_len: int,
+    logits: Logits,
+    block_size: int,
 ) -> list[str]:
-    context = jax.device_put(np.zeros((num, block_size_of(params)), np.int32))
+    context = jax.device_put(np.zeros((num, block_size), np.int32))
     tokens = np.zeros((num, max_len), np.int32)
     for t in range(max_len):
-        context, ix = _sample_step(params, stats, context, key, np.int32(t))
+        context, ix = _sample_step(params, stats, context, key, np.int32(t), logits)
         tokens[:, t] = np.asarray(ix)
         if (tokens[:, : t + 1] == 0).any(axis=1).all():
             break

@@ -22,7 +22,6 @@ from functools import partial
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -33,18 +32,11 @@ from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
 from jaxninja.errors import NonFiniteLoss, TrainingError
 from jaxninja.gradcheck.compare import compare
-from jaxninja.lecture import fused
-from jaxninja.lecture.model import (
-    BNStats,
-    Params,
-    draw_scaled,
-    loss_fused,
-    param_shapes,
-    params_from_draws,
-    w1_scale,
-)
-from jaxninja.lecture.step import batch_indices, train_chunk
-from jaxninja.training.evaluate import calibrate, split_losses
+from jaxninja.gradcheck.taps import param_names
+from jaxninja.lecture.step import batch_indices
+from jaxninja.models.trainable import Step, Trainable, trainable_of
+from jaxninja.training.chunk import train_chunk
+from jaxninja.training.evaluate import split_losses
 
 CHUNK_STEPS = 1_000  # steps per dispatch: one compiled scan; the loop checks in between
 
@@ -52,10 +44,11 @@ CHUNK_STEPS = 1_000  # steps per dispatch: one compiled scan; the loop checks in
 class TrainState(NamedTuple):
     """Where a run stands: parameters after ``step`` steps, the batch key, every loss so far."""
 
-    params: Params
+    params: Any  # the model's parameters (the lecture's: Params)
     step: int
     batch_key: jax.Array  # fixed for the run; step s's batch comes from fold_in(batch_key, s)
     losses: np.ndarray  # (step,) the loss of each step done, for the plot
+    stats: Any = None  # statistics the model carries through training (None: it has none)
 
 
 class ChunkReport(NamedTuple):
@@ -77,11 +70,11 @@ class TrainResult(NamedTuple):
     steps_per_s: float | None  # over the chunks not marked ``compiled`` (None if there were none)
     compile_s: float  # wall time of the chunks marked ``compiled``
     wall_s: float  # wall time of the whole loop (drawing the start state, the chunks, checks)
-    bn_stats: BNStats | None = None  # calibrated over the training split (None: not evaluated)
+    bn_stats: Any = None  # the model's evaluation statistics (the lecture: calibrated BatchNorm)
     split_losses: dict[str, float] | None = None  # {"train", "val", "test"} with bn_stats
 
     @property
-    def params(self) -> Params:
+    def params(self) -> Any:
         return self.state.params
 
     @property
@@ -90,26 +83,11 @@ class TrainResult(NamedTuple):
         return self.state.losses
 
 
-def start_state(config: TrainConfig, vocab_size: int) -> TrainState:
-    """Step 0 of a run: parameters and batch key both come from ``jax.random.key(seed)``: the
-    parameters are :func:`init_params` of the first key of its split, the batch key the second.
-    Drawn in one compiled program (:func:`_start_draws`), since every eager random op compiles
-    its own."""
-    dtype = float_dtype(config.dtype)
-    shapes = param_shapes(vocab_size, config.n_embd, config.n_hidden, config.block_size)
-    seed = jax.device_put(np.int64(config.seed))  # as jax.random.key takes a Python int
-    normals, batch_key = _start_draws(seed, *w1_scale(shapes), shapes, dtype)
-    return TrainState(params_from_draws(normals), 0, batch_key, np.zeros(0, np.float32))
-
-
-@partial(jax.jit, static_argnames=("shapes", "dtype"))
-def _start_draws(
-    seed: jax.Array, gain: Any, divisor: Any, shapes: tuple[tuple[int, ...], ...], dtype: jnp.dtype
-) -> tuple[list[jax.Array], jax.Array]:
-    """The draws of :func:`init_params` (W1 scaled, the rest standard normals) and the batch
-    key, from one seed."""
-    init_key, batch_key = jax.random.split(jax.random.key(seed))
-    return draw_scaled(init_key, shapes, dtype, gain, divisor), batch_key
+def start_state(config: TrainConfig, vocab_size: int, model: Trainable | None = None) -> TrainState:
+    """Step 0 of a run of ``model`` (default: the lecture's): its parameters, statistics and
+    batch key, from ``config.seed`` (:attr:`Trainable.start`)."""
+    params, stats, batch_key = trainable_of(model).start(config, vocab_size)
+    return TrainState(params, 0, batch_key, np.zeros(0, np.float32), stats)
 
 
 class ChunkClock:
@@ -141,41 +119,44 @@ def next_boundary(step: int, end: int, *everies: int) -> int:
     return min([end] + [(step // n + 1) * n for n in everies if n > 0])
 
 
-ManualGrads = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
-
-
-@partial(jax.jit, static_argnames="manual")
+@partial(jax.jit, static_argnames=("step_fn", "loss_fn"))
 def _both_gradients(
-    params: Params, xb: jax.Array, yb: jax.Array, manual: ManualGrads
-) -> tuple[Params, Params]:
+    params: Any, stats: Any, xb: jax.Array, yb: jax.Array, step_fn: Step, loss_fn: Any
+) -> tuple[Any, Any]:
     """The manual gradients and ``jax.grad``'s, on one batch, in one compiled program."""
-    return manual(params, xb, yb)[1], jax.grad(loss_fused)(params, xb, yb)
+    return step_fn(params, stats, xb, yb)[1], jax.grad(loss_fn)(params, xb, yb)
 
 
 def check_gradients(
-    params: Params,
+    params: Any,
     batch_key: jax.Array,
     step: int,
     x: jax.Array,
     y: jax.Array,
     batch_size: int,
-    manual: ManualGrads | None = None,
+    model: Trainable | None = None,
+    stats: Any = None,
 ) -> None:
-    """Compare the manual backward (default: fused.loss_and_grads) with ``jax.grad`` on step
-    ``step``'s own batch.
+    """Compare ``model``'s manual backward (default: the lecture's fused one) with ``jax.grad``
+    of its forward on step ``step``'s own batch.
 
-    Raises :class:`TrainingError` naming the step and the parameter group if one is more than
+    Raises :class:`TrainingError` naming the step and the parameter if one is more than
     :data:`jaxninja.numerics.TRAINING_CHECK` eps·scale off, at the scale of the largest gradient
-    of all groups (``db1`` is zero by symmetry, so its own size is rounding noise): float rounding
-    in these sums of a few hundred terms stays well inside that, while a wrong formula is off by
-    a fraction of the gradient itself.
+    of all parameters (the lecture's ``db1`` is zero by symmetry, so its own size is rounding
+    noise): float rounding in these sums of a few hundred terms stays well inside that, while a
+    wrong formula is off by a fraction of the gradient itself.
     """
+    model = trainable_of(model)
     ix = batch_indices(batch_key, np.int32(step), batch_size, x.shape[0])
-    mine, reference = _both_gradients(params, x[ix], y[ix], manual or fused.loss_and_grads)
-    mine, reference = jax.device_get((mine, reference))
+    mine, reference = _both_gradients(params, stats, x[ix], y[ix], model.step, model.loss)
+    names = param_names(params)
+    mine, reference = (
+        jax.tree.leaves(jax.device_get(mine)),
+        jax.tree.leaves(jax.device_get(reference)),
+    )
     scale = max(numerics.row_scale(r) for r in reference)
     bound = numerics.TRAINING_CHECK
-    for name, g, r in zip(Params._fields, mine, reference, strict=True):
+    for name, g, r in zip(names, mine, reference, strict=True):
         row = compare(name, g, r, "jax.grad", scale=scale, bound=bound)
         if not row.ok:
             raise TrainingError(
@@ -189,6 +170,7 @@ def train_loop(
     dataset: Dataset,
     *,
     state: TrainState | None = None,
+    model: Trainable | None = None,
     chunk_steps: int = CHUNK_STEPS,
     check_every: int = 0,
     checkpoint_every: int = 0,
@@ -198,7 +180,8 @@ def train_loop(
     device: jax.Device | None = None,
     mesh: Mesh | None = None,
 ) -> TrainResult:
-    """Run SGD with the manual backward from ``state`` (default: a fresh start) to ``config.steps``.
+    """Run SGD with ``model``'s manual backward (default: the lecture's) from ``state``
+    (default: a fresh start) to ``config.steps``.
 
     Chunks end at multiples of ``chunk_steps``, ``check_every`` and ``checkpoint_every``, so the
     batches and updates do not depend on where a run was interrupted. ``save(state)`` is called at
@@ -211,30 +194,37 @@ def train_loop(
     config.validate()
     float_dtype(config.dtype)
     t_start = time.perf_counter()  # wall_s: from the start state's draw to the last chunk
-    state = state or start_state(config, dataset.vocab.size)
+    model = trainable_of(model)
+    state = state or start_state(config, dataset.vocab.size, model)
     batch_sharding, key = None, state.batch_key
     if mesh is None:
-        x, y, params = jax.device_put((dataset.train.x, dataset.train.y, state.params), device)
+        x, y, params, stats = jax.device_put(
+            (dataset.train.x, dataset.train.y, state.params, state.stats), device
+        )
     else:  # replicated on every device of every process; each gathers its rows in the step
         parallel.check_divisible(config.batch_size, mesh.size)
         batch_sharding = parallel.chunk_sharding(mesh)
-        x, y, params, key = parallel.replicate(
-            mesh, (dataset.train.x, dataset.train.y, state.params, state.batch_key)
+        x, y, params, stats, key = parallel.replicate(
+            mesh, (dataset.train.x, dataset.train.y, state.params, state.stats, state.batch_key)
         )
     step, losses = state.step, [state.losses]
+    if model.validate is not None and step == 0:  # the protocol, held to on step 0's batch
+        ix = batch_indices(key, np.int32(0), config.batch_size, x.shape[0])
+        model.validate(params, stats, x[ix], y[ix])
 
     def current() -> TrainState:
-        return TrainState(params, step, state.batch_key, np.concatenate(losses))
+        return TrainState(params, step, state.batch_key, np.concatenate(losses), stats)
 
-    def chunk(step: int, n: int) -> tuple[Params, jax.Array]:
-        return train_chunk(
-            params, key, np.int32(step), x, y, n, config.batch_size, config.schedule,
-            batch_sharding=batch_sharding,
+    def chunk(step: int, n: int) -> tuple[Any, jax.Array]:
+        new_params, new_stats, chunk_losses = train_chunk(
+            model.step, params, stats, key, np.int32(step), x, y, n, config.batch_size,
+            config.schedule, batch_sharding=batch_sharding,
         )  # fmt: skip
+        return (new_params, new_stats), chunk_losses
 
-    def keep(new_params: Params, chunk_losses: np.ndarray, end: int) -> None:
-        nonlocal params, step
-        params, step = new_params, end
+    def keep(new: tuple[Any, Any], chunk_losses: np.ndarray, end: int) -> None:
+        nonlocal params, stats, step
+        (params, stats), step = new, end
         losses.append(chunk_losses)
 
     def non_finite(chunk_losses: np.ndarray, first: int, last_saved: int | None) -> Exception:
@@ -242,7 +232,7 @@ def train_loop(
         return NonFiniteLoss(first + i, float(chunk_losses[i]), last_saved)
 
     def check(step: int) -> None:
-        check_gradients(params, key, step, x, y, config.batch_size)
+        check_gradients(params, key, step, x, y, config.batch_size, model, stats)
 
     hooks = LoopHooks(chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk)
     clock = run_chunks(
@@ -344,11 +334,16 @@ def train(
     (:func:`jaxninja.checks.dtype_scope`).
     """
     config = TrainConfig() if config is None else config
+    model = trainable_of(loop_options.pop("model", None))
     with dtype_scope(config.dtype):  # float64: x64 on for this call only
         dataset = load_dataset(None, config.block_size) if dataset is None else dataset
-        result = train_loop(config, dataset, **loop_options)
+        result = train_loop(config, dataset, model=model, **loop_options)
         if not evaluate or result.interrupted:
             return result
-        stats = calibrate(result.state.params, dataset.train.x)
-        losses = split_losses(result.params, stats, dataset)
+        state = result.state
+        stats = None if model.finish is None else model.finish(state.params, state.stats,
+                                                              dataset.train.x)  # fmt: skip
+        if model.logits is None:
+            return result._replace(bn_stats=stats)
+        losses = split_losses(result.params, stats, dataset, model.logits)
     return result._replace(bn_stats=stats, split_losses=losses)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +33,9 @@ from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
 from jaxninja.errors import ConfigError, RunNonFinite
-from jaxninja.lecture.model import Params
-from jaxninja.lecture.step import chunk_indices, sgd_step
+from jaxninja.lecture.step import chunk_indices
+from jaxninja.models.trainable import Step, Trainable, trainable_of
+from jaxninja.training.chunk import scan_steps
 from jaxninja.training.loop import (
     CHUNK_STEPS,
     Chunked,
@@ -114,18 +115,22 @@ def make_layout(
 # ------------------------------------------------------------------------- the compiled chunk
 
 
-def _one_run_chunk(params, key, lr0, lr1, decay_step, step0, x, y, n_steps, batch_size):
-    """One run's chunk: :func:`jaxninja.lecture.step.train_chunk` with its schedule as arrays (a
-    sweep's runs differ in it); the same ops, the same batches, the same learning rates."""
+def _one_run_chunk(
+    step_fn, params, stats, key, lr0, lr1, decay_step, step0, x, y, n_steps, batch_size
+):
+    """One run's chunk: :func:`jaxninja.training.chunk.train_chunk` with its schedule as arrays
+    (a sweep's runs differ in it); the same ops, the same batches, the same learning rates."""
     steps = step0 + jnp.arange(n_steps)
     ix = chunk_indices(key, steps, batch_size, x.shape[0])
     lrs = jnp.where(steps < decay_step, lr0, lr1)
-    return jax.lax.scan(sgd_step, params, (x[ix], y[ix], lrs))
+    return scan_steps(step_fn, params, stats, (x[ix], y[ix], lrs))
 
 
-@partial(jax.jit, static_argnames=("n_steps", "batch_size", "mesh", "group"))
+@partial(jax.jit, static_argnames=("step_fn", "n_steps", "batch_size", "mesh", "group"))
 def runs_chunk(
-    params: Params,
+    step_fn: Step,
+    params: Any,
+    stats: Any,
     keys: jax.Array,
     lr0: jax.Array,
     lr1: jax.Array,
@@ -137,23 +142,24 @@ def runs_chunk(
     batch_size: int,
     mesh: Mesh,
     group: int,
-) -> tuple[Params, jax.Array]:
-    """Steps ``step0 .. step0 + n_steps - 1`` of every run: ``params`` (runs, ...) stacked,
-    ``keys`` (runs,), the schedules (runs,); returns the new parameters and (runs, n_steps)
-    losses. Each device maps over its share of the runs, ``group`` at a time."""
+) -> tuple[tuple[Any, Any], jax.Array]:
+    """Steps ``step0 .. step0 + n_steps - 1`` of every run with the model's ``step_fn``:
+    ``params`` and ``stats`` (runs, ...) stacked, ``keys`` (runs,), the schedules (runs,);
+    returns the new (parameters, statistics) and (runs, n_steps) losses. Each device maps over
+    its share of the runs, ``group`` at a time."""
 
-    def local(params, keys, lr0, lr1, decay_step, step0, x, y):
+    def local(params, stats, keys, lr0, lr1, decay_step, step0, x, y):
         def one(run):
-            return _one_run_chunk(*run, step0, x, y, n_steps, batch_size)
+            return _one_run_chunk(step_fn, *run, step0, x, y, n_steps, batch_size)
 
         batch = group if group > 1 else None
-        return jax.lax.map(one, (params, keys, lr0, lr1, decay_step), batch_size=batch)
+        return jax.lax.map(one, (params, stats, keys, lr0, lr1, decay_step), batch_size=batch)
 
     runs, whole = P(RUNS_AXIS), P()
     mapped = jax.shard_map(
-        local, mesh=mesh, in_specs=(runs,) * 5 + (whole,) * 3, out_specs=(runs, runs)
+        local, mesh=mesh, in_specs=(runs,) * 6 + (whole,) * 3, out_specs=((runs, runs), runs)
     )
-    return mapped(params, keys, lr0, lr1, decay_step, step0, x, y)
+    return mapped(params, stats, keys, lr0, lr1, decay_step, step0, x, y)
 
 
 # ------------------------------------------------------------------------------- the loop
@@ -188,16 +194,17 @@ def place_runs(
     states: Sequence[TrainState],
     layout: Layout,
     data: tuple[np.ndarray, np.ndarray],
-) -> tuple[Params, jax.Array, tuple[jax.Array, ...], tuple[jax.Array, jax.Array]]:
-    """The program's inputs on the layout's devices: parameters and keys stacked (padded) and
-    split over the runs' axis, the schedules likewise, the training split ``data`` on every
-    device: the arguments :func:`runs_chunk` takes before ``step0``."""
+) -> tuple[Any, Any, jax.Array, tuple[jax.Array, ...], tuple[jax.Array, jax.Array]]:
+    """The program's inputs on the layout's devices: parameters, statistics and keys stacked
+    (padded) and split over the runs' axis, the schedules likewise, the training split ``data``
+    on every device: the arguments :func:`runs_chunk` takes before ``step0``."""
     spread, whole = NamedSharding(layout.mesh, P(RUNS_AXIS)), NamedSharding(layout.mesh, P())
     dtype = float_dtype(configs[0].dtype)
     params = jax.device_put(_stack([s.params for s in states], layout.padded), spread)
+    stats = jax.device_put(_stack([s.stats for s in states], layout.padded), spread)
     keys = jax.device_put(_stack([s.batch_key for s in states], layout.padded), spread)
     schedule = jax.device_put(_schedules(configs, layout.padded, dtype), spread)
-    return params, keys, schedule, jax.device_put(tuple(data), whole)
+    return params, stats, keys, schedule, jax.device_put(tuple(data), whole)
 
 
 def train_runs(
@@ -212,23 +219,26 @@ def train_runs(
     should_stop: Callable[[], bool] | None = None,
     on_chunk: Callable[[ChunkReport], None] | None = None,
     layout: Layout | None = None,
+    model: Trainable | None = None,
 ) -> RunsResult:
     """Train every run of ``configs`` (from ``states``, default fresh) to their shared
     ``steps``, in one program per chunk, with :func:`jaxninja.training.loop.train_loop`'s contract:
     chunks end at multiples of ``chunk_steps``, ``check_every`` and ``checkpoint_every``;
     ``save(states)`` at each checkpoint and when ``should_stop()`` turns true (asked after every
-    chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and step."""
+    chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and step. ``model``:
+    the model every run trains (default: the lecture's)."""
+    model = trainable_of(model)
     check_compatible(configs)
     config = configs[0]
     dtype = float_dtype(config.dtype)
     k = len(configs)
     if states is None:
-        states = [start_state(c, dataset.vocab.size) for c in configs]
+        states = [start_state(c, dataset.vocab.size, model) for c in configs]
     if len(states) != k or len({s.step for s in states}) != 1:
         raise ConfigError("every run must start from the same step")
     layout = layout or make_layout(k)
     mesh = layout.mesh
-    params, keys, schedule, (x, y) = place_runs(configs, states, layout, dataset.train[:2])
+    params, stats, keys, schedule, (x, y) = place_runs(configs, states, layout, dataset.train[:2])
     step = states[0].step
     losses = np.full((k, config.steps), np.nan, dtype)  # train_loop's history is in the dtype too
     for i, s in enumerate(states):
@@ -236,24 +246,26 @@ def train_runs(
     t_start = time.perf_counter()
 
     def current() -> list[TrainState]:
-        host = jax.device_get(params)
+        host, host_stats = jax.device_get((params, stats))
         return [
             TrainState(
-                jax.tree.map(lambda a, i=i: a[i], host), step, s.batch_key, losses[i, :step].copy()
+                jax.tree.map(lambda a, i=i: a[i], host), step, s.batch_key, losses[i, :step].copy(),
+                jax.tree.map(lambda a, i=i: a[i], host_stats),
             )
             for i, s in enumerate(states)
-        ]
+        ]  # fmt: skip
 
-    def chunk(step: int, n: int) -> tuple[Params, np.ndarray]:
-        new_params, chunk = runs_chunk(
-            params, keys, *schedule, np.int32(step), x, y, n, config.batch_size, mesh, layout.group
+    def chunk(step: int, n: int) -> tuple[Any, np.ndarray]:
+        new, chunk = runs_chunk(
+            model.step, params, stats, keys, *schedule, np.int32(step), x, y, n,
+            config.batch_size, mesh, layout.group,
         )  # fmt: skip
-        return new_params, np.asarray(chunk)[:k]
+        return new, np.asarray(chunk)[:k]
 
-    def keep(new_params: Params, chunk: np.ndarray, end: int) -> None:
-        nonlocal params, step
+    def keep(new: tuple[Any, Any], chunk: np.ndarray, end: int) -> None:
+        nonlocal params, stats, step
         losses[:, step:end] = chunk
-        params, step = new_params, end
+        (params, stats), step = new, end
 
     def non_finite(chunk: np.ndarray, first: int, last_saved: int | None) -> Exception:
         bad = ~np.isfinite(chunk)
@@ -262,7 +274,7 @@ def train_runs(
         return RunNonFinite(run, first + i, float(chunk[run, i]), last_saved)
 
     def check(step: int) -> None:
-        _check_runs(params, states, step, dataset, config.batch_size)
+        _check_runs(params, stats, states, step, dataset, config.batch_size, model)
 
     hooks = LoopHooks(chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk)
     clock = run_chunks(Chunked(chunk, keep, non_finite, check, current), step, config.steps, hooks)
@@ -271,13 +283,16 @@ def train_runs(
     return RunsResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s, layout)
 
 
-def _check_runs(params, states, step: int, dataset: Dataset, batch_size: int) -> None:
+def _check_runs(
+    params, stats, states, step: int, dataset: Dataset, batch_size: int, model: Trainable
+) -> None:
     """``--check-every`` for every run: its manual gradients against ``jax.grad``."""
-    host = jax.device_get(params)
+    host, host_stats = jax.device_get((params, stats))
     x, y = jnp.asarray(dataset.train.x), jnp.asarray(dataset.train.y)
     for i, s in enumerate(states):
-        run_params = Params(*(jnp.asarray(a[i]) for a in host))
+        run_params = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), host)
+        run_stats = jax.tree.map(lambda a, i=i: jnp.asarray(a[i]), host_stats)
         try:
-            check_gradients(run_params, s.batch_key, step, x, y, batch_size)
+            check_gradients(run_params, s.batch_key, step, x, y, batch_size, model, run_stats)
         except Exception as err:
             raise type(err)(f"run {i}: {err}") from None

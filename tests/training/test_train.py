@@ -25,6 +25,7 @@ from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.lecture.fused import loss_and_grads
 from jaxninja.lecture.model import Params, loss_fused
 from jaxninja.lecture.step import batch_indices, learning_rate, train_chunk
+from jaxninja.models.lecture import lecture_trainable
 from jaxninja.training.evaluate import (
     SAMPLE_SEED_OFFSET,
     calibrate,
@@ -133,12 +134,13 @@ def test_check_gradients_passes_the_manual_backward_and_catches_a_wrong_one(data
     x, y = dataset.train.x, dataset.train.y
     check_gradients(state.params, state.batch_key, 1000, x, y, 32)  # the real backward passes
 
-    def wrong(params, xb, yb):  # dW2 off by 1%: the size of a typical backward bug
+    def wrong(params, stats, xb, yb):  # dW2 off by 1%: the size of a typical backward bug
         loss, grads = loss_and_grads(params, xb, yb)
-        return loss, grads._replace(W2=grads.W2 * 1.01)
+        return loss, grads._replace(W2=grads.W2 * 1.01), stats
 
+    planted = lecture_trainable()._replace(step=wrong)
     with pytest.raises(TrainingError, match=r"step 1000: manual dW2 differs from jax.grad"):
-        check_gradients(state.params, state.batch_key, 1000, x, y, 32, manual=wrong)
+        check_gradients(state.params, state.batch_key, 1000, x, y, 32, planted)
 
 
 def test_non_finite_loss_stops_at_its_step_and_saves_nothing_after(dataset):
