@@ -68,6 +68,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"read at most N bytes of words (default {MAX_DATA_BYTES:,}; '--data -' reads stdin)",
     )
     p.add_argument(
+        "--model",
+        metavar="FILE[:NAME]",
+        help="train your own model: a Python file defining init, batch, forward (with taps) and "
+        "backward, whose backward gives the gradients (README, 'Train your own model'); "
+        "FILE:NAME takes them from the file's object NAME (e.g. wavenet.py:part5). The file "
+        "runs as Python with your permissions. Default: the lecture's MLP",
+    )
+    p.add_argument(
+        "--allow-model-change",
+        action="store_true",
+        help="--resume with a --model file whose source differs from the one the checkpoint "
+        "records (by SHA-256; refused without it)",
+    )
+    p.add_argument(
         "--allow-other-data",
         action="store_true",
         help="--resume on words other than the checkpoint was trained on (refused without it)",
@@ -130,7 +144,7 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     """Train into --out; on a signal, save at the next chunk and exit 130 / 143."""
     interrupts = interrupts or Interrupts()
     settings = given(args, CONFIG_FIELDS)
-    if args.resume is None:
+    if args.resume is None and args.model is None:
         TrainConfig(**settings)  # refuse bad flags before jax is imported
     sweeps = [plan.parse_sweep(text) for text in args.sweep]
     plan.check_sweeps(sweeps)
@@ -198,6 +212,8 @@ def _run_options(args: argparse.Namespace, interrupts: Interrupts) -> RunOptions
         device=args.device,
         should_stop=interrupts.should_stop,
         log=lambda line: print(line, flush=True),
+        model=args.model,
+        allow_model_change=args.allow_model_change,
     )
 
 

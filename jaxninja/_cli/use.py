@@ -19,14 +19,30 @@ def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        metavar="FILE[:NAME]",
+        help="the model file the checkpoint was trained with (train --model); its logits "
+        "sample and evaluate. The file runs as Python with your permissions",
+    )
+    p.add_argument(
+        "--allow-model-change",
+        action="store_true",
+        help="use a --model file whose source differs from the checkpoint's record (SHA-256)",
+    )
+
+
 def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_flag(p)
+    _add_model_flags(p)
     p.add_argument("--num", type=int, default=20, help="names to sample (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default 0)")
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_flag(p)
+    _add_model_flags(p)
     p.add_argument("--data", help="word list to evaluate on (default: the one it was trained on)")
     p.add_argument(
         "--max-data-bytes",
@@ -41,7 +57,8 @@ def run_sample(args: argparse.Namespace) -> int:
     """Print names drawn from a checkpoint."""
     from jaxninja.training.inference import sample
 
-    for name in sample(args.checkpoint, args.num, args.seed):
+    model = {"model": args.model, "allow_model_change": args.allow_model_change}
+    for name in sample(args.checkpoint, args.num, args.seed, **model):
         print(name)
     return 0
 
@@ -50,7 +67,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Print the split losses of a checkpoint on its data (or --data)."""
     from jaxninja.training.inference import evaluate
 
-    result = evaluate(args.checkpoint, args.data, args.max_data_bytes)
+    model = {"model": args.model, "allow_model_change": args.allow_model_change}
+    result = evaluate(args.checkpoint, args.data, args.max_data_bytes, **model)
     losses = "  ".join(f"{name} {loss:.4f}" for name, loss in result.losses.items())
     print(f"{result.source} at step {result.step:,}: {losses}")
     return 0

@@ -39,7 +39,8 @@ from jaxninja.io.atomic import write_atomic
 from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
 from jaxninja.lecture.model import BNStats, Params
 
-FORMAT_VERSION = 2  # 2 added data_hash; 1 is still read
+FORMAT_VERSION = 3  # 2 added data_hash; 3 a model file's checkpoint; 1 and 2 are still read
+LECTURE_VERSION = 2  # what the lecture's checkpoints are written as (unchanged since 2)
 OLDEST_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.npz"  # the file inside an --out / --resume directory
 
@@ -49,7 +50,12 @@ META_KEYS = ("format_version", "vocab_json", "config_json", "step", "rng_key")
 CHECKSUM_KEY = "checksum"
 DATA_HASH_KEY = "data_hash"  # version 2, optional: words_hash of the training words, as ASCII
 KNOWN_KEYS = frozenset((*PARAM_KEYS, *BN_KEYS, *META_KEYS, CHECKSUM_KEY, DATA_HASH_KEY))
-TEXT_KEYS = ("vocab_json", "config_json")
+MODEL_KEY = "model_json"  # version 3: which model file (spec, file name, SHA-256 of its source)
+# Version 3 holds a model file's parameters and training statistics by key path
+# (params.l1.W, stats.l1.mean): names of at most 200 ASCII letters, digits, _ and .
+TREE_KEY = re.compile(r"(params|stats)\.[A-Za-z0-9_][A-Za-z0-9_.]{0,199}")
+MODEL_FIELDS = ("model", "file", "sha256")
+TEXT_KEYS = ("vocab_json", "config_json", MODEL_KEY)
 SMALL_KEYS = ("format_version", "step", "rng_key", CHECKSUM_KEY, DATA_HASH_KEY)
 
 # --- reading limits: each is far above what jaxninja writes, and bounds what a stranger can ask
@@ -84,6 +90,8 @@ class Checkpoint(NamedTuple):
     step: int  # steps done; training resumes at this step
     rng_key: np.ndarray  # raw uint32 key data, from jax.random.key_data(key)
     data_hash: str | None = None  # data.words_hash of the training words; None: not recorded
+    stats: Any = None  # a model file's training statistics (by name); the lecture has none
+    model: dict[str, str] | None = None  # a model file's record (MODEL_FIELDS); None: lecture
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
@@ -115,15 +123,21 @@ def _checksum(arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 def to_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     """The named plain arrays that make up ``ckpt`` on disk, checksum included."""
-    arrays = {key: np.asarray(p) for key, p in zip(PARAM_KEYS, ckpt.params, strict=True)}
-    if ckpt.bn_stats is not None:
-        arrays |= {key: np.asarray(s) for key, s in zip(BN_KEYS, ckpt.bn_stats, strict=True)}
+    if ckpt.model is None:
+        arrays = {key: np.asarray(p) for key, p in zip(PARAM_KEYS, ckpt.params, strict=True)}
+        if ckpt.bn_stats is not None:
+            arrays |= {key: np.asarray(s) for key, s in zip(BN_KEYS, ckpt.bn_stats, strict=True)}
+    else:  # a model file's: every leaf by its key path, and which model it was
+        arrays = _named("params", ckpt.params) | _named("stats", ckpt.stats)
+        arrays[MODEL_KEY] = _json_array({k: str(ckpt.model[k]) for k in MODEL_FIELDS})
     try:
         config_json = _json_array(ckpt.config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config is not JSON-able: {err}") from None
     arrays |= {
-        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "format_version": np.array(
+            LECTURE_VERSION if ckpt.model is None else FORMAT_VERSION, dtype=np.int64
+        ),
         "vocab_json": _json_array({"chars": ckpt.vocab.chars}),
         "config_json": config_json,
         "step": np.array(int(ckpt.step), dtype=np.int64),
@@ -140,6 +154,21 @@ def to_arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
             raise CheckpointError(f"checkpoint array {name!r} has dtype object; refusing to save")
     arrays[CHECKSUM_KEY] = _checksum(arrays)
     return arrays
+
+
+def _named(prefix: str, tree: Any) -> dict[str, np.ndarray]:
+    """``tree``'s leaves by key path (``params.l1.W``): a parameter pytree saved as plain
+    arrays, read back by :func:`jaxninja.models.trainable.restore_tree`."""
+    if tree is None:
+        return {}
+    paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    out = {}
+    for path, leaf in paths:
+        key = f"{prefix}.{jax.tree_util.keystr(path, simple=True, separator='.')}"
+        if not TREE_KEY.fullmatch(key):
+            raise CheckpointError(f"cannot save {key!r}: names are letters, digits, _ and .")
+        out[key] = np.asarray(leaf)
+    return out
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
@@ -164,8 +193,13 @@ def _read_arrays(path: Path, max_bytes: int = MAX_TOTAL_BYTES) -> dict[str, np.n
     """Every array of the checkpoint at ``path``, read within the checkpoint's bounds."""
     limit_of = lambda key: min(_member_limit(key), max_bytes)  # noqa: E731
     return safe_npz.read_archive(
-        path, safe_npz.ArchiveLayout(KNOWN_KEYS, "format_version", limit_of, max_bytes)
+        path, safe_npz.ArchiveLayout(_known, "format_version", limit_of, max_bytes)
     )
+
+
+def _known(name: str) -> bool:
+    """A name a checkpoint of any version may hold."""
+    return name in KNOWN_KEYS or name == MODEL_KEY or TREE_KEY.fullmatch(name) is not None
 
 
 def _json_depth(raw: bytes, limit: int) -> int:
@@ -420,6 +454,8 @@ def load_checkpoint(
     path = checkpoint_file(path)
     arrays = _read_arrays(path, min(max_bytes, MAX_TOTAL_BYTES))
     version = _check_version(path, arrays)
+    if MODEL_KEY in arrays or version >= 3:
+        return _load_model_checkpoint(path, arrays, version, expect_vocab, expect_config)
     _check_keys(path, arrays, version)
     _check_checksum(path, arrays)
     vocab = _vocab(path, arrays)
@@ -434,6 +470,56 @@ def load_checkpoint(
     params = Params(*(arrays[key] for key in PARAM_KEYS))
     bn_stats = BNStats(*(arrays[key] for key in BN_KEYS)) if BN_KEYS[0] in arrays else None
     return Checkpoint(params, bn_stats, vocab, config, step, rng_key, data_hash)
+
+
+def _load_model_checkpoint(
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    version: int,
+    expect_vocab: Vocab | None,
+    expect_config: dict[str, Any] | None,
+) -> Checkpoint:
+    """A model file's checkpoint (version 3): the same checks as the lecture's, except that the
+    shapes are the model's to check (:func:`jaxninja.models.trainable.restore_tree`); here every
+    array is a float array of one dtype and the record names a model."""
+    if version < 3 or MODEL_KEY not in arrays:
+        has = "has" if MODEL_KEY in arrays else "lacks"
+        raise CheckpointError(f"{path}: format version {version} {has} {MODEL_KEY}")
+    required = set(META_KEYS) | {CHECKSUM_KEY, MODEL_KEY}
+    missing = sorted(required - set(arrays))
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks array(s) {', '.join(missing)}")
+    trees = {k: v for k, v in arrays.items() if TREE_KEY.fullmatch(k)}
+    unexpected = sorted(set(arrays) - required - {DATA_HASH_KEY} - set(trees))
+    if unexpected or not any(k.startswith("params.") for k in arrays):
+        shown = ", ".join(unexpected) or "no params.* array"
+        raise CheckpointError(f"{path}: unexpected content for a model checkpoint: {shown}")
+    _check_checksum(path, arrays)
+    vocab = _vocab(path, arrays)
+    config = _json_value(path, arrays, "config_json")
+    model = _json_value(path, arrays, MODEL_KEY)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: config_json should be a JSON object")
+    if (
+        not isinstance(model, dict)
+        or sorted(model) != sorted(MODEL_FIELDS)
+        or not all(isinstance(v, str) and len(v) <= 4096 for v in model.values())
+    ):
+        raise CheckpointError(f"{path}: {MODEL_KEY} should name the model, its file and sha256")
+    dtypes = {a.dtype for a in trees.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+        raise CheckpointError(
+            f"{path}: parameters should share one float dtype, got {sorted(map(str, dtypes))}"
+        )
+    if "dtype" in config and str(config["dtype"]) != str(next(iter(dtypes))):
+        raise CheckpointError(
+            f"{path}: config dtype={config['dtype']} but the arrays are {next(iter(dtypes))}"
+        )
+    _check_expected(path, vocab, config, expect_vocab, expect_config)
+    step, rng_key, data_hash = _step(path, arrays), _rng_key(path, arrays), _data_hash(path, arrays)
+    params = {k.removeprefix("params."): v for k, v in trees.items() if k.startswith("params.")}
+    stats = {k.removeprefix("stats."): v for k, v in trees.items() if k.startswith("stats.")}
+    return Checkpoint(params, None, vocab, config, step, rng_key, data_hash, stats or None, model)
 
 
 def check_same_data(

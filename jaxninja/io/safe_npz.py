@@ -109,11 +109,16 @@ def _check_end_record(path: Path, f: IO[bytes]) -> None:
     f.seek(0)
 
 
+# A model file's checkpoint holds one array per parameter and statistic: part 5's WaveNet has
+# 14; 4,096 is far beyond any character model, and bounds the zip directory a stranger sends.
+MAX_MEMBERS = 4096
+
+
 class ArchiveLayout(NamedTuple):
     """What an archive may hold: its array names, the one that marks it as ours (``required``),
     each array's size limit in bytes (header included) and the limit of all together."""
 
-    known: frozenset[str]
+    known: frozenset[str] | Callable[[str], bool]  # the names, or a test of a name
     required: str
     limit_of: Callable[[str], int]
     max_bytes: int
@@ -131,7 +136,11 @@ def _check_directory(
     names = [info.filename.removesuffix(NPY_SUFFIX) for info in infos]
     if layout.required not in names:
         raise CheckpointError(f"{path}: not a jaxninja checkpoint (no {layout.required})")
-    unexpected = sorted(set(names) - layout.known)
+    if len(names) > MAX_MEMBERS:
+        raise CheckpointError(f"{path}: {len(names):,} arrays (a checkpoint holds at most "
+                              f"{MAX_MEMBERS:,})")  # fmt: skip
+    known = layout.known
+    unexpected = sorted(n for n in set(names) if not (known(n) if callable(known) else n in known))
     if unexpected:
         shown = ", ".join(repr(key) for key in unexpected)  # repr: a name is stranger's text
         raise CheckpointError(f"{path}: unexpected array(s) {shown}")

@@ -118,4 +118,4 @@ def _logits(params: Params, stats: BNStats, x: jax.Array) -> jax.Array:
     return logits_fused(params, x, stats)
 
 
-_LECTURE = Trainable("lecture", (), _start, _step, _loss, _finish, _logits)
+_LECTURE = Trainable("lecture", (), _start, _step, _loss, _finish, _logits, warm=True)

@@ -56,6 +56,7 @@ class Trainable(NamedTuple):
     logits: Callable[[Any, Any, jax.Array], jax.Array] | None
     defaults: tuple[tuple[str, Any], ...] = ()  # the model's own TrainConfig defaults
     validate: Callable[[Any, Any, jax.Array, jax.Array], None] | None = None
+    warm: bool = False  # whether jaxninja.training.warmup compiles its finishing programs ahead
 
     @property
     def is_file(self) -> bool:
@@ -238,3 +239,28 @@ def trainable_of(model: str | Path | Trainable | None) -> Trainable:
 
         return lecture_trainable()
     return file_trainable(model)
+
+
+def restore_tree(template: Any, flat: Mapping[str, Any], what: str, where: str) -> Any:
+    """``template``'s pytree with the arrays of ``flat`` (names as :func:`param_names` gives
+    them, as a model checkpoint stores them): the same names, each of the template's shape.
+    One :class:`CheckpointError` line otherwise (a checkpoint of another model, or forged)."""
+    from jaxninja.errors import CheckpointError
+
+    leaves, treedef = jax.tree.flatten(template)
+    names = _param_names(template) if leaves else []
+    if sorted(names) != sorted(flat):
+        missing, extra = sorted(set(names) - set(flat)), sorted(set(flat) - set(names))
+        raise CheckpointError(
+            f"{where}: its {what} are not this model's (missing {', '.join(missing) or '-'}; "
+            f"not in the model {', '.join(extra) or '-'})"
+        )
+    out = []
+    for name, leaf in zip(names, leaves, strict=True):
+        if np.shape(flat[name]) != np.shape(leaf):
+            raise CheckpointError(
+                f"{where}: {what} {name} has shape {np.shape(flat[name])}, the model's is "
+                f"{np.shape(leaf)}"
+            )
+        out.append(jnp.asarray(flat[name]))
+    return treedef.unflatten(out)

@@ -9,6 +9,7 @@ own training split, which gives the same numbers the finished run would have sav
 from __future__ import annotations
 
 import os
+import sys
 from typing import NamedTuple
 
 import jax
@@ -16,14 +17,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import checks
+from jaxninja.config import TrainConfig
 from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
-from jaxninja.errors import CheckpointError, DataError
+from jaxninja.errors import CheckpointError, DataError, ModelError
+from jaxninja.gradcheck.taps import param_names
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
-from jaxninja.lecture.model import BNStats, Params, block_size_of
+from jaxninja.lecture.model import BNStats, block_size_of
+from jaxninja.models.trainable import Trainable, trainable_of
 from jaxninja.training import memory
-from jaxninja.training.evaluate import calibrate, sample_names, split_losses
+from jaxninja.training.evaluate import sample_names, split_losses
+from jaxninja.training.rundir import check_same_model, model_arrays
 
 CheckpointLike = str | os.PathLike | Checkpoint
+ModelLike = str | os.PathLike | Trainable | None  # a model file (FILE[:NAME]); None: lecture
 
 
 class Evaluation(NamedTuple):
@@ -34,21 +40,53 @@ class Evaluation(NamedTuple):
     source: str
 
 
-def load_for_use(checkpoint: CheckpointLike, dataset: Dataset | None = None) -> Checkpoint:
-    """A checkpoint with its arrays on the default device and calibrated statistics (from the
-    file, else calibrated now on ``dataset`` or the run's own data)."""
+def load_for_use(
+    checkpoint: CheckpointLike,
+    dataset: Dataset | None = None,
+    model: ModelLike = None,
+    allow_model_change: bool = False,
+    where: str | None = None,
+) -> Usable:
+    """A checkpoint with its arrays on the default device in its model's structure, and the
+    model's evaluation statistics (the lecture's: from the file, else calibrated now on
+    ``dataset`` or the run's own data; a model file's: from its training statistics, or its
+    ``calibrate``). ``model`` must be the one the checkpoint records (a model file by the hash
+    of its source, unless ``allow_model_change``)."""
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    checks.float_dtype(str(ckpt.params.W1.dtype))  # float64: inside the caller's dtype_scope
-    params = Params(*(jnp.asarray(p) for p in ckpt.params))
+    where = where or _where(checkpoint)
+    trainable = trainable_of(model)
+    check_same_model(where, ckpt, trainable, allow_model_change, _note)
+    checks.float_dtype(str(jax.tree.leaves(ckpt.params)[0].dtype))  # float64: caller's scope
+    config = TrainConfig.from_dict(ckpt.config) if ckpt.model is not None else None
+    params, train_stats = model_arrays(ckpt, trainable, config, where)
+    if trainable.logits is None:
+        raise ModelError(f"{trainable.name}: defines no logits(), so there is nothing to sample "
+                         "or evaluate (README, 'Train your own model')")  # fmt: skip
     if ckpt.bn_stats is not None:
         stats = BNStats(*(jnp.asarray(s) for s in ckpt.bn_stats))
+    elif trainable.finish is None:
+        stats = None
     else:
-        where = _where(checkpoint)
         data = dataset or _run_data(ckpt, where)
-        stats = calibrate(params, data.train.x)
-    _refuse_non_finite(_where(checkpoint), "parameters", Params._fields, params)
-    _refuse_non_finite(_where(checkpoint), "BatchNorm statistics", BNStats._fields, stats)
-    return ckpt._replace(params=params, bn_stats=stats)
+        stats = trainable.finish(params, train_stats, data.train.x)
+    _refuse_non_finite(where, "parameters", param_names(params), jax.tree.leaves(params))
+    if stats is not None:
+        names = param_names(stats)
+        _refuse_non_finite(where, "BatchNorm statistics", names, jax.tree.leaves(stats))
+    block_size = int(ckpt.config.get("block_size", 0)) or block_size_of(params)
+    return Usable(ckpt._replace(params=params, bn_stats=stats), trainable, block_size)
+
+
+class Usable(NamedTuple):
+    """A checkpoint ready to use: its arrays, its model, its context length."""
+
+    ckpt: Checkpoint
+    model: Trainable
+    block_size: int
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _refuse_non_finite(where: str, what: str, names, arrays) -> None:
@@ -78,7 +116,8 @@ def _run_data(
 ) -> Dataset:
     """The data a checkpoint was trained on (or ``data``), with the checkpoint's vocabulary."""
     source = data or ckpt.config.get("data")
-    dataset = load_dataset(source, block_size_of(ckpt.params), max_data_bytes)
+    block_size = ckpt.config.get("block_size") if ckpt.model else block_size_of(ckpt.params)
+    dataset = load_dataset(source, block_size, max_data_bytes)
     if dataset.vocab != ckpt.vocab:
         raise DataError(
             f"{dataset.source}: vocabulary {dataset.vocab.chars!r} does not match "
@@ -87,32 +126,49 @@ def _run_data(
     return dataset
 
 
-def sample(checkpoint: CheckpointLike, num: int = 20, seed: int = 0) -> list[str]:
-    """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint)."""
+def sample(
+    checkpoint: CheckpointLike,
+    num: int = 20,
+    seed: int = 0,
+    model: ModelLike = None,
+    allow_model_change: bool = False,
+) -> list[str]:
+    """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint) of
+    the lecture's model, or of ``model`` (the file it was trained with)."""
     checks.check_int("--num", num, 1)
     checks.check_seed(seed)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    n_hidden, vocab_size = ckpt.params.W2.shape
-    itemsize = ckpt.params.W1.dtype.itemsize
-    needed = memory.BASELINE + memory.sampling_bytes(num, n_hidden, vocab_size, itemsize)
+    leaves = jax.tree.leaves(ckpt.params)
+    width = max(max(np.shape(a), default=1) for a in leaves)  # the widest layer, at most
+    itemsize = leaves[0].dtype.itemsize
+    needed = memory.BASELINE + memory.sampling_bytes(num, width, ckpt.vocab.size, itemsize)
     memory.check_fits(needed, f"--num {num:,} names")
-    with checks.dtype_scope(str(ckpt.params.W1.dtype)):  # a float64 run's: x64 for this call
-        ckpt = load_for_use(ckpt)
-        return sample_names(ckpt.params, ckpt.bn_stats, ckpt.vocab, num, jax.random.key(seed))
+    with checks.dtype_scope(str(leaves[0].dtype)):  # a float64 run's: x64 for this call
+        use = load_for_use(ckpt, None, model, allow_model_change, _where(checkpoint))
+        c = use.ckpt
+        return sample_names(
+            c.params, c.bn_stats, c.vocab, num, jax.random.key(seed),
+            logits=use.model.logits, block_size=use.block_size,
+        )  # fmt: skip
 
 
 def evaluate(
     checkpoint: CheckpointLike,
     data: str | os.PathLike | None = None,
     max_data_bytes: int = MAX_DATA_BYTES,
+    model: ModelLike = None,
+    allow_model_change: bool = False,
 ) -> Evaluation:
     """The train/val/test losses of a checkpoint on the data it was trained on (or ``data``,
-    which must have the same vocabulary; ``"-"`` reads standard input)."""
+    which must have the same vocabulary; ``"-"`` reads standard input), with the lecture's
+    model or ``model`` (the file it was trained with)."""
     checks.check_byte_count(max_data_bytes)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     dataset = _run_data(ckpt, _where(checkpoint), data, max_data_bytes)
-    with checks.dtype_scope(str(ckpt.params.W1.dtype)):  # a float64 run's: x64 for this call
-        ckpt = load_for_use(ckpt, dataset if data is None else None)  # calibrate on its data
-        losses = split_losses(ckpt.params, ckpt.bn_stats, dataset)
+    with checks.dtype_scope(str(jax.tree.leaves(ckpt.params)[0].dtype)):  # float64: x64 here
+        own = dataset if data is None else None  # calibrate on its own data
+        use = load_for_use(ckpt, own, model, allow_model_change, _where(checkpoint))
+        c = use.ckpt
+        losses = split_losses(c.params, c.bn_stats, dataset, use.model.logits)
     _refuse_non_finite(_where(checkpoint), "split losses", list(losses), list(losses.values()))
-    return Evaluation(losses, ckpt.step, dataset.source)
+    return Evaluation(losses, use.ckpt.step, dataset.source)

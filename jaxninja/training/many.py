@@ -31,8 +31,8 @@ from jaxninja.data import Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
 from jaxninja.io.atomic import prepare_out_dir, write_atomic
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from jaxninja.lecture.model import n_params
 from jaxninja.lecture.step import learning_rate
+from jaxninja.models.trainable import Trainable, count_params, defaults_config, trainable_of
 from jaxninja.training import memory, warmup
 from jaxninja.training.loop import TrainResult, TrainState
 from jaxninja.training.plan import (
@@ -51,6 +51,7 @@ from jaxninja.training.rundir import (
     PLOT_NAME,
     SUMMARY_NAME,
     Log,
+    check_same_model,
     finish_state,
     finished_at,
     finishing_step,
@@ -85,6 +86,7 @@ class Many(NamedTuple):
     layout: Layout
     states: list[TrainState] | None  # None: from the seeds
     resume: Path | None  # the multi-run folder resumed from
+    model: Trainable  # what every run trains
 
     def folder(self, i: int) -> Path:
         return self.out / run_name(i, len(self.configs))
@@ -143,6 +145,7 @@ def write_plan(job: Many) -> None:
     plan = {
         "version": PLAN_VERSION,
         "base": recorded_config(job.base, job.dataset),
+        "model": dict(job.model.record) if job.model.is_file else None,
         "seeds": job.seeds,
         "sweep": [[name, list(values)] for name, values in job.sweeps],
         "runs": [
@@ -167,10 +170,14 @@ def prepare_many(
     only ``steps`` changed), every run's checkpoint on resume, the device, the data, the memory
     of K runs and the folder."""
     options.check()
+    model = trainable_of(options.model)
     sweeps = tuple(sweeps)
     folder = Path(options.resume) if options.resume is not None else None
     plan = None
     if folder is None:
+        if model.defaults:
+            given = config.fields() if isinstance(config, TrainConfig) else dict(config or {})
+            config = defaults_config(model, given)
         base = resolve_config(config, None)
         seeds = 1 if seeds is None else seeds
     else:
@@ -191,7 +198,9 @@ def prepare_many(
     data = options.data
     source = data if data is not None or plan is None else plan["base"].get("data")
     dataset = load_dataset(source, base.block_size, options.max_data_bytes)
-    states = None if folder is None else _resumed_states(folder, configs, dataset)
+    states = None
+    if folder is not None:
+        states = _resumed_states(folder, configs, dataset, model, options)
     needed = memory.run_bytes(
         base, len(dataset.train.y), dataset.vocab.size, options.samples, runs=len(configs)
     )
@@ -200,14 +209,23 @@ def prepare_many(
     target = Path(out) if out is not None else (folder if folder is not None else Path(DEFAULT_OUT))
     refuse_overwrite(target, folder, options.overwrite)
     target = prepare_out_dir(target)
-    job = Many(base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder)
+    job = Many(
+        base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder, model
+    )
     for i in range(len(configs)):
         prepare_out_dir(job.folder(i))
     return job
 
 
-def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) -> list[TrainState]:
-    """Every run's checkpoint, checked against the plan; all must stand at the same step."""
+def _resumed_states(
+    folder: Path,
+    configs: list[TrainConfig],
+    dataset: Dataset,
+    model: Trainable,
+    options: RunOptions,
+) -> list[TrainState]:
+    """Every run's checkpoint, checked against the plan and the model; all must stand at the
+    same step."""
     states = []
     for i, config in enumerate(configs):
         path = folder / run_name(i, len(configs)) / CHECKPOINT_NAME
@@ -222,7 +240,10 @@ def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) 
             raise ConfigError(
                 f"--steps {config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
             )
-        states.append(resumed_state(ckpt, path.parent))
+        check_same_model(
+            path, ckpt, model, options.allow_model_change, options.log if i == 0 else None
+        )
+        states.append(resumed_state(ckpt, path.parent, model, config))
     steps = sorted({s.step for s in states})
     if len(steps) > 1:
         raise ConfigError(
@@ -267,11 +288,12 @@ def _train_many(job: Many, options: RunOptions) -> ManyResult:
 
     def save(states: list[TrainState]) -> None:
         for i, (state, c) in enumerate(zip(states, job.configs, strict=True)):
-            save_then_calibrate(job.folder(i), state, job.dataset, c)
+            save_then_calibrate(job.folder(i), state, job.dataset, c, job.model)
 
     # the finishing programs, compiled beside the loop's start (they run on the default device)
-    warm = warmup.start(job.base, job.dataset, options.samples, None)
-    on_chunk = warm.stopping_first(on_chunk)
+    warm = warmup.start(job.base, job.dataset, options.samples, None) if job.model.warm else None
+    if warm is not None:
+        on_chunk = warm.stopping_first(on_chunk)
     try:
         result = train_runs(
             job.configs,
@@ -283,6 +305,7 @@ def _train_many(job: Many, options: RunOptions) -> ManyResult:
             should_stop=options.should_stop,
             on_chunk=on_chunk,
             layout=job.layout,
+            model=job.model,
         )
     except RunNonFinite as err:
         kept = kept_checkpoint(err.last_saved, start, job.folder(err.run), job.resumed(err.run))
@@ -291,11 +314,12 @@ def _train_many(job: Many, options: RunOptions) -> ManyResult:
     finally:
         if bar is not None:
             bar.close()
-        warm.join()  # done long before, unless the runs were short
+        if warm is not None:
+            warm.join()  # done long before, unless the runs were short
     if result.interrupted:
         return ManyResult(job.out, job.configs, result, None)
     for i, (state, c) in enumerate(zip(result.states, job.configs, strict=True)):
-        save_run(job.folder(i), state, None, job.dataset, c)  # every run safe from here on
+        save_run(job.folder(i), state, None, job.dataset, c, job.model)  # every run safe now
     if options.on_saved is not None:
         options.on_saved(job.out)
     return _finish(job, result, options.samples, options.log)
@@ -332,11 +356,11 @@ def _finish_one(
 ) -> dict[str, Any]:
     """Run ``i`` finished as a single run is, into its own folder; its row of the table."""
     out = job.folder(i)
-    stats, losses, names = finish_state(out, state, config, job.dataset, samples)
+    stats, losses, names = finish_state(out, state, config, job.dataset, samples, job.model)
     one = TrainResult(
         state, False, result.steps_per_s, result.compile_s, result.wall_s, stats, losses
     )
-    summary = run_summary(config, job.dataset, job.device, one)
+    summary = run_summary(config, job.dataset, job.device, one, job.model)
     summary["samples"] = names
     write_summary(out, summary, state.step)
     return {
@@ -368,7 +392,7 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
         "runs": per_run,
         "over_runs": split_statistics(losses),
         "by_setting": by_setting,
-        "n_params": n_params(result.states[0].params),
+        "n_params": count_params(result.states[0].params),
         "layout": {
             "devices": job.layout.devices,
             "group": job.layout.group,
@@ -423,5 +447,5 @@ def plot_many(job: Many, result: RunsResult) -> None:
 
     losses = np.stack([s.losses for s in result.states])
     labels = [job.folder(i).name for i in range(len(job.configs))]
-    title = f"{len(labels)} runs, {n_params(result.states[0].params):,} parameters each"
+    title = f"{len(labels)} runs, {count_params(result.states[0].params):,} parameters each"
     plot_runs(losses, job.out / PLOT_NAME, labels, title)

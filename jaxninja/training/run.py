@@ -38,8 +38,8 @@ from jaxninja.io.checkpoint import (
     checkpoint_file,
     load_checkpoint,
 )
-from jaxninja.lecture.model import n_params
 from jaxninja.lecture.step import learning_rate
+from jaxninja.models.trainable import Trainable, count_params, defaults_config, trainable_of
 from jaxninja.training import memory, warmup
 from jaxninja.training.loop import ChunkReport, TrainResult, TrainState, train_loop
 from jaxninja.training.progress import reporter
@@ -48,6 +48,7 @@ from jaxninja.training.rundir import (
     PLOT_NAME,
     SUMMARY_NAME,
     Log,
+    check_same_model,
     finish_state,
     finishing_step,
     host_state,
@@ -76,7 +77,10 @@ class RunOptions(NamedTuple):
     chunk; when it turns true (e.g. a signal number) the state is saved and the result says
     ``interrupted``. ``on_start()`` is called when everything has been checked and training
     begins; ``on_saved(path)`` once the trained state is safe on disk, before finishing; ``log``
-    gets each status line (None: silence).
+    gets each status line (None: silence). ``model``: the model to train, a model file
+    (``FILE`` or ``FILE:NAME``, see :mod:`jaxninja.models.protocol`) or a
+    :class:`~jaxninja.models.trainable.Trainable`; None trains the lecture's MLP. Resuming a
+    model file whose source differs from the checkpoint's record needs ``allow_model_change``.
     """
 
     data: str | os.PathLike | None = None
@@ -92,6 +96,8 @@ class RunOptions(NamedTuple):
     on_start: Callable[[], None] | None = None
     on_saved: Callable[[Path], None] | None = None
     log: Log | None = print
+    model: str | os.PathLike | Trainable | None = None  # a model file (FILE[:NAME]); None: lecture
+    allow_model_change: bool = False  # resume a model file whose source changed (by its hash)
 
     @classmethod
     def given(cls, options: RunOptions | None, keywords: Mapping[str, Any], caller: str):
@@ -135,7 +141,8 @@ class RunResult(NamedTuple):
 
 
 class Run(NamedTuple):
-    """A run ready to start: settings, data, folder, device(s) and (on resume) its state."""
+    """A run ready to start: settings, data, folder, device(s), the model and (on resume) its
+    state."""
 
     config: TrainConfig
     dataset: Dataset
@@ -144,6 +151,7 @@ class Run(NamedTuple):
     mesh: Mesh | None  # devices > 1: the batch is split over these devices
     state: TrainState | None  # None: start from the seed
     resume: Path | None  # the checkpoint file resumed from
+    model: Trainable
 
 
 class Single(NamedTuple):
@@ -208,7 +216,7 @@ def _agreement(config: Any, options: RunOptions, single: Single) -> str:
             "resume": options.resume is not None, "samples": options.samples,
             "check_every": options.check_every, "checkpoint_every": options.checkpoint_every,
             "devices": single.devices, "max_data_bytes": options.max_data_bytes,
-            "allow_other_data": single.allow_other_data,
+            "allow_other_data": single.allow_other_data, "model": str(options.model),
         },
         sort_keys=True, default=str,
     )  # fmt: skip
@@ -218,6 +226,7 @@ def _run_fingerprint(run: Run) -> str:
     """What every process must share: the settings, the words, the starting step."""
     step = run.state.step if run.state else 0
     fields = {"config": run.config.to_dict(), "data": run.dataset.data_hash, "step": step}
+    fields["model"] = dict(run.model.record)
     return json.dumps(fields | {"devices": run.mesh.size if run.mesh else 1}, sort_keys=True)
 
 
@@ -232,7 +241,13 @@ def _prepare(
 ) -> Run:
     """:func:`prepare` in one process; ``readable`` is where this process reads the checkpoint
     ``path`` (process 0's file, or its broadcast copy)."""
+    model = trainable_of(options.model)
     ckpt = load_checkpoint(readable) if readable is not None else None
+    if ckpt is not None:
+        check_same_model(path, ckpt, model, options.allow_model_change, options.log)
+    if ckpt is None and model.defaults:
+        given = config.fields() if isinstance(config, TrainConfig) else dict(config or {})
+        config = defaults_config(model, given)
     run_config = resolve_config(config, ckpt.config if ckpt else None, str(path))
     if ckpt is not None and run_config.steps < ckpt.step:
         raise ConfigError(
@@ -269,8 +284,8 @@ def _prepare(
     if distributed.is_writer():  # only process 0 writes, so only its folder is checked
         refuse_overwrite(folder, path, options.overwrite)
         folder = prepare_out_dir(folder)
-    state = None if ckpt is None else resumed_state(ckpt, readable.parent)
-    return Run(run_config, dataset, folder, jax_device, mesh, state, path)
+    state = None if ckpt is None else resumed_state(ckpt, readable.parent, model, run_config)
+    return Run(run_config, dataset, folder, jax_device, mesh, state, path, model)
 
 
 # ----------------------------------------------------------------------------------- the run
@@ -321,7 +336,7 @@ def _train(run: Run, options: RunOptions) -> RunResult:
     stop_code = [0]
 
     def save(state: TrainState) -> None:
-        save_then_calibrate(folder, state, dataset, config)
+        save_then_calibrate(folder, state, dataset, config, run.model)
         saved[0] = state.step
 
     def stop() -> int:  # several processes: all stop at the same chunk, or none does
@@ -336,7 +351,7 @@ def _train(run: Run, options: RunOptions) -> RunResult:
 
     committed = None if options.device == "auto" else run.device  # None: uncommitted
     warm = None  # the finishing programs, compiled beside the loop's start (one device only)
-    if run.mesh is None and not several:
+    if run.mesh is None and not several and run.model.warm:
         warm = warmup.start(config, dataset, options.samples, committed)
         on_chunk = warm.stopping_first(on_chunk)
     try:
@@ -345,6 +360,7 @@ def _train(run: Run, options: RunOptions) -> RunResult:
                 config,
                 dataset,
                 state=run.state,
+                model=run.model,
                 check_every=options.check_every,
                 checkpoint_every=options.checkpoint_every,
                 save=save,
@@ -366,7 +382,7 @@ def _train(run: Run, options: RunOptions) -> RunResult:
         return RunResult(folder, config, result, None, [], stop_code[0])
     if several:
         result = result._replace(state=host_state(result.state))
-    save_run(folder, result.state, None, dataset, config)  # safe from here on
+    save_run(folder, result.state, None, dataset, config, run.model)  # safe from here on
     if options.on_saved is not None:
         options.on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, options.samples, log)
@@ -387,9 +403,9 @@ def _finish(run: Run, result: TrainResult, num_samples: int, log: Log | None) ->
     """Calibrate (rewriting the checkpoint with the statistics), evaluate, sample, then write
     summary.json and loss.png; the checkpoint is already safe when this starts."""
     config, out, state = run.config, run.out, result.state
-    stats, losses, names = finish_state(out, state, config, run.dataset, num_samples)
+    stats, losses, names = finish_state(out, state, config, run.dataset, num_samples, run.model)
     result = result._replace(bn_stats=stats, split_losses=losses)
-    summary = run_summary(config, run.dataset, run.device, result)
+    summary = run_summary(config, run.dataset, run.device, result, run.model)
     summary["samples"] = names
     if distributed.is_writer():  # the others computed the same, to reach the exit together
         write_summary(out, summary, state.step)
@@ -406,15 +422,19 @@ def plot_run(state: TrainState, path: Path, steps: int) -> None:
     """``loss.png`` of one run (imports matplotlib: only when a run finishes)."""
     from jaxninja.training.plots import plot_loss
 
-    plot_loss(state.losses, path, title=f"{n_params(state.params):,} parameters, {steps:,} steps")
+    title = f"{count_params(state.params):,} parameters, {steps:,} steps"
+    plot_loss(state.losses, path, title=title)
 
 
 def _result_line(result: TrainResult) -> str:
-    losses = result.split_losses or {}
     rate = "steps/s n/a: every chunk compiled"
     if result.steps_per_s is not None:
         rate = f"{result.steps_per_s:,.0f} steps/s"
+    timing = f"({rate}; {result.wall_s:.1f} s incl. {result.compile_s:.1f} s compiling)"
+    if result.split_losses is None:  # the model has no logits(): nothing was evaluated
+        return f"trained; no split losses (the model defines no logits) {timing}"
+    losses = result.split_losses
     return (
         f"train {losses['train']:.4f}  val {losses['val']:.4f}  test {losses['test']:.4f}  "
-        f"({rate}; {result.wall_s:.1f} s incl. {result.compile_s:.1f} s compiling)"
+        + timing
     )

@@ -14,6 +14,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, Trainin
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from jaxninja.io.safe_npz import read_npy
-from jaxninja.lecture.model import BNStats, Params, n_params
+from jaxninja.lecture.model import Params
+from jaxninja.models.trainable import Trainable, count_params, restore_tree, trainable_of
 from jaxninja.training import plan
-from jaxninja.training.evaluate import calibrate, sample_key, sample_names, split_losses
+from jaxninja.training.evaluate import sample_key, sample_names, split_losses
 from jaxninja.training.loop import TrainResult, TrainState
 
 LOSSES_NAME = "losses.npy"  # every step's loss, saved next to the checkpoint for loss.png
@@ -120,48 +122,66 @@ def to_numpy(tree: Any) -> Any:
 
 
 def save_run(
-    out: Path, state: TrainState, stats: BNStats | None, dataset: Dataset, config: TrainConfig
+    out: Path,
+    state: TrainState,
+    stats: Any,
+    dataset: Dataset,
+    config: TrainConfig,
+    model: Trainable | None = None,
 ) -> None:
-    """The checkpoint (parameters, calibrated statistics if known, vocab, config, step, RNG key)
-    and the loss history beside it; the losses first, so a checkpoint never lacks its history.
-    With several processes only process 0 writes (the others hold the same values)."""
+    """The checkpoint (parameters, calibrated statistics if known, vocab, config, step, RNG key;
+    a model file's: its training statistics and which model it is) and the loss history beside
+    it; the losses first, so a checkpoint never lacks its history. With several processes only
+    process 0 writes (the others hold the same values)."""
     if not distributed.is_writer():
         return
+    record = dict(model.record) if model is not None and model.is_file else None
     ckpt = Checkpoint(
         to_numpy(state.params),
-        None if stats is None else to_numpy(stats),
+        None if stats is None or record is not None else to_numpy(stats),
         dataset.vocab,
         recorded_config(config, dataset),
         state.step,
         np.asarray(jax.random.key_data(state.batch_key)),
         dataset.data_hash or None,
+        None if state.stats is None else to_numpy(state.stats),
+        record,
     )
     write_atomic(out / LOSSES_NAME, lambda f: np.save(f, state.losses))
     save_checkpoint(out / CHECKPOINT_NAME, ckpt)
 
 
 def save_then_calibrate(
-    out: Path, state: TrainState, dataset: Dataset, config: TrainConfig
-) -> BNStats | None:
-    """Save the trained state first (it is safe from here on), then calibrate BatchNorm and
-    rewrite the checkpoint with the statistics (process 0 only: the others go on to the next
-    chunk and wait there)."""
+    out: Path,
+    state: TrainState,
+    dataset: Dataset,
+    config: TrainConfig,
+    model: Trainable | None = None,
+) -> Any:
+    """Save the trained state first (it is safe from here on), then compute the model's
+    evaluation statistics (the lecture: calibrate BatchNorm) and rewrite the checkpoint with
+    them (process 0 only: the others go on to the next chunk and wait there). A model file's
+    checkpoint keeps its training statistics instead, from which evaluation derives its own."""
+    model = trainable_of(model)
     if not distributed.is_writer():
         return None
     if distributed.is_multiprocess():
         state = host_state(state)
-    save_run(out, state, None, dataset, config)
+    save_run(out, state, None, dataset, config, model)
+    if model.is_file or model.finish is None:
+        return None
     stats = finishing_step(
-        "calibrating BatchNorm", out, state.step, calibrate, state.params, dataset.train.x
-    )
-    save_run(out, state, stats, dataset, config)
+        "calibrating BatchNorm", out, state.step, model.finish, state.params, state.stats,
+        dataset.train.x,
+    )  # fmt: skip
+    save_run(out, state, stats, dataset, config, model)
     return stats
 
 
 def host_state(state: TrainState) -> TrainState:
     """``state`` with its parameters in host memory: after training each process finishes on
     its own device, and a process cannot compute on arrays that span the others'."""
-    return state._replace(params=Params(*(np.asarray(p) for p in state.params)))
+    return state._replace(params=to_numpy(state.params), stats=to_numpy(state.stats))
 
 
 def load_losses(folder: Path, step: int) -> np.ndarray:
@@ -176,14 +196,73 @@ def load_losses(folder: Path, step: int) -> np.ndarray:
     return losses[:step].astype(keep)
 
 
-def resumed_state(ckpt: Checkpoint, folder: Path) -> TrainState:
-    """The training state a checkpoint (read from ``folder``) continues from, with its losses."""
+def resumed_state(
+    ckpt: Checkpoint,
+    folder: Path,
+    model: Trainable | None = None,
+    config: TrainConfig | None = None,
+) -> TrainState:
+    """The training state a checkpoint (read from ``folder``) continues from, with its losses.
+    A model file's checkpoint is read into the model's own structure (its ``init`` at the
+    run's ``config`` gives the names and shapes)."""
+    params, stats = model_arrays(ckpt, model, config, str(folder))
     return TrainState(
-        Params(*(jnp.asarray(p) for p in ckpt.params)),
+        params,
         ckpt.step,
         jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
         load_losses(folder, ckpt.step),
+        stats,
     )
+
+
+def model_arrays(
+    ckpt: Checkpoint, model: Trainable | None, config: TrainConfig | None, where: str
+) -> tuple[Any, Any]:
+    """A checkpoint's parameters and training statistics as jax arrays in the model's
+    structure: the lecture's ``Params``; a model file's pytree, checked name by name and shape
+    by shape against a fresh ``start`` of the model."""
+    if ckpt.model is None:
+        return Params(*(jnp.asarray(p) for p in ckpt.params)), None
+    model = trainable_of(model)
+    config = config or TrainConfig.from_dict(ckpt.config)
+    params0, stats0, _ = model.start(config, ckpt.vocab.size)
+    params = restore_tree(params0, ckpt.params, "parameters", where)
+    stats = None if stats0 is None else restore_tree(stats0, ckpt.stats or {}, "statistics", where)
+    return params, stats
+
+
+def check_same_model(
+    path: Path | str | None,
+    ckpt: Checkpoint,
+    model: Trainable,
+    allow_change: bool = False,
+    log: Log | None = None,
+) -> None:
+    """The checkpoint was trained with ``model``: the lecture's with the lecture's, a model file
+    with a file whose source has the recorded SHA-256. A changed source is refused unless
+    ``allow_change`` (``--allow-model-change``), then noted."""
+    if ckpt.model is None and model.is_file:
+        raise CheckpointError(
+            f"{path}: was trained with the lecture's model, not --model {model.name}; drop --model"
+        )
+    if ckpt.model is None:
+        return
+    recorded = ckpt.model
+    if not model.is_file:
+        raise CheckpointError(
+            f"{path}: was trained with --model {recorded['model']} (file {recorded['file']}); "
+            "pass --model with that file"
+        )
+    sha = dict(model.record)["sha256"]
+    if sha == recorded["sha256"]:
+        return
+    text = (
+        f"{path}: was trained with {recorded['file']} of SHA-256 {recorded['sha256'][:12]}, but "
+        f"--model {model.name} has {sha[:12]}"
+    )
+    if not allow_change:
+        raise CheckpointError(f"{text}; pass --allow-model-change to use it anyway")
+    say(log, f"note: {text} (--allow-model-change)")
 
 
 def kept_checkpoint(last_saved: int | None, start: int, out: Path, resume: Path | None) -> str:
@@ -214,21 +293,35 @@ def finishing_step(what: str, out: Path, step: int, fn: Callable, *args: Any) ->
 
 
 def finish_state(
-    out: Path, state: TrainState, config: TrainConfig, dataset: Dataset, num_samples: int
-) -> tuple[BNStats, dict[str, float], list[str]]:
-    """A trained (and saved) run's finishing: calibrate BatchNorm and rewrite the checkpoint
-    with the statistics, evaluate the splits, sample ``num_samples`` names; each step's failure
-    is one line naming the safe checkpoint."""
-    step = state.step
-    stats = finishing_step(
-        "calibrating BatchNorm", out, step, calibrate, state.params, dataset.train.x
+    out: Path,
+    state: TrainState,
+    config: TrainConfig,
+    dataset: Dataset,
+    num_samples: int,
+    model: Trainable | None = None,
+) -> tuple[Any, dict[str, float] | None, list[str]]:
+    """A trained (and saved) run's finishing: the model's evaluation statistics (the lecture:
+    calibrate BatchNorm, and rewrite the checkpoint with them), the splits' losses, and
+    ``num_samples`` sampled names; each step's failure is one line naming the safe checkpoint.
+    A model without ``logits`` has no split losses or names (None, [])."""
+    model, step = trainable_of(model), state.step
+    stats = None
+    if model.finish is not None:
+        stats = finishing_step(
+            "calibrating BatchNorm" if not model.is_file else "computing the statistics",
+            out, step, model.finish, state.params, state.stats, dataset.train.x,
+        )  # fmt: skip
+        save_run(out, state, stats, dataset, config, model)
+    if model.logits is None:
+        return stats, None, []
+    losses = finishing_step(
+        "evaluating", out, step, split_losses, state.params, stats, dataset, model.logits
     )
-    save_run(out, state, stats, dataset, config)
-    losses = finishing_step("evaluating", out, step, split_losses, state.params, stats, dataset)
     names: list[str] = []
     if num_samples:
         args = (state.params, stats, dataset.vocab, num_samples, sample_key(config.seed))
-        names = finishing_step("sampling", out, step, sample_names, *args)
+        more = {"logits": model.logits, "block_size": config.block_size}
+        names = finishing_step("sampling", out, step, partial(sample_names, **more), *args)
     return stats, losses, names
 
 
@@ -247,12 +340,19 @@ def finished_at() -> str:
 
 
 def run_summary(
-    config: TrainConfig, dataset: Dataset, device: jax.Device, result: TrainResult
+    config: TrainConfig,
+    dataset: Dataset,
+    device: jax.Device,
+    result: TrainResult,
+    model: Trainable | None = None,
 ) -> dict[str, Any]:
-    """One run's ``summary.json`` (``samples`` left empty for the caller to fill)."""
+    """One run's ``summary.json`` (``samples`` left empty for the caller to fill); a model
+    file's run records which (its spec, file name and source hash)."""
+    record = dict(model.record) if model is not None and model.is_file else None
     return {
         "config": recorded_config(config, dataset),
-        "n_params": n_params(result.params),
+        "model": record,
+        "n_params": count_params(result.params),
         "losses": result.split_losses,
         "steps_per_s": result.steps_per_s,
         "compile_and_first_chunk_s": result.compile_s,
