@@ -25,7 +25,7 @@ import numpy as np
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE, STDIN, STDIN_NAME, Dataset
 from jaxninja.devices import distributed
-from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
+from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, ModelError, TrainingError
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from jaxninja.io.safe_npz import read_npy
@@ -240,16 +240,17 @@ def check_same_model(
 ) -> None:
     """The checkpoint was trained with ``model``: the lecture's with the lecture's, a model file
     with a file whose source has the recorded SHA-256. A changed source is refused unless
-    ``allow_change`` (``--allow-model-change``), then noted."""
+    ``allow_change`` (``--allow-model-change``), then noted. A mismatch is a
+    :class:`ModelError` (exit 2: the flags name the wrong model)."""
     if ckpt.model is None and model.is_file:
-        raise CheckpointError(
+        raise ModelError(
             f"{path}: was trained with the lecture's model, not --model {model.name}; drop --model"
         )
     if ckpt.model is None:
         return
     recorded = ckpt.model
     if not model.is_file:
-        raise CheckpointError(
+        raise ModelError(
             f"{path}: was trained with --model {recorded['model']} (file {recorded['file']}); "
             "pass --model with that file"
         )
@@ -261,7 +262,7 @@ def check_same_model(
         f"--model {model.name} has {sha[:12]}"
     )
     if not allow_change:
-        raise CheckpointError(f"{text}; pass --allow-model-change to use it anyway")
+        raise ModelError(f"{text}; pass --allow-model-change to use it anyway")
     say(log, f"note: {text} (--allow-model-change)")
 
 

@@ -16,7 +16,7 @@ import pytest
 from jaxninja._cli import main
 from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
-from jaxninja.errors import CheckpointError, ModelError, TrainingError
+from jaxninja.errors import ModelError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.lecture.step import train_chunk as lecture_chunk
 from jaxninja.models.lecture import lecture_trainable
@@ -148,7 +148,7 @@ def test_a_changed_model_file_or_the_wrong_model_is_refused_in_one_line(words, t
     _train(words, tmp_path / "run", config=STEPS | {"steps": 100}, samples=0)
     changed = tmp_path / "tiny_mlp.py"
     changed.write_text(TINY.read_text() + "# an edit\n")
-    with pytest.raises(CheckpointError, match="pass --allow-model-change"):
+    with pytest.raises(ModelError, match="pass --allow-model-change"):
         _train(words, tmp_path / "run", model=changed, config={"steps": 200},
                resume=tmp_path / "run")  # fmt: skip
     allowed = _train(
