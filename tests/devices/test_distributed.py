@@ -529,3 +529,23 @@ def test_unreachable_coordinator_times_out_in_one_line():
 
 if __name__ == "__main__":  # one process of test_gradients_and_shards_over_processes
     _worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_model_file_as_one(tmp_path):
+    """A model file (``train --model``) over 2 processes: the one-process run within 1e-9."""
+    from jaxninja.io.checkpoint import load_checkpoint
+
+    model = ["--model", str(ROOT / "examples" / "models" / "tiny_mlp.py")]
+    flags = ["--steps", "300", "--dtype", "float64", "--samples", "2", *model]
+    one = jaxninja("train", *flags, "--out", str(tmp_path / "one"))
+    two = jaxninja(
+        "launch", "--processes", "2", "--", "train", *flags, "--out", str(tmp_path / "two")
+    )
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    assert a.model == b.model and sorted(a.params) == sorted(b.params)
+    for name in a.params:
+        assert (
+            a.params[name].dtype == np.float64 and relative(b.params[name], a.params[name]) <= RTOL
+        )
