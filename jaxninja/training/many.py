@@ -28,7 +28,7 @@ import numpy as np
 from jaxninja import checks
 from jaxninja.config import DEFAULT_OUT, TrainConfig
 from jaxninja.data import Dataset, load_dataset
-from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
+from jaxninja.errors import CheckpointError, ConfigError, ModelError, RunNonFinite, TrainingError
 from jaxninja.io.atomic import prepare_out_dir, write_atomic
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from jaxninja.lecture.step import learning_rate
@@ -171,6 +171,11 @@ def prepare_many(
     of K runs and the folder."""
     options.check()
     model = trainable_of(options.model)
+    if model.logits is None:  # the table of runs is their split losses
+        raise ModelError(
+            f"{model.name}: defines no logits(), so its runs have no split losses to compare; "
+            "--seeds/--sweep need it (one run trains without)"
+        )
     sweeps = tuple(sweeps)
     folder = Path(options.resume) if options.resume is not None else None
     plan = None
@@ -386,6 +391,7 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
             )
     return {
         "config": recorded_config(job.base, job.dataset),
+        "model": dict(job.model.record) if job.model.is_file else None,
         "seeds": job.seeds,
         "sweep": {name: list(values) for name, values in job.sweeps},
         "varying": list(varying(job.configs)),

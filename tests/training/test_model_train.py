@@ -171,3 +171,17 @@ def test_model_flag_errors_exit_2_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert (missing, variant) == (2, 2) and len(err) == 2
     assert "nope.py" in err[0] and "defines no 'part9'" in err[1]
+
+
+def test_a_model_without_logits_trains_and_says_what_is_skipped(words, tmp_path, capsys):
+    path = _broken(tmp_path, "def logits(", "def _no_logits(")
+    lines: list[str] = []
+    run = _train(
+        words, tmp_path / "run", model=path, config=STEPS | {"steps": 50}, log=lines.append
+    )
+    assert run.split_losses is None and run.samples == []
+    assert "no split losses (the model defines no logits)" in lines[-2]
+    with pytest.raises(ModelError, match=r"defines no logits\(\), so there is nothing to sample"):
+        sample(tmp_path / "run", 2, model=path)
+    with pytest.raises(ModelError, match=r"--seeds/--sweep need it"):
+        run_many({"steps": 50}, tmp_path / "many", seeds=2, data=words, model=path, log=None)
