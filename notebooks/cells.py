@@ -99,6 +99,9 @@ def cells() -> list[Cell]:
         code(SAMPLE),
         md(CHECK_LAYER_MD),
         code(CHECK_LAYER),
+        md(PART5_MD),
+        code(PART5_CHECK),
+        code(PART5_TRAIN),
         md(NEXT),
     ]
 
@@ -302,12 +305,42 @@ display(check_layer(tanh_layer))
 display(check_layer(tanh_layer.with_claims({"hpreact": "(1 - hpreact**2) * dh"})))
 """
 
+PART5_MD = """
+## After the lecture: makemore part 5's WaveNet, trained by its own backward
+
+The next lecture grows this MLP into a hierarchical WaveNet: 8 characters of context, merged
+two at a time by three layers of (FlattenConsecutive(2), Linear, BatchNorm1d over (batch,
+time), tanh). `examples/models/wavenet.py` holds it with a complete manual backward, one line
+per forward line as in Exercise 1, and `:part5` is part 5's own sizes and initialisation. First
+its table (every intermediate of its backward against `jax.grad`), then a short run trained *by
+that backward* (its BatchNorm running statistics kept as part 5 keeps them), then names from it.
+The full 200,000 steps reach part 5's published losses (README, "makemore part 5 reproduced").
+"""
+
+PART5_CHECK = """
+from jaxninja.gradcheck.model_check import format_model_table
+
+WAVENET = jaxninja.__path__[0] + "/../examples/models/wavenet.py:part5"
+print(format_model_table(jaxninja.cross_check_model(WAVENET, against=("jax",))))
+"""
+
+PART5_TRAIN = """
+part5_run = jaxninja.run_training(
+    {"steps": 3_000}, tempfile.mkdtemp(prefix="part5-"), model=WAVENET, samples=10,
+    log=None, progress=False,
+)
+print({split: round(loss, 4) for split, loss in part5_run.split_losses.items()})
+for name in part5_run.samples:
+    print(name)
+"""
+
 NEXT = """
 ## Where to go next
 
 - `jaxninja derive --layer examples/layernorm.py`: state a layer of your own, prove or refute
   your gradient for symbolic sizes, get its kernel.
 - `jaxninja check --model FILE`: the same table as above for your own model and manual backward
-  (e.g. makemore part 5's WaveNet in `examples/models/`).
+  (e.g. makemore part 5's WaveNet in `examples/models/`), and `jaxninja train --model FILE` to
+  train it with that backward.
 - `jaxninja train --seeds 8`: is the run's validation loss the lecture's, within its noise?
 """
