@@ -126,6 +126,17 @@ def _run_data(
     return dataset
 
 
+def _same_words(where: str, ckpt: Checkpoint, dataset: Dataset) -> None:
+    """The run's own data still holds the words it was trained on (by their hash, as
+    ``--resume`` checks): losses on words changed since would be reported as the run's own."""
+    if ckpt.data_hash and dataset.data_hash and ckpt.data_hash != dataset.data_hash:
+        raise CheckpointError(
+            f"{where}: was trained on other words (hash {ckpt.data_hash[:12]}) than "
+            f"{dataset.source} holds now (hash {dataset.data_hash[:12]}); the file changed "
+            f"since. Pass --data {dataset.source} to evaluate on it anyway"
+        )
+
+
 def sample(
     checkpoint: CheckpointLike,
     num: int = 20,
@@ -165,6 +176,8 @@ def evaluate(
     checks.check_byte_count(max_data_bytes)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     dataset = _run_data(ckpt, _where(checkpoint), data, max_data_bytes)
+    if data is None:
+        _same_words(_where(checkpoint), ckpt, dataset)
     with checks.dtype_scope(str(jax.tree.leaves(ckpt.params)[0].dtype)):  # float64: x64 here
         own = dataset if data is None else None  # calibrate on its own data
         use = load_for_use(ckpt, own, model, allow_model_change, _where(checkpoint))

@@ -16,7 +16,7 @@ import pytest
 from jaxninja._cli import main
 from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
-from jaxninja.errors import ModelError, TrainingError
+from jaxninja.errors import CheckpointError, ModelError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
 from jaxninja.lecture.step import train_chunk as lecture_chunk
 from jaxninja.models.lecture import lecture_trainable
@@ -185,3 +185,13 @@ def test_a_model_without_logits_trains_and_says_what_is_skipped(words, tmp_path,
         sample(tmp_path / "run", 2, model=path)
     with pytest.raises(ModelError, match=r"--seeds/--sweep need it"):
         run_many({"steps": 50}, tmp_path / "many", seeds=2, data=words, model=path, log=None)
+
+
+def test_evaluate_refuses_a_word_list_changed_since_training(words, tmp_path):
+    copy = tmp_path / "words.txt"
+    copy.write_text(words.read_text())
+    _train(copy, tmp_path / "run", config=STEPS | {"steps": 20}, samples=0)
+    copy.write_text(words.read_text() + "zzyzx\n")
+    with pytest.raises(CheckpointError, match=r"was trained on other words .* the file changed"):
+        evaluate(tmp_path / "run", model=TINY)
+    assert evaluate(tmp_path / "run", data=copy, model=TINY).source == str(copy)
