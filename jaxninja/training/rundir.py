@@ -26,6 +26,7 @@ from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE, STDIN, STDIN_NAME, Dataset
 from jaxninja.devices import distributed
 from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, ModelError, TrainingError
+from jaxninja.gradcheck.taps import param_names
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from jaxninja.io.safe_npz import read_npy
@@ -306,6 +307,8 @@ def finish_state(
     ``num_samples`` sampled names; each step's failure is one line naming the safe checkpoint.
     A model without ``logits`` has no split losses or names (None, [])."""
     model, step = trainable_of(model), state.step
+    leaves = jax.tree.leaves(state.params)
+    diverged(out, step, "parameters", dict(zip(param_names(state.params), leaves, strict=True)))
     stats = None
     if model.finish is not None:
         stats = finishing_step(
@@ -318,12 +321,26 @@ def finish_state(
     losses = finishing_step(
         "evaluating", out, step, split_losses, state.params, stats, dataset, model.logits
     )
+    diverged(out, step, "split losses", losses)
     names: list[str] = []
     if num_samples:
         args = (state.params, stats, dataset.vocab, num_samples, sample_key(config.seed))
         more = {"logits": model.logits, "block_size": config.block_size}
         names = finishing_step("sampling", out, step, partial(sample_names, **more), *args)
     return stats, losses, names
+
+
+def diverged(out: Path, step: int, what: str, values: Mapping[str, Any]) -> None:
+    """A run whose training losses stayed finite can still end with NaN or inf parameters or
+    split losses (``--lr 1e15``: losses ~1e16, BatchNorm's variance overflows): refused in one
+    line naming them, instead of a summary of NaN and empty names with exit 0."""
+    bad = [name for name, v in values.items() if not np.isfinite(np.asarray(v)).all()]
+    if bad:
+        raise TrainingError(
+            f"the run diverged: non-finite {what} ({', '.join(bad[:8])}) at step {step:,}; "
+            f"nothing to evaluate or sample (a smaller --lr?); its checkpoint is in "
+            f"{out / CHECKPOINT_NAME}"
+        )
 
 
 def machine(device: jax.Device) -> dict[str, str]:

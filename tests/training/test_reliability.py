@@ -214,3 +214,14 @@ def test_a_diverged_checkpoint_is_refused_by_sample_and_evaluate(words_file, tmp
         with pytest.raises(CheckpointError, match=r"non-finite parameters: W1 \(3 of [\d,]+\)"):
             use(bad)
     assert len(jaxninja.sample(ckpt, 3)) == 3 and jaxninja.evaluate(ckpt).losses["val"] > 0
+
+
+def test_a_run_whose_split_losses_are_not_finite_fails_in_one_line(words_file, tmp_path):
+    """lr 1e15: the training losses stay finite (~1e16) but BatchNorm's calibrated variance
+    overflows, and the split losses are NaN: one line naming them, no summary, the checkpoint
+    kept."""
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"the run diverged: non-finite split losses") as info:
+        jaxninja.run_training(SMALL.replace(lr=1e15), out, data=words_file, samples=3, **QUIET)
+    assert "\n" not in str(info.value) and str(out / "checkpoint.npz") in str(info.value)
+    assert load_checkpoint(out).step == SMALL.steps and not (out / "summary.json").exists()
