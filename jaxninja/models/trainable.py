@@ -80,7 +80,6 @@ def file_trainable(spec: str | Path | Model) -> Trainable:
     """The :class:`Trainable` of a model file (``FILE`` or ``FILE:NAME``)."""
     model = load_model(spec) if not isinstance(spec, Model) else spec
     hooks = model.hooks
-    names_of = _param_names
 
     def start(config: TrainConfig, vocab_size: int) -> tuple[Any, Any, jax.Array]:
         init_key, batch_key = jax.random.split(jax.random.key(config.seed))
@@ -100,15 +99,11 @@ def file_trainable(spec: str | Path | Model) -> Trainable:
             return value
 
         batch = (xb, yb)
-        loss = model.forward(params, batch, tap)
-        grads = model.backward(params, batch, acts)
-        leaves, treedef = jax.tree.flatten(params)
-        picked = [grads[n] for n in names_of(params)]
-        grads = treedef.unflatten(
-            [jnp.asarray(g, p.dtype) for g, p in zip(picked, leaves, strict=True)]
-        )
+        loss = _call(model, "forward", model.forward, params, batch, tap)
+        grads = _call(model, "backward", model.backward, params, batch, acts)
+        grads = _picked(model, grads, params)
         if "stats_update" in hooks:
-            stats = hooks["stats_update"](stats, acts)
+            stats = _call(model, "stats_update", hooks["stats_update"], stats, acts)
         return loss, grads, stats
 
     def loss(params: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
@@ -125,6 +120,24 @@ def file_trainable(spec: str | Path | Model) -> Trainable:
     return Trainable(
         model.name, model_record(model), start, step, loss, finish, logits, defaults, checked
     )
+
+
+def _picked(model: Model, grads: Any, params: Any) -> Any:
+    """The parameters' gradients out of ``backward``'s dict, in the parameters' structure and
+    dtypes; a missing one is a :class:`ModelError` naming it (at trace time)."""
+    if not isinstance(grads, Mapping):
+        raise ModelError(f"{model.name}: backward() returned {type(grads).__name__}, not a dict "
+                         "of gradients by name")  # fmt: skip
+    names = _param_names(params)
+    missing = [n for n in names if n not in grads]
+    if missing:
+        raise ModelError(
+            f"{model.name}: backward() returned no gradient for parameter {missing[0]} (its "
+            f"result must hold every parameter by name: {', '.join(names)})"
+        )
+    leaves, treedef = jax.tree.flatten(params)
+    cast = [jnp.asarray(grads[n], p.dtype) for n, p in zip(names, leaves, strict=True)]
+    return treedef.unflatten(cast)
 
 
 def _param_names(params: Any) -> list[str]:
@@ -179,12 +192,6 @@ def _validate(model: Model, step: Step, params: Any, stats: Any, xb: Any, yb: An
     structure. Each failure one line naming the function."""
     try:
         loss, grads, new_stats = jax.jit(step)(params, stats, xb, yb)
-    except KeyError as err:
-        raise ModelError(
-            f"{model.name}: backward() returned no gradient for parameter {err.args[0]} "
-            "(its result must hold every parameter by name: "
-            f"{', '.join(_param_names(params))})"
-        ) from None
     except (ModelError, SystemExit):
         raise
     except Exception as err:

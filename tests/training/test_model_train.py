@@ -135,6 +135,16 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
             r"come together",
         ),
         ('"steps": 2_000}', '"steps": 2_000, "stepz": 1}', r"unknown setting\(s\) stepz"),
+        (
+            'dh = dlogits @ params["W2"].T',
+            'dh = dlogits @ acts["nope"]',
+            r"backward\(\) raised KeyError \(line \d+\)",
+        ),
+        (
+            '    return {\n        "logits"',
+            '    return [\n        "logits"',
+            r"SyntaxError|syntax error",
+        ),
     ],
 )
 def test_a_broken_protocol_is_one_line_naming_the_function(words, tmp_path, old, new, match):
