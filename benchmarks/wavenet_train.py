@@ -172,8 +172,12 @@ def torch_part5(torch, vocab: int, n_embd: int, n_hidden: int, seed: int):
             self.eps, self.momentum = eps, momentum
             self.gamma, self.beta = torch.ones(dim), torch.zeros(dim)
             self.running_mean, self.running_var = torch.zeros(dim), torch.ones(dim)
+            self.training = True
 
         def __call__(self, x):
+            if not self.training:
+                xmean, xvar = self.running_mean, self.running_var
+                return self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
             dims = 0 if x.ndim == 2 else (0, 1)
             xmean, xvar = x.mean(dims, keepdim=True), x.var(dims, keepdim=True)  # Bessel
             out = self.gamma * (x - xmean) / torch.sqrt(xvar + self.eps) + self.beta
@@ -228,21 +232,27 @@ def torch_part5(torch, vocab: int, n_embd: int, n_hidden: int, seed: int):
     for p in parameters:
         p.requires_grad = True
 
-    def model(x):
+    def model(x, training: bool = True):
         for layer in layers:
+            layer.training = training
             x = layer(x)
         return x
 
     return model, parameters, g
 
 
-def torch_loop(torch, xt, yt, vocab: int, seed: int, steps: int) -> Loop:
+def torch_loop(
+    torch, xt, yt, vocab: int, seed: int, steps: int, record: dict | None = None
+) -> Loop:
     """(c) the lecture's training loop: a random batch, the forward, ``loss.backward()``,
-    ``p.data += -lr * p.grad``."""
+    ``p.data += -lr * p.grad``. ``record`` (the sanity run's) receives the model and each
+    step's loss; the timed loop leaves ``loss.item()`` out."""
     F = torch.nn.functional
     model, parameters, g = torch_part5(torch, vocab, 24, 128, seed)
     assert sum(p.numel() for p in parameters) == 76_579
     state = {"s": 0}
+    if record is not None:
+        record |= {"model": model, "losses": []}
 
     def run(n: int) -> None:
         for i in range(state["s"], state["s"] + n):
@@ -254,6 +264,8 @@ def torch_loop(torch, xt, yt, vocab: int, seed: int, steps: int) -> Loop:
             lr = SCHEDULE.lr if i < SCHEDULE.decay_step else SCHEDULE.lr * SCHEDULE.decay
             for p in parameters:
                 p.data += -lr * p.grad
+            if record is not None:
+                record["losses"].append(loss.item())
         state["s"] += n
 
     return Loop("(c)", "torch eager, the lecture's layers and `loss.backward()`", run, steps, None)
@@ -426,6 +438,32 @@ def sanity(model, params, key, ds, steps: int, chunk: int) -> dict[str, Any]:
     return {"steps": steps, "chunk_mean_loss": curve, "wall_s": wall, **losses}
 
 
+def torch_sanity(ds, seed: int, steps: int, chunk: int) -> dict[str, Any]:
+    """The same number of steps of loop (c), the lecture's torch training, for comparison
+    (another random stream, so the curves agree statistically, not step for step)."""
+    import torch
+
+    xt, yt = torch.from_numpy(ds.train.x).long(), torch.from_numpy(ds.train.y).long()
+    record: dict[str, Any] = {}
+    loop = torch_loop(torch, xt, yt, ds.vocab.size, seed, chunk, record)
+    t0 = time.perf_counter()
+    for _ in range(steps // chunk):
+        loop.run(chunk)
+    wall = time.perf_counter() - t0
+    all_losses = record["losses"]
+    curve = [float(np.mean(all_losses[i : i + chunk])) for i in range(0, steps, chunk)]
+    losses = {}
+    with torch.no_grad():
+        for name, sp in (("train", ds.train), ("val", ds.val)):
+            logits = record["model"](torch.from_numpy(sp.x).long(), training=False)
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(sp.y).long())
+            losses[name] = float(loss)
+    print("torch eager, chunk means: " + ", ".join(f"{c:.4f}" for c in curve))
+    print(f"torch after {steps:,} steps ({wall:.1f} s): train {losses['train']:.4f}, "
+          f"val {losses['val']:.4f} (running statistics)")  # fmt: skip
+    return {"steps": steps, "chunk_mean_loss": curve, "wall_s": wall, **losses}
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -482,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     out["args"] = vars(args)
     if args.sanity:
         out["sanity"] = sanity(model, params, key, ds, args.sanity, args.chunk)
+        if not args.no_torch:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+            out["sanity_torch"] = torch_sanity(ds, args.seed, args.sanity, args.chunk)
     else:
         out |= speed_table(args, model, params, key, ds, x, y)
     load = f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
