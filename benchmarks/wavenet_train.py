@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import time
@@ -402,6 +403,40 @@ def matmul_gflops(n: int = 512, repeats: int = 20) -> float:
     return 2 * n**3 / best / 1e9
 
 
+# ---------------------------------------------------------------- the compiled loop bodies
+
+
+def loop_body_ops(hlo_text: str) -> dict[str, int]:
+    """Instruction counts of the largest ``while`` body in a compiled HLO module (the scan's
+    step): all instructions, fusions, stand-alone dots."""
+    computations = re.split(r"\n(?=\S)", hlo_text)
+    best: dict[str, int] = {"instructions": 0, "fusions": 0, "dots": 0}
+    for name in set(re.findall(r"body=%?([\w.\-]+)", hlo_text)):
+        for comp in computations:
+            if not re.match(rf"^%?{re.escape(name)}[\s(]", comp):
+                continue
+            kinds = re.findall(r"^\s*(?:ROOT )?%?[\w.\-]+ = [^=]*?\b([a-z][\w\-]*)\(", comp, re.M)
+            if len(kinds) > best["instructions"]:
+                best = {
+                    "instructions": len(kinds),
+                    "fusions": kinds.count("fusion"),
+                    "dots": kinds.count("dot"),
+                }
+    return best
+
+
+def print_ops(model, params, key, x, y, chunk: int) -> dict[str, dict[str, int]]:
+    """(a)'s and (b)'s compiled scan bodies, counted (:func:`loop_body_ops`)."""
+    stats = model.stats_init(params)
+    out = {}
+    for label, fn in (("(a)", manual_grads), ("(b)", autodiff_grads)):
+        args = (model, fn, params, stats, key, np.int32(0), x, y, chunk)
+        out[label] = loop_body_ops(train_chunk.lower(*args).compile().as_text())
+        counts = ", ".join(f"{v} {k}" for k, v in out[label].items())
+        print(f"{label} compiled loop body: {counts}")
+    return out
+
+
 # ---------------------------------------------------------------- the sanity run
 
 
@@ -489,6 +524,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="STEPS",
         help="instead of the table: train STEPS steps with (a)'s code and print the losses",
     )
+    p.add_argument(
+        "--ops",
+        action="store_true",
+        help="also count the instructions of (a)'s and (b)'s compiled loop bodies",
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
     args = p.parse_args(argv)
     for name in ("rounds", "steps", "chunk", "torch_steps", "torch_threads"):
@@ -526,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.torch_threads)
             out["sanity_torch"] = torch_sanity(ds, args.seed, args.sanity, args.chunk)
     else:
+        if args.ops:
+            out["ops"] = print_ops(model, params, key, x, y, args.chunk)
         out |= speed_table(args, model, params, key, ds, x, y)
     load = f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
     print(f"\n{datetime.date.today()}, {machine}, {load}")
