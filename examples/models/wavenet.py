@@ -19,6 +19,15 @@ Three classic mistakes can be planted, to see their rows fail with the right dia
     dC_set         dC without accumulation: .at[x].set, repeated characters lose their share
 
     WAVENET_MISTAKES=all jaxninja check --model examples/models/wavenet.py
+
+The same file trains (``jaxninja train --model examples/models/wavenet.py:part5``). The network
+is a class, :class:`WaveNet`, whose sizes and init style are parameters and whose methods are
+the model protocol; the module's top-level functions are the check model above (10/64 sizes,
+perturbed BatchNorm gains), and ``part5`` is part 5's network as the lecture trains it: n_embd
+24, n_hidden 128 (76,579 parameters at 27 characters), C ~ randn, each Linear's W ~ randn /
+sqrt(fan_in), the output layer's W times 0.1 and its bias 0, BatchNorm gain 1 and bias 0; SGD
+for 200,000 steps at lr 0.1, 0.01 from step 150,000 (``train_defaults``), and evaluation with
+BatchNorm's running statistics, momentum 0.1 (``stats_init``, ``stats_update``, ``logits``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import jaxninja
 
 N_EMBD, N_HIDDEN, BLOCK_SIZE, BATCH_SIZE = 10, 64, 8, 32
 BN_EPS = 1e-5
+MOMENTUM = 0.1  # BatchNorm's running statistics: run = (1 - MOMENTUM) * run + MOMENTUM * batch
 LAYERS = ("l1", "l2", "l3")
 ALL_MISTAKES = ("dW_transposed", "bn_dim0", "dC_set")
 _chosen = os.environ.get("WAVENET_MISTAKES", "")
@@ -56,29 +66,6 @@ def _numpy_rng(key):
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).tolist())
 
 
-def init(key):
-    """Part 5's initialisation (weights / sqrt(fan_in), the last layer scaled by 0.1), with
-    BatchNorm's gain and bias drawn near 1 and 0 rather than exactly 1 and 0: zeros could mask a
-    wrong backward."""
-    vocab = _train().vocab.size
-    rng = _numpy_rng(key)
-
-    def randn(*shape):
-        return rng.standard_normal(shape, dtype=np.float32)
-
-    params = {"C": randn(vocab, N_EMBD)}
-    fan_in = 2 * N_EMBD
-    for name in LAYERS:
-        params[name] = {
-            "W": randn(fan_in, N_HIDDEN) / math.sqrt(fan_in),
-            "bngain": 1.0 + 0.1 * randn(N_HIDDEN),
-            "bnbias": 0.1 * randn(N_HIDDEN),
-        }
-        fan_in = 2 * N_HIDDEN
-    params["out"] = {"W": 0.1 * randn(N_HIDDEN, vocab), "b": 0.1 * randn(vocab)}
-    return params
-
-
 def batch(key):
     """BATCH_SIZE random training examples: contexts (B, 8) and next characters (B,)."""
     train = _train().train
@@ -98,9 +85,20 @@ def _axes(x):
     return (0, 1) if x.ndim == 3 else (0,)
 
 
+def _check_context(x) -> None:
+    """Three FlattenConsecutive(2) take 8 positions to 1: any other context length would leave
+    a time axis at the output layer. Shapes are static, so this holds under jit too."""
+    if x.ndim != 2 or x.shape[1] != BLOCK_SIZE:
+        raise ValueError(
+            f"wavenet needs contexts of {BLOCK_SIZE} characters (block_size {BLOCK_SIZE}: "
+            f"{len(LAYERS)} layers each halve the context), got x of shape {tuple(x.shape)}"
+        )
+
+
 def forward(params, batch, tap):
     """The loss, every intermediate tapped (the notebook's chunked style, per layer)."""
     x, y = batch
+    _check_context(x)
     h = tap("emb", params["C"][x])  # (B, 8, E)
     for name in LAYERS:
         p = params[name]
@@ -159,7 +157,7 @@ def backward(params, batch, acts):
         dhprebn = dbndiff + 1 / n * dbnmeani
         g[f"{name}.hprebn"] = dhprebn
         flat = a["flat"]
-        flat2, dhprebn2 = flat.reshape(-1, flat.shape[-1]), dhprebn.reshape(-1, N_HIDDEN)
+        flat2, dhprebn2 = flat.reshape(-1, flat.shape[-1]), dhprebn.reshape(-1, dhprebn.shape[-1])
         if "dW_transposed" in MISTAKES and name == "l3":
             g[f"{name}.W"] = dhprebn2.T @ flat2
         else:
@@ -199,3 +197,152 @@ def torch_forward(params, batch, tap):
         h = tap(f"{name}.h", torch.tanh(hpreact))
     logits = tap("logits", h @ params["out"]["W"] + params["out"]["b"])
     return torch.nn.functional.cross_entropy(logits, y)
+
+
+# ---------------------------------------------------------------- sizes and init as parameters
+
+
+def _layer_shapes(n_hidden: int) -> dict[str, tuple[int, ...]]:
+    """Each layer's BatchNorm statistics shape: (1, 1, H) where it sees (B, T, H), (1, H) where
+    FlattenConsecutive has squeezed T = 1 (the last layer), as part 5's running stats are."""
+    shapes, t = {}, BLOCK_SIZE
+    for name in LAYERS:
+        t //= 2
+        shapes[name] = (1, 1, n_hidden) if t > 1 else (1, n_hidden)
+    return shapes
+
+
+def _batch_stats(hprebn):
+    """BatchNorm1d's batch mean and Bessel-corrected variance over :func:`_axes`."""
+    axes = _axes(hprebn)
+    n = math.prod(hprebn.shape[a] for a in axes)
+    mean = hprebn.mean(axes, keepdims=True)
+    return mean, ((hprebn - mean) ** 2).sum(axes, keepdims=True) / (n - 1)
+
+
+class WaveNet:
+    """The hierarchical WaveNet at given sizes and init style, as a model of the protocol
+    (``check --model``'s init / batch / forward / backward / torch_forward, and training's
+    train_defaults / stats_init / stats_update / logits).
+
+    ``init_style``: ``"check"`` draws BatchNorm's gain and bias near 1 and 0 (zeros could mask a
+    wrong backward) and the output layer as 0.1 * randn without / sqrt(fan_in); ``"part5"`` is
+    part 5's init exactly (gain 1, bias 0, output W = 0.1 * randn / sqrt(n_hidden), b = 0).
+
+    The forward and backward do not depend on the sizes (they read them off the arrays), so
+    they are the module's functions; only the init and the statistics' shapes do.
+    """
+
+    STYLES = ("check", "part5")
+
+    def __init__(self, n_embd: int, n_hidden: int, init_style: str, train_defaults: dict):
+        if init_style not in self.STYLES:
+            raise ValueError(f"init_style {init_style!r}: expected one of {self.STYLES}")
+        self.n_embd, self.n_hidden, self.init_style = n_embd, n_hidden, init_style
+        self.train_defaults = dict(train_defaults)
+
+    def __repr__(self) -> str:
+        return f"WaveNet({self.n_embd}, {self.n_hidden}, {self.init_style!r})"
+
+    forward = staticmethod(forward)
+    backward = staticmethod(backward)
+    torch_forward = staticmethod(torch_forward)
+    batch = staticmethod(batch)
+
+    def init(self, key, vocab_size: int | None = None) -> dict:
+        """The parameters, float32, drawn eagerly from numpy's generator seeded by the key's
+        bits (:func:`_numpy_rng`): deterministic per key, and no compile (an eager
+        ``jax.random.normal`` compiles a program per shape, ~0.2-0.5 s each on this CPU; one
+        jitted init would still cost a compile per vocabulary size for a one-off draw).
+        ``vocab_size`` None: the check data's vocabulary (``check --model`` calls ``init(key)``;
+        the trainer passes its data's)."""
+        vocab = _train().vocab.size if vocab_size is None else int(vocab_size)
+        rng = _numpy_rng(key)
+        E, H = self.n_embd, self.n_hidden
+
+        def randn(*shape):
+            return rng.standard_normal(shape, dtype=np.float32)
+
+        params = {"C": randn(vocab, E)}
+        fan_in = 2 * E
+        for name in LAYERS:
+            W = randn(fan_in, H) / math.sqrt(fan_in)
+            if self.init_style == "check":
+                gain, bias = 1.0 + 0.1 * randn(H), 0.1 * randn(H)
+            else:
+                gain, bias = np.ones(H, np.float32), np.zeros(H, np.float32)
+            params[name] = {"W": W, "bngain": gain, "bnbias": bias}
+            fan_in = 2 * H
+        if self.init_style == "check":
+            params["out"] = {"W": 0.1 * randn(H, vocab), "b": 0.1 * randn(vocab)}
+        else:
+            W = 0.1 * (randn(H, vocab) / math.sqrt(H))
+            params["out"] = {"W": W, "b": np.zeros(vocab, np.float32)}
+        return params
+
+    def stats_init(self, params) -> dict:
+        """Part 5's BatchNorm1d buffers before training: running mean 0, running variance 1,
+        one pair per layer, shaped as that layer's batch statistics (:func:`_layer_shapes`)."""
+        stats = {}
+        for name, shape in _layer_shapes(params[LAYERS[0]]["W"].shape[1]).items():
+            dtype = params[name]["W"].dtype
+            stats[name] = {"mean": jnp.zeros(shape, dtype), "var": jnp.ones(shape, dtype)}
+        return stats
+
+    def stats_update(self, stats, acts) -> dict:
+        """One step of part 5's running statistics, from the step's tapped batch mean
+        (``bnmeani``) and Bessel-corrected variance (``bnvar``): ``0.9 * run + 0.1 * batch``,
+        as BatchNorm1d's update under torch.no_grad. Pure, jittable."""
+        new = {}
+        for name in LAYERS:
+            run = stats[name]
+            mean, var = acts[f"{name}.bnmeani"], acts[f"{name}.bnvar"]
+            new[name] = {
+                "mean": (1 - MOMENTUM) * run["mean"] + MOMENTUM * mean,
+                "var": (1 - MOMENTUM) * run["var"] + MOMENTUM * var,
+            }
+        return new
+
+    def logits(self, params, stats, x):
+        """Next-character logits (N, vocab) of contexts ``x`` (N, 8) at evaluation: BatchNorm
+        normalises with the running statistics ``stats``, ``(x - mean) / sqrt(var + eps)`` as
+        part 5's BatchNorm1d does when not training, so each row depends on its own context only
+        (any split may be cut into pieces). ``stats`` None: ``x``'s own batch statistics.
+        Jittable."""
+        _check_context(x)
+        h = params["C"][x]
+        for name in LAYERS:
+            p = params[name]
+            hprebn = _flatten(h) @ p["W"]
+            if stats is None:
+                mean, var = _batch_stats(hprebn)
+            else:
+                mean, var = stats[name]["mean"], stats[name]["var"]
+            xhat = (hprebn - mean) / jnp.sqrt(var + BN_EPS)
+            h = jnp.tanh(p["bngain"] * xhat + p["bnbias"])
+        return h @ params["out"]["W"] + params["out"]["b"]
+
+
+CHECK = WaveNet(N_EMBD, N_HIDDEN, "check", {"block_size": BLOCK_SIZE, "batch_size": BATCH_SIZE})
+"""The check model: the module's top-level functions (``--model examples/models/wavenet.py``)."""
+
+part5 = WaveNet(
+    24,
+    128,
+    "part5",
+    {
+        "block_size": BLOCK_SIZE,
+        "batch_size": BATCH_SIZE,
+        "steps": 200_000,
+        "lr": 0.1,
+        "lr_decay_step": 150_000,
+        "lr_decay": 0.1,
+    },
+)
+"""Part 5's network and schedule: ``--model examples/models/wavenet.py:part5``."""
+
+init = CHECK.init
+train_defaults = CHECK.train_defaults
+stats_init = CHECK.stats_init
+stats_update = CHECK.stats_update
+logits = CHECK.logits
