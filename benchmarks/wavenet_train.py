@@ -534,6 +534,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("rounds", "steps", "chunk", "torch_steps", "torch_threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.sanity < 0:
+        p.error("--sanity must be >= 0")
     if args.steps % args.chunk or args.sanity % args.chunk:
         p.error(f"--steps and --sanity must be multiples of --chunk {args.chunk}")
     return args

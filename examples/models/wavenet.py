@@ -282,11 +282,12 @@ class WaveNet:
 
     def stats_init(self, params) -> dict:
         """Part 5's BatchNorm1d buffers before training: running mean 0, running variance 1,
-        one pair per layer, shaped as that layer's batch statistics (:func:`_layer_shapes`)."""
+        one pair per layer, shaped as that layer's batch statistics (:func:`_layer_shapes`).
+        numpy arrays, as the parameters are: no program compiled for them eagerly."""
         stats = {}
         for name, shape in _layer_shapes(params[LAYERS[0]]["W"].shape[1]).items():
             dtype = params[name]["W"].dtype
-            stats[name] = {"mean": jnp.zeros(shape, dtype), "var": jnp.ones(shape, dtype)}
+            stats[name] = {"mean": np.zeros(shape, dtype), "var": np.ones(shape, dtype)}
         return stats
 
     def stats_update(self, stats, acts) -> dict:
