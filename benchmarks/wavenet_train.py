@@ -48,8 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja.data import load_dataset
-from jaxninja.gradcheck.taps import param_names
-from jaxninja.lecture.step import Schedule, chunk_indices, learning_rate
+from jaxninja.lecture.step import Schedule
+from jaxninja.models.trainable import file_trainable
+from jaxninja.training.chunk import train_chunk
 
 WAVENET = Path(__file__).resolve().parent.parent / "examples" / "models" / "wavenet.py"
 BLOCK, BATCH = 8, 32
@@ -95,48 +96,35 @@ def recorded(forward, params, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     return forward(params, batch, tap), acts
 
 
-def manual_grads(model, params, batch):
-    """``(loss, grads, acts)`` with the model file's own backward; grads shaped like params."""
-    loss, acts = recorded(model.forward, params, batch)
-    g = model.backward(params, batch, acts)
-    grads = jax.tree.unflatten(jax.tree.structure(params), [g[n] for n in param_names(params)])
-    return loss, grads, acts
+def manual_step(model):
+    """(a): the step ``jaxninja train --model wavenet.py:part5`` runs, its Trainable's own
+    (:func:`jaxninja.models.trainable.file_trainable`): forward with taps, the file's backward,
+    the running statistics."""
+    return file_trainable(f"{WAVENET}:part5").step
 
 
-def autodiff_grads(model, params, batch):
-    """``(loss, grads, acts)`` with ``jax.grad`` of the same forward (acts for the statistics)."""
-    (loss, acts), grads = jax.value_and_grad(
-        lambda p: recorded(model.forward, p, batch), has_aux=True
-    )(params)
-    return loss, grads, acts
+def autodiff_step(model):
+    """(b): ``jax.grad`` of the same forward in place of the file's backward, the same running
+    statistics, as a Trainable step."""
+
+    def step(params, stats, xb, yb):
+        (loss, acts), grads = jax.value_and_grad(
+            lambda p: recorded(model.forward, p, (xb, yb)), has_aux=True
+        )(params)
+        return loss, grads, model.stats_update(stats, acts)
+
+    return step
 
 
-@partial(jax.jit, static_argnames=("model", "grads_fn", "n_steps"))
-def train_chunk(model, grads_fn, params, stats, key, step0, x, y, n_steps: int):
-    """Steps ``step0 .. step0 + n_steps - 1`` of SGD in one ``lax.scan``: the chunk's batches
-    and learning rates drawn up front, then per step the gradients (``grads_fn``), the update,
-    and part 5's running statistics. Returns ``((params, stats), losses)``."""
-    steps = step0 + jnp.arange(n_steps)
-    ix = chunk_indices(key, steps, BATCH, x.shape[0])
-    lrs = learning_rate(SCHEDULE, steps).astype(jnp.float32)
-
-    def one(carry, inputs):
-        p, s = carry
-        xb, yb, lr = inputs
-        loss, grads, acts = grads_fn(model, p, (xb, yb))
-        p = jax.tree.map(lambda w, g: w - lr * g, p, grads)
-        return (p, model.stats_update(s, acts)), loss
-
-    return jax.lax.scan(one, (params, stats), (x[ix], y[ix], lrs))
-
-
-def scan_loop(label, what, model, grads_fn, params, key, x, y, chunk, steps) -> Loop:
-    """A Loop over :func:`train_chunk`, pulling each chunk's losses to the host as a trainer
-    does (a progress bar needs them)."""
+def scan_loop(label, what, model, step_fn, params, key, x, y, chunk, steps) -> Loop:
+    """A Loop over jaxninja's own training chunk (:func:`jaxninja.training.chunk.train_chunk`,
+    what ``jaxninja train`` runs), pulling each chunk's losses to the host as a trainer does (a
+    progress bar needs them)."""
     state = {"c": (params, model.stats_init(params)), "s": 0}
 
     def call(carry, s):
-        return train_chunk(model, grads_fn, *carry, key, np.int32(s), x, y, chunk)
+        p, st, losses = train_chunk(step_fn, *carry, key, np.int32(s), x, y, chunk, BATCH, SCHEDULE)
+        return (p, st), losses
 
     def run(n: int) -> None:
         for _ in range(n // chunk):
@@ -429,8 +417,8 @@ def print_ops(model, params, key, x, y, chunk: int) -> dict[str, dict[str, int]]
     """(a)'s and (b)'s compiled scan bodies, counted (:func:`loop_body_ops`)."""
     stats = model.stats_init(params)
     out = {}
-    for label, fn in (("(a)", manual_grads), ("(b)", autodiff_grads)):
-        args = (model, fn, params, stats, key, np.int32(0), x, y, chunk)
+    for label, fn in (("(a)", manual_step(model)), ("(b)", autodiff_step(model))):
+        args = (fn, params, stats, key, np.int32(0), x, y, chunk, BATCH, SCHEDULE)
         out[label] = loop_body_ops(train_chunk.lower(*args).compile().as_text())
         counts = ", ".join(f"{v} {k}" for k, v in out[label].items())
         print(f"{label} compiled loop body: {counts}")
@@ -457,9 +445,12 @@ def sanity(model, params, key, ds, steps: int, chunk: int) -> dict[str, Any]:
     x, y = jnp.asarray(ds.train.x), jnp.asarray(ds.train.y)
     carry = (params, model.stats_init(params))
     curve = []
+    step_fn = manual_step(model)
     t0 = time.perf_counter()
     for s in range(0, steps, chunk):
-        carry, losses = train_chunk(model, manual_grads, *carry, key, np.int32(s), x, y, chunk)
+        *carry, losses = train_chunk(
+            step_fn, *carry, key, np.int32(s), x, y, chunk, BATCH, SCHEDULE
+        )
         curve.append(float(np.mean(np.asarray(losses))))
         print(f"steps {s:>6,}-{s + chunk - 1:>6,}: mean minibatch loss {curve[-1]:.4f}", flush=True)
     wall = time.perf_counter() - t0
@@ -588,7 +579,7 @@ def speed_table(args, model, params, key, ds, x, y) -> dict[str, Any]:
             "(a)",
             f"manual backward (the model file's), jit + `lax.scan` chunks of {chunk}",
             model,
-            manual_grads,
+            manual_step(model),
             params,
             key,
             x,
@@ -600,7 +591,7 @@ def speed_table(args, model, params, key, ds, x, y) -> dict[str, Any]:
             "(b)",
             "`jax.grad` of the same forward, the same scan",
             model,
-            autodiff_grads,
+            autodiff_step(model),
             params,
             key,
             x,
