@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jaxninja.checks import check_int
-from jaxninja.config import TrainConfig
+from jaxninja.config import FLAGS, TrainConfig
 from jaxninja.data import MAX_DATA_BYTES
 from jaxninja.errors import ConfigError
 from jaxninja.training import plan
@@ -144,6 +144,12 @@ def run(args: argparse.Namespace, interrupts: Interrupts | None = None) -> int:
     """Train into --out; on a signal, save at the next chunk and exit 130 / 143."""
     interrupts = interrupts or Interrupts()
     settings = given(args, CONFIG_FIELDS)
+    sizing = [FLAGS[n].flag for n in ("n_embd", "n_hidden") if n in settings]
+    if args.model is not None and sizing:
+        raise ConfigError(
+            f"{', '.join(sizing)}: only for the lecture's model, not with --model (your FILE's "
+            "init sizes its model)"
+        )
     if args.resume is None and args.model is None:
         TrainConfig(**settings)  # refuse bad flags before jax is imported
     sweeps = [plan.parse_sweep(text) for text in args.sweep]

@@ -178,9 +178,11 @@ def test_a_changed_model_file_or_the_wrong_model_is_refused_in_one_line(words, t
 def test_model_flag_errors_exit_2_in_one_line(tmp_path, capsys):
     missing = main(["train", "--model", str(tmp_path / "nope.py"), "--out", str(tmp_path / "o")])
     variant = main(["train", "--model", f"{TINY}:part9", "--out", str(tmp_path / "o")])
+    sizing = main(["train", "--model", str(TINY), "--n-hidden", "5"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert (missing, variant) == (2, 2) and len(err) == 2
+    assert (missing, variant, sizing) == (2, 2, 2) and len(err) == 3
     assert "nope.py" in err[0] and "defines no 'part9'" in err[1]
+    assert "--n-hidden: only for the lecture's model" in err[2]
 
 
 def test_a_model_without_logits_trains_and_says_what_is_skipped(words, tmp_path, capsys):
