@@ -6,9 +6,11 @@ lecture's layers and regenerates ``jaxninja/lecture/generated.py`` and ``docs/de
 ``jaxninja derive --layer FILE`` runs it over a layer you state. The parts, one folder each:
 
 - :mod:`derivations.language`, the statement language: :mod:`~.language.layer` (``Layer``,
-  ``load_layer``), :mod:`~.language.claims` (claims in array form),
-  :mod:`~.language.functions`, :mod:`~.language.interpret` (the forward as written, for
-  verification);
+  ``load_layer``), :mod:`~.language.names`, :mod:`~.language.evaluator` (the one core every
+  reading subclasses), :mod:`~.language.notation` (index notation),
+  :mod:`~.language.claims` (claims in array form), :mod:`~.language.positions` (shifted
+  reads), :mod:`~.language.functions`, :mod:`~.language.interpret` (the forward as written,
+  for verification);
 - :mod:`derivations.engine`: :mod:`~.engine.derive` (derive, prove, refute),
   :mod:`~.engine.collapse`, :mod:`~.engine.proofs`, :mod:`~.engine.kinks` (claims through
   kinks), :mod:`~.engine.shifts` (shifted reads, the exact check), :mod:`~.engine.exact`,

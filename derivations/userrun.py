@@ -18,7 +18,8 @@ import sympy as sp
 from derivations.engine import budget, derive, exact
 from derivations.engine.derive import Counterexample, Verdict, check, wrt
 from derivations.language.claims import is_index_claim
-from derivations.language.layer import Layer, LayerError, load_layer
+from derivations.language.layer import Layer, load_layer
+from derivations.language.names import LayerError
 from derivations.outputs import kernelfile, kernels, safety
 from jaxninja.errors import JaxninjaError
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from derivations.language.layer import LayerError
+from derivations.language.names import LayerError
 
 SECONDS = 120.0
 """One layer's derivation, proofs and counterexample searches (every example takes under 25 s;

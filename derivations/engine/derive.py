@@ -28,7 +28,9 @@ from derivations.engine.exact import differs, exact_derivative, written_out
 from derivations.engine.proofs import Proof, prove_with_difference
 from derivations.language.claims import ShapeMismatch
 from derivations.language.functions import KINKS, kink_arguments
-from derivations.language.layer import FREE, Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import FREE, LayerError
+from derivations.language.notation import fresh_dummies
 
 MAX_SIZE = 4  # counterexamples are searched with every size in 1..MAX_SIZE
 MAX_TOTAL = 9  # and the sizes' sum at most MAX_TOTAL (3 axes: up to (3, 3, 3)), smallest first
@@ -41,21 +43,6 @@ DRAWS = 5  # inputs are redrawn this often when a draw lands on a kink (relu(0),
 
 
 # ---------------------------------------------------------------- writing the forward out
-def fresh_dummies(expr: sp.Expr) -> sp.Expr:
-    """Every sum's dummy renamed to a fresh one, so an instantiated definition never captures
-    the indices it is placed at."""
-
-    def rename(total: sp.Sum) -> sp.Sum:
-        function, limits = total.function, []
-        for dummy, low, high in total.limits:
-            new = sp.Dummy(str(dummy), integer=True, nonnegative=True)
-            function = function.xreplace({dummy: new})
-            limits.append((new, low, high))
-        return sp.Sum(function, *limits)
-
-    return expr.replace(lambda x: isinstance(x, sp.Sum), rename)
-
-
 def normal_dummies(expr: sp.Expr, depth: int = 0) -> sp.Expr:
     """Each sum's dummy renamed after its nesting depth (``i0``, ``i1``, ...): sums equal up to
     their dummies' names become identical, so the proofs can treat them as one symbol.

@@ -4,7 +4,8 @@ and the exact check that decides a claim about them at every size up to a stated
 A read at a position that is an expression (not a bare index name) is **zero outside the
 array**: ``x[b, t + k - P]`` is 0 where ``t + k - P < 0`` or ``>= L``, and also where the position
 is not an integer (``dout[b, (s - k) / 2]`` is 0 at odd ``s - k``: the zeros a strided
-convolution's transpose inserts). The element is held as ``x[b, e] * InRange(e, L)``.
+convolution's transpose inserts). The element is held as ``x[b, e] * InRange(e, L)``
+(:mod:`derivations.language.positions`, where the statement language reads positions).
 
 A claim about such reads is first decided at concrete sizes (:func:`check_exactly`): at every
 size combination up to the stated bounds (smallest first), the forward is written out with its
@@ -20,7 +21,6 @@ axis >= 1 (:func:`sizes_at_least_one`).
 
 from __future__ import annotations
 
-import ast
 import itertools
 import math
 import time
@@ -30,99 +30,16 @@ import sympy as sp
 
 from derivations.engine.exact import differs, written_out
 from derivations.language.functions import KINKS
+from derivations.language.names import LayerError
+from derivations.language.positions import InRange
 
 MAX_CHECK = 4  # each axis is checked up to this size unless Layer(check_sizes=...) says otherwise
 CHECK_SECONDS = 60.0  # the exact check's budget; past it the claim is NOT PROVED, never CHECKED
-MAX_BOUND = 8  # a stated bound beyond this is refused (the check writes every element out)
 MAX_COMBINATIONS = 5000  # and a grid of more size combinations than this
 MAX_TERMS = 200_000  # a forward or claim written out at one size beyond this many terms: stop
 PROOF_SECONDS = 20.0  # the symbolic proof's budget, after the exact check passed
 MAX_ORDERS = 24  # orders of pinning a derivation's dummies tried by the symbolic proof
 DRAWS = 5  # exact rational points drawn (off every kink) to show a difference that is not 0
-
-
-class InRange(sp.Function):
-    """``[0 <= e < n and e is an integer]`` (1 or 0): a shifted read's factor. Never
-    differentiated (its arguments are positions and sizes, not array elements)."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, position, size):
-        if position.is_Number and size.is_Number:
-            inside = position.is_Integer and 0 <= position < size
-            return sp.S.One if inside else sp.S.Zero
-        return None
-
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
-
-    def _sympystr(self, printer) -> str:
-        position, size = (printer._print(x) for x in self.args)
-        return f"in_range({position}, {size})"
-
-
-def has_shifts(expr: sp.Expr) -> bool:
-    """A shifted read somewhere in ``expr``."""
-    return bool(sp.sympify(expr).atoms(InRange))
-
-
-class IndexReader:
-    """A position in brackets that is an expression: integers, the line's index names, sizes
-    and integer constants, with ``+ - *``, ``//`` and ``%`` by a positive integer or a size,
-    and ``/`` by a positive integer; anything else is a one-line error via ``fail``."""
-
-    def __init__(self, indices: dict, scalar, constant_values: dict, fail) -> None:
-        self.indices, self.scalar, self.values, self.fail = indices, scalar, constant_values, fail
-
-    def read(self, node: ast.AST) -> sp.Expr:
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, int):
-                self.fail(f"position {ast.unparse(node)!r}: only integers in a position")
-            return sp.Integer(node.value)
-        if isinstance(node, ast.Name):
-            return self.name(node.id)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -self.read(node.operand)
-        if isinstance(node, ast.BinOp):
-            left, right = self.read(node.left), self.read(node.right)
-            if isinstance(node.op, ast.Add):
-                return left + right
-            if isinstance(node.op, ast.Sub):
-                return left - right
-            if isinstance(node.op, ast.Mult):
-                if not (self._plain(left) or self._plain(right)):
-                    self.fail(f"position {ast.unparse(node)!r}: multiply an index by a number")
-                return left * right
-            if isinstance(node.op, (ast.FloorDiv, ast.Mod, ast.Div)):
-                return self._divide(node, left, right)
-        self.fail(f"position {ast.unparse(node)!r}: not an index expression")
-
-    def _plain(self, expr: sp.Expr) -> bool:
-        """Free of the line's indices: a number, a size or a constant."""
-        return not expr.free_symbols & set(self.indices.values())
-
-    def _divide(self, node: ast.BinOp, left: sp.Expr, right: sp.Expr) -> sp.Expr:
-        text = ast.unparse(node)
-        positive = right.is_Integer and right > 0
-        if isinstance(node.op, ast.Div):
-            if not positive:
-                self.fail(f"position {text!r}: divide by a positive integer")
-            return left / right
-        if not (positive or (self._plain(right) and right.is_positive and right.is_integer)):
-            self.fail(f"position {text!r}: // and % take a positive integer or a size")
-        return sp.floor(left / right) if isinstance(node.op, ast.FloorDiv) else sp.Mod(left, right)
-
-    def name(self, key: str) -> sp.Expr:
-        if key in self.indices:
-            return self.indices[key]
-        value = self.scalar(key)
-        if value is None:
-            self.fail(f"position: unknown name {key!r}")
-        exact = self.values.get(value, value)
-        if not (exact.is_integer or (exact.is_Number and exact.is_Integer)):
-            self.fail(f"position: {key} is not an integer (a position takes integers)")
-        return value
 
 
 # ---------------------------------------------------------------- the exact check
@@ -131,7 +48,7 @@ class Checked(NamedTuple):
 
     bounds: str  # "L <= 6, K <= 3": every size combination up to these was checked
     complete: bool  # every combination checked, each difference exactly 0
-    counterexample: object | None  # usercheck.Counterexample at the smallest failing sizes
+    counterexample: object | None  # derive.Counterexample at the smallest failing sizes
     searched: str  # what was covered, in words (when not complete)
 
 
@@ -148,8 +65,6 @@ def grid(layer) -> list[dict[sp.Symbol, int]]:
     """Every size combination up to the bounds where every declared size (``T = 2*T2``,
     ``L - K + 1``) is at least 1; the smallest sum first, then the first axis smallest. More
     than :data:`MAX_COMBINATIONS` is a one-line error (name smaller ``check_sizes``)."""
-    from derivations.language.layer import LayerError  # that module imports this one
-
     tops = bounds(layer)
     count = math.prod(tops.values())
     if count > MAX_COMBINATIONS:

@@ -32,21 +32,23 @@ from __future__ import annotations
 
 import ast
 import itertools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sympy as sp
 
-from derivations.language.layer import (
+from derivations.language.evaluator import OPERATORS, check_power
+from derivations.language.names import LayerError, dims, fold
+from derivations.language.notation import (
     IndexEvaluator,
-    Layer,
-    LayerError,
-    _Evaluator,
-    _index_sizes,
-    _parse_target,
-    check_power,
-    dims,
-    fold,
+    SympyEvaluator,
+    fresh_dummies,
+    index_sizes,
+    parse_target,
 )
+from derivations.printing.jaxcode import paren
+
+if TYPE_CHECKING:
+    from derivations.language.layer import Layer
 
 
 class Arr(NamedTuple):
@@ -68,23 +70,11 @@ class ShapeMismatch(NamedTuple):
     example: str  # one line: what happens at those sizes
 
 
-_counter = itertools.count()
 _ONE = sp.Integer(1)
-
-
-def _fresh() -> sp.Symbol:
-    """A new index symbol for one position of one value (replaced before the claim is used)."""
-    return sp.Dummy(f"c{next(_counter)}", integer=True, nonnegative=True)
 
 
 def _scalar(value) -> Arr:
     return Arr(sp.sympify(value), ())
-
-
-def _paren(text: str) -> str:
-    from derivations.printing.jaxcode import paren
-
-    return paren(text)
 
 
 def distinct_sizes(layer: Layer, shapes) -> dict[sp.Symbol, int]:
@@ -109,24 +99,23 @@ def _sizes_text(sizes: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sizes.items())
 
 
-class ClaimEvaluator(_Evaluator):
+class ClaimEvaluator(SympyEvaluator):
     """A claim's text to an :class:`Arr`, read as numpy reads it (see the module docstring).
     A shape numpy runs only at equal sizes is noted in :attr:`mismatches` (the value is then
     what numpy computes where they are equal) and refutes the claim."""
 
+    operators = {**OPERATORS, ast.MatMult: None}
+
     def __init__(self, layer: Layer, where: str) -> None:
         super().__init__(layer, where)
         self.mismatches: list[ShapeMismatch] = []
+        self._count = itertools.count()
 
-    def run_arr(self, text: str) -> Arr:
-        try:
-            node = ast.parse(text.strip(), mode="eval").body
-        except SyntaxError as err:
-            raise LayerError(f"{self.where}: not an expression: {err.msg}") from err
-        try:
-            return self.value(node)
-        except (TypeError, ValueError, ZeroDivisionError, RecursionError) as err:
-            raise LayerError(f"{self.where}: cannot evaluate: {err}") from err
+    def fresh(self) -> sp.Symbol:
+        """A new index symbol for one position of one value (replaced before the claim is
+        used), named by its place in this claim alone (c0, c1, ...): a claim prints the same
+        however many were read before it in the process."""
+        return sp.Dummy(f"c{next(self._count)}", integer=True, nonnegative=True)
 
     def mismatch(self, reason: str, shapes, example) -> None:
         """Note a shape that numpy runs only where sizes coincide; ``example(sizes)`` says
@@ -135,35 +124,24 @@ class ClaimEvaluator(_Evaluator):
         self.mismatches.append(ShapeMismatch(reason, sizes, example(sizes)))
 
     # ---- leaves
-    def value(self, node: ast.AST) -> Arr:
-        if isinstance(node, ast.Constant):
-            return _scalar(self.number(node))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            inner = self.value(node.operand)
-            return Arr(-inner.expr, inner.axes) if isinstance(node.op, ast.USub) else inner
-        if isinstance(node, ast.BinOp):
-            if isinstance(node.op, ast.MatMult):
-                return self.matmul(node, self.value(node.left), self.value(node.right))
-            if type(node.op) in _OPS:
-                return self.binary_arr(node)
-        if isinstance(node, ast.Name):
-            return self.array(node.id)
-        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
-            from derivations.language.functions import comparison
+    def constant(self, node: ast.Constant) -> Arr:
+        return _scalar(super().constant(node))
 
-            operands = [(x, self.value(x)) for x in (node.left, node.comparators[0])]
-            (a, b), axes = self.broadcast(operands, node)
-            return Arr(comparison(_CMP[type(node.ops[0])], a, b), axes)
-        if isinstance(node, ast.Attribute) and node.attr == "T":
-            inner = self.value(node.value)
-            return Arr(inner.expr, tuple(reversed(inner.axes)))
-        if isinstance(node, ast.Subscript):
-            return self.new_axes(node)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            return self.call_arr(node.func.id, node)
-        self.fail(f"unsupported syntax {ast.unparse(node)!r}")
+    def negate(self, value: Arr) -> Arr:
+        return Arr(-value.expr, value.axes)
 
-    def array(self, key: str) -> Arr:
+    def compare(self, symbol: str, left: Arr, right: Arr, node: ast.Compare) -> Arr:
+        operands = [(node.left, left), (node.comparators[0], right)]
+        (a, b), axes = self.broadcast(operands, node)
+        return Arr(super().compare(symbol, a, b, node), axes)
+
+    def _eval_Attribute(self, node: ast.Attribute) -> Arr:
+        if node.attr != "T":
+            return self.unsupported(node)
+        inner = self.eval(node.value)
+        return Arr(inner.expr, tuple(reversed(inner.axes)))
+
+    def name(self, key: str) -> Arr:
         value = self.scalar(key)
         if value is not None:
             return _scalar(value)
@@ -182,7 +160,7 @@ class ClaimEvaluator(_Evaluator):
             self.unknown(key)
         if not shape:
             return _scalar(base)
-        axes = tuple((_fresh(), size) for size in shape)
+        axes = tuple((self.fresh(), size) for size in shape)
         return Arr(base[tuple(index for index, _ in axes)], axes)
 
     def unknown(self, key: str):
@@ -195,9 +173,9 @@ class ClaimEvaluator(_Evaluator):
             )
         self.fail(f"unknown symbol {key!r}")
 
-    def new_axes(self, node: ast.Subscript) -> Arr:
+    def _eval_Subscript(self, node: ast.Subscript) -> Arr:
         """``a[:, None]``, ``a[..., None]``, ``a[None]``: numpy's new size-1 axes, no more."""
-        inner = self.value(node.value)
+        inner = self.eval(node.value)
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         kinds = []
         for item in items:
@@ -228,8 +206,9 @@ class ClaimEvaluator(_Evaluator):
         return Arr(inner.expr, tuple(axes))
 
     # ---- broadcasting
-    def binary_arr(self, node: ast.BinOp) -> Arr:
-        left, right = self.value(node.left), self.value(node.right)
+    def binary(self, node: ast.BinOp, left: Arr, right: Arr) -> Arr:
+        if isinstance(node.op, ast.MatMult):
+            return self.matmul(node, left, right)
         if isinstance(node.op, ast.Pow) and not right.axes:
             check_power(
                 left.expr if not left.axes else sp.Symbol("a"),
@@ -238,7 +217,7 @@ class ClaimEvaluator(_Evaluator):
                 self.fail,
             )
         (a, b), axes = self.broadcast([(node.left, left), (node.right, right)], node)
-        return Arr(_OPS[type(node.op)](a, b), axes)
+        return Arr(OPERATORS[type(node.op)](a, b), axes)
 
     def broadcast(self, operands: list[tuple[ast.AST, Arr]], node: ast.AST):
         """numpy's broadcasting of the operands, (source node, value) each, in ``node``: their
@@ -288,38 +267,22 @@ class ClaimEvaluator(_Evaluator):
         self.mismatch(reason, (left.shape, right.shape), example)
 
     # ---- calls
-    def call_arr(self, func: str, node: ast.Call) -> Arr:
-        if func in ("sum", "mean"):
-            return self.reduce(func, node)
-        if func == "one_hot":
-            return self.one_hot(node)
-        if func == "einsum":
-            return self.einsum(node)
-        from derivations.language.functions import CLAIM_FUNCTIONS
+    def apply(self, func: str, args: list[Arr], node: ast.Call) -> Arr:
+        """An element-wise function: its arguments broadcast as numpy's operators do."""
+        exprs, axes = self.broadcast(list(zip(node.args, args, strict=True)), node)
+        return Arr(self.function(func, exprs), axes)
 
-        if func in ("where", "clip"):
-            if len(node.args) != 3 or node.keywords:
-                self.fail(f"{func}() takes three arguments")
-            operands = [(arg, self.value(arg)) for arg in node.args]
-            exprs, axes = self.broadcast(operands, node)
-            return Arr(self.three(func, node, exprs), axes)
-        if func in CLAIM_FUNCTIONS:
-            build, count = CLAIM_FUNCTIONS[func]
-            if len(node.args) != count or node.keywords:
-                self.fail(f"{func}() takes {_count_words[count]}")
-            if count == 1:
-                inner = self.value(node.args[0])
-                return Arr(build(inner.expr), inner.axes)
-            operands = [(arg, self.value(arg)) for arg in node.args]
-            exprs, axes = self.broadcast(operands, node)
-            return Arr(build(*exprs), axes)
-        self.fail(f"unknown function {func!r}")
+    def _call_sum(self, node: ast.Call) -> Arr:
+        return self.reduce("sum", node)
+
+    def _call_mean(self, node: ast.Call) -> Arr:
+        return self.reduce("mean", node)
 
     def reduce(self, func: str, node: ast.Call) -> Arr:
         keywords = {k.arg: k.value for k in node.keywords}
         if len(node.args) != 1 or not set(keywords) <= {"axis", "keepdims"}:
             self.fail(f"{func}(expr, axis=..., keepdims=...) takes one expression")
-        inner = self.value(node.args[0])
+        inner = self.eval(node.args[0])
         rank = len(inner.axes)
         if "axis" in keywords:
             axis = ast.literal_eval(keywords["axis"]) if _literal(keywords["axis"]) else None
@@ -349,15 +312,15 @@ class ClaimEvaluator(_Evaluator):
         total = total / count if func == "mean" else total
         return Arr(total, tuple(axes))
 
-    def one_hot(self, node: ast.Call) -> Arr:
+    def _call_one_hot(self, node: ast.Call) -> Arr:
         if len(node.args) != 1 or not isinstance(node.args[0], ast.Name) or node.keywords:
             self.fail("one_hot(y) takes a labels array")
         key = node.args[0].id
         if key not in self.layer.labels:
             self.fail(f"one_hot: {key!r} is not a labels array")
         shape, classes = self.layer.labels[key]
-        axes = tuple((_fresh(), size) for size in shape)
-        column = _fresh()
+        axes = tuple((self.fresh(), size) for size in shape)
+        column = self.fresh()
         element = self.layer.arrays[key][tuple(i for i, _ in axes)] if axes else None
         if element is None:
             self.fail(f"one_hot: {key} has no axes")
@@ -386,7 +349,7 @@ class ClaimEvaluator(_Evaluator):
         if ai is None or bi is None:  # a size-1 position contracted (with anything): no sum
             product, summed = a.expr * b.expr, False
         else:
-            dummy = _fresh()
+            dummy = self.fresh()
             product, summed = a.expr.xreplace({ai: dummy}) * b.expr.xreplace({bi: dummy}), True
         left, right = Arr(product, a_axes[:-2]), Arr(product, b_axes[:-2])
         if left.axes and right.axes:  # the leading (batch) positions broadcast
@@ -401,7 +364,7 @@ class ClaimEvaluator(_Evaluator):
         total = sp.Sum(product, (dummy, 0, asize - 1)) if summed else product
         return Arr(total, tuple(axes))
 
-    def einsum(self, node: ast.Call) -> Arr:
+    def _call_einsum(self, node: ast.Call) -> Arr:
         if not node.args or not _literal(node.args[0]) or node.keywords:
             self.fail("einsum('ij,jk->ik', a, b) takes a spec string and the operands")
         spec = ast.literal_eval(node.args[0])
@@ -409,7 +372,7 @@ class ClaimEvaluator(_Evaluator):
             self.fail(f"einsum: spec {spec!r} needs one '->'")
         inputs, output = spec.replace(" ", "").split("->")
         terms = inputs.split(",")
-        operands = [self.value(arg) for arg in node.args[1:]]
+        operands = [self.eval(arg) for arg in node.args[1:]]
         if len(terms) != len(operands):
             self.fail(f"einsum: {spec!r} names {len(terms)} operands, {len(operands)} given")
         letters: dict[str, tuple[sp.Symbol, sp.Expr]] = {}
@@ -470,7 +433,7 @@ def _numpy_hint(first: tuple[ast.AST, Arr], second: tuple[ast.AST, Arr]) -> str 
     if at != sorted(at):
         return None
     slots = [":" if target[k] in sizes else "None" for k in range(at[0], len(target))]
-    return f"{_paren(ast.unparse(short_node))}[{', '.join(slots)}]"
+    return f"{paren(ast.unparse(short_node))}[{', '.join(slots)}]"
 
 
 def _literal(node: ast.AST) -> bool:
@@ -479,17 +442,6 @@ def _literal(node: ast.AST) -> bool:
     except (ValueError, SyntaxError, TypeError):
         return False
     return True
-
-
-_count_words = {1: "one argument", 2: "two arguments", 3: "three arguments"}
-_CMP = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}
-_OPS = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-}
 
 
 def align(
@@ -567,7 +519,7 @@ def read_claim(
     if is_index_claim(text):
         return read_index_claim(layer, key, text, where), None
     evaluator = ClaimEvaluator(layer, where)
-    value = evaluator.run_arr(text)
+    value = evaluator.run(text)
     if evaluator.mismatches:
         first = evaluator.mismatches[0]
         more = len(evaluator.mismatches) - 1
@@ -599,15 +551,13 @@ def read_index_claim(layer: Layer, key: str, text: str, where: str) -> sp.Expr:
     """A claim ``d<key>[i, j] = expression`` read as a forward line is (shifted reads zero
     outside the array), its indices running over ``key``'s shape; the expression at the
     gradient's free indices. Only for layers with shifted reads (the rest: numpy's form)."""
-    from derivations.engine.derive import fresh_dummies
-
     if not layer.exact_only:
         raise LayerError(
             f"{where}: a claim in index notation is for layers with shifted reads (or sizes "
             "declared as expressions); write this one as numpy does (dout @ W.T)"
         )
     left, _, right = text.strip().partition("=")
-    target, names = _parse_target(left, where)
+    target, names = parse_target(left, where)
     shape = layer.inputs[key]
     if fold(target) != f"d{key}" or len(names) != len(shape):
         wanted = f"d{key}[{', '.join(f'i{k}' for k in range(len(shape)))}]"
@@ -620,7 +570,7 @@ def read_index_claim(layer: Layer, key: str, text: str, where: str) -> sp.Expr:
     extra = sorted(map(str, free - set(letters)))
     if extra:
         raise LayerError(f"{where}: index {extra[0]} is not reduced: reduce it with sum")
-    sizes = _index_sizes(rhs, layer, where, indices)
+    sizes = index_sizes(rhs, layer, where, indices)
     for letter, size in zip(letters, shape, strict=True):
         if sizes.get(letter, size) != size:
             raise LayerError(

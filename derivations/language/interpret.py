@@ -15,6 +15,7 @@ import ast
 import math
 from typing import Any
 
+from derivations.language.evaluator import ExprEvaluator
 from derivations.language.layer import Layer
 
 
@@ -118,45 +119,25 @@ def _align(backend: _Backend, value: _Value, target: tuple[str, ...]):
     return backend.reshape(array, tuple(shape))
 
 
-class _Line:
+class ForwardInterpreter(ExprEvaluator):
+    """One forward line's right side (already read by the layer, so valid) to a
+    :class:`_Value` of the backend's arrays, from the line's text."""
+
     def __init__(self, layer: Layer, backend: _Backend, env: dict, sizes: dict) -> None:
+        super().__init__("forward")
         self.layer, self.backend, self.env, self.sizes = layer, backend, env, sizes
 
-    def eval(self, node: ast.AST) -> _Value:
-        if isinstance(node, ast.Constant):
-            return _Value(self.backend.scalar(float(node.value)), ())
-        if isinstance(node, ast.UnaryOp):
-            inner = self.eval(node.operand)
-            return _Value(
-                -inner.array if isinstance(node.op, ast.USub) else inner.array, inner.letters
-            )
-        if isinstance(node, ast.BinOp):
-            return self.binary(node.op, self.eval(node.left), self.eval(node.right))
-        if isinstance(node, ast.Name):
-            return self.name(node.id)
-        if isinstance(node, ast.Subscript):
-            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-            letters = tuple(item.id for item in items)
-            array = self.env[node.value.id]
-            if len(set(letters)) != len(letters):  # a diagonal: einsum on repeated indices
-                unique = tuple(dict.fromkeys(letters))
-                char = {name: "abcdefghijklmnopqrstuvwxyz"[k] for k, name in enumerate(unique)}
-                spec = "".join(char[x] for x in letters) + "->" + "".join(char[x] for x in unique)
-                array = self.backend.einsum(spec, array)
-                letters = unique
-            return _Value(array, letters)
-        if isinstance(node, ast.Call):
-            return self.call(node.func.id, node)
-        if isinstance(node, ast.Compare):  # a 0/1 step of the operands' dtype, no gradient
-            a, b = self.eval(node.left), self.eval(node.comparators[0])
-            letters = tuple(dict.fromkeys((*a.letters, *b.letters)))
-            x, y = _align(self.backend, a, letters), _align(self.backend, b, letters)
-            op = type(node.ops[0])
-            truth = {ast.Gt: x > y, ast.Lt: x < y, ast.GtE: x >= y, ast.LtE: x <= y}[op]
-            dtype = (x + y).dtype
-            cast = truth.astype(dtype) if self.backend.name == "jax" else truth.to(dtype)
-            return _Value(cast, letters)
+    def fail(self, message: str):
+        raise ValueError(f"cannot interpret: {message}")
+
+    def unsupported(self, node: ast.AST):
         raise ValueError(f"cannot interpret {ast.unparse(node)!r}")
+
+    def constant(self, node: ast.Constant) -> _Value:
+        return _Value(self.backend.scalar(float(node.value)), ())
+
+    def negate(self, value: _Value) -> _Value:
+        return _Value(-value.array, value.letters)
 
     def name(self, key: str) -> _Value:
         layer = self.layer
@@ -169,51 +150,70 @@ class _Line:
             return _Value(self.backend.scalar(math.pi), ())
         return _Value(self.env[key], ())
 
-    def binary(self, op: ast.operator, a: _Value, b: _Value) -> _Value:
-        letters = tuple(dict.fromkeys((*a.letters, *b.letters)))
-        x, y = _align(self.backend, a, letters), _align(self.backend, b, letters)
-        if isinstance(op, ast.Add):
-            out = x + y
-        elif isinstance(op, ast.Sub):
-            out = x - y
-        elif isinstance(op, ast.Mult):
-            out = x * y
-        elif isinstance(op, ast.Div):
-            out = x / y
-        elif isinstance(op, ast.Pow):
-            out = x**y
-        else:
-            raise ValueError(f"cannot interpret the operator {type(op).__name__}")
-        return _Value(out, letters)
+    def _aligned(self, values: list[_Value]) -> tuple[list, tuple[str, ...]]:
+        """The values' arrays on the union of their letters (letters line up by name)."""
+        letters = tuple(dict.fromkeys(x for value in values for x in value.letters))
+        return [_align(self.backend, value, letters) for value in values], letters
 
-    def call(self, func: str, node: ast.Call) -> _Value:
-        if func in ("sum", "mean"):
-            body = self.eval(node.args[0])
-            reduced = [arg.id for arg in node.args[1:]]
-            axes = tuple(body.letters.index(x) for x in reduced)
-            out = self.backend.sum(body.array, axes)
-            if func == "mean":
-                count = math.prod(body.array.shape[k] for k in axes)
-                out = out / count
-            return _Value(out, tuple(x for x in body.letters if x not in reduced))
-        if func == "max":
-            body = self.eval(node.args[0])
-            axis = body.letters.index(node.args[1].id)
-            kept = tuple(x for x in body.letters if x != node.args[1].id)
-            return _Value(self.backend.max(body.array, axis), kept)
-        if func == "one_hot":
-            label = self.eval(node.args[0])
-            column = node.args[1].id
-            classes = self.layer.labels[node.args[0].value.id][1]
-            like = self.env[next(iter(self.layer.inputs))]
-            out = self.backend.one_hot(label.array, self.sizes[str(classes)], like)
-            return _Value(out, (*label.letters, column))
-        args = [self.eval(arg) for arg in node.args]
-        if len(args) > 1:
-            letters = tuple(dict.fromkeys(x for a in args for x in a.letters))
-            every = [_align(self.backend, a, letters) for a in args]
-            return _Value(self.backend.function(func)(*every), letters)
-        return _Value(self.backend.function(func)(args[0].array), args[0].letters)
+    def binary(self, node: ast.BinOp, a: _Value, b: _Value) -> _Value:
+        (x, y), letters = self._aligned([a, b])
+        return _Value(self.operators[type(node.op)](x, y), letters)
+
+    def compare(self, symbol: str, a: _Value, b: _Value, node: ast.Compare) -> _Value:
+        """A 0/1 step of the operands' dtype, no gradient."""
+        (x, y), letters = self._aligned([a, b])
+        truth = {">": x > y, "<": x < y, ">=": x >= y, "<=": x <= y}[symbol]
+        dtype = (x + y).dtype
+        cast = truth.astype(dtype) if self.backend.name == "jax" else truth.to(dtype)
+        return _Value(cast, letters)
+
+    def apply(self, func: str, args: list[_Value], node: ast.Call) -> _Value:
+        if len(args) == 1:
+            return _Value(self.backend.function(func)(args[0].array), args[0].letters)
+        every, letters = self._aligned(args)
+        return _Value(self.backend.function(func)(*every), letters)
+
+    def _eval_Subscript(self, node: ast.Subscript) -> _Value:
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        letters = tuple(item.id for item in items)
+        array = self.env[node.value.id]
+        if len(set(letters)) != len(letters):  # a diagonal: einsum on repeated indices
+            unique = tuple(dict.fromkeys(letters))
+            char = {name: "abcdefghijklmnopqrstuvwxyz"[k] for k, name in enumerate(unique)}
+            spec = "".join(char[x] for x in letters) + "->" + "".join(char[x] for x in unique)
+            array = self.backend.einsum(spec, array)
+            letters = unique
+        return _Value(array, letters)
+
+    def _call_sum(self, node: ast.Call) -> _Value:
+        return self.reduce("sum", node)
+
+    def _call_mean(self, node: ast.Call) -> _Value:
+        return self.reduce("mean", node)
+
+    def reduce(self, func: str, node: ast.Call) -> _Value:
+        body = self.eval(node.args[0])
+        reduced = [arg.id for arg in node.args[1:]]
+        axes = tuple(body.letters.index(x) for x in reduced)
+        out = self.backend.sum(body.array, axes)
+        if func == "mean":
+            count = math.prod(body.array.shape[k] for k in axes)
+            out = out / count
+        return _Value(out, tuple(x for x in body.letters if x not in reduced))
+
+    def _call_max(self, node: ast.Call) -> _Value:
+        body = self.eval(node.args[0])
+        axis = body.letters.index(node.args[1].id)
+        kept = tuple(x for x in body.letters if x != node.args[1].id)
+        return _Value(self.backend.max(body.array, axis), kept)
+
+    def _call_one_hot(self, node: ast.Call) -> _Value:
+        label = self.eval(node.args[0])
+        column = node.args[1].id
+        classes = self.layer.labels[node.args[0].value.id][1]
+        like = self.env[next(iter(self.layer.inputs))]
+        out = self.backend.one_hot(label.array, self.sizes[str(classes)], like)
+        return _Value(out, (*label.letters, column))
 
 
 def forward(layer: Layer, backend: str = "jax"):
@@ -234,7 +234,7 @@ def forward(layer: Layer, backend: str = "jax"):
                 sizes[str(size)] = int(length)
         out = None
         for line, node in parsed:
-            value = _Line(layer, arrays, env, sizes).eval(node)
+            value = ForwardInterpreter(layer, arrays, env, sizes).eval(node)
             letters = tuple(str(x) for x in line.indices)
             out = _align(arrays, value, letters) if letters else value.array
             env[str(line.target)] = out

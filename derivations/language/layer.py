@@ -64,44 +64,34 @@ import copy
 import keyword
 import math
 import runpy
-import unicodedata
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import sympy as sp
 
-from derivations.engine.shifts import MAX_BOUND, IndexReader, InRange, has_shifts
-from derivations.language.functions import BINARY_FUNCTIONS, FUNCTIONS, AxisMax
-from jaxninja.errors import ConfigError
+from derivations.language.claims import read_claim
+from derivations.language.evaluator import OPERATORS, Evaluator
+from derivations.language.functions import AxisMax
+from derivations.language.names import (
+    FREE,
+    RESERVED,
+    LayerError,
+    check_name,
+    fold,
+    index_symbol,
+    keywords_in,
+)
+from derivations.language.notation import (
+    IndexEvaluator,
+    free_indices,
+    index_sizes,
+    parse_target,
+)
+from derivations.language.positions import InRange, has_shifts
 
-# the free indices of a gradient, one per position of its array (p on axis 0, q on axis 1, ...)
-FREE = tuple(sp.Symbol(x, integer=True, nonnegative=True) for x in "pqrsuvw")
-# names a statement may not take: the kernel's modules and helpers, the language's own words
-RESERVED = {
-    "jax",
-    "jnp",
-    "np",
-    "sp",
-    "sum",
-    "mean",
-    "max",
-    "one_hot",
-    "einsum",
-    "pi",
-    "axis",
-    "keepdims",
-    "Layer",
-    "load_layer",
-    *FUNCTIONS,
-    *BINARY_FUNCTIONS,
-    "where",
-    "clip",
-}
-
-
-class LayerError(ConfigError):
-    """A layer statement that cannot be used; the message names the symbol at fault."""
+# Layer(check_sizes=...): a bound beyond this is refused (the exact check of shifted reads,
+# derivations.engine.shifts, writes every element out)
+MAX_BOUND = 8
 
 
 class Line(NamedTuple):
@@ -112,42 +102,6 @@ class Line(NamedTuple):
     rhs: sp.Expr
     shape: tuple[sp.Symbol, ...]  # its sizes, one per index
     text: str
-
-
-def dims(shape: tuple) -> str:
-    """A shape as Python writes it: (n, D), (D,), ()."""
-    return str(tuple(map(str, shape))).replace("'", "")
-
-
-def _index(letter: str) -> sp.Symbol:
-    return sp.Symbol(letter, integer=True, nonnegative=True)
-
-
-def fold(key: str) -> str:
-    """A name as Python reads it: NFKC-folded (full-width ``ｘ`` is ``x``), as the parser folds
-    every identifier of a forward line, a claim and the kernel."""
-    return unicodedata.normalize("NFKC", key)
-
-
-def _check_name(
-    key: str, what: str, taken: dict[str, str], reserved: frozenset | set = RESERVED
-) -> str:
-    """A statement's name must be a Python identifier the kernel can use as a variable, and
-    none of ``reserved`` (a layer's name, only ever a prefix: ``tanh_forward``, reserves none);
-    two names are one when they fold together. Returns the name as Python reads it."""
-    if not isinstance(key, str) or not key.isidentifier():
-        raise LayerError(f"{what} name {key!r} is not a Python identifier")
-    name = fold(key)
-    if keyword.iskeyword(name) or name in reserved or name.startswith("_"):
-        raise LayerError(
-            f"{what} name {key!r} is reserved (a Python keyword, or a name the kernel or "
-            "the statement language uses)"
-        )
-    if name in taken:
-        same = "" if name == key else f" (Python reads {key!r} as {name!r})"
-        raise LayerError(f"{what} name {key!r} is already the name of {taken[name]}{same}")
-    taken[name] = f"{what} {key}"
-    return name
 
 
 def constant_value(key: str, value) -> sp.Rational:
@@ -196,29 +150,29 @@ class Layer:
         check_sizes: dict[str, int] | None = None,
     ) -> None:
         taken: dict[str, str] = {}
-        name = _check_name(name, "layer", {}, reserved=frozenset())
+        name = check_name(name, "layer", {}, reserved=frozenset())
         self.name, self.title = name, title or name
         if isinstance(axes, str) or not axes:
             raise LayerError(f"axes {axes!r}: give a tuple of axis names, e.g. ('n', 'D')")
         self.sizes = {}
         for size in axes:
-            size = _check_name(size, "axis", taken)
+            size = check_name(size, "axis", taken)
             self.sizes[size] = sp.Symbol(size, integer=True, positive=True)
         self.axes = tuple(self.sizes.values())
         self.derived_sizes: dict[str, sp.Expr] = {}
         for size, text in (sizes or {}).items():
-            size = _check_name(size, "size", taken)
+            size = check_name(size, "size", taken)
             self.derived_sizes[size] = self._size_expr(text, f"size {size}")
         self.check_sizes = _check_bounds(check_sizes or {}, self.sizes)
         self.constants, self.constant_values = {}, {}
         for key, value in (constants or {}).items():
-            key = _check_name(key, "constant", taken)
+            key = check_name(key, "constant", taken)
             exact = constant_value(key, value)
             self.constants[key] = _constant_symbol(key, exact)
             self.constant_values[self.constants[key]] = exact
         self.inputs: dict[str, tuple[sp.Symbol, ...]] = {}
         for key, shape in inputs.items():
-            key = _check_name(key, "input", taken)
+            key = check_name(key, "input", taken)
             self.inputs[key] = self._shape(key, shape)
         if not self.inputs:
             raise LayerError(f"layer {name}: no inputs")
@@ -228,11 +182,11 @@ class Layer:
                 raise LayerError(f"fixed {key!r}: not an input ({', '.join(self.inputs)})")
         self.labels = {}
         for key, spec in (labels or {}).items():
-            key = _check_name(key, "labels", taken)
+            key = check_name(key, "labels", taken)
             self.labels[key] = self._label(key, spec)
         self.arrays = {key: sp.IndexedBase(key) for key in [*self.inputs, *self.labels]}
         self.shapes = {**self.inputs, **{key: shape for key, (shape, _) in self.labels.items()}}
-        upstream = _check_name(upstream, "upstream", taken)
+        upstream = check_name(upstream, "upstream", taken)
         self.upstream = sp.IndexedBase(upstream)
         self.declared = {}  # the shapes of lines whose indices are read only shifted
         for key, shape in (shapes or {}).items():
@@ -291,20 +245,7 @@ class Layer:
             node = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as err:
             raise LayerError(f"{owner}: {text!r} is not a size expression like '2*T2'") from err
-
-        def value(node: ast.AST) -> sp.Expr:
-            if isinstance(node, ast.Constant) and type(node.value) is int and node.value >= 0:
-                return sp.Integer(node.value)
-            if isinstance(node, ast.Name) and fold(node.id) in self.sizes:
-                return self.sizes[fold(node.id)]
-            if isinstance(node, ast.BinOp) and type(node.op) in (ast.Add, ast.Sub, ast.Mult):
-                return _BINARY[type(node.op)](value(node.left), value(node.right))
-            raise LayerError(
-                f"{owner}: {ast.unparse(node)!r} in {text!r}: a size is integers and axes "
-                f"({', '.join(self.sizes)}) with + - *"
-            )
-
-        size = sp.expand(value(node))
+        size = sp.expand(SizeReader(self.sizes, owner, text).eval(node))
         if size.is_Number:
             raise LayerError(f"{owner}: {text!r} is a number, not a size of the axes")
         return size
@@ -333,15 +274,16 @@ class Layer:
         left, sep, right = text.partition("=")
         if not sep:
             raise LayerError(f"{where}: write 'name[i, j] = expression'")
-        target, names = _parse_target(left, where)
+        target, names = parse_target(left, where)
         try:
-            target = _check_name(target, "intermediate", taken)
+            target = check_name(target, "intermediate", taken)
         except LayerError as err:
             raise LayerError(f"{where}: {err}") from err
         try:
             tree = ast.parse(right.strip(), mode="eval").body
         except SyntaxError as err:
-            raise LayerError(f"{where}: not an expression: {err.msg}") from err
+            why = keywords_in(right)
+            raise LayerError(f"{where}: not an expression: {err.msg}{why}") from err
         indices = self._line_indices(tree, target, names, where)
         letters = tuple(indices[x] for x in names)
         rhs = IndexEvaluator(self, where, indices).run(right)
@@ -350,14 +292,14 @@ class Layer:
                 f"{where}: max(...) is a shift and must be a line of its own: "
                 "m[i] = max(x[i, j], j)"
             )
-        free = _free_indices(rhs, indices)
+        free = free_indices(rhs, indices)
         extra = sorted(map(str, free - set(letters)))
         if extra:
             raise LayerError(
                 f"{where}: index {extra[0]} is not reduced: keep it on the left "
                 f"or reduce it with sum(..., {extra[0]})"
             )
-        sizes = _index_sizes(rhs, self, where, indices)
+        sizes = index_sizes(rhs, self, where, indices)
         for letter, size in zip(letters, self.declared.get(target, ()), strict=False):
             if sizes.setdefault(letter, size) != size:
                 raise LayerError(
@@ -434,7 +376,7 @@ class Layer:
             )
             if what is not None:
                 raise LayerError(f"{where}: {name!r} in {use} is {what}, not an index")
-        return {name: _index(name) for name in uses}
+        return {name: index_symbol(name) for name in uses}
 
     def _scalar_name(self, key: str) -> bool:
         """A size, a declared size or a constant: a value in a position, never an index."""
@@ -469,8 +411,6 @@ class Layer:
 
     def _set_claims(self, claims: dict[str, str]) -> None:
         """Parse each claim now, so a mistake in one is reported before any derivation."""
-        from derivations.language.claims import read_claim
-
         if not isinstance(claims, dict):
             raise LayerError(f"claims {claims!r}: give a dict, input name -> claim")
         folded = {}
@@ -524,6 +464,36 @@ class Layer:
         return dict(zip(self.free(shape), shape, strict=True))
 
 
+class SizeReader(Evaluator):
+    """A size as an expression of the axes (``2*T2``, ``L - K + 1``): integers from 0, axis
+    names, ``+ - *``; anything else is one line naming it."""
+
+    operators = {op: OPERATORS[op] for op in (ast.Add, ast.Sub, ast.Mult)}
+
+    def __init__(self, sizes: dict[str, sp.Symbol], owner: str, text: str) -> None:
+        super().__init__(owner)
+        self.sizes, self.text = sizes, text
+
+    def unsupported(self, node: ast.AST):
+        raise LayerError(
+            f"{self.where}: {ast.unparse(node)!r} in {self.text!r}: a size is integers and "
+            f"axes ({', '.join(self.sizes)}) with + - *"
+        )
+
+    def _eval_UnaryOp(self, node: ast.UnaryOp):
+        return self.unsupported(node)
+
+    def constant(self, node: ast.Constant) -> sp.Expr:
+        if type(node.value) is int and node.value >= 0:
+            return sp.Integer(node.value)
+        return self.unsupported(node)
+
+    def name(self, key: str) -> sp.Expr:
+        if fold(key) in self.sizes:
+            return self.sizes[fold(key)]
+        return self.unsupported(ast.Name(key))
+
+
 def _check_bounds(bounds, axes: dict) -> dict[str, int]:
     """``check_sizes``: each named axis's largest size for the exact check of shifted reads."""
     if not isinstance(bounds, dict):
@@ -536,293 +506,6 @@ def _check_bounds(bounds, axes: dict) -> dict[str, int]:
             raise LayerError(f"check_sizes[{key!r}]: {top!r} is not an integer in 1..{MAX_BOUND}")
         out[fold(key)] = top
     return out
-
-
-def _parse_target(left: str, where: str) -> tuple[str, tuple[str, ...]]:
-    """The left side ``name[i, j]``: the target's name and its index names (distinct)."""
-    try:
-        node = ast.parse(left.strip(), mode="eval").body
-    except SyntaxError as err:
-        raise LayerError(f"{where}: the left side is not 'name[i, j]'") from err
-    if isinstance(node, ast.Name):
-        return node.id, ()
-    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        if all(isinstance(x, ast.Name) for x in items):
-            names = tuple(x.id for x in items)
-            if len(set(names)) == len(names):
-                return node.value.id, names
-            raise LayerError(f"{where}: an index repeats on the left side")
-    raise LayerError(f"{where}: the left side is not 'name[i, j]' with one name per index")
-
-
-def _free_indices(expr: sp.Expr, indices: dict[str, sp.Symbol]) -> set[sp.Symbol]:
-    """The line's index symbols still free in ``expr``."""
-    return expr.free_symbols & set(indices.values())
-
-
-def _index_sizes(
-    expr: sp.Expr, layer: Layer, where: str, indices: dict[str, sp.Symbol]
-) -> dict[sp.Symbol, sp.Symbol]:
-    """Each index's size, from the arrays it indexes; an index on two sizes is an error."""
-    sizes: dict[sp.Symbol, tuple[sp.Symbol, str]] = {}
-    letters = set(indices.values())
-
-    def note(index, size, used):
-        if not (isinstance(index, sp.Symbol) and index in letters):
-            return
-        old = sizes.setdefault(index, (size, used))
-        if old[0] != size:
-            raise LayerError(
-                f"{where}: shape mismatch: index {index} runs over {old[0]} in {old[1]} "
-                f"and over {size} in {used}"
-            )
-
-    for element in sorted(expr.atoms(sp.Indexed), key=sp.default_sort_key):
-        shape = layer.shape_of(str(element.base))
-        for index, size in zip(element.indices, shape, strict=True):
-            note(index, size, str(element))
-    for delta in sorted(expr.atoms(sp.KroneckerDelta), key=sp.default_sort_key):
-        label = next(x for x in delta.args if isinstance(x, sp.Indexed))
-        other = next(x for x in delta.args if x is not label)
-        note(other, layer.labels[str(label.base)][1], f"one_hot({label}, {other})")
-    for total in expr.atoms(sp.Sum):  # a summed index keeps the size it was summed over
-        for dummy, _, high in total.limits:
-            note(dummy, high + 1, f"sum over {dummy}")
-    return {index: size for index, (size, _) in sizes.items()}
-
-
-class _Evaluator:
-    """Evaluates a restricted Python expression (names, numbers, + - * / **, calls) to sympy;
-    anything else is a one-line :class:`LayerError` naming the construct."""
-
-    def __init__(self, layer: Layer, where: str) -> None:
-        self.layer, self.where = layer, where
-
-    def run(self, text: str) -> sp.Expr:
-        try:
-            node = ast.parse(text.strip(), mode="eval").body
-        except SyntaxError as err:
-            raise LayerError(f"{self.where}: not an expression: {err.msg}") from err
-        try:
-            return sp.sympify(self.eval(node))
-        except (TypeError, ValueError, ZeroDivisionError, RecursionError) as err:
-            raise LayerError(f"{self.where}: cannot evaluate: {err}") from err
-
-    def fail(self, message: str):
-        raise LayerError(f"{self.where}: {message}")
-
-    def number(self, node: ast.Constant):
-        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            self.fail(f"unsupported constant {node.value!r}")
-        value = sp.nsimplify(repr(node.value), rational=True)
-        if not math.isfinite(float(value)):
-            self.fail(f"the number {node.value!r} does not fit a float64")
-        return value
-
-    def eval(self, node: ast.AST):
-        if isinstance(node, ast.Constant):
-            return self.number(node)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            value = self.eval(node.operand)
-            return -value if isinstance(node.op, ast.USub) else value
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return self.binary(node)
-        if isinstance(node, ast.Name):
-            return self.name(node.id)
-        if isinstance(node, ast.Subscript):
-            return self.subscript(node)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            return self.call(node.func.id, node)
-        if isinstance(node, ast.Compare):
-            return self.compare(node)
-        self.fail(f"unsupported syntax {ast.unparse(node)!r}")
-
-    def compare(self, node: ast.Compare):
-        """``a > b`` (``>=``, ``<``, ``<=``): a 0/1 step, never differentiated."""
-        from derivations.language.functions import comparison
-
-        if len(node.ops) != 1 or type(node.ops[0]) not in COMPARISONS:
-            self.fail(f"{ast.unparse(node)!r}: one comparison of >, >=, <, <=")
-        left, right = self.eval(node.left), self.eval(node.comparators[0])
-        return comparison(COMPARISONS[type(node.ops[0])], left, right)
-
-    def binary(self, node: ast.BinOp):
-        left, right = self.eval(node.left), self.eval(node.right)
-        if isinstance(node.op, ast.Pow):
-            check_power(left, right, ast.unparse(node), self.fail)
-        return _BINARY[type(node.op)](left, right)
-
-    def scalar(self, key: str):
-        if key in self.layer.sizes:
-            return self.layer.sizes[key]
-        if key in getattr(self.layer, "derived_sizes", {}):
-            return self.layer.derived_sizes[key]
-        if key in self.layer.constants:
-            return self.layer.constants[key]
-        if key == "pi":
-            return sp.pi
-        return None
-
-    def call(self, func: str, node: ast.Call):
-        if func in FUNCTIONS:
-            if len(node.args) != 1 or node.keywords:
-                self.fail(f"{func}() takes one argument")
-            return FUNCTIONS[func](self.eval(node.args[0]))
-        if func in BINARY_FUNCTIONS:
-            if len(node.args) != 2 or node.keywords:
-                self.fail(f"{func}() takes two arguments")
-            return BINARY_FUNCTIONS[func](*(self.eval(arg) for arg in node.args))
-        if func in ("where", "clip"):
-            return self.three(func, node, [self.eval(arg) for arg in node.args])
-        self.fail(f"unknown function {func!r}")
-
-    def three(self, func: str, node: ast.Call, args: list):
-        """``where(cond, a, b)`` (cond a comparison) and ``clip(x, lo, hi)``, from their
-        arguments' values (sympy expressions here, a claim's index expressions there)."""
-        from derivations.language.functions import make_clip, where
-
-        if len(node.args) != 3 or node.keywords:
-            self.fail(f"{func}() takes three arguments")
-        if func == "where":
-            if not isinstance(node.args[0], ast.Compare):
-                self.fail(f"where: the condition {ast.unparse(node.args[0])!r} is not a comparison")
-            return where(*args)
-        return make_clip(*args, self.layer.constant_values)
-
-
-MAX_POWER = 64  # exact verification raises rationals to this power at most (x**(2**100): never)
-
-
-def check_power(base, exponent, text: str, fail: Callable) -> None:
-    """A power the engine can evaluate exactly: an array raised to at most :data:`MAX_POWER`,
-    a number to a number whose value fits a float64 (the kernel computes with it)."""
-    base, exponent = sp.sympify(base), sp.sympify(exponent)
-    if not exponent.is_Number:
-        return
-    if not base.is_Number:
-        if abs(exponent) > MAX_POWER:
-            fail(f"the power in {text!r} is beyond {MAX_POWER}")
-        return
-    if abs(exponent) > 4 * MAX_POWER**2:
-        fail(f"{text!r} is too large a number")
-    value = base**exponent
-    if value.is_Number and value != 0:
-        try:
-            fits = math.isfinite(float(value)) and float(value) != 0.0
-        except (OverflowError, TypeError):
-            fits = False
-        if not fits:
-            fail(f"{text!r} does not fit a float64")
-
-
-COMPARISONS = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}
-_BINARY: dict[type, Callable] = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-}
-
-
-class IndexEvaluator(_Evaluator):
-    """A forward line's right side: ``x[i, j]``, ``sum(expr, j)``, ``one_hot(y[i], j)``, with
-    the line's index names (:meth:`Layer._line_indices`)."""
-
-    def __init__(self, layer: Layer, where: str, indices: dict[str, sp.Symbol]) -> None:
-        super().__init__(layer, where)
-        self.indices = indices
-
-    def name(self, key: str):
-        value = self.scalar(key)
-        if value is not None:
-            return value
-        if key in self.layer.names and not self.layer.names[key].indices:
-            return self.layer.names[key].target
-        if key in self.layer.arrays or key in self.layer.names:
-            self.fail(f"{key} is an array: index it, e.g. {key}[i, j]")
-        self.fail(f"unknown symbol {key!r}")
-
-    def index(self, node: ast.AST, what: str) -> sp.Symbol:
-        """An index name of this line (``j`` in ``sum(e, j)``); anything else is an error."""
-        if not (isinstance(node, ast.Name) and node.id in self.indices):
-            self.fail(f"{what}: {ast.unparse(node)!r} is not an index name")
-        return self.indices[node.id]
-
-    def base_of(self, key: str) -> sp.IndexedBase:
-        """The array a subscript reads: an input, a label array or an intermediate."""
-        if key in self.layer.arrays:
-            return self.layer.arrays[key]
-        if key in self.layer.names and self.layer.names[key].indices:
-            return self.layer.names[key].target
-        self.fail(f"unknown array {key!r}")
-
-    def subscript(self, node: ast.Subscript):
-        if not isinstance(node.value, ast.Name):
-            self.fail(f"cannot index {ast.unparse(node.value)!r}")
-        key = node.value.id
-        base = self.base_of(key)
-        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        shape = self.layer.shape_of(key)
-        if len(items) != len(shape):
-            self.fail(f"shape mismatch: {key} has shape {dims(shape)}, indexed with {len(items)}")
-        reader = IndexReader(self.indices, self.scalar, self.layer.constant_values, self.fail)
-        indices, inside = [], sp.Integer(1)
-        for item, size in zip(items, shape, strict=True):
-            if isinstance(item, ast.Name):
-                indices.append(self.index(item, f"{key}[...]"))
-                continue
-            position = reader.read(item)  # zero outside the array: see derivations.engine.shifts
-            if not position.free_symbols & set(self.indices.values()):
-                self.fail(f"{ast.unparse(node)!r}: position {ast.unparse(item)!r} has no index")
-            indices.append(position)
-            inside *= InRange(position, size)
-        return base[tuple(indices)] * inside
-
-    def call(self, func: str, node: ast.Call):
-        if func in ("sum", "mean"):
-            return self.reduce(func, node)
-        if func == "max":
-            return self.shift(node)
-        if func == "one_hot":
-            if len(node.args) != 2 or node.keywords:
-                self.fail("one_hot(y[i], j) takes a label element and an index name")
-            label = self.eval(node.args[0])
-            if not (isinstance(label, sp.Indexed) and str(label.base) in self.layer.labels):
-                self.fail(f"one_hot: {label} is not an element of a labels array")
-            return sp.KroneckerDelta(self.index(node.args[1], "one_hot"), label)
-        return super().call(func, node)
-
-    def shift(self, node: ast.Call) -> AxisMax:
-        """``max(expr, j)``: the maximum over one index (a shift, see the module)."""
-        if len(node.args) != 2 or node.keywords:
-            self.fail("max(expr, j) takes an expression and the one index it reduces")
-        body = sp.sympify(self.eval(node.args[0]))
-        index = self.index(node.args[1], "max")
-        size = _index_sizes(body, self.layer, self.where, self.indices).get(index)
-        if size is None or index not in body.free_symbols:
-            self.fail(f"max: index {index} does not occur in {body}")
-        return AxisMax(body, index, size)
-
-    def reduce(self, func: str, node: ast.Call):
-        if len(node.args) < 2 or node.keywords:
-            self.fail(f"{func}(expr, j, ...) takes an expression and the indices it reduces")
-        body = sp.sympify(self.eval(node.args[0]))
-        total, count = body, sp.Integer(1)
-        for arg in node.args[1:]:
-            index = self.index(arg, func)
-            size = _index_sizes(body, self.layer, self.where, self.indices).get(index)
-            if size is None and index in body.free_symbols:
-                self.fail(
-                    f"{func}: index {index} is read only shifted, so its range is not known: "
-                    f"read it plainly once (w[{index}])"
-                )
-            if size is None:
-                self.fail(f"{func}: index {index} does not occur in {body}")
-            total = sp.Sum(total, (index, 0, size - 1))
-            count *= size
-        return total / count if func == "mean" else total
 
 
 def load_layer(path: str | Path) -> Layer:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 
-from derivations.language.layer import Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import LayerError
 from derivations.lecture import KERNELS, Kernel
 from derivations.outputs.kernels import code, defined_sizes
 from derivations.printing.claimcode import claim_code

@@ -21,9 +21,11 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.engine.collapse import collapse, unpinned
-from derivations.engine.derive import _nodes, fresh_dummies, normal_dummies, raw
+from derivations.engine.derive import _nodes, normal_dummies, raw
 from derivations.language.functions import absolute
-from derivations.language.layer import Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import LayerError
+from derivations.language.notation import fresh_dummies
 from derivations.printing.jaxcode import PrintError, array_code
 from derivations.printing.layout import WIDTH, signature, spaced, wrap_code
 from jaxninja import numerics

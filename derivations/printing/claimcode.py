@@ -13,7 +13,9 @@ from __future__ import annotations
 import ast
 from typing import NamedTuple
 
+from derivations.language.evaluator import OPERATORS, ExprEvaluator
 from derivations.language.layer import Layer
+from derivations.printing.jaxcode import paren
 
 _FUNCTIONS = {
     "exp": "jnp.exp",
@@ -64,59 +66,57 @@ class _Unprintable(Exception):
     pass
 
 
-def _paren(text: str) -> str:
-    from derivations.printing.jaxcode import paren
-
-    return paren(text)
-
-
-class ClaimCode:
+class ClaimCode(ExprEvaluator):
     """Translate one claim's text (already parsed and proved) into code, keeping each value's
-    shape as numpy computes it."""
+    shape as numpy computes it; a construct it cannot print is :class:`_Unprintable`."""
+
+    operators = {**OPERATORS, ast.MatMult: None}
 
     def __init__(self, layer: Layer, dtype: str = "") -> None:
+        super().__init__("claim")
         self.layer, self.dtype = layer, dtype
 
-    def value(self, node: ast.AST) -> Code:
-        layer = self.layer
-        if isinstance(node, ast.Constant):
-            return Code(repr(node.value), ())
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            inner = self.value(node.operand)
-            text = inner.text if inner.prec >= 70 else f"({inner.text})"
-            return Code(f"-{text}", inner.axes, 70)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-            a, b = self.value(node.left), self.value(node.right)
-            text = _binary(ast.MatMult, a, b, a.text, b.text)
-            return Code(text, _matmul_shape(a.axes, b.axes), 59)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            a, b = self.value(node.left), self.value(node.right)
-            text = _binary(type(node.op), a, b, a.text, b.text)
-            return Code(text, _broadcast(a.axes, b.axes), _PREC[type(node.op)])
-        if isinstance(node, ast.Compare) and len(node.ops) == 1:
-            symbol = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}[type(node.ops[0])]
-            a, b = self.value(node.left), self.value(node.comparators[0])
-            return Code(f"({a.text} {symbol} {b.text})", _broadcast(a.axes, b.axes))
-        if isinstance(node, ast.Attribute) and node.attr == "T":
-            inner = self.value(node.value)
-            return Code(f"{_paren(inner.text)}.T", tuple(reversed(inner.axes)))
-        if isinstance(node, ast.Subscript):
-            return self.subscript(node)
-        if isinstance(node, ast.Name):
-            key = node.id
-            if key in layer.sizes or key in {str(c) for c in layer.constants.values()}:
-                return Code(key, ())
-            if key == "pi":
-                return Code("jnp.pi", ())
-            shape = layer.output.shape if key == str(layer.upstream) else layer.shape_of(key)
-            return Code(key, tuple(shape))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            return self.call(node.func.id, node)
+    def fail(self, message: str):
+        raise _Unprintable(message)
+
+    def unsupported(self, node: ast.AST):
         raise _Unprintable(ast.unparse(node))
 
-    def subscript(self, node: ast.Subscript) -> Code:
+    def constant(self, node: ast.Constant) -> Code:
+        return Code(repr(node.value), ())
+
+    def negate(self, inner: Code) -> Code:
+        text = inner.text if inner.prec >= 70 else f"({inner.text})"
+        return Code(f"-{text}", inner.axes, 70)
+
+    def binary(self, node: ast.BinOp, a: Code, b: Code) -> Code:
+        op = type(node.op)
+        text = _binary(op, a, b, a.text, b.text)
+        if op is ast.MatMult:
+            return Code(text, _matmul_shape(a.axes, b.axes), 59)
+        return Code(text, _broadcast(a.axes, b.axes), _PREC[op])
+
+    def compare(self, symbol: str, a: Code, b: Code, node: ast.Compare) -> Code:
+        return Code(f"({a.text} {symbol} {b.text})", _broadcast(a.axes, b.axes))
+
+    def _eval_Attribute(self, node: ast.Attribute) -> Code:
+        if node.attr != "T":
+            return self.unsupported(node)
+        inner = self.eval(node.value)
+        return Code(f"{paren(inner.text)}.T", tuple(reversed(inner.axes)))
+
+    def name(self, key: str) -> Code:
+        layer = self.layer
+        if key in layer.sizes or key in {str(c) for c in layer.constants.values()}:
+            return Code(key, ())
+        if key == "pi":
+            return Code("jnp.pi", ())
+        shape = layer.output.shape if key == str(layer.upstream) else layer.shape_of(key)
+        return Code(key, tuple(shape))
+
+    def _eval_Subscript(self, node: ast.Subscript) -> Code:
         """``a[:, None]``, ``a[..., None]``: printed as written, with numpy's new shape."""
-        inner = self.value(node.value)
+        inner = self.eval(node.value)
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         kinds = [
             ":" if isinstance(x, ast.Slice) else "..." if x.value is Ellipsis else "None"
@@ -132,46 +132,52 @@ class ClaimCode:
         shape = tuple(next(source) if kind == ":" else 1 for kind in kinds)
         index = ast.unparse(node.slice)
         index = index[1:-1] if index.startswith("(") and index.endswith(")") else index
-        return Code(f"{_paren(inner.text)}[{index}]", shape)
+        return Code(f"{paren(inner.text)}[{index}]", shape)
 
-    def call(self, func: str, node: ast.Call) -> Code:
+    def _call_sum(self, node: ast.Call) -> Code:
+        return self.reduce("sum", node)
+
+    def _call_mean(self, node: ast.Call) -> Code:
+        return self.reduce("mean", node)
+
+    def reduce(self, func: str, node: ast.Call) -> Code:
         keywords = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-        if func in ("sum", "mean"):
-            inner = self.value(node.args[0])
-            rank = len(inner.axes)
-            axis = keywords.get("axis", tuple(range(rank)))
-            positions = sorted({x % rank for x in (axis if isinstance(axis, tuple) else (axis,))})
-            keep = keywords.get("keepdims") is True
-            shape = tuple(
-                1 if k in positions else size
-                for k, size in enumerate(inner.axes)
-                if keep or k not in positions
-            )
-            shown = positions[0] if len(positions) == 1 else tuple(positions)
-            extra = ", keepdims=True" if keep else ""
-            return Code(f"jnp.{func}({inner.text}, axis={shown}{extra})", shape)
-        if func == "one_hot":
-            key = node.args[0].id
-            shape, classes = self.layer.labels[key]
-            dtype = self.dtype or f"{next(iter(self.layer.inputs))}.dtype"
-            return Code(f"jax.nn.one_hot({key}, {classes}, dtype={dtype})", (*shape, classes))
-        if func == "einsum":
-            spec = ast.literal_eval(node.args[0])
-            operands = [self.value(arg) for arg in node.args[1:]]
-            inputs, output = spec.replace(" ", "").split("->")
-            sizes = {}
-            for term, operand in zip(inputs.split(","), operands, strict=True):
-                sizes.update(zip(term, operand.axes, strict=True))
-            args = ", ".join(o.text for o in operands)
-            return Code(f'jnp.einsum("{spec}", {args})', tuple(sizes[x] for x in output))
-        if func in _FUNCTIONS:
-            args = [self.value(arg) for arg in node.args]
-            shape = ()
-            for arg in args:
-                shape = _broadcast(shape, arg.axes)
-            texts = ", ".join(arg.text for arg in args)
-            return Code(f"{_FUNCTIONS[func]}({texts})", shape)
-        raise _Unprintable(func)
+        inner = self.eval(node.args[0])
+        rank = len(inner.axes)
+        axis = keywords.get("axis", tuple(range(rank)))
+        positions = sorted({x % rank for x in (axis if isinstance(axis, tuple) else (axis,))})
+        keep = keywords.get("keepdims") is True
+        shape = tuple(
+            1 if k in positions else size
+            for k, size in enumerate(inner.axes)
+            if keep or k not in positions
+        )
+        shown = positions[0] if len(positions) == 1 else tuple(positions)
+        extra = ", keepdims=True" if keep else ""
+        return Code(f"jnp.{func}({inner.text}, axis={shown}{extra})", shape)
+
+    def _call_one_hot(self, node: ast.Call) -> Code:
+        key = node.args[0].id
+        shape, classes = self.layer.labels[key]
+        dtype = self.dtype or f"{next(iter(self.layer.inputs))}.dtype"
+        return Code(f"jax.nn.one_hot({key}, {classes}, dtype={dtype})", (*shape, classes))
+
+    def _call_einsum(self, node: ast.Call) -> Code:
+        spec = ast.literal_eval(node.args[0])
+        operands = [self.eval(arg) for arg in node.args[1:]]
+        inputs, output = spec.replace(" ", "").split("->")
+        sizes = {}
+        for term, operand in zip(inputs.split(","), operands, strict=True):
+            sizes.update(zip(term, operand.axes, strict=True))
+        args = ", ".join(o.text for o in operands)
+        return Code(f'jnp.einsum("{spec}", {args})', tuple(sizes[x] for x in output))
+
+    def apply(self, func: str, args: list[Code], node: ast.Call) -> Code:
+        shape = ()
+        for arg in args:
+            shape = _broadcast(shape, arg.axes)
+        texts = ", ".join(arg.text for arg in args)
+        return Code(f"{_FUNCTIONS[func]}({texts})", shape)
 
 
 def _broadcast(a: tuple, b: tuple) -> tuple:
@@ -199,7 +205,7 @@ def claim_code(layer: Layer, key: str, dtype: str = "") -> str | None:
         return None  # never proved: never printed
     try:
         node = ast.parse(layer.claim_text[key].strip(), mode="eval").body
-        value = ClaimCode(layer, dtype).value(node)
+        value = ClaimCode(layer, dtype).eval(node)
     except (_Unprintable, ValueError, KeyError, StopIteration, SyntaxError, TypeError):
         return None
     shape = tuple(layer.inputs[key])

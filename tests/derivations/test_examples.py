@@ -23,7 +23,8 @@ import sympy as sp
 
 from derivations.engine.derive import check
 from derivations.engine.proofs import opaque_sums
-from derivations.language.layer import Layer, LayerError, load_layer
+from derivations.language.layer import Layer, load_layer
+from derivations.language.names import LayerError
 from derivations.outputs.kernels import load_kernel
 from derivations.userrun import run_layer
 from jaxninja import numerics

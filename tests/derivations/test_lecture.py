@@ -26,7 +26,8 @@ from derivations.engine import derive  # noqa: E402
 from derivations.engine.collapse import collapse, pinned, unpinned  # noqa: E402
 from derivations.engine.exact import differs  # noqa: E402
 from derivations.language.functions import AxisMax  # noqa: E402
-from derivations.language.layer import Layer, LayerError  # noqa: E402
+from derivations.language.layer import Layer  # noqa: E402
+from derivations.language.names import LayerError  # noqa: E402
 from derivations.outputs.files import outputs  # noqa: E402
 
 

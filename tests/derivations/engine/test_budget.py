@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from derivations.engine import budget, derive
-from derivations.language.layer import Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import LayerError
 from derivations.userrun import run_layer
 
 

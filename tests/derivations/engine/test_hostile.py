@@ -16,7 +16,8 @@ import pytest
 
 from derivations.engine import derive
 from derivations.engine.derive import check
-from derivations.language.layer import Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import LayerError
 from derivations.userrun import run_layer
 
 ROOT = Path(__file__).resolve().parents[3]

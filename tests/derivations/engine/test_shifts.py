@@ -19,7 +19,9 @@ import sympy as sp
 from derivations.engine import shifts
 from derivations.engine.derive import check
 from derivations.engine.exact import written_out
-from derivations.language.layer import Layer, LayerError, load_layer
+from derivations.language import positions
+from derivations.language.layer import Layer, load_layer
+from derivations.language.names import LayerError
 from derivations.userrun import run_layer
 from tests.helpers import run_command
 
@@ -276,11 +278,11 @@ def test_a_transposed_numpy_claim_in_a_shifted_layer_is_refuted_by_shape():
 
 def test_the_in_range_factor_is_exact():
     t = sp.Symbol("t", integer=True)
-    assert shifts.InRange(t, 3).xreplace({t: 2}) == 1
-    assert shifts.InRange(t, 3).xreplace({t: 3}) == 0
-    assert shifts.InRange(t, 3).xreplace({t: -1}) == 0
-    assert shifts.InRange(t / 2, 3).xreplace({t: 3}) == 0  # 3/2: not a position
-    assert shifts.InRange(t / 2, 3).xreplace({t: 4}) == 1
+    assert positions.InRange(t, 3).xreplace({t: 2}) == 1
+    assert positions.InRange(t, 3).xreplace({t: 3}) == 0
+    assert positions.InRange(t, 3).xreplace({t: -1}) == 0
+    assert positions.InRange(t / 2, 3).xreplace({t: 3}) == 0  # 3/2: not a position
+    assert positions.InRange(t / 2, 3).xreplace({t: 4}) == 1
 
 
 # ---------------------------------------------------------------- statement errors: one line

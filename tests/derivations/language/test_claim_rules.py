@@ -12,7 +12,8 @@ import pytest
 import sympy as sp
 
 from derivations.engine.derive import normal_dummies
-from derivations.language.layer import FREE, Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import FREE, LayerError
 
 p, q, r = FREE[:3]
 i0 = sp.Symbol("i0", integer=True, nonnegative=True)
@@ -136,3 +137,19 @@ def test_rule_5_the_value_must_have_the_inputs_shape_in_order():
 def test_a_constant_claim_broadcasts_to_the_input():
     got = _claim({"x": ("n", "D")}, "out = sum(sum(x[i, j], j), i)", "x", "1", ("n", "D"))
     assert got == 1
+
+
+def test_a_claim_reads_the_same_whatever_was_read_before():
+    """A claim's summation dummies are named by their place in the claim alone: the printed
+    form (what docs/derivations.md shows) does not depend on how many claims the process read
+    before (a process-wide counter made the generated docs depend on the test order)."""
+    inputs, forward = {"x": ("n", "D"), "W": ("D", "H")}, "out[i, k] = sum(x[i, j] * W[j, k], j)"
+
+    def printed() -> str:
+        layer = Layer("t", ("n", "D", "H"), inputs, (forward,), claims={"x": "dout @ W.T"})
+        return str(layer.claims["x"])
+
+    first = printed()
+    for _ in range(3):
+        Layer("u", ("n", "D", "H"), inputs, (forward,), claims={"W": "x.T @ dout"})
+    assert printed() == first

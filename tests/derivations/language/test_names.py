@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from derivations.engine.derive import check
-from derivations.language.layer import Layer, LayerError
+from derivations.language.layer import Layer
+from derivations.language.names import LayerError
 from derivations.userrun import run_layer
 
 
@@ -164,3 +165,26 @@ def test_a_folded_name_is_the_same_name_everywhere():
     assert list(layer.inputs) == ["x"] and check(layer, "x").proof.ok
     wrong = layer.with_claims({"ｘ": "2 * dout"})
     assert check(wrong, "x").counterexample is not None
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        (
+            {"inputs": {"lambda": ("n",)}},
+            "input name 'lambda' is reserved: 'lambda' is a Python keyword",
+        ),
+        ({"forward": ("class[i] = x[i]",)}, "'class' is a Python keyword, not a name"),
+        ({"forward": ("out[i] = x[i] * lambda",)}, "'lambda' is a Python keyword, not a name"),
+        ({"inputs": {"jnp": ("n",)}}, "'jnp' is reserved: a name the kernel or the statement"),
+        ({"inputs": {"_x": ("n",)}}, "'_x' is reserved: a name starting with '_'"),
+    ],
+)
+def test_a_reserved_name_says_why_it_is_reserved(spec, why):
+    """A Python keyword is named as one (#25); the language's own names say so, and never
+    claim to be keywords."""
+    statement = {"inputs": {"x": ("n",)}, "forward": ("out[i] = x[i]",), **spec}
+    with pytest.raises(LayerError) as caught:
+        Layer("t", ("n",), statement["inputs"], statement["forward"])
+    assert why in str(caught.value)
+    assert ("keyword" in str(caught.value)) == ("keyword" in why)
