@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import sympy as sp
 
-from derivations.language.evaluator import OPERATORS, check_power
+from derivations.language.evaluator import OPERATORS, check_power, parse
 from derivations.language.names import LayerError, dims, fold
 from derivations.language.notation import (
     IndexEvaluator,
@@ -532,7 +532,7 @@ def read_claim(
 def is_index_claim(text) -> bool:
     """A claim written as a line in index notation, ``dx[b, s] = sum(...)``."""
     try:
-        tree = ast.parse(text.strip(), mode="exec")
+        tree = parse(text, mode="exec")
     except SyntaxError:
         return False
     return len(tree.body) == 1 and isinstance(tree.body[0], ast.Assign)
@@ -562,7 +562,7 @@ def read_index_claim(layer: Layer, key: str, text: str, where: str) -> sp.Expr:
     if fold(target) != f"d{key}" or len(names) != len(shape):
         wanted = f"d{key}[{', '.join(f'i{k}' for k in range(len(shape)))}]"
         raise LayerError(f"{where}: the left side must be {wanted}, one index per axis of {key}")
-    tree = ast.parse(right.strip(), mode="eval").body
+    tree = parse(right)
     indices = layer._line_indices(tree, f"d{key}", names, where)
     letters = tuple(indices[x] for x in names)
     rhs = _ClaimLine(layer, where, indices).run(right)

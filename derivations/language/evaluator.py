@@ -56,6 +56,20 @@ _WORDS = {1: "one argument", 2: "two arguments", 3: "three arguments"}
 MAX_POWER = 64  # exact verification raises rationals to this power at most (x**(2**100): never)
 
 
+def parse(text: str, mode: str = "eval") -> ast.AST:
+    """Python's parse of a statement's text (the expression, or the module in ``"exec"``
+    mode). Every way a stranger's text can fail to parse is a :class:`SyntaxError` here (a
+    nesting too deep for the parser, a null byte), so each caller handles one exception and
+    says it in one line."""
+    try:
+        tree = ast.parse(text.strip(), mode=mode)
+    except (RecursionError, MemoryError) as err:
+        raise SyntaxError("nested too deeply") from err
+    except ValueError as err:  # a null byte, in Python 3.11
+        raise SyntaxError(str(err)) from err
+    return tree.body if mode == "eval" else tree
+
+
 class Evaluator:
     """The walk: :meth:`eval` sends each node to ``_eval_<its class>``; what is not read is
     :meth:`unsupported`. ``where`` prefixes every error (``claim for x ('...')``)."""
@@ -72,7 +86,7 @@ class Evaluator:
     def parse(self, text: str) -> ast.AST:
         """``text`` as one Python expression; a syntax error is a one-line error."""
         try:
-            return ast.parse(text.strip(), mode="eval").body
+            return parse(text)
         except SyntaxError as err:
             why = keywords_in(text)
             raise LayerError(f"{self.where}: not an expression: {err.msg}{why}") from err

@@ -70,7 +70,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.language.claims import read_claim
-from derivations.language.evaluator import OPERATORS, Evaluator
+from derivations.language.evaluator import OPERATORS, Evaluator, parse
 from derivations.language.functions import AxisMax
 from derivations.language.names import (
     FREE,
@@ -242,7 +242,7 @@ class Layer:
         if not isinstance(text, str):
             raise LayerError(f"{owner}: {text!r} is not a size expression like '2*T2'")
         try:
-            node = ast.parse(text.strip(), mode="eval").body
+            node = parse(text)
         except SyntaxError as err:
             raise LayerError(f"{owner}: {text!r} is not a size expression like '2*T2'") from err
         size = sp.expand(SizeReader(self.sizes, owner, text).eval(node))
@@ -280,7 +280,7 @@ class Layer:
         except LayerError as err:
             raise LayerError(f"{where}: {err}") from err
         try:
-            tree = ast.parse(right.strip(), mode="eval").body
+            tree = parse(right)
         except SyntaxError as err:
             why = keywords_in(right)
             raise LayerError(f"{where}: not an expression: {err.msg}{why}") from err

@@ -14,7 +14,7 @@ import ast
 
 import sympy as sp
 
-from derivations.language.evaluator import ExprEvaluator, check_power, number
+from derivations.language.evaluator import ExprEvaluator, check_power, number, parse
 from derivations.language.functions import (
     BINARY_FUNCTIONS,
     FUNCTIONS,
@@ -179,7 +179,7 @@ class IndexEvaluator(SympyEvaluator):
 def parse_target(left: str, where: str) -> tuple[str, tuple[str, ...]]:
     """The left side ``name[i, j]``: the target's name and its index names (distinct)."""
     try:
-        node = ast.parse(left.strip(), mode="eval").body
+        node = parse(left)
     except SyntaxError as err:
         why = keywords_in(left)
         raise LayerError(f"{where}: the left side is not 'name[i, j]'{why}") from err

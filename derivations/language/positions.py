@@ -69,6 +69,11 @@ class IndexReader(Evaluator):
     def unsupported(self, node: ast.AST):
         self.fail(f"position {ast.unparse(node)!r}: not an index expression")
 
+    def _eval_UnaryOp(self, node: ast.UnaryOp) -> sp.Expr:
+        if isinstance(node.op, ast.USub):  # -k; +k is not a position (a bare index is)
+            return -self.eval(node.operand)
+        return self.unsupported(node)
+
     def constant(self, node: ast.Constant) -> sp.Expr:
         if isinstance(node.value, bool) or not isinstance(node.value, int):
             self.fail(f"position {ast.unparse(node)!r}: only integers in a position")

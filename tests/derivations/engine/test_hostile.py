@@ -344,3 +344,21 @@ def test_kinks_follow_jax_and_a_relu_claim_is_proved(tmp_path, x64):
         "r", ("n",), {"x": ("n",)}, ("out[i] = relu(x[i])",), claims={"x": "dout * (x > 0)"}
     )
     assert check(relu, "x").proof.ok
+
+
+@pytest.mark.parametrize(
+    ("forward", "claim", "message"),
+    [
+        ("out[i] = " + "-" * 3000 + "x[i]", None, "not an expression: nested too deeply"),
+        ("out[i] = tanh(x[i])", "-" * 3000 + "dout", "not an expression: nested too deeply"),
+        ("out[i] = x[i]\x00", None, "not an expression: source code"),
+        ("out[i] = tanh(x[i])", "dout\x00", "not an expression: source code"),
+        ("out[i] = x[i] + x[+i]", None, "position '+i': not an index expression"),
+    ],
+)
+def test_text_python_cannot_parse_is_one_line_from_python_too(forward, claim, message):
+    """A nesting too deep for Python's parser (it raised RecursionError out of Layer(...)) or a
+    null byte is a LayerError naming the line, as every other statement mistake is."""
+    with pytest.raises(LayerError) as caught:
+        Layer("t", ("n",), {"x": ("n",)}, (forward,), claims={"x": claim} if claim else None)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
