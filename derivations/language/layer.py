@@ -27,11 +27,12 @@ as 0/1 factors; kinks follow jax (:mod:`derivations.language.functions`, proofs 
 
 A position in brackets may be an expression of the line's indices, ``x[b, 2*t + k - P]``,
 ``x[b, 2*t + c // C, c % C]``: a read outside the array (or at a position that is not an
-integer) is zero (:mod:`derivations.engine.shifts`). ``sizes={"T": "2*T2"}`` declares sizes made of
-axes (a shape may also hold ``"2*C"``), ``shapes={"y": ("B", "T")}`` the shape of a line whose
-index is read only shifted, and ``check_sizes`` the bounds of the exact check such a layer's
-claims get (CHECKED there; PROVED only where a symbolic proof also succeeds); its claims may be
-lines in index notation, ``dx[b, s] = sum(dout[b, s - k] * w[k], k)``.
+integer) is zero (:mod:`derivations.language.positions`; decided by
+:mod:`derivations.engine.shifts`). ``sizes={"T": "2*T2"}`` declares sizes made of axes (a shape
+may also hold ``"2*C"``), ``shapes={"y": ("B", "T")}`` the shape of a line whose index is read
+only shifted, and ``check_sizes`` the bounds of the exact check such a layer's claims get
+(CHECKED there; PROVED only where a symbolic proof also succeeds); its claims may be lines in
+index notation, ``dx[b, s] = sum(dout[b, s - k] * w[k], k)``.
 
 A claim is an *array* expression in the layer's names, as you would write the backward in numpy
 (:mod:`derivations.language.claims`), read as numpy reads it:
