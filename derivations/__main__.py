@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from derivations.build import run_all
-from derivations.files import outputs
+from derivations.outputs.files import outputs
 
 
 def stale(files: dict[Path, str], root: Path) -> list[Path]:

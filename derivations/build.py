@@ -1,10 +1,10 @@
 """Run the one engine over the lecture's layers: derive, prove, check exactly, time each part.
 
 Each layer of :mod:`derivations.lecture` goes through what a layer file goes through
-(:mod:`derivations.usercheck`): its shifts are checked, every claim is derived and proved (or
+(:mod:`derivations.engine.derive`): its shifts are checked, every claim is derived and proved (or
 refuted with a counterexample), the Exercise 1 chains are proved as further claims, and each
 proved claim is checked once more exactly at concrete sizes (the written-out forward's exact
-derivative, no delta collapse). :func:`run_all` returns it all; :mod:`derivations.files`
+derivative, no delta collapse). :func:`run_all` returns it all; :mod:`derivations.outputs.files`
 renders the files ``python -m derivations`` writes from it.
 """
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-from derivations import lecture, usercheck
-from derivations.usercheck import Verdict
-from derivations.userlayer import Layer
+from derivations import lecture
+from derivations.engine import derive
+from derivations.engine.derive import Verdict
+from derivations.language.layer import Layer
 
 EXACT_SIZES = 1  # sizes each proved claim is checked at exactly (15 s CPU budget for --check)
 
@@ -64,16 +65,16 @@ class Results(NamedTuple):
 def check_layer(layer: Layer) -> Checked:
     """One lecture layer: shifts, claims, the Exercise 1 chain, the exact check."""
     start = time.perf_counter()
-    problems = list(usercheck.shift_problems(layer))
-    verdicts = tuple(usercheck.check(layer, key) for key in layer.claim_text)
+    problems = list(derive.shift_problems(layer))
+    verdicts = tuple(derive.check(layer, key) for key in layer.claim_text)
     chains = tuple(
-        usercheck.check(layer.with_claims({key: text}), key)
+        derive.check(layer.with_claims({key: text}), key)
         for key, text in lecture.CHAINS.get(layer.name, {}).items()
     )
     proved = time.perf_counter()
     concrete = {}
     for key in layer.claims:
-        concrete[key], problem = usercheck.exact_agreement(layer, key, limit=EXACT_SIZES)
+        concrete[key], problem = derive.exact_agreement(layer, key, limit=EXACT_SIZES)
         if problem is not None:
             problems.append(f"exact check: {problem}")
     seconds = {"derive and prove": proved - start, "exact check": time.perf_counter() - proved}

@@ -1,8 +1,8 @@
 """The lecture's layers, stated in the statement language every layer file uses.
 
-Each layer is a :class:`derivations.userlayer.Layer`, exactly as a person would write it in a
+Each layer is a :class:`derivations.language.layer.Layer`, exactly as a person would write it in a
 layer file, so it goes through the one engine: the same differentiation, delta collapse, proof,
-counterexample search and printing (:mod:`derivations.usercheck`). The forwards follow the
+counterexample search and printing (:mod:`derivations.engine.derive`). The forwards follow the
 notebook line by line (``bnmeani``, ``bnvar`` with Bessel's n - 1, ``bnvar_inv`` with epsilon
 inside the square root, ``bnraw``, ``logit_maxes``, ``counts``, ``counts_sum``, ``probs``). The
 claims are the closed forms ``jaxninja/lecture/generated.py`` computes, written as its code
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from derivations.userlayer import Layer
+from derivations.language.layer import Layer
 
 EPS = "1/100000"  # BatchNorm's and LayerNorm's epsilon, inside the square root (jaxninja.model)
 

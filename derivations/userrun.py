@@ -15,10 +15,12 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from derivations import budget, exact, kernelout, safety, usercheck, userkernel
-from derivations.claims import is_index_claim
-from derivations.usercheck import Counterexample, Verdict, check, wrt
-from derivations.userlayer import Layer, LayerError, load_layer
+from derivations.engine import budget, derive, exact
+from derivations.engine.derive import Counterexample, Verdict, check, wrt
+from derivations.language.claims import is_index_claim
+from derivations.language.layer import Layer, load_layer
+from derivations.language.names import LayerError
+from derivations.outputs import kernelfile, kernels, safety
 from jaxninja.errors import JaxninjaError
 
 
@@ -27,7 +29,7 @@ class Report(NamedTuple):
 
     layer: Layer
     verdicts: tuple[Verdict, ...]
-    verified: list[userkernel.Verified]
+    verified: list[kernels.Verified]
     kernel: Path | None  # where the kernel was written (None: not written)
     problem: str | None  # why the kernel could not be generated or run (None: it ran)
     seconds: dict[str, float]
@@ -208,10 +210,10 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
     """What was found for one input: the derived gradient in the forward's names (unless
     ``derived`` is False), the claim, and its verdict with the counterexample."""
     key = verdict.key
-    pairs = userkernel.namings(layer, layer.free_sizes(layer.inputs[key]))
+    pairs = kernels.namings(layer, layer.free_sizes(layer.inputs[key]))
     lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
     if derived:
-        named = userkernel.in_names(verdict.derived, layer, pairs)
+        named = kernels.in_names(verdict.derived, layer, pairs)
         lines.append(f"  derived: d{key} = {sp.sstr(named)}")
     if verdict.proof is None:
         lines.append("  claim:   none given")
@@ -243,12 +245,12 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
             )
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
-            difference = userkernel.named(verdict.difference, pairs)
+            difference = kernels.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, verdict.counterexample)
         else:
             lines.append("  NOT PROVED: simplify does not reach zero, yet no counterexample")
-            difference = userkernel.named(verdict.difference, pairs)
+            difference = kernels.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, None, verdict.searched)
         if not verdict.proof.ok and verdict.undefined:
@@ -259,7 +261,7 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
 
 def _shifted_lines(layer: Layer, verdict: Verdict) -> list[str]:
     """A claim about shifted reads, decided by the exact check at every size up to the
-    stated bounds (:mod:`derivations.shifts`): CHECKED there, REFUTED, or NOT PROVED."""
+    stated bounds (:mod:`derivations.engine.shifts`): CHECKED there, REFUTED, or NOT PROVED."""
     if verdict.mismatch is not None:  # read as numpy reads it, the shape is wrong
         return [
             f"  REFUTED: {verdict.mismatch.reason}",
@@ -307,7 +309,7 @@ def _kernel_text(layer: Layer, verdicts, source: str) -> tuple[str | None, str |
         for key in gradients
     }
     try:
-        text = userkernel.render_kernel(layer, gradients, source, origins, frozenset(printed))
+        text = kernels.render_kernel(layer, gradients, source, origins, frozenset(printed))
     except LayerError as err:
         return None, str(err)
     return text, None
@@ -322,8 +324,8 @@ def _verified(layer: Layer, text: str, seconds: dict) -> tuple[list, list, str |
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{layer.name}_kernel.py"
             path.write_text(text, encoding="utf-8")
-            module = userkernel.load_kernel(path, layer.name)
-        verified = userkernel.verify(layer, module)
+            module = kernels.load_kernel(path, layer.name)
+        verified = kernels.verify(layer, module)
         seconds["verify"] = time.perf_counter() - start
         start = time.perf_counter()
         unsafe = safety.unsafe(layer, module, text) if all(v.ok for v in verified) else []
@@ -347,14 +349,14 @@ def run_layer(
     (None: not kept): a kernel is written only by a run whose :attr:`Report.ok` holds, and
     atomically. ``verify=False``: a caller that checks the kernel itself (the report is then
     not ok, nothing is written, the text is in :attr:`Report.kernel_text`). ``allow_unsafe``:
-    a kernel unsafe in float32 at large inputs (:mod:`derivations.safety`) is still ok.
-    Derivation, proofs and printing run within :data:`derivations.budget.SECONDS`, saying
+    a kernel unsafe in float32 at large inputs (:mod:`derivations.outputs.safety`) is still ok.
+    Derivation, proofs and printing run within :data:`derivations.engine.budget.SECONDS`, saying
     where they are every few seconds through ``progress`` (one line each)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     with budget.limited(layer.name, progress) as step:
         step("checking the shifts")
-        problems = usercheck.shift_problems(layer)
+        problems = derive.shift_problems(layer)
         if problems:
             raise LayerError(f"layer {layer.name}: {problems[0]}")
         verdicts = []
@@ -374,7 +376,7 @@ def run_layer(
         step("printing the derived forms")
         head = _head(layer, verdicts)
         seconds["generate"] = time.perf_counter() - start
-    verified: list[userkernel.Verified] = []
+    verified: list[kernels.Verified] = []
     unsafe: list[safety.Unsafe] = []
     if text is not None and verify:
         verified, unsafe, problem = _verified(layer, text, seconds)
@@ -382,7 +384,7 @@ def run_layer(
     report = report._replace(unsafe=tuple(unsafe), allow_unsafe=allow_unsafe)
     if report.ok and out is not None and text is not None:  # shifted reads: no kernel
         try:
-            kernelout.write_kernel(out, text)
+            kernelfile.write_kernel(out, text)
             report = report._replace(kernel=out)
         except JaxninjaError as err:
             report = report._replace(unwritten=str(err))
@@ -418,9 +420,9 @@ def _body(report: Report, verify: bool, head: list[str]) -> str:
         torch = " and torch autograd" if verified and verified[0].torch_errors else ""
         lines.append(
             f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
-            f"at a time, the others at {userkernel.OTHER_SIZE} (max |error| / (eps * scale), "
+            f"at a time, the others at {kernels.OTHER_SIZE} (max |error| / (eps * scale), "
             "scale: max |gradient| or of its printed form with every term in absolute value; "
-            f"bound {userkernel.BOUND:g}):"
+            f"bound {kernels.BOUND:g}):"
         )
     for result in verified:
         sizes = ", ".join(f"{k}={v}" for k, v in result.sizes.items())
@@ -452,8 +454,8 @@ def run_file(
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """:func:`run_layer` on the layer a file defines; the paths are checked first
-    (:mod:`derivations.kernelout`: a regular layer file, an ``--out`` derive may write)."""
-    path = kernelout.check_layer_path(path)
-    out = kernelout.check_out_path(out, path) if out is not None else None
+    (:mod:`derivations.outputs.kernelfile`: a regular layer file, an ``--out`` derive may write)."""
+    path = kernelfile.check_layer_path(path)
+    out = kernelfile.check_out_path(out, path) if out is not None else None
     layer = load_layer(path)
     return run_layer(layer, out, str(path), allow_unsafe=allow_unsafe, progress=progress)

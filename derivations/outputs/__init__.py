@@ -1,0 +1,1 @@
+"""What the engine makes: kernels (verified, written safely), generated.py, docs, reports."""
