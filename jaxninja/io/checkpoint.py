@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxninja.data import BOUNDARY, Dataset, Vocab, vocab_problem
 from jaxninja.errors import CheckpointError
-from jaxninja.io import safe_npz
+from jaxninja.io import runfolder, safe_npz
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
 from jaxninja.lecture.model import BNStats, Params
@@ -87,9 +87,10 @@ class Checkpoint(NamedTuple):
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
-    """The checkpoint file for ``path``: ``path/checkpoint.npz`` if ``path`` is a directory."""
+    """The checkpoint file for ``path``: ``path/checkpoint.npz`` if ``path`` is a directory that
+    holds one run, and nothing else of a run (else one line naming what it holds instead)."""
     path = Path(path)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
+    return runfolder.one_run(path) if path.is_dir() else path
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -415,8 +416,6 @@ def load_checkpoint(
     and the data hash. Any failure is a one-line :class:`CheckpointError` naming the file and
     the problem. The configuration's values are not validated here (that is settings' job).
     """
-    if Path(path).is_dir() and not checkpoint_file(path).exists():
-        raise CheckpointError(f"{path}: is a directory without a {CHECKPOINT_NAME}")
     path = checkpoint_file(path)
     arrays = _read_arrays(path, min(max_bytes, MAX_TOTAL_BYTES))
     version = _check_version(path, arrays)

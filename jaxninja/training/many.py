@@ -29,7 +29,8 @@ from jaxninja import checks
 from jaxninja.config import DEFAULT_OUT, TrainConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
-from jaxninja.io.atomic import prepare_out_dir, write_atomic
+from jaxninja.io import runfolder
+from jaxninja.io.atomic import write_atomic
 from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from jaxninja.lecture.model import n_params
 from jaxninja.lecture.step import learning_rate
@@ -57,7 +58,6 @@ from jaxninja.training.rundir import (
     kept_checkpoint,
     machine,
     recorded_config,
-    refuse_overwrite,
     resolve_config,
     resumed_state,
     run_summary,
@@ -197,13 +197,14 @@ def prepare_many(
     )
     memory.check_fits(needed, f"these {len(configs):,} runs ({base.steps:,} steps each)")
     layout = make_layout(len(configs), jax_device.platform, group=group)
-    target = Path(out) if out is not None else (folder if folder is not None else Path(DEFAULT_OUT))
-    refuse_overwrite(target, folder, options.overwrite)
-    target = prepare_out_dir(target)
-    job = Many(base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder)
-    for i in range(len(configs)):
-        prepare_out_dir(job.folder(i))
-    return job
+    target = (
+        runfolder.given(out)
+        if out is not None
+        else (folder if folder is not None else Path(DEFAULT_OUT))
+    )
+    names = [run_name(i, len(configs)) for i in range(len(configs))]
+    target = runfolder.claim(target, folder, options.overwrite, scope, names)
+    return Many(base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder)
 
 
 def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) -> list[TrainState]:

@@ -30,7 +30,7 @@ from jaxninja.config import DEFAULT_OUT, TrainConfig
 from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
 from jaxninja.devices import distributed, parallel
 from jaxninja.errors import CheckpointError, ConfigError, NonFiniteLoss, TrainingError
-from jaxninja.io.atomic import prepare_out_dir
+from jaxninja.io import runfolder
 from jaxninja.io.checkpoint import (
     CHECKPOINT_NAME,
     MAX_TOTAL_BYTES,
@@ -52,7 +52,6 @@ from jaxninja.training.rundir import (
     finishing_step,
     host_state,
     kept_checkpoint,
-    refuse_overwrite,
     resolve_config,
     resumed_state,
     run_summary,
@@ -264,11 +263,12 @@ def _prepare(
     needed = memory.run_bytes(run_config, len(dataset.train.y), dataset.vocab.size, samples)
     memory.check_fits(needed, f"this run ({run_config.steps:,} steps, --samples {samples:,})")
     folder = (
-        Path(out) if out is not None else (path.parent if path is not None else Path(DEFAULT_OUT))
+        runfolder.given(out)
+        if out is not None
+        else (path.parent if path is not None else Path(DEFAULT_OUT))
     )
     if distributed.is_writer():  # only process 0 writes, so only its folder is checked
-        refuse_overwrite(folder, path, options.overwrite)
-        folder = prepare_out_dir(folder)
+        folder = runfolder.claim(folder, path, options.overwrite, scope)
     state = None if ckpt is None else resumed_state(ckpt, readable.parent)
     return Run(run_config, dataset, folder, jax_device, mesh, state, path)
 
