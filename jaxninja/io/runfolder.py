@@ -1,8 +1,8 @@
 """A run folder holds one run, of one kind, written by one process.
 
 Two kinds of run live in a folder: a **single run** (``checkpoint.npz``, ``losses.npy``,
-``summary.json``, ``loss.png``) and a **multi-run** of ``--seeds`` / ``--sweep`` (``runs.json``
-and one single-run folder ``run-NN/`` per run). :func:`scan` sorts a folder's entries into those
+``summary.json``, ``loss.png``) and a **multi-run** of ``--seeds`` / ``--sweep`` (``runs.json``,
+one single-run folder ``run-NN/`` per run, and its own ``summary.json`` and ``loss.png``). :func:`scan` sorts a folder's entries into those
 and the files jaxninja did not write. Writers :func:`claim` a folder: its lock
 (:mod:`jaxninja.io.lock`) for as long as the run lasts, then the rule that a folder holding
 anything is continued (``resume``) or replaced (``overwrite``), never written into silently.
@@ -110,7 +110,7 @@ def describe(contents: Contents) -> str:
     parts = []
     if contents.has_single:
         parts.append(f"a run ({CHECKPOINT_NAME})")
-    elif contents.single:
+    elif contents.single and not contents.has_many:  # a multi-run has its own summary, plot
         parts.append(f"{', '.join(contents.single)} of a run but no {CHECKPOINT_NAME}")
     if contents.has_many:
         parts.append(f"runs of --seeds/--sweep ({_runs_text(contents)})")

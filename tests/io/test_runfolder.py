@@ -76,6 +76,9 @@ def test_scan_sorts_a_folder(tmp_path: Path) -> None:
     text = runfolder.describe(c)
     assert "a run (checkpoint.npz)" in text and "run-00..run-02/" in text and "notes.txt" in text
     assert runfolder.scan(tmp_path / "missing").empty
+    plain = many(tmp_path / "g")
+    (plain / "summary.json").write_text("{}")  # a multi-run's own summary: not a stray file
+    assert runfolder.describe(runfolder.scan(plain)) == "runs of --seeds/--sweep (runs.json, run-00..run-01/)"
 
 
 @pytest.mark.parametrize(
