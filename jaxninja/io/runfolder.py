@@ -2,10 +2,11 @@
 
 Two kinds of run live in a folder: a **single run** (``checkpoint.npz``, ``losses.npy``,
 ``summary.json``, ``loss.png``) and a **multi-run** of ``--seeds`` / ``--sweep`` (``runs.json``,
-one single-run folder ``run-NN/`` per run, and its own ``summary.json`` and ``loss.png``). :func:`scan` sorts a folder's entries into those
-and the files jaxninja did not write. Writers :func:`claim` a folder: its lock
-(:mod:`jaxninja.io.lock`) for as long as the run lasts, then the rule that a folder holding
-anything is continued (``resume``) or replaced (``overwrite``), never written into silently.
+one single-run folder ``run-NN/`` per run, and its own ``summary.json`` and ``loss.png``).
+:func:`scan` sorts a folder's entries into those and the files jaxninja did not write.
+Writers :func:`claim` a folder: its lock (:mod:`jaxninja.io.lock`) for as long as the run
+lasts, then the rule that a folder holding anything is continued (``resume``) or replaced
+(``overwrite``), never written into silently.
 Replacing keeps the old run until the new one is complete: the old run's files that the new one
 does not write over are removed only once every new checkpoint is written, so at every moment
 one complete run is on disk. Readers (``sample``, ``evaluate``, ``--resume``) call

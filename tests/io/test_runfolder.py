@@ -78,7 +78,8 @@ def test_scan_sorts_a_folder(tmp_path: Path) -> None:
     assert runfolder.scan(tmp_path / "missing").empty
     plain = many(tmp_path / "g")
     (plain / "summary.json").write_text("{}")  # a multi-run's own summary: not a stray file
-    assert runfolder.describe(runfolder.scan(plain)) == "runs of --seeds/--sweep (runs.json, run-00..run-01/)"
+    described = runfolder.describe(runfolder.scan(plain))
+    assert described == "runs of --seeds/--sweep (runs.json, run-00..run-01/)"
 
 
 @pytest.mark.parametrize(
