@@ -81,12 +81,22 @@ def check_learning_rate(value: float, flag: str = "--lr") -> float:
 
 
 def check_lr_representable(lr: float, decay: float, dtype: str) -> None:
-    """The learning rate, and the decayed learning rate, are non-zero in ``dtype``: one that
-    underflows to 0 would train nothing, silently."""
+    """The learning rate, and the decayed learning rate, are finite and non-zero in ``dtype``:
+    one that underflows to 0 would train nothing, silently; one that overflows to inf (``--lr
+    1e39`` in float32, or lr x decay past the largest float) would make every parameter NaN at
+    the first step."""
     if dtype not in DTYPES:
         return  # the dtype check names the problem
     for what, value in (("--lr", lr), ("--lr x --lr-decay", lr * decay)):
-        if np.asarray(value, dtype=dtype) == 0:
+        with np.errstate(over="ignore"):
+            stored = np.asarray(value, dtype=dtype)
+        if not np.isfinite(stored):
+            largest = float(np.finfo(dtype).max)
+            raise ConfigError(
+                f"{what} = {value:g} overflows to inf in {dtype} (largest {largest:.4g}); "
+                "training would diverge at the first step"
+            )
+        if stored == 0:
             raise ConfigError(
                 f"{what} = {value:g} underflows to 0 in {dtype}; nothing would be learned"
             )

@@ -32,8 +32,9 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxninja.config import TrainConfig
 from jaxninja.data import BOUNDARY, Dataset, Vocab, vocab_problem
-from jaxninja.errors import CheckpointError
+from jaxninja.errors import CheckpointError, ConfigError
 from jaxninja.io import runfolder, safe_npz
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
@@ -66,6 +67,7 @@ MAX_JSON_DEPTH = 16  # the config nests 2 levels (config -> schedule)
 # jax's int32 step counter (without x64) would wrap; and at 20,000 steps/s, faster than this
 # project measures, it is 14 hours of training, 5,000 times the lecture's 200,000 steps.
 MAX_STEP = 10**9
+SIZE_KEYS = ("n_embd", "n_hidden", "block_size")  # the configuration's sizes, always stored
 _JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -281,6 +283,22 @@ def expected_shapes(
     }
 
 
+def _check_config(path: Path, config: dict[str, Any]) -> None:
+    """The stored configuration names every size (a checkpoint without one could be resumed into
+    a checkpoint that never loads again) and is valid as flags are: a checkpoint is input from a
+    stranger, its checksum only says it is whole."""
+    missing = [key for key in SIZE_KEYS if key not in config]
+    if missing:
+        raise CheckpointError(
+            f"{path}: the stored configuration lacks {', '.join(missing)} (every size is stored)"
+        )
+    try:
+        TrainConfig.from_dict(config)
+    except (ConfigError, TypeError, ValueError, OverflowError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: the stored configuration is invalid: {reason}") from None
+
+
 def _check_shapes(
     path: Path, arrays: dict[str, np.ndarray], vocab: Vocab, config: dict[str, Any]
 ) -> None:
@@ -414,7 +432,7 @@ def load_checkpoint(
     present, the checksum, the JSON texts, the shapes against each other and the vocabulary,
     ``expect_vocab`` / ``expect_config`` (the data and flags of this run), the step, the RNG key
     and the data hash. Any failure is a one-line :class:`CheckpointError` naming the file and
-    the problem. The configuration's values are not validated here (that is settings' job).
+    the problem. The configuration must name every size and is validated as flags are.
     """
     path = checkpoint_file(path)
     arrays = _read_arrays(path, min(max_bytes, MAX_TOTAL_BYTES))
@@ -425,6 +443,7 @@ def load_checkpoint(
     config = _json_value(path, arrays, "config_json")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config_json should be a JSON object")
+    _check_config(path, config)
     _check_shapes(path, arrays, vocab, config)
     _check_expected(path, vocab, config, expect_vocab, expect_config)
     step = _step(path, arrays)
