@@ -283,8 +283,7 @@ def claim(
     checkpoints are written (files jaxninja did not write are kept).
     """
     out = atomic.prepare_out_dir(out, flag)
-    fd = lock.acquire(out, flag)
-    scope.callback(lock.release, fd)
+    scope.callback(lock.release, lock.acquire(out, flag))
     if resume is not None and resume.is_dir():
         one_run(resume, many=bool(runs))  # read only a folder holding that one run
     contents = scan(out)

@@ -97,10 +97,10 @@ def test_scan_sorts_a_folder(tmp_path: Path) -> None:
 def test_a_fresh_run_refuses_any_nonempty_folder(tmp_path: Path, make, match, runs) -> None:
     out = tmp_path / "out"
     make(out)
-    before = sorted(p.relative_to(out) for p in out.rglob("*") if p.name != lock.LOCK_NAME)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
     with pytest.raises(ConfigError, match=f"--out {out} .*{match}"):
         claim(out, runs=runs)
-    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.name != lock.LOCK_NAME) == before
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the lock file too
 
 
 def test_an_empty_or_missing_folder_is_taken(tmp_path: Path) -> None:
@@ -235,15 +235,19 @@ def test_a_second_writer_is_refused_and_a_dead_holders_lock_is_free(tmp_path: Pa
     finally:
         child.kill()  # SIGKILL: no clean-up runs, the kernel releases the lock
         child.wait(timeout=LOCK_WAIT_S)
-    claim(out, runs=("run-00",)).close()  # the stale lock is no obstacle
-    assert (out / "run-00").is_dir()
+    assert (out / lock.LOCK_NAME).exists()  # killed: its lock file stays, its lock does not
+    scope = claim(out, runs=("run-00",))  # the stale file is no obstacle
+    assert (out / lock.LOCK_NAME).read_text() == f"{os.getpid()}\n"
+    scope.close()
+    assert (out / "run-00").is_dir() and not (out / lock.LOCK_NAME).exists()  # a clean end
 
 
 def test_the_lock_is_released_on_close_and_not_followed_through_links(tmp_path: Path) -> None:
-    fd = lock.acquire(tmp_path)
-    with pytest.raises(ConfigError, match="another jaxninja process"):
+    held = lock.acquire(tmp_path)
+    with pytest.raises(ConfigError, match=f"another jaxninja process .pid {os.getpid()}."):
         lock.acquire(tmp_path)  # a second open file description conflicts in one process too
-    lock.release(fd)
+    lock.release(held)
+    assert not (tmp_path / lock.LOCK_NAME).exists()
     lock.release(lock.acquire(tmp_path))
     other = tmp_path / "other"
     other.mkdir()
@@ -257,6 +261,6 @@ def test_the_lock_is_released_on_close_and_not_followed_through_links(tmp_path: 
 
 def test_the_pid_in_a_lock_file_is_read_within_bounds(tmp_path: Path) -> None:
     (tmp_path / lock.LOCK_NAME).write_bytes(b"9" * 10**6)
-    fd = lock.acquire(tmp_path)  # not held: the garbage is replaced by this pid
+    held = lock.acquire(tmp_path)  # not held: the garbage is replaced by this pid
     assert (tmp_path / lock.LOCK_NAME).read_text() == f"{os.getpid()}\n"
-    lock.release(fd)
+    lock.release(held)
