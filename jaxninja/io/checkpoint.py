@@ -67,6 +67,7 @@ MAX_JSON_DEPTH = 16  # the config nests 2 levels (config -> schedule)
 # jax's int32 step counter (without x64) would wrap; and at 20,000 steps/s, faster than this
 # project measures, it is 14 hours of training, 5,000 times the lecture's 200,000 steps.
 MAX_STEP = 10**9
+PARAM_DTYPES = ("float32", "float64")  # what a run trains in (float16, float128: not jax's)
 SIZE_KEYS = ("n_embd", "n_hidden", "block_size")  # the configuration's sizes, always stored
 _JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')
 HASH_RE = re.compile(r"[0-9a-f]{64}")
@@ -325,9 +326,10 @@ def _check_shapes(
                 f"for vocabulary size {vocab.size} and {sizes}"
             )
     dtypes = {arrays[key].dtype for key in PARAM_KEYS + BN_KEYS if key in arrays}
-    if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+    if len(dtypes) != 1 or str(next(iter(dtypes))) not in PARAM_DTYPES:
         raise CheckpointError(
-            f"{path}: parameters should share one float dtype, got {sorted(str(d) for d in dtypes)}"
+            f"{path}: parameters should share one dtype of {', '.join(PARAM_DTYPES)}, got "
+            f"{sorted(str(d) for d in dtypes)}"
         )
     if "dtype" in config and str(config["dtype"]) != str(next(iter(dtypes))):
         raise CheckpointError(

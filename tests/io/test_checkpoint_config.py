@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxninja._cli import main
@@ -74,3 +75,19 @@ def test_an_invalid_configuration_is_refused(capsys, tmp_path, words_file, chang
 def test_the_valid_configuration_still_loads(tmp_path) -> None:
     path = forged(tmp_path, lambda config: None)
     assert ck.load_checkpoint(path).config == make_checkpoint().config
+
+
+@pytest.mark.parametrize("dtype", [np.longdouble, np.float16])  # float128 on x86-64 Linux
+def test_parameters_of_a_dtype_jax_does_not_train_are_refused(capsys, tmp_path, dtype) -> None:
+    ckpt = make_checkpoint()
+    params = type(ckpt.params)(*(p.astype(dtype) for p in ckpt.params))
+    stats = type(ckpt.bn_stats)(*(s.astype(dtype) for s in ckpt.bn_stats))
+    path = tmp_path / "run" / ck.CHECKPOINT_NAME
+    path.parent.mkdir()
+    ck.save_checkpoint(path, ckpt._replace(params=params, bn_stats=stats))
+    match = f"parameters should share one dtype of float32, float64, got ['{np.dtype(dtype)}']"
+    with pytest.raises(CheckpointError, match=re.escape(match)):
+        ck.load_checkpoint(path)
+    assert main(["sample", "--checkpoint", str(path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], lines
