@@ -321,7 +321,10 @@ def _train(run: Run, options: RunOptions) -> RunResult:
     stop_code = [0]
 
     def save(state: TrainState) -> None:
-        save_then_calibrate(folder, state, dataset, config)
+        try:
+            save_then_calibrate(folder, state, dataset, config)
+        except CheckpointError as err:  # disk full: say which checkpoint is still on disk
+            raise CheckpointError(f"{err} at step {state.step:,}; {kept()}") from None
         saved[0] = state.step
 
     def stop() -> int:  # several processes: all stop at the same chunk, or none does
@@ -366,7 +369,10 @@ def _train(run: Run, options: RunOptions) -> RunResult:
         return RunResult(folder, config, result, None, [], stop_code[0])
     if several:
         result = result._replace(state=host_state(result.state))
-    save_run(folder, result.state, None, dataset, config)  # safe from here on
+    try:
+        save_run(folder, result.state, None, dataset, config)  # safe from here on
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} at step {result.state.step:,}; {kept()}") from None
     if options.on_saved is not None:
         options.on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, options.samples, log)
