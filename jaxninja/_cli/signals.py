@@ -97,8 +97,8 @@ def _watch(read_fd: int, policy: Interrupts) -> None:
             return
         if not data:
             return
-        for signum in data:
-            if signum in EXIT_STATUS:
+        for signum in data:  # a command that put in its own handler (launch) is left to it
+            if signum in EXIT_STATUS and signal.getsignal(signum) is _ignore:
                 policy.handle(signum, None)
 
 

@@ -96,3 +96,24 @@ def test_a_second_ctrl_c_during_a_chunk_stops_at_once(words_file: Path, tmp_path
     assert lines[0].startswith("jaxninja: interrupted twice; stopped without saving"), lines
     assert took < LEAVE_S, f"left {took:.1f} s after the second signal"
     assert load_checkpoint(out).step == 10  # the last boundary's checkpoint, kept
+
+
+OWN = """
+import os, signal, time
+from jaxninja._cli import signals
+
+got = []
+with signals.installed():
+    signal.signal(signal.SIGINT, lambda s, f: got.append(s))  # as `jaxninja launch` does
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)  # the watcher has read the byte by now
+print("own handler ran", got, flush=True)
+"""
+
+
+def test_a_command_with_its_own_handler_keeps_its_signals() -> None:
+    """``jaxninja launch`` forwards signals with its own handler: the watcher leaves them be."""
+    done = subprocess.run(
+        [sys.executable, "-c", OWN], cwd=ROOT, capture_output=True, text=True, timeout=START_S
+    )
+    assert done.returncode == 0 and done.stdout == "own handler ran [2]\n", done.stderr
