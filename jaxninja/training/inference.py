@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import checks
-from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
+from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset, recorded
 from jaxninja.errors import CheckpointError, DataError
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from jaxninja.lecture.model import BNStats, Params, block_size_of
@@ -77,7 +77,7 @@ def _run_data(
     max_data_bytes: int = MAX_DATA_BYTES,
 ) -> Dataset:
     """The data a checkpoint was trained on (or ``data``), with the checkpoint's vocabulary."""
-    source = data or ckpt.config.get("data")
+    source = data or recorded(ckpt.config.get("data"))
     dataset = load_dataset(source, block_size_of(ckpt.params), max_data_bytes)
     if dataset.vocab != ckpt.vocab:
         raise DataError(

@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxninja import checks
 from jaxninja.config import DEFAULT_OUT, TrainConfig
-from jaxninja.data import Dataset, load_dataset
+from jaxninja.data import Dataset, load_dataset, recorded
 from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
 from jaxninja.io import runfolder
 from jaxninja.io.atomic import write_atomic
@@ -189,7 +189,7 @@ def prepare_many(
     scope.enter_context(checks.dtype_scope(base.dtype))  # the caller holds it while they run
     jax_device = checks.resolve_device(options.device)
     data = options.data
-    source = data if data is not None or plan is None else plan["base"].get("data")
+    source = data if data is not None or plan is None else recorded(plan["base"].get("data"))
     dataset = load_dataset(source, base.block_size, options.max_data_bytes)
     states = None if folder is None else _resumed_states(folder, configs, dataset)
     needed = memory.run_bytes(

@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 
 from jaxninja import checks
 from jaxninja.config import DEFAULT_OUT, TrainConfig
-from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
+from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset, recorded
 from jaxninja.devices import distributed, parallel
 from jaxninja.errors import CheckpointError, ConfigError, NonFiniteLoss, TrainingError
 from jaxninja.io import runfolder
@@ -249,7 +249,7 @@ def _prepare(
         mesh = parallel.make_mesh(n_devices, jax_device.platform)
         parallel.check_divisible(run_config.batch_size, n_devices)
     data = options.data
-    source = data if data is not None or ckpt is None else ckpt.config.get("data")
+    source = data if data is not None or ckpt is None else recorded(ckpt.config.get("data"))
     dataset = load_dataset(source, run_config.block_size, options.max_data_bytes)
     if ckpt is not None:  # read again, now expecting this data's vocabulary
         try:

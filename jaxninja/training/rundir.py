@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
-from jaxninja.data import DEFAULT_SOURCE, STDIN, STDIN_NAME, Dataset
+from jaxninja.data import RECORDED_DEFAULT, STDIN, STDIN_NAME, Builtin, Dataset
 from jaxninja.devices import distributed
 from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, TrainingError
 from jaxninja.io.atomic import write_atomic
@@ -105,8 +105,8 @@ def refuse_overwrite(out: Path, resume: Path | None, overwrite: bool) -> None:
 
 def data_source(dataset: Dataset) -> str:
     """What to record as the run's data: an absolute path, or ``names-package``."""
-    if dataset.source in (DEFAULT_SOURCE, STDIN_NAME):
-        return STDIN if dataset.source == STDIN_NAME else DEFAULT_SOURCE
+    if isinstance(dataset.source, Builtin) or dataset.source == STDIN_NAME:
+        return STDIN if dataset.source == STDIN_NAME else RECORDED_DEFAULT
     return str(Path(dataset.source).resolve())
 
 
