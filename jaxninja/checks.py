@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ArgumentError, ConfigError
 
 if TYPE_CHECKING:
     import jax
@@ -36,6 +37,34 @@ def check_int(flag: str, value: int, minimum: int, why: str = "") -> int:
         reason = f" ({why})" if why else ""
         raise ConfigError(f"{flag} must be an integer >= {minimum}, got {value!r}{reason}")
     return value
+
+
+def check_path(value: object, keyword: str) -> None:
+    """``value`` is a path (``str`` or ``os.PathLike``): what the Python API's ``keyword=``
+    takes. (The command line always gives text.)"""
+    if not isinstance(value, str | os.PathLike):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArgumentError(
+            f"{keyword}= must be a path (str or os.PathLike), got {type(value).__name__} {shown}"
+        )
+
+
+def check_keywords(given: Iterable[str], allowed: Iterable[str], caller: str, hint: str) -> None:
+    """Every keyword in ``given`` is one ``caller`` takes; else one line naming it and ``hint``."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        names = ", ".join(f"{name}=" for name in unknown)
+        raise ArgumentError(f"{caller}() takes no {names} ({hint})")
+
+
+def check_type(value: object, kinds: type | tuple[type, ...], keyword: str, what: str) -> None:
+    """``value`` is one of ``kinds`` (None allowed when it is among them), else one line naming
+    the keyword and ``what`` it takes."""
+    if not isinstance(value, kinds):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArgumentError(f"{keyword}= must be {what}, got {type(value).__name__} {shown}")
 
 
 def check_batch_size(value: int, flag: str = "--batch-size") -> int:

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxninja import checks
 from jaxninja.config import TrainConfig
 from jaxninja.data import BOUNDARY, Dataset, Vocab, vocab_problem
 from jaxninja.errors import CheckpointError, ConfigError
@@ -89,9 +90,11 @@ class Checkpoint(NamedTuple):
     data_hash: str | None = None  # data.words_hash of the training words; None: not recorded
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
+def checkpoint_file(path: str | os.PathLike, keyword: str = "checkpoint") -> Path:
     """The checkpoint file for ``path``: ``path/checkpoint.npz`` if ``path`` is a directory that
-    holds one run, and nothing else of a run (else one line naming what it holds instead)."""
+    holds one run, and nothing else of a run (else one line naming what it holds instead).
+    ``keyword``: the Python argument that gave ``path``, named if it is not a path."""
+    checks.check_path(path, keyword)
     path = Path(path)
     return runfolder.one_run(path) if path.is_dir() else path
 

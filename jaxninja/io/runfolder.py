@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from jaxninja import checks
 from jaxninja.errors import CheckpointError, ConfigError
 from jaxninja.io import atomic, lock
 from jaxninja.io.files import NotRegularFile, open_regular
@@ -256,6 +257,7 @@ class Replacement:
 
 def given(out: str | os.PathLike, flag: str = "--out") -> Path:
     """``out`` as a path; an empty one is refused (``Path("")`` would be the current folder)."""
+    checks.check_path(out, flag.lstrip("-"))
     if os.fspath(out) == "":
         raise ConfigError(f"{flag} '': an empty path; name a folder (the default is out)")
     return Path(out)

@@ -16,6 +16,7 @@ progress bar, the non-finite check, ``check_every``, checkpoints and Ctrl-C. Fro
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import numerics
+from jaxninja import checks, numerics
 from jaxninja.checks import dtype_scope, float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
@@ -343,6 +344,11 @@ def train(
     float64 config turns on ``jax_enable_x64`` for this call and restores it after
     (:func:`jaxninja.checks.dtype_scope`).
     """
+    checks.check_type(config, (TrainConfig, type(None)), "config", "a TrainConfig")
+    checks.check_type(dataset, (Dataset, type(None)), "dataset", "a Dataset (load_dataset)")
+    loop = set(inspect.signature(train_loop).parameters) - {"config", "dataset"}
+    checks.check_keywords(loop_options, loop, "train", "settings go in the config, e.g. "
+                          "jaxninja.train(TrainConfig(steps=10))")  # fmt: skip
     config = TrainConfig() if config is None else config
     with dtype_scope(config.dtype):  # float64: x64 on for this call only
         dataset = load_dataset(None, config.block_size) if dataset is None else dataset

@@ -181,7 +181,7 @@ def prepare(
             checks.check_devices(single.devices)
 
     distributed.agreed("checking the settings", check_arguments, lambda _: agree)
-    path = checkpoint_file(options.resume) if options.resume is not None else None
+    path = checkpoint_file(options.resume, "resume") if options.resume is not None else None
     readable = path
     if path is not None and distributed.is_multiprocess():
         shared = distributed.shared_files(
@@ -298,6 +298,7 @@ def run_training(
     0 writes files and logs, and a collective that fails because another process left is a
     :class:`DistributedError` naming the checkpoint kept.
     """
+    checks.check_type(config, (TrainConfig, Mapping, type(None)), "config", "TrainConfig or dict")
     options = RunOptions.given(options, keywords, "run_training")
     single = Single(allow_other_data, devices)
     if distributed.is_multiprocess() and not distributed.is_writer():  # process 0 speaks

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxninja import checks
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
 from jaxninja.data import RECORDED_DEFAULT, STDIN, STDIN_NAME, Builtin, Dataset
 from jaxninja.devices import distributed
@@ -59,6 +60,7 @@ def resolve_config(
     """The run's settings. Fresh: ``given`` (a config, or the fields to change from the
     defaults). Resumed: the checkpoint's ``saved`` settings, where the run-defining fields of
     ``given`` must agree (only ``steps`` may change, and not below the checkpoint's step)."""
+    checks.check_type(given, (TrainConfig, Mapping, type(None)), "config", "TrainConfig or dict")
     if isinstance(given, TrainConfig):
         given = given.fields()
     given = dict(given or {})
