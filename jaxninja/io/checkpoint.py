@@ -459,6 +459,24 @@ def load_checkpoint(
     return Checkpoint(params, bn_stats, vocab, config, step, rng_key, data_hash)
 
 
+def refuse_diverged(ckpt: Checkpoint | None, where: str | os.PathLike) -> None:
+    """A checkpoint whose parameters hold NaN or inf (a run that diverged) cannot be resumed:
+    its first step would be NaN, and the checkpoint is no 'last good' one. One line naming the
+    arrays and how much of each is not finite."""
+    if ckpt is None:
+        return
+    bad = []
+    for name, array in zip(Params._fields, ckpt.params, strict=True):
+        finite = np.isfinite(np.asarray(array))
+        if not finite.all():
+            bad.append(f"{name} ({int(finite.size - finite.sum()):,} of {finite.size:,})")
+    if bad:
+        raise CheckpointError(
+            f"{where}: non-finite parameters: {', '.join(bad)}; the run diverged, so it cannot "
+            "be resumed (resume an earlier checkpoint, or train again with a smaller --lr)"
+        )
+
+
 def check_same_data(
     path: str | os.PathLike, ckpt: Checkpoint, dataset: Dataset, allow_other_data: bool = False
 ) -> str | None:

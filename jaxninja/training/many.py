@@ -31,7 +31,7 @@ from jaxninja.data import Dataset, load_dataset, recorded
 from jaxninja.errors import CheckpointError, ConfigError, RunNonFinite, TrainingError
 from jaxninja.io import runfolder
 from jaxninja.io.atomic import write_atomic
-from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, refuse_diverged
 from jaxninja.lecture.model import n_params
 from jaxninja.lecture.step import learning_rate
 from jaxninja.training import memory, warmup
@@ -216,6 +216,7 @@ def _resumed_states(folder: Path, configs: list[TrainConfig], dataset: Dataset) 
             ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
         except CheckpointError as err:
             raise CheckpointError(f"{err} ({dataset.source})") from None
+        refuse_diverged(ckpt, path)
         stored = resolve_config({"steps": config.steps}, ckpt.config, str(path))
         if stored != config:
             raise ConfigError(f"{path}: its settings differ from {PLAN_NAME}'s run {i}")

@@ -37,6 +37,7 @@ from jaxninja.io.checkpoint import (
     check_same_data,
     checkpoint_file,
     load_checkpoint,
+    refuse_diverged,
 )
 from jaxninja.lecture.model import n_params
 from jaxninja.lecture.step import learning_rate
@@ -232,6 +233,7 @@ def _prepare(
     """:func:`prepare` in one process; ``readable`` is where this process reads the checkpoint
     ``path`` (process 0's file, or its broadcast copy)."""
     ckpt = load_checkpoint(readable) if readable is not None else None
+    refuse_diverged(ckpt, path)
     run_config = resolve_config(config, ckpt.config if ckpt else None, str(path))
     if ckpt is not None and run_config.steps < ckpt.step:
         raise ConfigError(

@@ -91,3 +91,20 @@ def test_parameters_of_a_dtype_jax_does_not_train_are_refused(capsys, tmp_path, 
     assert main(["sample", "--checkpoint", str(path)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], lines
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_diverged_checkpoint_is_not_resumed(capsys, tmp_path, words_file, bad) -> None:
+    """Its first step would be NaN and the failure would call it 'the last good checkpoint'."""
+    ckpt = make_checkpoint()
+    w1 = ckpt.params.W1.copy()
+    w1[0, :3] = bad
+    path = tmp_path / "run" / ck.CHECKPOINT_NAME
+    path.parent.mkdir()
+    ck.save_checkpoint(path, ckpt._replace(params=ckpt.params._replace(W1=w1)))
+    argv = ["train", "--resume", str(path.parent), "--data", str(words_file)]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "last good" not in lines[0], lines
+    assert f"{path}: non-finite parameters: W1 (3 of {w1.size:,}); the run diverged" in lines[0]
+    assert not (tmp_path / "out").exists()
