@@ -117,3 +117,33 @@ def test_a_command_with_its_own_handler_keeps_its_signals() -> None:
         [sys.executable, "-c", OWN], cwd=ROOT, capture_output=True, text=True, timeout=START_S
     )
     assert done.returncode == 0 and done.stdout == "own handler ran [2]\n", done.stderr
+
+
+STUCK = """
+import sys
+from jaxninja._cli import signals
+
+with signals.installed() as policy:
+    policy.stop_phase()
+    print("ready", file=sys.stderr, flush=True)
+    while True:  # nobody reads stdout: the pipe fills and this write blocks, holding its lock
+        sys.stdout.write("x" * 65536)
+"""
+
+
+def test_a_second_signal_leaves_even_when_stdout_is_stuck() -> None:
+    """The watcher's exit does not wait on a stream the main thread holds, blocked."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr.readline() == b"ready\n"
+        time.sleep(0.5)  # the pipe is full by now
+        proc.send_signal(signal.SIGINT)
+        time.sleep(GAP_S)
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=LEAVE_S)
+    finally:
+        proc.kill()
+    assert status == 130
+    assert proc.stderr.read().startswith(b"jaxninja: interrupted twice")
