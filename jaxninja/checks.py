@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ArgumentError, ConfigError
 
 if TYPE_CHECKING:
     import jax
@@ -36,6 +37,34 @@ def check_int(flag: str, value: int, minimum: int, why: str = "") -> int:
         reason = f" ({why})" if why else ""
         raise ConfigError(f"{flag} must be an integer >= {minimum}, got {value!r}{reason}")
     return value
+
+
+def check_path(value: object, keyword: str) -> None:
+    """``value`` is a path (``str`` or ``os.PathLike``): what the Python API's ``keyword=``
+    takes. (The command line always gives text.)"""
+    if not isinstance(value, str | os.PathLike):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArgumentError(
+            f"{keyword}= must be a path (str or os.PathLike), got {type(value).__name__} {shown}"
+        )
+
+
+def check_keywords(given: Iterable[str], allowed: Iterable[str], caller: str, hint: str) -> None:
+    """Every keyword in ``given`` is one ``caller`` takes; else one line naming it and ``hint``."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        names = ", ".join(f"{name}=" for name in unknown)
+        raise ArgumentError(f"{caller}() takes no {names} ({hint})")
+
+
+def check_type(value: object, kinds: type | tuple[type, ...], keyword: str, what: str) -> None:
+    """``value`` is one of ``kinds`` (None allowed when it is among them), else one line naming
+    the keyword and ``what`` it takes."""
+    if not isinstance(value, kinds):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ArgumentError(f"{keyword}= must be {what}, got {type(value).__name__} {shown}")
 
 
 def check_batch_size(value: int, flag: str = "--batch-size") -> int:
@@ -81,12 +110,22 @@ def check_learning_rate(value: float, flag: str = "--lr") -> float:
 
 
 def check_lr_representable(lr: float, decay: float, dtype: str) -> None:
-    """The learning rate, and the decayed learning rate, are non-zero in ``dtype``: one that
-    underflows to 0 would train nothing, silently."""
+    """The learning rate, and the decayed learning rate, are finite and non-zero in ``dtype``:
+    one that underflows to 0 would train nothing, silently; one that overflows to inf (``--lr
+    1e39`` in float32, or lr x decay past the largest float) would make every parameter NaN at
+    the first step."""
     if dtype not in DTYPES:
         return  # the dtype check names the problem
     for what, value in (("--lr", lr), ("--lr x --lr-decay", lr * decay)):
-        if np.asarray(value, dtype=dtype) == 0:
+        with np.errstate(over="ignore"):
+            stored = np.asarray(value, dtype=dtype)
+        if not np.isfinite(stored):
+            largest = float(np.finfo(dtype).max)
+            raise ConfigError(
+                f"{what} = {value:g} overflows to inf in {dtype} (largest {largest:.4g}); "
+                "training would diverge at the first step"
+            )
+        if stored == 0:
             raise ConfigError(
                 f"{what} = {value:g} underflows to 0 in {dtype}; nothing would be learned"
             )

@@ -33,7 +33,17 @@ from jaxninja.io.files import open_regular
 BOUNDARY = "."
 NAMES_ENV = "JAXNINJA_NAMES"
 MIN_WORDS = 6  # fewest words for which int(0.8 n) < int(0.9 n) < n: no empty split
-DEFAULT_SOURCE = "names-package"  # the US census first names shipped by PyPI's `names`
+
+
+class Builtin(str):
+    """The built-in data set's name: only a value of this type means it, so no file name (a
+    ``--data`` argument is always a file) can collide with it."""
+
+
+DEFAULT_SOURCE = Builtin("built-in US census first names (5,163)")  # PyPI's `names` package
+RECORDED_DEFAULT = "names-package"
+"""What a checkpoint or plan records for the built-in set. Files are recorded as absolute
+paths, so a recorded ``names-package`` is never a file (:func:`recorded`)."""
 STDIN = "-"  # --data - reads the words from standard input (a file named "-" is ./-)
 STDIN_NAME = "<stdin>"  # how errors name standard input
 # names.txt is 228 KB (32,033 names). 16 MiB is 70 times that (some 2 million names); the
@@ -95,7 +105,9 @@ class Dataset(NamedTuple):
         """The data by name and size, e.g. ``names.txt, 32,033 words`` (no folder: the same
         text wherever the file lives)."""
         name = (
-            self.source if self.source in (DEFAULT_SOURCE, STDIN_NAME) else Path(self.source).name
+            self.source
+            if isinstance(self.source, Builtin) or self.source == STDIN_NAME
+            else Path(self.source).name
         )
         return f"{name}, {self.n_words:,} words"
 
@@ -290,10 +302,18 @@ def default_words() -> list[str]:
     return sorted(words)
 
 
+def recorded(value: str | None) -> str | None:
+    """The data a checkpoint or plan recorded, as a source: its record of the built-in set is
+    :data:`DEFAULT_SOURCE`; anything else (an absolute path, ``-``) as it is."""
+    return DEFAULT_SOURCE if value == RECORDED_DEFAULT else value
+
+
 def resolve_source(data: str | os.PathLike | None = None) -> str | None:
     """Where the words come from: ``data``, else ``$JAXNINJA_NAMES``, else None (the default
     data set). Nothing is looked up relative to the working directory, so the data never
     changes with the folder a command runs in."""
+    if isinstance(data, Builtin):
+        return data
     if data is not None:
         return str(data)
     env = os.environ.get(NAMES_ENV)
@@ -305,10 +325,11 @@ def resolve_source(data: str | os.PathLike | None = None) -> str | None:
 def load_words(
     data: str | os.PathLike | None = None, max_bytes: int = MAX_DATA_BYTES
 ) -> tuple[list[str], str]:
-    """Return (words, source) following :func:`resolve_source`; ``data`` equal to
-    ``names-package`` (what a checkpoint records for the default) also means the default."""
+    """Return (words, source) following :func:`resolve_source`; :data:`DEFAULT_SOURCE` (or a
+    checkpoint's record of it, through :func:`recorded`) means the built-in set, any string a
+    file (``names-package`` too)."""
     source = resolve_source(data)
-    if source is None or source == DEFAULT_SOURCE:
+    if source is None or isinstance(source, Builtin):
         return default_words(), DEFAULT_SOURCE
     return read_words(source, max_bytes), source
 

@@ -23,6 +23,11 @@ class ConfigError(JaxninjaError):
     exit_code = 2
 
 
+class ArgumentError(ConfigError, TypeError):
+    """A Python caller passed a value of the wrong type (``jaxninja.train(steps="10")``): one
+    line naming the keyword, and still the ``TypeError`` Python code expects."""
+
+
 class CheckpointError(JaxninjaError):
     """A checkpoint cannot be read, verified, or written."""
 

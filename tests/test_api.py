@@ -16,7 +16,7 @@ import jaxninja
 from jaxninja._cli import main
 from jaxninja.config import CheckConfig, TrainConfig
 from jaxninja.data import DEFAULT_SOURCE
-from jaxninja.errors import ConfigError
+from jaxninja.errors import CheckpointError, ConfigError
 from jaxninja.io import checkpoint as ck
 from jaxninja.training.rundir import TIMING_FIELDS
 from tests.helpers import ROOT, SMALL, SMALL_FLAGS
@@ -133,6 +133,8 @@ BAD_TRAIN = [
     ("lr", float("nan"), "--lr"),
     ("lr", 1e-50, "underflows to 0 in float32"),
     ("lr_decay", 1e-46, "--lr x --lr-decay"),  # 0.1 x 1e-46 underflows in float32
+    ("lr", 1e39, "--lr = 1e\\+39 overflows to inf in float32"),  # finite as a Python float
+    ("lr_decay", 1e40, "--lr x --lr-decay = 1e\\+39 overflows to inf in float32"),
     ("lr_decay_step", -5, "--lr-decay-step"),
     ("lr_decay", 0, "--lr-decay"),
 ]
@@ -185,8 +187,13 @@ def test_a_forged_checkpoint_config_is_refused(words_file, tmp_path, key, value,
     else:
         config[key] = value
     ck.save_checkpoint(out / ck.CHECKPOINT_NAME, ckpt._replace(config=config))  # valid checksum
-    with pytest.raises(ConfigError, match=f"stored configuration is invalid: {flag}"):
+    match = f"stored configuration is invalid: {flag}"
+    with pytest.raises(CheckpointError, match=match):  # every reader: resume, sample, evaluate
         jaxninja.run_training(None, tmp_path / "next", resume=out, progress=False, log=None)
+    with pytest.raises(CheckpointError, match=match):
+        jaxninja.sample(out, 2)
+    with pytest.raises(CheckpointError, match=match):
+        jaxninja.evaluate(out)
 
 
 def test_data_does_not_depend_on_the_working_directory(tmp_path, monkeypatch, capsys) -> None:

@@ -8,11 +8,15 @@ import pytest
 
 from jaxninja.data import (
     DEFAULT_SOURCE,
+    RECORDED_DEFAULT,
+    Builtin,
     build_dataset,
     build_vocab,
     char_problem,
+    default_words,
     load_dataset,
     parse_words,
+    recorded,
     split_words,
 )
 from jaxninja.errors import DataError
@@ -73,21 +77,25 @@ def test_default_data_set_loads_offline(tmp_path):
     """No --data, no $JAXNINJA_NAMES, no ../shared: the names package's census first names."""
     code = (
         "from jaxninja.data import load_dataset; d = load_dataset(); "
-        "print(d.source, d.vocab.size, sum(len(s.y) for s in (d.train, d.val, d.test)))"
+        "print(d.source, d.vocab.size, sum(len(s.y) for s in (d.train, d.val, d.test)), sep='|')"
     )
     env = {
         "PATH": "/usr/bin:/bin",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": str(ROOT),
     }
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split("|")
+    )
     assert out[0] == DEFAULT_SOURCE and out[1] == "27" and int(out[2]) > 30_000
 
 
@@ -103,4 +111,24 @@ def test_names_package_source_means_the_default_even_with_names_txt(names_txt, m
     census names again, not whatever $JAXNINJA_NAMES points at now."""
     monkeypatch.setenv("JAXNINJA_NAMES", str(names_txt))
     assert load_dataset(DEFAULT_SOURCE).source == DEFAULT_SOURCE
+    assert load_dataset(recorded(RECORDED_DEFAULT)).source == DEFAULT_SOURCE
     assert load_dataset().source == str(names_txt)
+
+
+@pytest.mark.parametrize("name", [RECORDED_DEFAULT, str(DEFAULT_SOURCE)])
+def test_a_file_named_like_the_built_in_set_is_that_file(tmp_path, monkeypatch, name):
+    """``--data names-package`` (or the built-in set's label) is a file like any other: only
+    the built-in's own value, or a checkpoint's record of it, means the built-in set."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text("ab\nba\naab\nbba\nabab\nbaba\n", encoding="utf-8")
+    data = load_dataset(name, 3)
+    assert data.source == name and not isinstance(data.source, Builtin)
+    assert data.vocab.chars == "ab" and data.n_words == 6
+    assert data.describe() == f"{name}, 6 words"
+
+
+def test_the_built_in_set_is_named_for_a_person() -> None:
+    assert DEFAULT_SOURCE == f"built-in US census first names ({len(default_words()):,})"
+    data = load_dataset(DEFAULT_SOURCE, 3)  # whatever $JAXNINJA_NAMES says
+    assert data.describe() == f"{DEFAULT_SOURCE}, {len(default_words()):,} words"
+    assert recorded("/abs/names.txt") == "/abs/names.txt" and recorded(None) is None

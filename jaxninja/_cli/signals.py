@@ -10,6 +10,13 @@ would be lost). What a signal does depends on the phase the command is in:
 - ``stop`` (the training loop): remember the signal; the loop saves at the next chunk boundary
   and the command exits with the signal's status. A second signal leaves at once, without saving
   (the last checkpoint, if any, is kept).
+
+Python runs a signal's handler only when the main thread is back in Python code, and a signal
+that arrives again before then is merged into the first: during a chunk (the main thread waits
+in XLA for seconds) a second Ctrl-C would be lost. So the policy runs on a watcher thread that
+reads :func:`signal.set_wakeup_fd`'s pipe, where the C-level handler writes one byte for every
+signal delivered, at once (the main thread's wait releases the GIL); the Python-level handler
+does nothing.
 """
 
 from __future__ import annotations
@@ -75,17 +82,47 @@ def leave(message: str, status: int) -> None:
     os._exit(status)
 
 
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """The Python-level handler: the watcher thread acts on the signal (see the module doc)."""
+
+
+def _watch(read_fd: int, policy: Interrupts) -> None:
+    """Act on every signal byte the C-level handler writes, until the pipe is closed."""
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:  # a command that put in its own handler (launch) is left to it
+            if signum in EXIT_STATUS and signal.getsignal(signum) is _ignore:
+                policy.handle(signum, None)
+
+
 @contextmanager
 def installed() -> Iterator[Interrupts]:
-    """Install the policy for SIGINT and SIGTERM; put the previous handlers back afterwards (the
-    tests call the entry point many times in one process). Off the main thread: no handlers."""
+    """Install the policy for SIGINT and SIGTERM, acted on by a watcher thread; put the previous
+    handlers and wakeup fd back afterwards (the tests call the entry point many times in one
+    process). Off the main thread: no handlers."""
     policy = Interrupts()
     if threading.current_thread() is not threading.main_thread():
         yield policy
         return
-    previous = {sig: signal.signal(sig, policy.handle) for sig in EXIT_STATUS}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)  # the C handler must never block
+    watcher = threading.Thread(target=_watch, args=(read_fd, policy), daemon=True)
+    watcher.start()
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, _ignore) for sig in EXIT_STATUS}
     try:
         yield policy
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_fd)  # the watcher reads the end of the pipe and returns
+        watcher.join(timeout=1)
+        os.close(read_fd)

@@ -124,7 +124,8 @@ def _int_or_zero(text: str | None) -> int:
 def check_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` split and checked (a port 1..65535)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    digits = port.isascii() and port.isdigit()  # "²".isdigit() is True, but int() refuses it
+    if not sep or not host or not digits or not 0 < int(port) < 65536:
         raise ConfigError(f"--coordinator {address!r}: expected HOST:PORT, e.g. 127.0.0.1:12345")
     return host, int(port)
 
@@ -173,8 +174,12 @@ def initialize(spec: Spec) -> None:
     if address is not None:
         connect, bind = coordinator_addresses(address)
         host, port = check_address(connect)
+        counted = spec.num_processes is not None and spec.process_id is not None
         if spec.process_id:  # not process 0, which starts the coordinator
-            wait_for_coordinator(host.strip("[]"), port, init_s)
+            hello = spec.process_id if counted else None
+            wait_for_coordinator(host.strip("[]"), port, init_s, hello)
+        elif counted:  # process 0: every other process says hello before JAX's coordinator
+            rendezvous(bind, spec.num_processes, init_s, address)
         elif is_loopback(host):
             check_port_free(host.strip("[]"), port, address)
     where = address or "the cluster's coordinator"
@@ -229,21 +234,92 @@ def check_port_free(host: str, port: int, address: str) -> None:
             ) from None
 
 
-def wait_for_coordinator(host: str, port: int, seconds: float) -> None:
+HELLO = b"jaxninja-hello "  # + a process id and a newline: a process saying it is there
+READY = b"ok\n"
+HELLO_WAIT_S = 5  # for a connected process to say hello, or for process 0 to answer
+
+
+def wait_for_coordinator(
+    host: str, port: int, seconds: float, process_id: int | None = None
+) -> None:
     """Until the coordinator accepts connections, at most ``seconds``: JAX's own wait ends in a
-    fatal abort (a page of log, status 134) where this gives one line."""
+    fatal abort (a page of log, status 134) where this gives one line. With ``process_id``,
+    also say hello to process 0's :func:`rendezvous` and wait for its answer."""
     end = time.monotonic() + seconds
     while True:
         try:
-            with socket.create_connection((host, port), timeout=2):
-                return
+            with socket.create_connection((host, port), timeout=2) as conn:
+                if process_id is None:
+                    return
+                conn.settimeout(HELLO_WAIT_S)
+                conn.sendall(HELLO + f"{process_id}\n".encode("ascii"))
+                if conn.recv(len(READY)) == READY:
+                    return
         except OSError:
-            if time.monotonic() > end:
+            pass
+        if time.monotonic() > end:
+            raise DistributedError(
+                f"cannot reach the coordinator {host}:{port} within {seconds:g} s (is process "
+                "0 running there, on that port?)"
+            ) from None
+        time.sleep(0.25)
+
+
+def rendezvous(bind: str, n: int, seconds: float, where: str) -> None:
+    """Process 0, before it starts JAX's coordinator: listen on its address (plain TCP, the
+    same interface) until every other process has said hello (:func:`wait_for_coordinator`),
+    at most ``seconds``. JAX's own wait for a missing process ends in a C++ abort (SIGABRT and
+    a page of stack, after the timeout); this ends in one line naming the missing processes.
+    A port in use is refused here too."""
+    host, port = check_address(bind)
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind((host, port))
+            server.listen()
+        except OSError:
+            raise DistributedError(
+                f"cannot listen on {where}: the port is in use (pick another --coordinator port)"
+            ) from None
+        seen: set[int] = set()
+        end = time.monotonic() + seconds
+        while len(seen) < n - 1:
+            left = end - time.monotonic()
+            if left <= 0:
+                missing = sorted(set(range(1, n)) - seen)
+                ids = ", ".join(map(str, missing))
                 raise DistributedError(
-                    f"cannot reach the coordinator {host}:{port} within {seconds:g} s (is process "
-                    "0 running there, on that port?)"
-                ) from None
-            time.sleep(0.25)
+                    f"process{'es' if len(missing) > 1 else ''} {ids} of {n} did not reach the "
+                    f"coordinator {where} within {seconds:g} s (start every process with "
+                    f"--coordinator {where} --num-processes {n}); nothing was trained"
+                )
+            server.settimeout(min(left, 1.0))
+            try:
+                conn, _ = server.accept()
+            except OSError:  # the 1 s poll, or a connection reset before it was accepted
+                continue
+            with conn:
+                process_id = _hello(conn, n)
+                if process_id is not None:
+                    seen.add(process_id)
+
+
+def _hello(conn: socket.socket, n: int) -> int | None:
+    """The id a connected process says hello with (answered), or None (anything else)."""
+    try:
+        conn.settimeout(HELLO_WAIT_S)
+        data = conn.recv(len(HELLO) + 12)
+        text = data[len(HELLO) :].strip()
+        if not data.startswith(HELLO) or not (text.isascii() and text.isdigit()):
+            return None
+        if not 1 <= int(text) < n:
+            return None
+        conn.sendall(READY)
+        return int(text)
+    except OSError:
+        return None
 
 
 def timeout(name: str, default: int) -> int:
@@ -252,7 +328,7 @@ def timeout(name: str, default: int) -> int:
     text = os.environ.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= 3600:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 3600:
         raise ConfigError(f"${name} must be whole seconds 1..3600, got {text!r}")
     return int(text)
 

@@ -16,6 +16,10 @@ from typing import IO, Any
 
 from jaxninja.errors import CheckpointError, ConfigError
 
+WRITE_WATCHERS: list[Callable[[Path], None]] = []
+"""Called with each path :func:`write_atomic` has just written (a run folder being replaced
+learns which of its files are new: :mod:`jaxninja.io.runfolder`)."""
+
 
 def _fsync_dir(folder: Path) -> None:
     """Make a rename durable: fsync the directory entry (not possible on every OS)."""
@@ -127,6 +131,8 @@ def write_atomic(
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
     _fsync_dir(folder)
+    for watcher in list(WRITE_WATCHERS):
+        watcher(path)
 
 
 def save_figure(fig: Any, path: str | os.PathLike | IO[bytes], **savefig: Any) -> None:

@@ -32,9 +32,11 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxninja import checks
+from jaxninja.config import TrainConfig
 from jaxninja.data import BOUNDARY, Dataset, Vocab, vocab_problem
-from jaxninja.errors import CheckpointError
-from jaxninja.io import safe_npz
+from jaxninja.errors import CheckpointError, ConfigError
+from jaxninja.io import runfolder, safe_npz
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
 from jaxninja.lecture.model import BNStats, Params
@@ -72,6 +74,8 @@ MAX_JSON_DEPTH = 16  # the config nests 2 levels (config -> schedule)
 # jax's int32 step counter (without x64) would wrap; and at 20,000 steps/s, faster than this
 # project measures, it is 14 hours of training, 5,000 times the lecture's 200,000 steps.
 MAX_STEP = 10**9
+PARAM_DTYPES = ("float32", "float64")  # what a run trains in (float16, float128: not jax's)
+SIZE_KEYS = ("n_embd", "n_hidden", "block_size")  # the configuration's sizes, always stored
 _JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -94,10 +98,13 @@ class Checkpoint(NamedTuple):
     model: dict[str, str] | None = None  # a model file's record (MODEL_FIELDS); None: lecture
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
-    """The checkpoint file for ``path``: ``path/checkpoint.npz`` if ``path`` is a directory."""
+def checkpoint_file(path: str | os.PathLike, keyword: str = "checkpoint") -> Path:
+    """The checkpoint file for ``path``: ``path/checkpoint.npz`` if ``path`` is a directory that
+    holds one run, and nothing else of a run (else one line naming what it holds instead).
+    ``keyword``: the Python argument that gave ``path``, named if it is not a path."""
+    checks.check_path(path, keyword)
     path = Path(path)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
+    return runfolder.one_run(path) if path.is_dir() else path
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -314,6 +321,22 @@ def expected_shapes(
     }
 
 
+def _check_config(path: Path, config: dict[str, Any]) -> None:
+    """The stored configuration names every size (a checkpoint without one could be resumed into
+    a checkpoint that never loads again) and is valid as flags are: a checkpoint is input from a
+    stranger, its checksum only says it is whole."""
+    missing = [key for key in SIZE_KEYS if key not in config]
+    if missing:
+        raise CheckpointError(
+            f"{path}: the stored configuration lacks {', '.join(missing)} (every size is stored)"
+        )
+    try:
+        TrainConfig.from_dict(config)
+    except (ConfigError, TypeError, ValueError, OverflowError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: the stored configuration is invalid: {reason}") from None
+
+
 def _check_shapes(
     path: Path, arrays: dict[str, np.ndarray], vocab: Vocab, config: dict[str, Any]
 ) -> None:
@@ -340,9 +363,10 @@ def _check_shapes(
                 f"for vocabulary size {vocab.size} and {sizes}"
             )
     dtypes = {arrays[key].dtype for key in PARAM_KEYS + BN_KEYS if key in arrays}
-    if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
+    if len(dtypes) != 1 or str(next(iter(dtypes))) not in PARAM_DTYPES:
         raise CheckpointError(
-            f"{path}: parameters should share one float dtype, got {sorted(str(d) for d in dtypes)}"
+            f"{path}: parameters should share one dtype of {', '.join(PARAM_DTYPES)}, got "
+            f"{sorted(str(d) for d in dtypes)}"
         )
     if "dtype" in config and str(config["dtype"]) != str(next(iter(dtypes))):
         raise CheckpointError(
@@ -447,10 +471,8 @@ def load_checkpoint(
     present, the checksum, the JSON texts, the shapes against each other and the vocabulary,
     ``expect_vocab`` / ``expect_config`` (the data and flags of this run), the step, the RNG key
     and the data hash. Any failure is a one-line :class:`CheckpointError` naming the file and
-    the problem. The configuration's values are not validated here (that is settings' job).
+    the problem. The configuration must name every size and is validated as flags are.
     """
-    if Path(path).is_dir() and not checkpoint_file(path).exists():
-        raise CheckpointError(f"{path}: is a directory without a {CHECKPOINT_NAME}")
     path = checkpoint_file(path)
     arrays = _read_arrays(path, min(max_bytes, MAX_TOTAL_BYTES))
     version = _check_version(path, arrays)
@@ -462,6 +484,7 @@ def load_checkpoint(
     config = _json_value(path, arrays, "config_json")
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config_json should be a JSON object")
+    _check_config(path, config)
     _check_shapes(path, arrays, vocab, config)
     _check_expected(path, vocab, config, expect_vocab, expect_config)
     step = _step(path, arrays)
@@ -520,6 +543,26 @@ def _load_model_checkpoint(
     params = {k.removeprefix("params."): v for k, v in trees.items() if k.startswith("params.")}
     stats = {k.removeprefix("stats."): v for k, v in trees.items() if k.startswith("stats.")}
     return Checkpoint(params, None, vocab, config, step, rng_key, data_hash, stats or None, model)
+
+
+def refuse_diverged(ckpt: Checkpoint | None, where: str | os.PathLike) -> None:
+    """A checkpoint whose parameters hold NaN or inf (a run that diverged) cannot be resumed:
+    its first step would be NaN, and the checkpoint is no 'last good' one. One line naming the
+    arrays and how much of each is not finite."""
+    if ckpt is None:
+        return
+    bad = []
+    lecture = not isinstance(ckpt.params, dict)  # a model file's are by name already
+    named = zip(Params._fields, ckpt.params, strict=True) if lecture else ckpt.params.items()
+    for name, array in named:
+        finite = np.isfinite(np.asarray(array))
+        if not finite.all():
+            bad.append(f"{name} ({int(finite.size - finite.sum()):,} of {finite.size:,})")
+    if bad:
+        raise CheckpointError(
+            f"{where}: non-finite parameters: {', '.join(bad)}; the run diverged, so it cannot "
+            "be resumed (resume an earlier checkpoint, or train again with a smaller --lr)"
+        )
 
 
 def check_same_data(

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxninja import checks
 from jaxninja.config import TrainConfig
-from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
+from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset, recorded
 from jaxninja.errors import CheckpointError, DataError, ModelError
 from jaxninja.gradcheck.taps import param_names
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
@@ -115,7 +115,7 @@ def _run_data(
     max_data_bytes: int = MAX_DATA_BYTES,
 ) -> Dataset:
     """The data a checkpoint was trained on (or ``data``), with the checkpoint's vocabulary."""
-    source = data or ckpt.config.get("data")
+    source = data or recorded(ckpt.config.get("data"))
     block_size = ckpt.config.get("block_size") if ckpt.model else block_size_of(ckpt.params)
     dataset = load_dataset(source, block_size, max_data_bytes)
     if dataset.vocab != ckpt.vocab:

@@ -16,6 +16,7 @@ progress bar, the non-finite check, ``check_every``, checkpoints and Ctrl-C. Fro
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from functools import partial
@@ -25,7 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxninja import numerics
+from jaxninja import checks, numerics
 from jaxninja.checks import dtype_scope, float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
@@ -333,6 +334,11 @@ def train(
     float64 config turns on ``jax_enable_x64`` for this call and restores it after
     (:func:`jaxninja.checks.dtype_scope`).
     """
+    checks.check_type(config, (TrainConfig, type(None)), "config", "a TrainConfig")
+    checks.check_type(dataset, (Dataset, type(None)), "dataset", "a Dataset (load_dataset)")
+    loop = set(inspect.signature(train_loop).parameters) - {"config", "dataset"}
+    checks.check_keywords(loop_options, loop, "train", "settings go in the config, e.g. "
+                          "jaxninja.train(TrainConfig(steps=10))")  # fmt: skip
     config = TrainConfig() if config is None else config
     model = trainable_of(loop_options.pop("model", None))
     with dtype_scope(config.dtype):  # float64: x64 on for this call only

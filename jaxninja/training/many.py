@@ -27,10 +27,11 @@ import numpy as np
 
 from jaxninja import checks
 from jaxninja.config import DEFAULT_OUT, TrainConfig
-from jaxninja.data import Dataset, load_dataset
+from jaxninja.data import Dataset, load_dataset, recorded
 from jaxninja.errors import CheckpointError, ConfigError, ModelError, RunNonFinite, TrainingError
-from jaxninja.io.atomic import prepare_out_dir, write_atomic
-from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from jaxninja.io import runfolder
+from jaxninja.io.atomic import write_atomic
+from jaxninja.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, refuse_diverged
 from jaxninja.lecture.step import learning_rate
 from jaxninja.models.trainable import Trainable, count_params, defaults_config, trainable_of
 from jaxninja.training import memory, warmup
@@ -58,7 +59,6 @@ from jaxninja.training.rundir import (
     kept_checkpoint,
     machine,
     recorded_config,
-    refuse_overwrite,
     resolve_config,
     resumed_state,
     run_summary,
@@ -201,7 +201,7 @@ def prepare_many(
     scope.enter_context(checks.dtype_scope(base.dtype))  # the caller holds it while they run
     jax_device = checks.resolve_device(options.device)
     data = options.data
-    source = data if data is not None or plan is None else plan["base"].get("data")
+    source = data if data is not None or plan is None else recorded(plan["base"].get("data"))
     dataset = load_dataset(source, base.block_size, options.max_data_bytes)
     states = None
     if folder is not None:
@@ -211,15 +211,16 @@ def prepare_many(
     )
     memory.check_fits(needed, f"these {len(configs):,} runs ({base.steps:,} steps each)")
     layout = make_layout(len(configs), jax_device.platform, group=group)
-    target = Path(out) if out is not None else (folder if folder is not None else Path(DEFAULT_OUT))
-    refuse_overwrite(target, folder, options.overwrite)
-    target = prepare_out_dir(target)
-    job = Many(
+    target = (
+        runfolder.given(out)
+        if out is not None
+        else (folder if folder is not None else Path(DEFAULT_OUT))
+    )
+    names = [run_name(i, len(configs)) for i in range(len(configs))]
+    target = runfolder.claim(target, folder, options.overwrite, scope, names)
+    return Many(
         base, configs, seeds, sweeps, dataset, target, jax_device, layout, states, folder, model
     )
-    for i in range(len(configs)):
-        prepare_out_dir(job.folder(i))
-    return job
 
 
 def _resumed_states(
@@ -238,6 +239,7 @@ def _resumed_states(
             ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
         except CheckpointError as err:
             raise CheckpointError(f"{err} ({dataset.source})") from None
+        refuse_diverged(ckpt, path)
         stored = resolve_config({"steps": config.steps}, ckpt.config, str(path))
         if stored != config:
             raise ConfigError(f"{path}: its settings differ from {PLAN_NAME}'s run {i}")

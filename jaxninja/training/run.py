@@ -27,16 +27,17 @@ from jax.sharding import Mesh
 
 from jaxninja import checks
 from jaxninja.config import DEFAULT_OUT, TrainConfig
-from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset
+from jaxninja.data import MAX_DATA_BYTES, Dataset, load_dataset, recorded
 from jaxninja.devices import distributed, parallel
 from jaxninja.errors import CheckpointError, ConfigError, NonFiniteLoss, TrainingError
-from jaxninja.io.atomic import prepare_out_dir
+from jaxninja.io import runfolder
 from jaxninja.io.checkpoint import (
     CHECKPOINT_NAME,
     MAX_TOTAL_BYTES,
     check_same_data,
     checkpoint_file,
     load_checkpoint,
+    refuse_diverged,
 )
 from jaxninja.lecture.step import learning_rate
 from jaxninja.models.trainable import Trainable, count_params, defaults_config, trainable_of
@@ -53,7 +54,6 @@ from jaxninja.training.rundir import (
     finishing_step,
     host_state,
     kept_checkpoint,
-    refuse_overwrite,
     resolve_config,
     resumed_state,
     run_summary,
@@ -190,7 +190,7 @@ def prepare(
             checks.check_devices(single.devices)
 
     distributed.agreed("checking the settings", check_arguments, lambda _: agree)
-    path = checkpoint_file(options.resume) if options.resume is not None else None
+    path = checkpoint_file(options.resume, "resume") if options.resume is not None else None
     readable = path
     if path is not None and distributed.is_multiprocess():
         shared = distributed.shared_files(
@@ -243,6 +243,7 @@ def _prepare(
     ``path`` (process 0's file, or its broadcast copy)."""
     model = trainable_of(options.model)
     ckpt = load_checkpoint(readable) if readable is not None else None
+    refuse_diverged(ckpt, path)
     if ckpt is not None:
         check_same_model(path, ckpt, model, options.allow_model_change, options.log)
     if ckpt is None and model.defaults:
@@ -265,7 +266,7 @@ def _prepare(
         mesh = parallel.make_mesh(n_devices, jax_device.platform)
         parallel.check_divisible(run_config.batch_size, n_devices)
     data = options.data
-    source = data if data is not None or ckpt is None else ckpt.config.get("data")
+    source = data if data is not None or ckpt is None else recorded(ckpt.config.get("data"))
     dataset = load_dataset(source, run_config.block_size, options.max_data_bytes)
     if ckpt is not None:  # read again, now expecting this data's vocabulary
         try:
@@ -279,11 +280,12 @@ def _prepare(
     needed = memory.run_bytes(run_config, len(dataset.train.y), dataset.vocab.size, samples)
     memory.check_fits(needed, f"this run ({run_config.steps:,} steps, --samples {samples:,})")
     folder = (
-        Path(out) if out is not None else (path.parent if path is not None else Path(DEFAULT_OUT))
+        runfolder.given(out)
+        if out is not None
+        else (path.parent if path is not None else Path(DEFAULT_OUT))
     )
     if distributed.is_writer():  # only process 0 writes, so only its folder is checked
-        refuse_overwrite(folder, path, options.overwrite)
-        folder = prepare_out_dir(folder)
+        folder = runfolder.claim(folder, path, options.overwrite, scope)
     state = None if ckpt is None else resumed_state(ckpt, readable.parent, model, run_config)
     return Run(run_config, dataset, folder, jax_device, mesh, state, path, model)
 
@@ -313,6 +315,7 @@ def run_training(
     0 writes files and logs, and a collective that fails because another process left is a
     :class:`DistributedError` naming the checkpoint kept.
     """
+    checks.check_type(config, (TrainConfig, Mapping, type(None)), "config", "TrainConfig or dict")
     options = RunOptions.given(options, keywords, "run_training")
     single = Single(allow_other_data, devices)
     if distributed.is_multiprocess() and not distributed.is_writer():  # process 0 speaks
@@ -336,7 +339,10 @@ def _train(run: Run, options: RunOptions) -> RunResult:
     stop_code = [0]
 
     def save(state: TrainState) -> None:
-        save_then_calibrate(folder, state, dataset, config, run.model)
+        try:
+            save_then_calibrate(folder, state, dataset, config, run.model)
+        except CheckpointError as err:  # disk full: say which checkpoint is still on disk
+            raise CheckpointError(f"{err} at step {state.step:,}; {kept()}") from None
         saved[0] = state.step
 
     def stop() -> int:  # several processes: all stop at the same chunk, or none does
@@ -382,7 +388,10 @@ def _train(run: Run, options: RunOptions) -> RunResult:
         return RunResult(folder, config, result, None, [], stop_code[0])
     if several:
         result = result._replace(state=host_state(result.state))
-    save_run(folder, result.state, None, dataset, config, run.model)  # safe from here on
+    try:
+        save_run(folder, result.state, None, dataset, config, run.model)  # safe from here on
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} at step {result.state.step:,}; {kept()}") from None
     if options.on_saved is not None:
         options.on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, options.samples, log)

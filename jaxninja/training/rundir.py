@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxninja import checks
 from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
-from jaxninja.data import DEFAULT_SOURCE, STDIN, STDIN_NAME, Dataset
+from jaxninja.data import RECORDED_DEFAULT, STDIN, STDIN_NAME, Builtin, Dataset
 from jaxninja.devices import distributed
 from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, ModelError, TrainingError
 from jaxninja.gradcheck.taps import param_names
@@ -62,6 +63,7 @@ def resolve_config(
     """The run's settings. Fresh: ``given`` (a config, or the fields to change from the
     defaults). Resumed: the checkpoint's ``saved`` settings, where the run-defining fields of
     ``given`` must agree (only ``steps`` may change, and not below the checkpoint's step)."""
+    checks.check_type(given, (TrainConfig, Mapping, type(None)), "config", "TrainConfig or dict")
     if isinstance(given, TrainConfig):
         given = given.fields()
     given = dict(given or {})
@@ -108,8 +110,8 @@ def refuse_overwrite(out: Path, resume: Path | None, overwrite: bool) -> None:
 
 def data_source(dataset: Dataset) -> str:
     """What to record as the run's data: an absolute path, or ``names-package``."""
-    if dataset.source in (DEFAULT_SOURCE, STDIN_NAME):
-        return STDIN if dataset.source == STDIN_NAME else DEFAULT_SOURCE
+    if isinstance(dataset.source, Builtin) or dataset.source == STDIN_NAME:
+        return STDIN if dataset.source == STDIN_NAME else RECORDED_DEFAULT
     return str(Path(dataset.source).resolve())
 
 

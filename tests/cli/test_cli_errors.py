@@ -210,7 +210,7 @@ CASES = [
     # --- checkpoints ------------------------------------------------------------------------
     Case("resume-missing", ["train", "--resume", "{tmp}/nope"], 1, ["nope", "no such checkpoint"]),
     Case("resume-directory-without-checkpoint", ["train", "--resume", "{tmp}/dir"], 1,
-         ["dir/checkpoint.npz", "no such checkpoint"], make_dir("dir")),
+         ["dir: is a directory without a checkpoint.npz"], make_dir("dir")),
     *(
         Case(f"{sub}-{how}-checkpoint", [sub, flag, "{good}"], 1, [ck.CHECKPOINT_NAME, words],
              corrupt_checkpoint(how))

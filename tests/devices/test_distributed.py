@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pytest
 
 from jaxninja import numerics
 from jaxninja.devices import distributed
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, DistributedError
 from tests.helpers import ROOT
 
 TIMEOUT_S = 240  # one child run of 500-4,000 steps takes 15-60 s on 2 loaded cores
@@ -144,6 +145,10 @@ def test_spec_from_flags_and_environment():
         (["launch", "--", "sample"], "expected `-- train ...` or `-- check ...`"),
         (["launch", "--processes", "0", "--", "train"], "--processes must be 1..64"),
         (["train", *process_flags(1234, 2, 2)], "--process-id 2 is not below --num-processes 2"),
+        (
+            ["train", "--coordinator", "127.0.0.1:²", "--num-processes", "2", "--process-id", "0"],
+            "--coordinator '127.0.0.1:²': expected HOST:PORT",
+        ),
     ],
 )
 def test_refused_in_one_line_before_jax(args, message):
@@ -151,6 +156,15 @@ def test_refused_in_one_line_before_jax(args, message):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("text", ["²", "1²", "٣"])  # str.isdigit's digits; ASCII ones only
+def test_a_non_ascii_digit_is_refused_in_one_line(monkeypatch, text):
+    with pytest.raises(ConfigError, match="expected HOST:PORT"):
+        distributed.check_address(f"127.0.0.1:{text}")
+    monkeypatch.setenv("JAXNINJA_INIT_TIMEOUT_S", text)
+    with pytest.raises(ConfigError, match=r"\$JAXNINJA_INIT_TIMEOUT_S must be whole seconds"):
+        distributed.timeout("JAXNINJA_INIT_TIMEOUT_S", 60)
 
 
 def test_busy_port_is_one_line():
@@ -512,6 +526,57 @@ def test_wrong_count_and_other_settings_end_every_process(tmp_path):
         else:
             for err in (first, second_err):
                 assert "process 1 was started with other settings or data than process 0" in err
+
+
+def test_process_0_without_process_1_ends_in_one_line_within_the_timeout():
+    """Process 0 alone: one line naming the missing process after the stated timeout (JAX's own
+    wait ended in SIGABRT and a page of C++ stack after 66 s). A real process, bounded."""
+    port = free_port()
+    env = child_env(JAXNINJA_INIT_TIMEOUT_S="3")
+    t0 = time.monotonic()
+    r = jaxninja("train", "--steps", "10", *process_flags(port, 2, 0), env=env, timeout=120)
+    took = time.monotonic() - t0
+    assert r.returncode == 1, r.stderr
+    assert error_lines(r.stderr) == [
+        f"jaxninja: error: process 1 of 2 did not reach the coordinator 127.0.0.1:{port} within "
+        f"3 s (start every process with --coordinator 127.0.0.1:{port} --num-processes 2); "
+        "nothing was trained"
+    ]
+    assert took < 60  # the 3 s wait, plus starting Python and importing jax on a loaded machine
+
+
+def test_the_rendezvous_counts_only_the_processes_that_say_hello():
+    """Process 0's wait (in this process, on a thread): a stranger's connection, garbage and an
+    id out of range are not a process; process 1's hello is answered and ends the wait."""
+    port = free_port()
+    errors = []
+
+    def serve() -> None:
+        try:
+            distributed.rendezvous(f"127.0.0.1:{port}", 2, 30, f"127.0.0.1:{port}")
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    wait_for(lambda: _listening(port), 30, "the rendezvous")
+    hello = distributed.HELLO
+    for junk in (b"", b"GET / HTTP/1.1\r\n", hello + b"7\n", hello + "²\n".encode()):
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(junk)
+            conn.shutdown(socket.SHUT_WR)
+            assert conn.recv(8) == b""  # not answered
+    assert thread.is_alive()
+    distributed.wait_for_coordinator("127.0.0.1", port, 30, process_id=1)
+    thread.join(30)
+    assert not thread.is_alive() and not errors
+
+
+def test_the_rendezvous_times_out_naming_the_missing_processes():
+    port = free_port()
+    missing = r"processes 1, 2 of 3 did not reach .* within 0.5 s"
+    with pytest.raises(DistributedError, match=missing):
+        distributed.rendezvous(f"127.0.0.1:{port}", 3, 0.5, f"127.0.0.1:{port}")
 
 
 @pytest.mark.slow

@@ -136,6 +136,7 @@ def test_through_the_cli_a_failing_finish_is_one_line_and_the_run_is_safe(words_
     (out / "loss.png").mkdir(parents=True)
     argv = ["train", "--data", str(words_file), "--steps", "1000", "--n-embd", "4"]
     argv += ["--n-hidden", "16", "--samples", "2", "--out", str(out)]
+    argv += ["--overwrite"]  # the folder holds something jaxninja did not write: write beside it
     env = os.environ | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "jaxninja", *argv],
