@@ -43,23 +43,32 @@ def _inputs(model: Model, seed: int) -> tuple[Any, Any]:
     return params, batch
 
 
-def generate_source(model: Model | str | Path, *, lookup=None, seed: int = 42) -> Source:
+def generate_source(
+    model: Model | str | Path,
+    *,
+    lookup=None,
+    seed: int = 42,
+    allow_unproved: frozenset[str] = frozenset(),
+) -> Source:
     """The generated backward of ``model`` with the rules it used (:class:`Source`).
-    ``lookup(statement)`` says whether a rule instance is proved (default: the shipped table)."""
+    ``lookup(statement)`` says whether a rule instance is proved (default: the shipped table);
+    a primitive in ``allow_unproved`` may use a rule that is not (named in the docstring)."""
     model = load_model(model) if isinstance(model, str | Path) else model
     lookup = table.lookup_in(table.load()) if lookup is None else lookup
     with dtype_scope("float64"):
         params, batch = _inputs(model, seed)
         traced = trace(model.forward, params, batch)
-    return generate(traced, lookup)
+    return generate(traced, lookup, frozenset(allow_unproved))
 
 
-def backward_source(model: Model | str | Path, *, seed: int = 42) -> str:
+def backward_source(
+    model: Model | str | Path, *, seed: int = 42, allow_unproved: frozenset[str] = frozenset()
+) -> str:
     """The Python source of ``backward(params, batch, acts)`` for ``model`` (a
     :class:`~jaxninja.models.protocol.Model` or a model file's path), every rule it uses proved
     (else a one-line :class:`~jaxninja.errors.BackwardError`). Not checked: ``jaxninja backward``
     and :func:`jaxninja.backward.write.checked_backward` run the check table first."""
-    return generate_source(model, seed=seed).code
+    return generate_source(model, seed=seed, allow_unproved=allow_unproved).code
 
 
 __all__ = ["backward_source", "generate_source"]

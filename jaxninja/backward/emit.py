@@ -40,6 +40,7 @@ class Source(NamedTuple):
     code: str
     uses: list[Use]
     rows: list[str]
+    unproved: list[str]  # rules used without a proof, by request (allow_unproved)
 
 
 def literal(value: Any) -> str:
@@ -59,8 +60,10 @@ def literal(value: Any) -> str:
 class Gen:
     """Emits the backward's statements; rules call back into it."""
 
-    def __init__(self, traced: Traced, lookup) -> None:
+    def __init__(self, traced: Traced, lookup, allow_unproved: frozenset[str]) -> None:
         self.t = traced
+        self.allow = allow_unproved
+        self.unproved: list[str] = []
         self.lookup = lookup  # statement -> None if proved, else the reason it is not
         self.body: list[str] = []
         self.defined: set[str] = set()
@@ -112,7 +115,11 @@ class Gen:
         if not any(u.key == key for u in self.uses):
             self.uses.append(Use(e.prim, statement, key, e.line, e.text))
         problem = self.lookup(statement)
-        if problem is not None:
+        if problem is not None and e.prim in self.allow:
+            note = f"{e.prim} (statement {key}): {problem}"
+            if note not in self.unproved:
+                self.unproved.append(note)
+        elif problem is not None:
             raise BackwardError(
                 f"rule for {e.prim} not proved ({problem}; statement {key}) "
                 f"(forward line {e.line}: {e.text})"
@@ -144,9 +151,11 @@ class Gen:
         else:
             self.defined.add(name)
             text = f"{name} = {expr}"
-        if comments:
-            self.body.append(f"# {'; '.join(comments)}")
-        self.body.append(text)
+        comment = f"  # {'; '.join(comments)}" if comments else ""
+        if len(text + comment) <= 96:  # indented by 4: within the 100-column line
+            self.body.append(text + comment)
+        else:
+            self.body += [comment.strip(), text] if comment else [text]
 
     # --- gather: the embedding lookup and take-along-axis
     def index_expr(self, v: Ref) -> str:
@@ -349,10 +358,12 @@ def _recompute(gen: Gen) -> list[str]:
     return lines
 
 
-def generate(traced: Traced, lookup) -> Source:
+def generate(traced: Traced, lookup, allow_unproved: frozenset[str] = frozenset()) -> Source:
     """The source of ``backward(params, batch, acts)`` for ``traced``; ``lookup(statement)``
-    says whether each rule instance is proved (None) or why not."""
-    gen = Gen(traced, lookup)
+    says whether each rule instance is proved (None) or why not. A rule not proved refuses,
+    unless its primitive is in ``allow_unproved`` (then it is listed in the function's
+    docstring and in :attr:`Source.unproved`)."""
+    gen = Gen(traced, lookup, allow_unproved)
     loss = traced.loss
     gen.body.append(f"d{loss.name} = jnp.ones((), dtype)  # d loss / d loss")
     gen.run()
@@ -364,16 +375,22 @@ def generate(traced: Traced, lookup) -> Source:
         if var.is_float:
             rows.append((var.row, _grad_of(gen, var)))
     head = _recompute(gen)
-    lines = [
-        "def backward(params, batch, acts):",
-        '    """d loss / d every tapped value and parameter, one line per forward line."""',
+    summary = "d loss / d every tapped value and parameter, one line per forward line."
+    doc = ["    UNPROVED (used by request): " + u[:60] for u in gen.unproved]
+    lines = ["def backward(params, batch, acts):"]
+    if doc:
+        lines += [f'    """{summary}', "", *doc, '    """']
+    else:
+        lines += [f'    """{summary}"""']
+    lines += [
         *("    " + line for line in head),
     ]
     lines += [("    " + line) if line else "" for line in gen.body]
     lines.append("    return {")
     lines += [f"        {json.dumps(name)}: {expr}," for name, expr in rows]
     lines.append("    }")
-    return Source("\n".join(lines) + "\n", gen.uses, [name for name, _ in rows])
+    rows_names = [name for name, _ in rows]
+    return Source("\n".join(lines) + "\n", gen.uses, rows_names, gen.unproved)
 
 
 def _grad_of(gen: Gen, var: Var) -> str:

@@ -54,7 +54,7 @@ def _unary(g: Gen, e: Eqn, d: str) -> None:
 
 def _integer_pow(g: Gen, e: Eqn, d: str) -> None:
     x, k = e.ins[0], e.params["y"]
-    power = g.val(x) if k == 2 else f"{g.val(x)} ** {k - 1}"
+    power = g.val(x) if k == 2 else f"{g.val(x)}**{k - 1}"
     claim = f"dout * ({k} * x**({k - 1}))"
     g.add(x, f"{d} * ({k} * {power})", e, st.unary(len(x.shape), f"{{x}}**({k})", claim))
 
@@ -66,7 +66,7 @@ def _pow(g: Gen, e: Eqn, d: str) -> None:
     if isinstance(y, Lit) and y.value == 0:
         return g.zero(x, e, "x**0 does not depend on x")
     yv = float(y.value)
-    expr = f"{d} * ({yv!r} * {g.val(x)} ** {yv - 1!r})"
+    expr = f"{d} * ({yv!r} * {g.val(x)}**{yv - 1!r})"
     claim = f"dout * ({st.number(yv)} * x**{st.number(yv - 1)})"
     g.add(x, expr, e, st.unary(len(x.shape), f"{{x}}**{st.number(yv)}", claim))
 
@@ -80,7 +80,7 @@ def _binary(g: Gen, e: Eqn, d: str) -> None:
         "sub": ({"x": ("{d}", "dout"), "w": ("-{d}", "-dout")}, "{x} - {w}"),
         "mul": ({"x": ("{d} * {w}", "dout * w"), "w": ("{x} * {d}", "x * dout")}, "{x} * {w}"),
         "div": ({"x": ("{d} / {w}", "dout / w"),
-                 "w": ("-({d} * {w} ** -2 * {x})", "-(dout * w**(-2) * x)")}, "{x} / {w}"),
+                 "w": ("-({d} * {w}**-2 * {x})", "-(dout * w**(-2) * x)")}, "{x} / {w}"),
         "max": ({"x": ("{d} * jnp.where({x} == {out}, jnp.where({w} == {out}, 0.5, 1.0), 0.0)",
                        "dout * ((x >= w) - (x >= w) * (w >= x) / 2)"),
                  "w": ("{d} * jnp.where({w} == {out}, jnp.where({x} == {out}, 0.5, 1.0), 0.0)",
@@ -103,10 +103,12 @@ def _binary(g: Gen, e: Eqn, d: str) -> None:
             code = _fill(g, parts[name][0], d=d, x=x, w=w, out=out)
             axes = bcast[name]
             note = ""
+            inner = code if code.isidentifier() else f"({code})"
             if axes and len(operand.shape) == 0:
-                code, note = f"({code}).sum()", "()"
+                code, note = f"{inner}.sum()", "shape ()"
             elif axes:
-                code, note = f"({code}).sum({axes}, keepdims=True)", f"{tuple(operand.shape)}"
+                code = f"{inner}.sum({axes}, keepdims=True)"
+                note = f"shape {tuple(operand.shape)}"
             g.add(operand, code, e, statement, note=note)
 
 
@@ -137,7 +139,7 @@ def _reduce_sum(g: Gen, e: Eqn, d: str) -> None:
     x, axes = e.ins[0], tuple(e.params["axes"])
     shape = tuple(x.shape)
     expr = f"jnp.broadcast_to(jnp.expand_dims({d}, {axes}), {shape})"
-    g.add(x, expr, e, st.reduce_sum(len(shape), axes), note=f"{shape}")
+    g.add(x, expr, e, st.reduce_sum(len(shape), axes), note=f"shape {shape}")
 
 
 def _reduce_max(g: Gen, e: Eqn, d: str) -> None:
@@ -165,7 +167,7 @@ def _broadcast_in_dim(g: Gen, e: Eqn, d: str) -> None:
         expr = f"{d}.sum({axes}, keepdims=True)"
     else:
         expr = f"{d}.sum({axes}).reshape({shape})"
-    g.add(x, expr, e, st.broadcast(len(out.shape), kept), note=f"{shape}")
+    g.add(x, expr, e, st.broadcast(len(out.shape), kept), note=f"shape {shape}")
 
 
 def _reshape(g: Gen, e: Eqn, d: str) -> None:

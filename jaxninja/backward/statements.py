@@ -78,8 +78,9 @@ def binary(
         sub = ", ".join(":" if k in kept else "None" for k in range(len(sizes)))
         ref[name] = f"{name}[{sub}]" if kept and len(kept) < len(sizes) else name
     out: Statement = {"axes": sizes, "inputs": inputs}
-    if constant:
-        out["constants"] = {"c": number(next(iter(constant.values())))[1:-1]}
+    if constant:  # the engine assumes only the constant's sign: one statement per sign
+        value = next(iter(constant.values()))
+        out["constants"] = {"c": "1" if value > 0 else "-1" if value < 0 else "0"}
     out["forward"] = [f"{_at('out', idx)} = {forward.format(**at)}"]
     out["claims"] = {}
     for name in inputs:
@@ -115,6 +116,13 @@ def reduce_sum(rank: int, axes: tuple[int, ...]) -> Statement:
     summed = ", ".join(idx[k] for k in axes)
     sub = ", ".join("None" if k in axes else ":" for k in range(rank))
     rhs = f"sum({_at('x', idx)}, {summed})"
+    if not kept:  # a scalar output is a loss to the engine: stated as K copies, e[k] + sum
+        return {
+            "axes": [*sizes, "K"],
+            "inputs": {"x": sizes, "e": ["K"]},
+            "forward": [f"out[k] = e[k] + {rhs}"],
+            "claims": {"x": "sum(dout) + 0 * x"},
+        }
     return {
         "axes": sizes,
         "inputs": {"x": sizes},

@@ -205,8 +205,9 @@ def _const(value: Any) -> Lit:
     return Lit(arr.item(), arr.dtype)
 
 
-def _flatten(jaxpr, consts, env, eqns, taps, namer) -> None:
-    """Append ``jaxpr``'s equations to ``eqns``, inlining calls, naming every new value."""
+def _flatten(jaxpr, consts, env, eqns, taps, namer, outer=(0, "")) -> None:
+    """Append ``jaxpr``'s equations to ``eqns``, inlining calls, naming every new value; an
+    inlined equation without a line of the user's own gets its call's (``outer``)."""
     for cvar, value in zip(jaxpr.constvars, consts, strict=True):
         env[cvar] = _const(value)
     for eqn in jaxpr.eqns:
@@ -219,7 +220,10 @@ def _flatten(jaxpr, consts, env, eqns, taps, namer) -> None:
                 line, text = _where(eqn)
                 raise BackwardError(f"cannot inline {name} (forward line {line}: {text})")
             sub = {v: _ref(env, a) for v, a in zip(inner_jaxpr.invars, eqn.invars, strict=True)}
-            _flatten(inner_jaxpr, inner_consts, sub, eqns, taps, namer)
+            where = _where(eqn)
+            _flatten(
+                inner_jaxpr, inner_consts, sub, eqns, taps, namer, where if where[0] else outer
+            )
             for out, inner_out in zip(eqn.outvars, inner_jaxpr.outvars, strict=True):
                 env[out] = _ref(sub, inner_out)
             continue
@@ -228,6 +232,8 @@ def _flatten(jaxpr, consts, env, eqns, taps, namer) -> None:
             _tap(eqn, ins[0], env, eqns, taps, namer)
             continue
         line, text = _where(eqn)
+        if not line:
+            line, text = outer
         outs = []
         for out in eqn.outvars:
             var = Var(namer.fresh(name), tuple(out.aval.shape), out.aval.dtype, "value")

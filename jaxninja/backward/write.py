@@ -38,14 +38,22 @@ def compile_backward(code: str) -> Any:
 
 
 def checked_backward(
-    model: Model | str | Path, *, seed: int = 42, dtype: str = "float32", lookup=None
+    model: Model | str | Path,
+    *,
+    seed: int = 42,
+    dtype: str = "float32",
+    lookup=None,
+    allow_unproved: frozenset[str] = frozenset(),
+    against: tuple[str, ...] | None = None,
 ) -> Checked:
-    """Generate ``model``'s backward and run its check table (against jax.grad, and torch where
-    the model has ``torch_forward``) at ``seed`` and ``dtype``."""
+    """Generate ``model``'s backward and run its check table at ``seed`` and ``dtype``
+    (``against`` default: jax.grad, and torch where the model has ``torch_forward``)."""
     model = load_model(model) if isinstance(model, str | Path) else model
-    source = generate_source(model, lookup=lookup, seed=seed)
+    source = generate_source(model, lookup=lookup, seed=seed, allow_unproved=allow_unproved)
     backward = compile_backward(source.code)
-    check = cross_check_model(model._replace(backward=backward), seed=seed, dtype=dtype)
+    check = cross_check_model(
+        model._replace(backward=backward), seed=seed, dtype=dtype, against=against
+    )
     return Checked(source, check, backward)
 
 
