@@ -7,7 +7,9 @@ for ``init``, ``batch``, ``forward`` (and ``torch_forward``), and defines the ge
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,14 +92,23 @@ def model_file(code: str, model_path: str | Path, out: str | Path) -> str:
         "statement per forward line, in reverse; ``check --model`` and ``train --model`` read\n"
         'this file as they read the original."""\n\n'
         "from pathlib import Path\n\n"
-        + NAMESPACE_IMPORTS
+        + _imports(code)
         + "\nfrom jaxninja.models.protocol import load_model\n\n"
-        + f"_model = load_model(Path(__file__).parent / {str(Path(rel).as_posix())!r})\n"
+        + f"_model = load_model(Path(__file__).parent / {json.dumps(Path(rel).as_posix())})\n"
         "init, batch, forward = _model.init, _model.batch, _model.forward\n"
         "if _model.torch_forward is not None:\n"
         "    torch_forward = _model.torch_forward\n"
         "scale_rows = dict(_model.scale_rows)\n\n\n" + code
     )
+
+
+def _imports(code: str) -> str:
+    """The import lines ``code`` needs (of :data:`NAMESPACE_IMPORTS`), so the file lints clean."""
+    lines = [line for line in NAMESPACE_IMPORTS.splitlines() if line]
+    used = {"jax": "jax.", "jnp": "jnp.", "np": "np.", "lax": "lax."}
+    code = re.sub(r"#.*", "", code)  # the comments quote the forward's own lines
+    keep = [line for line in lines if re.search(rf"(?<![\w.]){used[line.split()[-1]]}", code)]
+    return "".join(line + "\n" for line in keep)
 
 
 def write(text: str, out: Path) -> None:
