@@ -158,35 +158,44 @@ class Gen:
             self.body += [comment.strip(), text] if comment else [text]
 
     # --- gather: the embedding lookup and take-along-axis
-    def index_expr(self, v: Ref) -> str:
-        """Readable Python for an integer index array: normalisations of negative indices and
-        added unit axes are read through (``x[..., None]``, ``jnp.arange(32)``)."""
+    def index_expr(self, v: Ref, size: int) -> str:
+        """Readable Python for an integer index array into an axis of ``size``: jnp's
+        normalisation of negative indices (``where(i < 0, i + size, i)``, which ``.at[]`` does
+        itself) and added unit axes are read through (``x[..., None]``, ``jnp.arange(32)``)."""
         e = self.producer.get(v) if isinstance(v, Var) else None
         if e is None:
             return self.val(v)
         if e.prim == "select_n" and len(e.ins) == 3:
             p, orig, shifted = e.ins
             pe, se = self.producer.get(p), self.producer.get(shifted)
-            if pe and se and pe.prim == "lt" and se.prim == "add" and pe.ins[0] is orig:
-                if se.ins[0] is orig:
-                    return self.index_expr(orig)
+            if (
+                pe is not None
+                and se is not None
+                and (pe.prim, se.prim) == ("lt", "add")
+                and pe.ins[0] is orig
+                and se.ins[0] is orig
+                and pe.ins[1] == Lit(0, pe.ins[1].dtype)
+                and isinstance(se.ins[1], Lit)
+                and se.ins[1].value == size
+            ):
+                return self.index_expr(orig, size)
         src = e.ins[0] if e.ins else None
         if e.prim == "convert_element_type" and isinstance(src, Var) and not src.is_float:
-            return self.index_expr(src)  # an index's integer width does not change its value
+            return self.index_expr(src, size)  # an index's integer width does not change its value
         if e.prim in ("broadcast_in_dim", "reshape") and isinstance(src, Var):
             k = len(v.shape) - len(src.shape)
             same = tuple(v.shape[: len(src.shape)]) == tuple(src.shape)
             ones = all(s == 1 for s in v.shape[len(src.shape) :])
             dims = e.params.get("broadcast_dimensions", tuple(range(len(src.shape))))
             if k > 0 and same and ones and tuple(dims) == tuple(range(len(src.shape))):
-                return self.index_expr(src) + "[..., None]" * k
+                return self.index_expr(src, size) + "[..., None]" * k
         if e.prim == "iota" and len(v.shape) == 1:
             return f"jnp.arange({v.shape[0]})"
         return self.val(v)
 
-    def strip_last(self, v: Ref) -> str:
+    def strip_last(self, v: Ref, size: int) -> str:
         """``index_expr`` of ``v`` without its trailing unit axis."""
-        text = self.index_expr(v)
+        text = self.index_expr(v, size)
         return text[: -len("[..., None]")] if text.endswith("[..., None]") else f"{text}[..., 0]"
 
     def gather_rule(self, e: Eqn, d: str) -> None:
@@ -203,7 +212,7 @@ class Gen:
             and sizes == (1, *shape[1:])
             and idx.shape[-1] == 1
         ):
-            at = self.strip_last(idx)
+            at = self.strip_last(idx, shape[0])
             expr = f"jnp.zeros_like({self.val(operand)}).at[{at}].add({d})"
             statement = st.embedding(len(idx.shape) - 1)
             return self.add(operand, expr, e, statement, note="scatter-add: rows repeat")
@@ -217,7 +226,7 @@ class Gen:
                 and tuple(dn.start_index_map) == (1,)
                 and idx.shape == (n, 1, 1)
             ):
-                rows, cols = f"jnp.arange({n})[:, None]", self.strip_last(idx)
+                rows, cols = f"jnp.arange({n})[:, None]", self.strip_last(idx, shape[1])
             elif (
                 not batching
                 and tuple(dn.start_index_map) == (0, 1)
@@ -226,7 +235,7 @@ class Gen:
             ):
                 ie = self.producer.get(idx)
                 if ie is not None and ie.prim == "concatenate" and len(ie.ins) == 2:
-                    rows, cols = (self.strip_last(p) for p in ie.ins)
+                    rows, cols = (self.strip_last(p, k) for p, k in zip(ie.ins, shape, strict=True))
                     rows = rows if rows == f"jnp.arange({n})" else None
             if rows is not None:
                 expr = f"jnp.zeros_like({self.val(operand)}).at[{rows}, {cols}].add({d})"
@@ -282,7 +291,8 @@ def forward_expr(e: Eqn, val) -> str:
         return f"{a[0]} {infix[e.prim]} {a[1]}"
     simple = {
         "neg": "-{0}", "exp": "jnp.exp({0})", "log": "jnp.log({0})", "tanh": "jnp.tanh({0})",
-        "logistic": "lax.logistic({0})", "erf": "lax.erf({0})", "sqrt": "jnp.sqrt({0})",
+        "logistic": "lax.logistic({0})", "erf": "lax.erf({0})", "erfc": "lax.erfc({0})",
+        "square": "lax.square({0})", "sqrt": "jnp.sqrt({0})",
         "rsqrt": "lax.rsqrt({0})", "abs": "jnp.abs({0})", "max": "jnp.maximum({0}, {1})",
         "min": "jnp.minimum({0}, {1})", "pow": "lax.pow({0}, {1})", "copy": "{0}",
         "stop_gradient": "lax.stop_gradient({0})", "not": "~{0}",
@@ -312,6 +322,8 @@ def forward_expr(e: Eqn, val) -> str:
         return f"lax.dot_general({a[0]}, {a[1]}, {dims})"
     if e.prim == "iota" and len(out.shape) == 1:
         return f"jnp.arange({out.shape[0]})"
+    if e.prim == "iota":
+        return f"lax.broadcasted_iota(int, {tuple(out.shape)}, {p['dimension']})"
     if e.prim == "concatenate":
         return f"jnp.concatenate([{', '.join(a)}], axis={p['dimension']})"
     if e.prim == "convert_element_type":

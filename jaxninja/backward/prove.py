@@ -75,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         from jaxninja.backward.collect import collect_uses
 
         entries = write(collect_uses())
+        from jaxninja.backward import rulesdoc
+
         table.TABLE.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {len(entries)} rules to {table.TABLE}")
+        rulesdoc.DOC.write_text(rulesdoc.render(entries))
+        print(f"wrote {len(entries)} rules to {table.TABLE} and {rulesdoc.DOC}")
         return 0
     changed = reprove(table.load())
     for line in changed:

@@ -34,6 +34,9 @@ UNARY = {
     "rsqrt": ("{d} * (-0.5 * ({out} / {x}))", "{x}**(-1/2)", "dout * (-1/2 * (out / x))"),
     "erf": ("2 / np.sqrt(np.pi) * ({d} * jnp.exp(-({x} * {x})))", "erf({x})",
             "2 / sqrt(pi) * (dout * exp(-(x * x)))"),
+    "erfc": ("-2 / np.sqrt(np.pi) * ({d} * jnp.exp(-({x} * {x})))", "1 - erf({x})",
+             "-2 / sqrt(pi) * (dout * exp(-(x * x)))"),
+    "square": ("{d} * (2 * {x})", "{x}**2", "dout * (2 * x)"),
     "copy": ("{d}", "{x}", "dout"),
 }  # fmt: skip
 

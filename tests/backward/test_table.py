@@ -47,3 +47,9 @@ def test_the_table_reproves():
     from jaxninja.backward.prove import reprove
 
     assert reprove(table.load()) == []
+
+
+def test_the_rules_doc_is_the_table():
+    from jaxninja.backward import rulesdoc
+
+    assert rulesdoc.DOC.read_text() == rulesdoc.render(table.load())
