@@ -14,6 +14,7 @@ from jaxninja.gradcheck.model_check import cross_check_model
 WAVENET = Path(__file__).resolve().parents[2] / "examples" / "models" / "wavenet.py"
 
 
+@pytest.mark.slow
 def test_out_is_a_checked_model_file(tmp_path, names_txt, capsys):
     out = tmp_path / "wavenet_backward.py"
     assert main(["backward", "--model", str(WAVENET), "--out", str(out)]) == 0

@@ -26,7 +26,7 @@ def lecture_model(names_txt):
     return lecture()
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
 def test_lecture_rows_bit_exact(lecture_model, dtype):
     """Every rule follows JAX's transpose form and the lecture's forward runs eagerly op by op,
     as jax.grad's backward does: all 26 rows are the same bits."""
@@ -36,6 +36,7 @@ def test_lecture_rows_bit_exact(lecture_model, dtype):
     assert [r.name for r in rows if not r.exact] == []
 
 
+@pytest.mark.slow
 def test_lecture_odd_shapes_bit_exact(names_txt):
     """An odd batch (n = 7, not a power of two: 1/n is not an exact scale) and widths."""
     from jaxninja.config import CheckConfig
@@ -159,7 +160,10 @@ def test_zero_rows_for_values_without_a_path(names_txt):
     assert all(np.all(np.isfinite(v)) for v in checked.check.manual.values())
 
 
-@pytest.mark.parametrize("name", ["layernorm_mlp", "gelu_mlp", "causal_attention"])
+@pytest.mark.parametrize(
+    "name",
+    ["layernorm_mlp", "gelu_mlp", pytest.param("causal_attention", marks=pytest.mark.slow)],
+)
 def test_example_models_pass(name, names_txt):
     """LayerNorm MLP, GELU (erf) MLP, single-head causal attention: generated with every rule
     proved, and every row within contract against jax.grad."""
