@@ -25,7 +25,8 @@ from jaxninja.backward import table
 from jaxninja.backward.emit import Source, generate
 from jaxninja.backward.trace import trace
 from jaxninja.checks import dtype_scope
-from jaxninja.models.protocol import Model, load_model
+from jaxninja.errors import JaxninjaError, ModelError
+from jaxninja.models.protocol import Model, frame_line, load_model, one_line
 
 
 def _inputs(model: Model, seed: int) -> tuple[Any, Any]:
@@ -56,9 +57,23 @@ def generate_source(
     model = load_model(model) if isinstance(model, str | Path) else model
     lookup = table.lookup_in(table.load()) if lookup is None else lookup
     with dtype_scope("float64"):
-        params, batch = _inputs(model, seed)
-        traced = trace(model.forward, params, batch)
+        params, batch = _guarded(model, "init(key) / batch(key)", _inputs, model, seed)
+        traced = _guarded(model, "forward", trace, model.forward, params, batch)
     return generate(traced, lookup, frozenset(allow_unproved))
+
+
+def _guarded(model: Model, what: str, fn, *args: Any) -> Any:
+    """``fn(*args)``; an exception of the model's own code is one :class:`ModelError` line
+    naming the function and the model file's line."""
+    try:
+        return fn(*args)
+    except JaxninjaError:
+        raise
+    except Exception as err:
+        where = frame_line(err, str(Path(model.name).resolve()))
+        raise ModelError(
+            f"{model.name}: {what} raised {type(err).__name__}{where}: {one_line(err)}"
+        ) from None
 
 
 def backward_source(

@@ -175,7 +175,8 @@ def trace(forward: Callable, params: Any, batch: Any) -> Traced:
     for i, ((path, leaf), jvar) in enumerate(
         zip(bleaves, closed.jaxpr.invars[len(pleaves) :], strict=True)
     ):
-        wanted = ("x", "y")[i] if pair else identifier("batch" + access(path))
+        keys = jax.tree_util.keystr(path, simple=True, separator="_")
+        wanted = ("x", "y")[i] if pair else identifier(f"batch_{keys}" if keys else "batch")
         var = Var(namer.take(wanted), np.shape(leaf), jvar.aval.dtype, "batch")
         var.source = "batch" + access(path)
         env[jvar] = var

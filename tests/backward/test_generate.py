@@ -170,3 +170,17 @@ def test_example_models_pass(name, names_txt):
     checked = checked_backward(ROOT / "examples" / "models" / f"{name}.py", against=("jax",))
     assert checked.source.unproved == []
     assert checked.check.ok, [r.name for r in checked.check.rows if not r.ok]
+
+
+RAISES = UNSUPPORTED.replace("return jnp.cumsum(h).sum()", "return h.sum() + undefined_name")
+
+
+def test_an_error_in_the_forward_is_one_line(tmp_path, capsys):
+    from jaxninja._cli import main
+
+    path = tmp_path / "m.py"
+    path.write_text(RAISES)
+    assert main(["backward", "--model", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "forward raised NameError (line 13)" in err[0]
