@@ -184,3 +184,25 @@ def test_an_error_in_the_forward_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "forward raised NameError (line 13)" in err[0]
+
+
+@pytest.mark.slow
+def test_lecture_rows_equal_the_hand_written_exercise(lecture_model):
+    """Row by row against jaxninja/lecture/backward.py's Exercise 1 (both follow JAX's transpose
+    forms): the same 26 arrays, bit for bit. The lines differ in form only (README, "The
+    backward written for you"): untapped values get op names, a broadcast over a size-1 axis
+    is undone by a sum and a reshape, dlogprobs is a scatter-add rather than a .set."""
+    import jax
+
+    from jaxninja.backward.write import compile_backward
+    from jaxninja.gradcheck.taps import tapped_forward
+
+    generated = compile_backward(generate_source(lecture_model, allow_unproved=MAX).code)
+    kinit, kbatch = jax.random.split(jax.random.key(42))
+    params, batch = lecture_model.init(kinit), lecture_model.batch(kbatch)
+    acts = tapped_forward(lecture_model.forward, params, batch).acts
+    mine = generated(params, batch, acts)
+    hand = lecture_model.backward(params, batch, acts)
+    assert set(mine) == set(hand)
+    for name in hand:
+        assert np.array_equal(np.asarray(mine[name]), np.asarray(hand[name])), name
