@@ -31,8 +31,11 @@ def model_files() -> list[Path]:
 
 
 def collect_uses() -> list[tuple[str, dict]]:
-    """Every rule use of the lecture and the example models, as ``(prim, statement)``."""
+    """Every rule use of the lecture, the example models and the catalogue of common instances
+    (:mod:`jaxninja.backward.catalogue`), as ``(prim, statement)``."""
+    from jaxninja.backward.catalogue import models
+
     uses: list[Use] = []
-    for model in [lecture(), *model_files()]:
+    for model in [lecture(), *model_files(), *models()]:
         uses += generate_source(model, lookup=lambda statement: None).uses
     return [(u.prim, u.statement) for u in uses]

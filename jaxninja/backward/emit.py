@@ -326,6 +326,17 @@ def forward_expr(e: Eqn, val) -> str:
         return f"lax.broadcasted_iota(int, {tuple(out.shape)}, {p['dimension']})"
     if e.prim == "concatenate":
         return f"jnp.concatenate([{', '.join(a)}], axis={p['dimension']})"
+    if e.prim == "gather":  # as jnp indexing traced it: the same gather, spelled out
+        mode = f"lax.GatherScatterMode.{p['mode'].name}"
+        fill = literal(p["fill_value"]) if p.get("fill_value") is not None else None
+        return (
+            f"lax.gather({a[0]}, {a[1]}, lax.{p['dimension_numbers']!r}, "
+            f"{tuple(p['slice_sizes'])}, mode={mode}, fill_value={fill})"
+        )
+    if e.prim == "slice":
+        strides = tuple(p["strides"]) if p.get("strides") else None
+        start, limit = tuple(p["start_indices"]), tuple(p["limit_indices"])
+        return f"lax.slice({a[0]}, {start}, {limit}, {strides})"
     if e.prim == "convert_element_type":
         dtype = np.dtype(p["new_dtype"])
         if np.issubdtype(dtype, np.floating):

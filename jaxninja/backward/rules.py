@@ -37,6 +37,8 @@ UNARY = {
     "erfc": ("-2 / np.sqrt(np.pi) * ({d} * jnp.exp(-({x} * {x})))", "1 - erf({x})",
              "-2 / sqrt(pi) * (dout * exp(-(x * x)))"),
     "square": ("{d} * (2 * {x})", "{x}**2", "dout * (2 * x)"),
+    "abs": ("jnp.where({x} >= 0, {d}, 0.0) + -jnp.where({x} >= 0, 0.0, {d})", "abs({x})",
+            "dout * ((x >= 0) - (x < 0))"),
     "copy": ("{d}", "{x}", "dout"),
 }  # fmt: skip
 
@@ -74,6 +76,10 @@ def _pow(g: Gen, e: Eqn, d: str) -> None:
     g.add(x, expr, e, st.unary(len(x.shape), f"{{x}}**{st.number(yv)}", claim))
 
 
+# jax's max/min rule: the gradient goes to the operand equal to the result, halved on a tie
+_TIE = "{{d}} * jnp.where({{{a}}} == {{out}}, jnp.where({{{b}}} == {{out}}, 0.5, 1.0), 0.0)"
+
+
 def _binary(g: Gen, e: Eqn, d: str) -> None:
     """add, sub, mul, div: a literal operand (a scalar) gets no gradient."""
     x, w = e.ins
@@ -84,15 +90,11 @@ def _binary(g: Gen, e: Eqn, d: str) -> None:
         "mul": ({"x": ("{d} * {w}", "dout * w"), "w": ("{x} * {d}", "x * dout")}, "{x} * {w}"),
         "div": ({"x": ("{d} / {w}", "dout / w"),
                  "w": ("-({d} * {w}**-2 * {x})", "-(dout * w**(-2) * x)")}, "{x} / {w}"),
-        "max": ({"x": ("{d} * jnp.where({x} == {out}, jnp.where({w} == {out}, 0.5, 1.0), 0.0)",
-                       "dout * ((x >= w) - (x >= w) * (w >= x) / 2)"),
-                 "w": ("{d} * jnp.where({w} == {out}, jnp.where({x} == {out}, 0.5, 1.0), 0.0)",
-                       "dout * ((w >= x) - (x >= w) * (w >= x) / 2)")},
+        "max": ({"x": (_TIE.format(a="x", b="w"), "dout * ((x > w) + (x >= w)) / 2"),
+                 "w": (_TIE.format(a="w", b="x"), "dout * ((w > x) + (w >= x)) / 2")},
                 "maximum({x}, {w})"),
-        "min": ({"x": ("{d} * jnp.where({x} == {out}, jnp.where({w} == {out}, 0.5, 1.0), 0.0)",
-                       "dout * ((w >= x) - (x >= w) * (w >= x) / 2)"),
-                 "w": ("{d} * jnp.where({w} == {out}, jnp.where({x} == {out}, 0.5, 1.0), 0.0)",
-                       "dout * ((x >= w) - (x >= w) * (w >= x) / 2)")},
+        "min": ({"x": (_TIE.format(a="x", b="w"), "dout * ((x < w) + (x <= w)) / 2"),
+                 "w": (_TIE.format(a="w", b="x"), "dout * ((w < x) + (w <= x)) / 2")},
                 "minimum({x}, {w})"),
     }  # fmt: skip
     parts, fwd = rules[e.prim]

@@ -12,12 +12,15 @@ INTRO = """# The backward generator's rules and their proofs
 
 Written by `python -m jaxninja.backward.prove --write` from `jaxninja/backward/proofs.json`; do
 not edit. Each row is one rule instance `jaxninja backward` uses for the shipped models (the
-lecture's MLP and `examples/models/*.py`): the primitive, its statement for the derivation
-engine (the forward in index notation, one symbolic size per axis `n0, n1, ...`), the claimed
-gradient (the array form of the line the generator emits), and the engine's verdict, PROVED
-meaning every claim is proved for all sizes. A rule instance not in this table, or not PROVED,
-makes the generator refuse (`--allow-unproved PRIM` overrides, and the generated docstring says
-so). The key is the first 16 hex digits of the SHA-256 of the statement's canonical JSON.
+lecture's MLP and `examples/models/*.py`) or for the catalogue of common instances
+(`jaxninja/backward/catalogue.py`: ranks 1-3, each broadcast axis, constants of either sign,
+the usual reductions, matmuls and gathers), so that your model finds them proved: the
+primitive, its statement for the derivation engine (the forward in index notation, one symbolic
+size per axis `n0, n1, ...`), the claimed gradient (the array form of the line the generator
+emits), and the engine's verdict, PROVED meaning every claim is proved for all sizes. A rule
+instance not in this table, or not PROVED, makes the generator refuse (`--allow-unproved PRIM`
+overrides, and the generated docstring says so). The key is the first 16 hex digits of the
+SHA-256 of the statement's canonical JSON.
 
 How a rule is stated, where the language needs it:
 
