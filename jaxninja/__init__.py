@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time __getattr__ imports
+    from jaxninja.backward import backward_source
     from jaxninja.config import CheckConfig, ModelConfig, TrainConfig
     from jaxninja.data import Dataset, Vocab, load_dataset
     from jaxninja.devices.parallel import batch_sharding, make_mesh, replicated
@@ -77,6 +78,8 @@ _EXPORTS: dict[str, str] = {
     "intermediate_grads": "jaxninja.gradcheck.taps",
     "cross_check_model": "jaxninja.gradcheck.model_check",
     "cmp": "jaxninja.gradcheck.diagnose",
+    # your model's backward, written for you (every rule proved)
+    "backward_source": "jaxninja.backward",
     "train": "jaxninja.training.loop",
     "TrainResult": "jaxninja.training.loop",
     "run_training": "jaxninja.training.run",

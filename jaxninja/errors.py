@@ -59,6 +59,13 @@ class ModelError(JaxninjaError):
     exit_code = 2
 
 
+class BackwardError(JaxninjaError):
+    """A backward cannot be generated: a primitive without a rule, or a rule whose proof is not
+    in the shipped table (``jaxninja backward``)."""
+
+    exit_code = 2
+
+
 class NonFiniteLoss(TrainingError):
     """The loss became inf or nan; ``step`` is the first step that produced it."""
 

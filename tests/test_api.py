@@ -30,7 +30,7 @@ DOCUMENTED = {  # README's "From Python" lists exactly these
     "save_checkpoint", "load_checkpoint", "sample", "evaluate", "make_mesh", "replicated",
     "batch_sharding",
     "JaxninjaError", "ConfigError", "DataError", "CheckpointError", "TrainingError",
-    "intermediate_grads", "cross_check_model", "cmp",
+    "intermediate_grads", "cross_check_model", "cmp", "backward_source",
 }  # fmt: skip
 # test_train.py's small model: the jit caches are shared with it
 

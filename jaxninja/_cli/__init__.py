@@ -41,6 +41,9 @@ COMMANDS: dict[str, Command] = {
     "derive": Command(
         "jaxninja._cli.derive", "print the sympy derivations, or check your own layer (--layer)"
     ),
+    "backward": Command(
+        "jaxninja._cli.backward", "write your model's backward, every rule proved, checked first"
+    ),
     "train": Command("jaxninja._cli.train", "train the MLP with the manual backward (Exercise 4)"),
     "launch": Command(
         "jaxninja._cli.launch", "run `train` or `check` as several processes on this machine"
@@ -134,7 +137,7 @@ def _exit_now(status: int) -> None:
 
 # commands that own nothing once main returns: no file open, no thread, no other process (train
 # has written and closed its checkpoint, summary and plot, and joined its threads, by then)
-FAST_EXIT = frozenset({"check", "derive", "sample", "evaluate", "train"})
+FAST_EXIT = frozenset({"backward", "check", "derive", "sample", "evaluate", "train"})
 
 
 def console() -> None:

@@ -1,0 +1,92 @@
+"""Prove each rule statement with the derivation engine, and (re)write the shipped table.
+
+    python -m jaxninja.backward.prove            # re-prove the table; exit 1 on any change
+    python -m jaxninja.backward.prove --write    # also collect the models' rules and rewrite it
+
+Imports sympy (through :mod:`derivations`): never imported by ``jaxninja backward`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from jaxninja.backward import statements as st
+from jaxninja.backward import table
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the statement language's shapes are."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def prove(statement: st.Statement) -> tuple[str, dict[str, str]]:
+    """The engine's verdict on a statement: PROVED when every claim is PROVED for symbolic
+    sizes; else the fates (NOT STATABLE for a rule the language cannot state)."""
+    import derivations
+
+    if "rule" in statement:
+        return "NOT STATABLE", {}
+    kwargs = {k: _tuples(v) for k, v in statement.items()}
+    kwargs["forward"] = tuple(statement["forward"])
+    try:
+        layer = derivations.Layer(name="rule", **kwargs)
+        result = derivations.check_layer(layer)
+    except Exception as err:  # a statement the engine cannot read is not a proof
+        return f"NOT PROVED ({type(err).__name__}: {str(err).splitlines()[0][:120]})", {}
+    fates = {g.name: str(g.fate) for g in result.gradients if g.claim is not None}
+    ok = fates and all(f == "PROVED" for f in fates.values())
+    return ("PROVED" if ok else "NOT PROVED"), fates
+
+
+def entry(prim: str, statement: st.Statement) -> dict[str, Any]:
+    verdict, fates = prove(statement)
+    return {"prim": prim, "verdict": verdict, "fates": fates, "statement": statement}
+
+
+def reprove(entries: dict[str, Any]) -> list[str]:
+    """Every entry proved again; the keys whose stored verdict or key no longer holds."""
+    changed = []
+    for key, old in entries.items():
+        new = entry(old["prim"], old["statement"])
+        if st.key(old["statement"]) != key or new["verdict"] != old["verdict"]:
+            changed.append(f"{key} {old['prim']}: stored {old['verdict']}, now {new['verdict']}")
+    return changed
+
+
+def write(uses) -> dict[str, Any]:
+    """The table for the rule uses ``uses`` (each ``prim, statement``), proved now."""
+    out: dict[str, Any] = {}
+    for prim, statement in uses:
+        k = st.key(statement)
+        if k not in out:
+            out[k] = entry(prim, statement)
+    return dict(sorted(out.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--write" in argv:
+        from jaxninja.backward.collect import collect_uses
+
+        entries = write(collect_uses())
+        from jaxninja.backward import rulesdoc
+
+        table.TABLE.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+        rulesdoc.DOC.write_text(rulesdoc.render(entries))
+        print(f"wrote {len(entries)} rules to {table.TABLE} and {rulesdoc.DOC}")
+        return 0
+    changed = reprove(table.load())
+    for line in changed:
+        print(line)
+    print(f"{len(table.load())} rules re-proved, {len(changed)} changed")
+    return 1 if changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
