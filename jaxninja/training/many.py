@@ -9,7 +9,8 @@ The folder holds ``runs.json`` (the plan: base settings, seeds, sweep, each run'
 one ``run-NN/`` per run in the single run's format (``checkpoint.npz``, ``losses.npy``,
 ``summary.json``), and at the end ``summary.json`` (the table: each run's split losses; over
 runs their mean, std, min and max) and ``loss.png`` (every run's curve, the mean, its band).
-Saving, the overwrite rule and the finishing steps are :mod:`jaxninja.training.rundir`'s, run by
+Saving and the finishing steps are :mod:`jaxninja.training.rundir`'s (the folder rules
+:mod:`jaxninja.io.runfolder`'s), run by
 run; the options are one run's (:class:`jaxninja.training.run.RunOptions`).
 """
 

@@ -33,7 +33,6 @@ from jaxninja.io.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from jaxninja.io.safe_npz import read_npy
 from jaxninja.lecture.model import Params
 from jaxninja.models.trainable import Trainable, count_params, restore_tree, trainable_of
-from jaxninja.training import plan
 from jaxninja.training.evaluate import sample_key, sample_names, split_losses
 from jaxninja.training.loop import TrainResult, TrainState
 
@@ -83,26 +82,6 @@ def resolve_config(
                 f"({getattr(stored, field)}); drop the flag to resume"
             )
     return stored.replace(steps=given.get("steps", stored.steps))
-
-
-def refuse_overwrite(out: Path, resume: Path | None, overwrite: bool) -> None:
-    """A folder that already holds a run (its checkpoint) or runs (a multi-run's plan or run
-    folders) is continued (``resume`` names it) or replaced (``overwrite``), never silently
-    written over."""
-    if overwrite:
-        return
-    resumed = None if resume is None else resume.resolve()
-    if plan.holds_runs(out) and resumed != out.resolve():
-        raise ConfigError(
-            f"--out {out} already holds runs ({plan.PLAN_NAME}, {plan.RUN_PREFIX}NN/); "
-            f"continue them with --resume {out} or replace them with --overwrite"
-        )
-    existing = out / CHECKPOINT_NAME
-    if existing.exists() and resumed != existing.resolve():
-        raise ConfigError(
-            f"--out {out} already holds a run ({CHECKPOINT_NAME}); continue it with --resume "
-            f"{out} or replace it with --overwrite"
-        )
 
 
 # ----------------------------------------------------------------------------------- files
