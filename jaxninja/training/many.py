@@ -9,9 +9,9 @@ The folder holds ``runs.json`` (the plan: base settings, seeds, sweep, each run'
 one ``run-NN/`` per run in the single run's format (``checkpoint.npz``, ``losses.npy``,
 ``summary.json``), and at the end ``summary.json`` (the table: each run's split losses; over
 runs their mean, std, min and max) and ``loss.png`` (every run's curve, the mean, its band).
-Saving and the finishing steps are :mod:`jaxninja.training.rundir`'s (the folder rules
-:mod:`jaxninja.io.runfolder`'s), run by
-run; the options are one run's (:class:`jaxninja.training.run.RunOptions`).
+Saving and the finishing steps are :mod:`jaxninja.training.rundir`'s, run by run, and the
+folder rules :mod:`jaxninja.io.runfolder`'s; the options are one run's
+(:class:`jaxninja.training.run.RunOptions`), the model every run trains among them.
 """
 
 from __future__ import annotations
