@@ -104,3 +104,41 @@ def _try_import(module: str) -> None:
 
 
 __all__ = ["importing", "in_background", "local_settings", "with_settings"]
+
+
+class Later:
+    """Work handed to one second thread, one piece after another, each under the jax settings
+    of the caller at the time it was handed over; :meth:`results` waits for all handed so far.
+    Where the settings cannot be copied each piece runs at once in the caller's thread."""
+
+    def __init__(self, name: str = "jaxninja") -> None:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.pending: list[tuple[Any, Future]] = []
+
+    def submit(self, tag: Any, fn: Callable[[], T]) -> None:
+        """Run ``fn()`` later; its result comes back with ``tag``."""
+        settings = local_settings()
+        future: Future = Future()
+        if settings is None:
+            try:
+                future.set_result(fn())
+            except Exception as err:
+                future.set_exception(err)
+        else:
+            future = self.pool.submit(with_settings, settings, fn)
+        self.pending.append((tag, future))
+
+    def results(self) -> list[tuple[Any, Any]]:
+        """``(tag, result or the exception raised)`` of every piece handed over since the last
+        call, in order, once each has finished."""
+        done = []
+        for tag, future in self.pending:
+            try:
+                done.append((tag, future.result()))
+            except Exception as err:
+                done.append((tag, err))
+        self.pending = []
+        return done
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -103,6 +103,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "disagree (default 0: never)",
     )
     p.add_argument(
+        "--val-every",
+        type=int,
+        metavar="N",
+        help="the validation loss (calibrated as evaluate does) every N steps and at the end, "
+        "drawn in loss.png and kept in val_losses.npy (default: 10 points, on multiples of "
+        "1,000 steps; 0: none). One device in one process",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int,
         default=0,
@@ -220,6 +228,7 @@ def _run_options(args: argparse.Namespace, interrupts: Interrupts) -> RunOptions
         log=lambda line: print(line, flush=True),
         model=args.model,
         allow_model_change=args.allow_model_change,
+        val_every=args.val_every,
     )
 
 

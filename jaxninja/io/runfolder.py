@@ -1,8 +1,9 @@
 """A run folder holds one run, of one kind, written by one process.
 
 Two kinds of run live in a folder: a **single run** (``checkpoint.npz``, ``losses.npy``,
-``summary.json``, ``loss.png``) and a **multi-run** of ``--seeds`` / ``--sweep`` (``runs.json``,
-one single-run folder ``run-NN/`` per run, and its own ``summary.json`` and ``loss.png``).
+``val_losses.npy``, ``summary.json``, ``loss.png``) and a **multi-run** of ``--seeds`` /
+``--sweep`` (``runs.json``, one single-run folder ``run-NN/`` per run, and its own
+``summary.json`` and ``loss.png``).
 :func:`scan` sorts a folder's entries into those and the files jaxninja did not write.
 Writers :func:`claim` a folder: its lock (:mod:`jaxninja.io.lock`) for as long as the run
 lasts, then the rule that a folder holding anything is continued (``resume``) or replaced
@@ -29,7 +30,7 @@ from jaxninja.io import atomic, lock
 from jaxninja.io.files import NotRegularFile, open_regular
 
 CHECKPOINT_NAME = "checkpoint.npz"
-RUN_FILES = (CHECKPOINT_NAME, "losses.npy", "summary.json", "loss.png")
+RUN_FILES = (CHECKPOINT_NAME, "losses.npy", "val_losses.npy", "summary.json", "loss.png")
 """What a single run writes (the names :mod:`jaxninja.training.rundir` uses)."""
 PLAN_NAME = "runs.json"  # a multi-run's plan (:mod:`jaxninja.training.plan`)
 RUN_DIR = re.compile(r"run-[0-9]{2,}")  # a multi-run's run folders: run-00, run-01, ...

@@ -27,6 +27,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxninja import checks, numerics
+from jaxninja.background import Later
 from jaxninja.checks import dtype_scope, float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset, load_dataset
@@ -50,6 +51,7 @@ class TrainState(NamedTuple):
     batch_key: jax.Array  # fixed for the run; step s's batch comes from fold_in(batch_key, s)
     losses: np.ndarray  # (step,) the loss of each step done, for the plot
     stats: Any = None  # statistics the model carries through training (None: it has none)
+    val_curve: np.ndarray | None = None  # (points, 2): step, validation loss (loss.png)
 
 
 class ChunkReport(NamedTuple):
@@ -180,6 +182,8 @@ def train_loop(
     on_chunk: Callable[[ChunkReport], None] | None = None,
     device: jax.Device | None = None,
     mesh: Mesh | None = None,
+    val_every: int = 0,
+    val_loss: Callable[[TrainState], float] | None = None,
 ) -> TrainResult:
     """Run SGD with ``model``'s manual backward (default: the lecture's) from ``state``
     (default: a fresh start) to ``config.steps``.
@@ -190,7 +194,9 @@ def train_loop(
     every chunk; then the result has ``interrupted=True``). A non-finite loss raises
     :class:`NonFiniteLoss` naming its step; nothing is saved after it. With ``mesh``
     (``parallel.make_mesh(N)``) every step's batch is split over its N devices, BatchNorm
-    synchronised (see parallel.py); ``device`` is then not used.
+    synchronised (see parallel.py); ``device`` is then not used. ``val_loss(state)`` is
+    called at every multiple of ``val_every`` and at the end; its values make the state's
+    ``val_curve`` (loss.png's validation points).
     """
     config.validate()
     float_dtype(config.dtype)
@@ -209,12 +215,24 @@ def train_loop(
             mesh, (dataset.train.x, dataset.train.y, state.params, state.stats, state.batch_key)
         )
     step, losses = state.step, [state.losses]
+    val_points = [] if state.val_curve is None else [tuple(p) for p in state.val_curve]
+    later = Later("jaxninja-val") if val_loss else None  # the curve beside the next chunks
     if model.validate is not None and step == 0:  # the protocol, held to on step 0's batch
         ix = batch_indices(key, np.int32(0), config.batch_size, x.shape[0])
         model.validate(params, stats, x[ix], y[ix])
 
     def current() -> TrainState:
-        return TrainState(params, step, state.batch_key, np.concatenate(losses), stats)
+        curve = None
+        if later is not None:  # the points measured so far, waited for (each well under 1 s)
+            for at, value in later.results():  # a failed point is a gap, never a lost run
+                val_points.append(
+                    (at, float(value) if not isinstance(value, Exception) else np.nan)
+                )
+            curve = np.asarray(val_points, np.float64).reshape(-1, 2)
+        return TrainState(params, step, state.batch_key, np.concatenate(losses), stats, curve)
+
+    def measure(state: TrainState) -> None:
+        later.submit(state.step, lambda: val_loss(state))
 
     def chunk(step: int, n: int) -> tuple[Any, jax.Array]:
         new_params, new_stats, chunk_losses = train_chunk(
@@ -236,9 +254,14 @@ def train_loop(
         check_gradients(params, key, step, x, y, config.batch_size, model, stats)
 
     hooks = LoopHooks(chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk)
-    clock = run_chunks(
-        Chunked(chunk, keep, non_finite, check, current), state.step, config.steps, hooks
-    )
+    hooks = hooks._replace(measure_every=val_every, measure=measure if val_loss else None)
+    try:
+        clock = run_chunks(
+            Chunked(chunk, keep, non_finite, check, current), state.step, config.steps, hooks
+        )
+    finally:
+        if later is not None:
+            later.close()
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return TrainResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s)
@@ -265,6 +288,8 @@ class LoopHooks(NamedTuple):
     save: Callable[[Any], None] | None
     should_stop: Callable[[], Any] | None
     on_chunk: Callable[[ChunkReport], None] | None
+    measure_every: int = 0  # measure(current()) at its multiples and at the end (0: never)
+    measure: Callable[[Any], None] | None = None
 
 
 def run_chunks(loop: Chunked, step: int, end: int, hooks: LoopHooks) -> ChunkClock:
@@ -272,13 +297,14 @@ def run_chunks(loop: Chunked, step: int, end: int, hooks: LoopHooks) -> ChunkClo
     multiples of ``check_every``, train to the next boundary, refuse a non-finite loss (before
     keeping the chunk: nothing is saved after it), keep it, report it, then stop or save
     (:func:`chunk_end`). Returns the clock of the chunks' times."""
-    chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk = hooks
+    chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk = hooks[:6]
+    every = hooks.measure_every if hooks.measure else 0
     last_saved = step if step > 0 else None
     clock = ChunkClock()
     while step < end:
         if check_every and step % check_every == 0:
             loop.check(step)
-        n = next_boundary(step, end, chunk_steps, check_every, checkpoint_every) - step
+        n = next_boundary(step, end, chunk_steps, check_every, checkpoint_every, every) - step
         t0 = time.perf_counter()
         new_params, chunk_losses = loop.chunk(step, n)
         chunk_losses = np.asarray(chunk_losses)
@@ -290,6 +316,8 @@ def run_chunks(loop: Chunked, step: int, end: int, hooks: LoopHooks) -> ChunkClo
         compiled = clock.add(n, seconds)
         if on_chunk:
             on_chunk(ChunkReport(step, n, float(chunk_losses.mean()), seconds, compiled))
+        if every and (step % every == 0 or step == end):
+            hooks.measure(loop.current())
         leave, saved = chunk_end(step, end, checkpoint_every, should_stop, save, loop.current)
         last_saved = step if saved else last_saved
         if leave:

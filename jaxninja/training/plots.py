@@ -26,9 +26,15 @@ def block_means(losses: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]
     return starts, sums / counts
 
 
-def plot_loss(losses: np.ndarray, path: str | os.PathLike | IO[bytes], title: str = "") -> None:
+def plot_loss(
+    losses: np.ndarray,
+    path: str | os.PathLike | IO[bytes],
+    title: str = "",
+    val: np.ndarray | None = None,
+) -> None:
     """Save the log10 training loss per block of steps to ``path`` (PNG, no display needed;
-    written atomically: :func:`jaxninja.io.atomic.save_figure`).
+    written atomically: :func:`jaxninja.io.atomic.save_figure`), and the log10 validation
+    loss at the steps of ``val`` ((points, 2): step, loss) beside it.
 
     Runs shorter than 20,000 steps use blocks of ``len / 20`` steps so there is still a curve.
     """
@@ -40,9 +46,12 @@ def plot_loss(losses: np.ndarray, path: str | os.PathLike | IO[bytes], title: st
     block = BLOCK if len(losses) >= 20 * BLOCK else max(1, len(losses) // 20)
     starts, means = block_means(losses, block)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(starts, means)
+    ax.plot(starts, means, label=f"training (mean of each {block:,} steps)")
+    if val is not None and len(val):
+        ax.plot(val[:, 0], np.log10(val[:, 1]), "o-", ms=3, label="validation (whole split)")
+        ax.legend()
     ax.set_xlabel("step")
-    ax.set_ylabel(f"log10 loss (mean of {block:,} steps)")
+    ax.set_ylabel("log10 loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -42,6 +42,7 @@ from jaxninja.io.checkpoint import (
 from jaxninja.lecture.step import learning_rate
 from jaxninja.models.trainable import Trainable, count_params, defaults_config, trainable_of
 from jaxninja.training import memory, warmup
+from jaxninja.training.evaluate import split_loss
 from jaxninja.training.loop import ChunkReport, TrainResult, TrainState, train_loop
 from jaxninja.training.progress import reporter
 from jaxninja.training.rundir import (
@@ -97,6 +98,7 @@ class RunOptions(NamedTuple):
     on_saved: Callable[[Path], None] | None = None
     log: Log | None = print
     model: str | os.PathLike | Trainable | None = None  # a model file (FILE[:NAME]); None: lecture
+    val_every: int | None = None  # validation loss every N steps for loss.png (None: 10 points)
     allow_model_change: bool = False  # resume a model file whose source changed (by its hash)
 
     @classmethod
@@ -113,6 +115,8 @@ class RunOptions(NamedTuple):
         checks.check_steps(self.check_every, "--check-every")
         checks.check_steps(self.checkpoint_every, "--checkpoint-every")
         checks.check_steps(self.samples, "--samples")
+        if self.val_every is not None:
+            checks.check_steps(self.val_every, "--val-every")
         checks.check_int("--max-data-bytes", self.max_data_bytes, 1)
 
 
@@ -367,6 +371,7 @@ def _train(run: Run, options: RunOptions) -> RunResult:
                 dataset,
                 state=run.state,
                 model=run.model,
+                **val_curve(run, options.val_every),
                 check_every=options.check_every,
                 checkpoint_every=options.checkpoint_every,
                 save=save,
@@ -395,6 +400,36 @@ def _train(run: Run, options: RunOptions) -> RunResult:
     if options.on_saved is not None:
         options.on_saved(folder / CHECKPOINT_NAME)
     return _finish(run, result, options.samples, log)
+
+
+VAL_POINTS = 10  # loss.png's validation points by default: each costs a calibration (~0.1 s)
+
+
+def val_interval(steps: int) -> int:
+    """The default spacing of loss.png's validation points: :data:`VAL_POINTS` of them, on
+    multiples of 1,000 steps (every 20,000 in the lecture's 200,000), at least every 1,000."""
+    return max(1_000, steps // VAL_POINTS // 1_000 * 1_000)
+
+
+def val_curve(run: Run, every: int | None) -> dict[str, Any]:
+    """``train_loop``'s validation-curve arguments: the loss on the validation split, with the
+    model's evaluation statistics (the lecture: BatchNorm calibrated over the training split),
+    exactly as ``evaluate`` computes it at that step. One device in one process only (the
+    evaluation programs run on the parameters where they are); none for a model without
+    ``logits`` or with ``every`` 0."""
+    model, dataset = run.model, run.dataset
+    every = val_interval(run.config.steps) if every is None else every
+    if not every or model.logits is None or run.mesh is not None or distributed.is_multiprocess():
+        return {}
+
+    def val_loss(state: TrainState) -> float:
+        stats = None
+        if model.finish is not None:
+            stats = model.finish(state.params, state.stats, dataset.train.x)
+        val = dataset.val
+        return float(split_loss(state.params, stats, val.x, val.y, logits=model.logits))
+
+    return {"val_every": every, "val_loss": val_loss}
 
 
 def _start_line(run: Run, start: int) -> str:
@@ -432,7 +467,7 @@ def plot_run(state: TrainState, path: Path, steps: int) -> None:
     from jaxninja.training.plots import plot_loss
 
     title = f"{count_params(state.params):,} parameters, {steps:,} steps"
-    plot_loss(state.losses, path, title=title)
+    plot_loss(state.losses, path, title=title, val=state.val_curve)
 
 
 def _result_line(result: TrainResult) -> str:

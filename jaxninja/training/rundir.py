@@ -37,6 +37,7 @@ from jaxninja.training.evaluate import sample_key, sample_names, split_losses
 from jaxninja.training.loop import TrainResult, TrainState
 
 LOSSES_NAME = "losses.npy"  # every step's loss, saved next to the checkpoint for loss.png
+VAL_NAME = "val_losses.npy"  # (points, 2): step and validation loss, loss.png's second curve
 SUMMARY_NAME = "summary.json"
 PLOT_NAME = "loss.png"
 TIMING_FIELDS = ("steps_per_s", "run_steps_per_s", "compile_and_first_chunk_s", "wall_s")
@@ -130,6 +131,8 @@ def save_run(
         record,
     )
     write_atomic(out / LOSSES_NAME, lambda f: np.save(f, state.losses))
+    if state.val_curve is not None:
+        write_atomic(out / VAL_NAME, lambda f: np.save(f, state.val_curve))
     save_checkpoint(out / CHECKPOINT_NAME, ckpt)
 
 
@@ -194,7 +197,24 @@ def resumed_state(
         jax.random.wrap_key_data(jnp.asarray(ckpt.rng_key)),
         load_losses(folder, ckpt.step),
         stats,
+        load_val_curve(folder, ckpt.step),
     )
+
+
+MAX_VAL_POINTS = 100_000  # a validation point per 1,000 steps of MAX_STEP is 10**6 / 10: ample
+
+
+def load_val_curve(folder: Path, step: int) -> np.ndarray:
+    """The validation points saved in ``folder`` up to ``step`` (none if missing or not a
+    (points, 2) float array: the curve is a picture, never a reason to refuse a resume)."""
+    try:
+        curve = read_npy(folder / VAL_NAME, max_bytes=16 * MAX_VAL_POINTS + 4096)
+    except CheckpointError:
+        return np.zeros((0, 2))
+    if curve.ndim != 2 or curve.shape[1] != 2 or curve.dtype.kind != "f":
+        return np.zeros((0, 2))
+    curve = curve.astype(np.float64)
+    return curve[np.isfinite(curve).all(1) & (curve[:, 0] <= step)]
 
 
 def model_arrays(

@@ -226,3 +226,23 @@ def test_a_run_whose_split_losses_are_not_finite_fails_in_one_line(words_file, t
         jaxninja.run_training(SMALL.replace(lr=1e15), out, data=words_file, samples=3, **QUIET)
     assert "\n" not in str(info.value) and str(out / "checkpoint.npz") in str(info.value)
     assert load_checkpoint(out).step == SMALL.steps and not (out / "summary.json").exists()
+
+
+def test_the_validation_curve_is_evaluate_at_its_steps_and_survives_resume(words_file, tmp_path):
+    """loss.png's validation points: the loss evaluate gives at those steps, kept in
+    val_losses.npy, carried through a resume; val_every=0 keeps none."""
+    two = SMALL.replace(steps=2000)
+    straight = jaxninja.run_training(two, tmp_path / "a", data=words_file, samples=0,
+                                     val_every=1000, **QUIET)  # fmt: skip
+    curve = np.load(tmp_path / "a" / "val_losses.npy")
+    assert curve[:, 0].tolist() == [1000, 2000]
+    assert curve[1, 1] == jaxninja.evaluate(tmp_path / "a").losses["val"]
+    half = jaxninja.run_training(SMALL, tmp_path / "b", data=words_file, samples=0,
+                                 val_every=1000, **QUIET)  # fmt: skip
+    assert curve[0, 1] == half.split_losses["val"]
+    jaxninja.run_training({"steps": 2000}, tmp_path / "b", resume=tmp_path / "b", samples=0,
+                          val_every=1000, **QUIET)  # fmt: skip
+    assert np.load(tmp_path / "b" / "val_losses.npy").tobytes() == curve.tobytes()
+    assert straight.result.state.val_curve.tobytes() == curve.tobytes()
+    jaxninja.run_training(SMALL, tmp_path / "c", data=words_file, samples=0, val_every=0, **QUIET)
+    assert not (tmp_path / "c" / "val_losses.npy").exists()

@@ -1,0 +1,60 @@
+"""What loss.png's validation curve costs a lecture run: paired runs with and without it.
+
+    JAX_PLATFORMS=cpu python -m benchmarks.val_curve_cost --steps 200000 --pairs 3
+
+Each turn is ``jaxninja.run_training`` of the lecture's model (names.txt via $JAXNINJA_NAMES, or
+the default data set) for ``--steps`` steps into a fresh folder, once with the default curve (10
+points: BatchNorm calibrated over the training split and the validation loss, as ``evaluate``
+computes them) and once with ``val_every=0``; the two take turns, their order alternating pair by
+pair, in one process (compiled programs shared, so neither pays compiling the other's). Prints
+each pair's wall times, the median ratio with/without and the load average. The curve's cost is
+per point, not per step: a shorter run than the lecture's 200,000 steps overstates its share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import jaxninja
+from jaxninja.data import load_dataset
+
+
+def one(config, dataset, val_every: int | None) -> float:
+    """Seconds of one run_training (folder, training, finishing; no samples)."""
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        jaxninja.run_training(
+            config, f"{out}/run", data=dataset, samples=0, progress=False, log=None,
+            val_every=val_every,
+        )  # fmt: skip
+        return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=200_000)
+    p.add_argument("--pairs", type=int, default=3)
+    args = p.parse_args(argv)
+    data = os.environ.get("JAXNINJA_NAMES")
+    config = jaxninja.TrainConfig(steps=args.steps)
+    load_dataset(data, config.block_size)  # read once before timing (the OS caches the file)
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    one(config, data, None)  # compile both programs' shapes once, outside the pairs
+    ratios = []
+    for i in range(args.pairs):
+        order = (None, 0) if i % 2 == 0 else (0, None)
+        times = {v: one(config, data, v) for v in order}
+        ratios.append(times[None] / times[0])
+        print(f"pair {i}: with curve {times[None]:.1f} s, without {times[0]:.1f} s, "
+              f"ratio {ratios[-1]:.3f}")  # fmt: skip
+    print(f"median ratio with/without: {statistics.median(ratios):.3f} over {args.pairs} pairs, "
+          f"{args.steps:,} steps; load average at end: {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
