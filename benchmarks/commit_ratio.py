@@ -3,10 +3,10 @@
     git worktree add /tmp/before HEAD~1
     JAX_PLATFORMS=cpu python -m benchmarks.commit_ratio /tmp/before . --pairs 7
 
-Each turn starts a fresh process in one source tree (``PYTHONPATH``) that compiles
-``jaxninja.lecture.step.train_chunk`` at the lecture's configuration (n_embd 10, n_hidden 200,
-batch 32,
-names.txt or the default data set), warms up, and times ``--steps`` steps; the trees take turns
+Each turn starts a fresh process in one source tree (``PYTHONPATH``) that compiles the chunk
+``jaxninja train`` runs (``jaxninja.training.chunk.train_chunk`` with the lecture's step; in
+older trees ``jaxninja.lecture.step.train_chunk``) at the lecture's configuration (n_embd 10,
+n_hidden 200, batch 32, names.txt or the default data set), warms up, and times ``--steps`` steps; the trees take turns
 A B A B ..., and the ratio B/A is taken pair by pair, so a drift of the machine's speed hits both
 sides of a pair alike. Prints each pair and the median ratio (>= 0.97: no step got slower).
 """
@@ -25,10 +25,24 @@ import time, jax, numpy as np
 from jaxninja.data import load_dataset
 try:
     from jaxninja.lecture.model import init_params
-    from jaxninja.lecture.step import Schedule, train_chunk
+    from jaxninja.lecture.step import Schedule
 except ImportError:  # a tree from before the package had folders
     from jaxninja.model import init_params
-    from jaxninja.step import Schedule, train_chunk
+    from jaxninja.step import Schedule
+try:  # the chunk training runs today: any model's scan, with the lecture's step
+    from jaxninja.models.lecture import lecture_trainable
+    from jaxninja.training.chunk import train_chunk as _chunk
+
+    _step = lecture_trainable().step
+
+    def train_chunk(params, *args):
+        new, _, losses = _chunk(_step, params, None, *args)
+        return new, losses
+except ImportError:  # a tree from before models trained through one Trainable
+    try:
+        from jaxninja.lecture.step import train_chunk
+    except ImportError:
+        from jaxninja.step import train_chunk
 ds = load_dataset(None, 3)
 x, y = jax.numpy.asarray(ds.train.x), jax.numpy.asarray(ds.train.y)
 params = init_params(jax.random.key(0), ds.vocab.size, 10, 200, 3)
