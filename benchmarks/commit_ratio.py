@@ -6,9 +6,10 @@
 Each turn starts a fresh process in one source tree (``PYTHONPATH``) that compiles the chunk
 ``jaxninja train`` runs (``jaxninja.training.chunk.train_chunk`` with the lecture's step; in
 older trees ``jaxninja.lecture.step.train_chunk``) at the lecture's configuration (n_embd 10,
-n_hidden 200, batch 32, names.txt or the default data set), warms up, and times ``--steps`` steps; the trees take turns
-A B A B ..., and the ratio B/A is taken pair by pair, so a drift of the machine's speed hits both
-sides of a pair alike. Prints each pair and the median ratio (>= 0.97: no step got slower).
+n_hidden 200, batch 32, names.txt or the default data set), warms up, and times ``--steps``
+steps; the trees take turns A B A B ..., and the ratio B/A is taken pair by pair, so a drift of
+the machine's speed hits both sides of a pair alike. Prints each pair and the median ratio
+(>= 0.97: no step got slower).
 """
 
 from __future__ import annotations
