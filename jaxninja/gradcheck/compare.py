@@ -35,6 +35,10 @@ class Row(NamedTuple):
     diagnosis: str = (
         ""  # for a failing row: the mistake its numbers fit (jaxninja.gradcheck.diagnose)
     )
+    # a float32 row over its bound, recomputed in float64 (jaxninja.gradcheck.explain):
+    eps_scale64: float = float("nan")  # its error in float64, in float64's eps·scale
+    verdict: str = ""  # "rounding", "mistake" or "unstable in float32"
+    growth: tuple[float, ...] = ()  # float32 errors at the inputs times 1, 2, 4
 
     @property
     def ok(self) -> bool:
@@ -53,6 +57,9 @@ class Row(NamedTuple):
             "ok": self.ok,
             "reason": self.reason,
             "diagnosis": self.diagnosis,
+            "eps_scale_float64": _finite(self.eps_scale64) if self.verdict else None,
+            "verdict": self.verdict,
+            "growth": [_finite(e) for e in self.growth],
         }
 
 

@@ -11,7 +11,7 @@ The contract it enforces (exit status 1 when a row breaks it):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,7 @@ from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
 from jaxninja.gradcheck.compare import Row, compare, compare_rows
+from jaxninja.gradcheck.explain import explain_rows, no_fd
 from jaxninja.gradcheck.model_check import (
     HEADER,
     Bounds,
@@ -54,6 +55,7 @@ class CheckResult(NamedTuple):
     loss: float
     rows: list[Row]
     dlogits: np.ndarray
+    inputs: tuple[Any, Any] | None = None  # (params, batch) the rows were computed at
 
     @property
     def ok(self) -> bool:
@@ -121,7 +123,14 @@ def exercise_setup(cfg: CheckConfig, dataset: Dataset) -> tuple[Params, jax.Arra
     return (model.init(kinit), *model.batch(kbatch))
 
 
-def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) -> CheckResult:
+def cross_check(
+    cfg: CheckConfig | None = None,
+    dataset: Dataset | None = None,
+    *,
+    inputs: tuple[Any, Any] | None = None,
+    input_scale: float = 1.0,
+    explain: bool = True,
+) -> CheckResult:
     """Build the notebook's batch and parameters, then compare every row against each reference.
 
     This is :func:`jaxninja.gradcheck.model_check.cross_check_model` applied to
@@ -132,18 +141,32 @@ def cross_check(cfg: CheckConfig | None = None, dataset: Dataset | None = None) 
     ``cfg`` defaults to Exercise 1's setup against every installed reference; ``dataset`` to
     :func:`load_dataset` of ``cfg.data`` (else ``$JAXNINJA_NAMES``, else the default data set).
     Float64 turns on ``jax_enable_x64`` for the call (:func:`jaxninja.checks.dtype_scope`).
+    ``inputs``, ``input_scale``, ``explain``: as
+    :func:`jaxninja.gradcheck.model_check.cross_check_model`'s (a float32 row over its bound,
+    ``fused`` and ``torch-manual`` rows too, is explained by a rerun in float64).
     """
     cfg = CheckConfig(against=default_references()) if cfg is None else cfg
     cfg.validate()
-    with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
-        return _cross_check(cfg, dataset)
-
-
-def _cross_check(cfg: CheckConfig, dataset: Dataset | None) -> CheckResult:
-    mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
     if dataset is None:
         dataset = load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
-    ds = dataset
+    with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
+        result = _cross_check(cfg, dataset, inputs, input_scale)
+    if not explain:
+        return result
+
+    def rerun(dtype: str, scale: float) -> list[Row]:
+        again = cfg.replace(dtype=dtype, against=no_fd(cfg.against))
+        return cross_check(
+            again, dataset, inputs=result.inputs, input_scale=scale, explain=False
+        ).rows
+
+    return result._replace(rows=explain_rows(result.rows, cfg.dtype, rerun))
+
+
+def _cross_check(
+    cfg: CheckConfig, ds: Dataset, inputs: tuple[Any, Any] | None, input_scale: float
+) -> CheckResult:
+    mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
     result = cross_check_model(
         lecture_model(cfg, ds),
         seed=cfg.seed,
@@ -151,6 +174,9 @@ def _cross_check(cfg: CheckConfig, dataset: Dataset | None) -> CheckResult:
         jit=cfg.jit,
         against=cfg.against,
         bounds=lecture_bounds(cfg.jit),
+        inputs=inputs,
+        input_scale=input_scale,
+        explain=False,
     )
     params, (xb, yb) = result.params, result.batch
     fwd = Intermediates(**result.acts, loss=jnp.asarray(result.loss, params.W1.dtype))
@@ -165,7 +191,14 @@ def _cross_check(cfg: CheckConfig, dataset: Dataset | None) -> CheckResult:
         rows += torch_manual_rows(params, np.asarray(xb), np.asarray(yb), autograd, cfg.torch_tanh)
     rows += [r for r in result.rows if r.against == "fd"]
     return CheckResult(
-        cfg, ds.source, ds.shapes(), n_params(params), result.loss, rows, result.manual["logits"]
+        cfg,
+        ds.source,
+        ds.shapes(),
+        n_params(params),
+        result.loss,
+        rows,
+        result.manual["logits"],
+        (result.params, result.batch),
     )
 
 

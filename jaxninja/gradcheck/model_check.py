@@ -24,6 +24,7 @@ from jaxninja.background import importing, in_background
 from jaxninja.checks import check_against, default_references, dtype_scope
 from jaxninja.errors import JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
+from jaxninja.gradcheck.explain import explain_rows, no_fd, scale_inputs
 from jaxninja.gradcheck.finite_diff import table_rows as fd_table_rows
 from jaxninja.gradcheck.taps import (
     TappedForward,
@@ -236,6 +237,9 @@ def cross_check_model(
     jit: bool = False,
     against: tuple[str, ...] | None = None,
     bounds: Bounds | None = None,
+    inputs: tuple[Any, Any] | None = None,
+    input_scale: float = 1.0,
+    explain: bool = True,
 ) -> ModelCheck:
     """The check table of ``model`` (a :class:`Model` or a model file's path).
 
@@ -244,10 +248,28 @@ def cross_check_model(
     and the batch are cast to ``dtype``; ``jit`` compiles the taps' pass and the backward;
     ``against``: "jax", "torch" (default: :func:`jaxninja.checks.default_references`). Rows
     come in the backward's order.
+
+    ``inputs``: ``(params, batch)`` to check at instead of ``init``'s and ``batch``'s (cast to
+    ``dtype``), their floating values multiplied by ``input_scale``
+    (:func:`jaxninja.gradcheck.explain.scale_inputs`). ``explain``: a float32 row over its bound
+    is recomputed in float64 at the same inputs and its diagnosis says why
+    (:mod:`jaxninja.gradcheck.explain`).
     """
     model = load_model(model) if isinstance(model, str | Path) else model
     with dtype_scope(dtype) as np_dtype:  # float64: x64 on before init, for this call only
-        return _cross_check_model(model, seed, np_dtype, jit, against, bounds)
+        result = _cross_check_model(
+            model, seed, np_dtype, jit, against, bounds, inputs, input_scale
+        )
+    if not explain:
+        return result
+    same = dict(seed=seed, jit=jit, against=no_fd(result.against), bounds=bounds)
+
+    def rerun(dtype: str, scale: float) -> list[Row]:
+        inputs = (result.params, result.batch)
+        again = dict(same, dtype=dtype, inputs=inputs, input_scale=scale, explain=False)
+        return cross_check_model(model, **again).rows
+
+    return result._replace(rows=explain_rows(result.rows, result.dtype, rerun))
 
 
 def _cross_check_model(
@@ -257,6 +279,8 @@ def _cross_check_model(
     jit: bool,
     against: tuple[str, ...] | None,
     bounds: Bounds | None,
+    inputs: tuple[Any, Any] | None = None,
+    input_scale: float = 1.0,
 ) -> ModelCheck:
     dtype = str(np_dtype)
     has_torch = model.torch_forward is not None
@@ -266,10 +290,16 @@ def _cross_check_model(
     if "torch" in against and model.torch_forward is None:
         raise ModelError(f"{model.name}: --against torch needs a torch_forward(params, batch, tap)")
     bounds = Bounds() if bounds is None else bounds
-    kinit, kbatch = jax.random.split(jax.random.key(seed))
-    params = _as_arrays(model, "init(key)", _call(model, "init(key)", model.init, kinit), np_dtype)
-    made = _call(model, "batch(key)", model.batch, kbatch)
-    batch = _as_arrays(model, "batch(key)", made, np_dtype)
+    if inputs is None:
+        kinit, kbatch = jax.random.split(jax.random.key(seed))
+        made = _call(model, "init(key)", model.init, kinit)
+        params = _as_arrays(model, "init(key)", made, np_dtype)
+        made = _call(model, "batch(key)", model.batch, kbatch)
+        batch = _as_arrays(model, "batch(key)", made, np_dtype)
+    else:  # the same inputs as another check's (explain's reruns), cast and scaled
+        made = scale_inputs(*inputs, input_scale)
+        params = _as_arrays(model, "init(key)", made[0], np_dtype)
+        batch = _as_arrays(model, "batch(key)", made[1], np_dtype)
     if jit:
         taps: Taps = _call(
             model, "forward", lambda: tapped_grads(model.forward, params, batch, jit=True)
