@@ -41,7 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "devices": ", compared with 1 device and jax.grad "
         "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)",
     }
-    add_config_flags(p, CheckConfig, ("jit",), notes=notes)
+    p.add_argument(
+        "--jit",
+        nargs="?",
+        const="jit",
+        choices=("eager", "jit", "both"),
+        help="jit-compile the forward and both backwards; both: eager and jit side by side, a "
+        "column each (bare --jit: jit; default eager)",
+    )
     add_config_flags(p, CheckConfig, ("torch_tanh", "devices"), none_defaults=True, notes=notes)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
@@ -86,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
         "seed",
         "dtype",
     )
-    names += ("jit", "torch_tanh", "devices")
-    cfg = CheckConfig(**given(args, names), against=parse_against(args.against))
+    names += ("torch_tanh", "devices")
+    jit = args.jit or "eager"
+    cfg = CheckConfig(**given(args, names), jit=jit == "jit", against=parse_against(args.against))
     writer = True
     if join_processes(args):  # several processes: the sharded rows span all their devices
         import jax
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_out_dir(args.plot, "--plot")
     from jaxninja.gradcheck.lecture_check import cross_check, format_table
 
-    result = cross_check(cfg)
+    result = cross_check(cfg, jit=jit)
     if writer:
         _print(result, args.json, format_table)
     if args.plot and writer:
@@ -125,7 +133,7 @@ def run_model(args: argparse.Namespace) -> int:
             f"{', '.join(given_flags)}: only for the lecture's model, not with --model "
             "(your FILE's init and batch size the model)"
         )
-    cfg = CheckConfig(**given(args, ("seed", "dtype", "jit")))  # validated like the lecture's
+    cfg = CheckConfig(**given(args, ("seed", "dtype")))  # validated like the lecture's
     against = None if args.against is None else parse_against(args.against)
     if args.plot:
         from jaxninja.io.atomic import prepare_out_dir
@@ -134,7 +142,7 @@ def run_model(args: argparse.Namespace) -> int:
     from jaxninja.gradcheck.model_check import cross_check_model, format_model_table
 
     result = cross_check_model(
-        args.model, seed=cfg.seed, dtype=cfg.dtype, jit=cfg.jit, against=against
+        args.model, seed=cfg.seed, dtype=cfg.dtype, jit=args.jit or "eager", against=against
     )
     _print(result, args.json, format_model_table)
     if args.plot:

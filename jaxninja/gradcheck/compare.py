@@ -39,6 +39,7 @@ class Row(NamedTuple):
     eps_scale64: float = float("nan")  # its error in float64, in float64's eps·scale
     verdict: str = ""  # "rounding", "mistake" or "unstable in float32"
     growth: tuple[float, ...] = ()  # float32 errors at the inputs times 1, 2, 4
+    mode: str = ""  # "eager" or "jit": how the backwards ran (check --jit both shows both)
 
     @property
     def ok(self) -> bool:
@@ -49,6 +50,7 @@ class Row(NamedTuple):
             "name": self.name,
             "shape": list(self.shape),
             "against": self.against,
+            "mode": self.mode,
             "exact": self.exact,
             "close": self.close,
             "maxdiff": _finite(self.maxdiff),

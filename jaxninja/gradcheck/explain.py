@@ -112,7 +112,10 @@ def describe(row: Row, e64: float, growth: tuple[float, ...]) -> str:
     kind = verdict(row.eps_scale, e64, growth)
     if kind == MISTAKE:
         relative = e64 * numerics.machine_eps(np.float64)
-        return f"{row.diagnosis}; still differs in float64 by {relative:.2g} relative (a mistake)"
+        still = f"still differs in float64 by {relative:.2g} relative (a mistake)"
+        if row.diagnosis.startswith("agrees to"):  # float32's rounding guess, now refuted
+            return f"looks like rounding in float32 ({row.eps_scale:.3g} eps·scale), but {still}"
+        return f"{row.diagnosis}; {still}"
     said = f"agrees in float64 to {e64:.2g} eps·scale"
     if kind == ROUNDING:
         return f"rounding: {said} (float32 {row.eps_scale:.3g})"

@@ -22,14 +22,18 @@ from jaxninja.checks import default_references, dtype_scope
 from jaxninja.config import CheckConfig
 from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
+from jaxninja.gradcheck import model_check
 from jaxninja.gradcheck.compare import Row, compare, compare_rows
 from jaxninja.gradcheck.explain import explain_rows, no_fd
 from jaxninja.gradcheck.model_check import (
-    HEADER,
+    MODES,
     Bounds,
     cross_check_model,
-    row_line,
+    jit_mode,
+    parse_modes,
     summary_lines,
+    table_lines,
+    tag_mode,
 )
 from jaxninja.lecture import generated
 from jaxninja.lecture.backward import ROWS
@@ -42,7 +46,7 @@ from jaxninja.lecture.model import (
 )
 from jaxninja.models.lecture import lecture_model
 
-JSON_FORMAT = 2  # version 2: each row's error is "eps_scale" (version 1 called it "ulps")
+JSON_FORMAT = model_check.JSON_FORMAT  # 3; version 2 named each row's error "eps_scale" (1: "ulps")
 
 
 class CheckResult(NamedTuple):
@@ -56,6 +60,7 @@ class CheckResult(NamedTuple):
     rows: list[Row]
     dlogits: np.ndarray
     inputs: tuple[Any, Any] | None = None  # (params, batch) the rows were computed at
+    modes: tuple[str, ...] = ()  # the modes whose rows the table holds (both: eager, jit)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +69,10 @@ class CheckResult(NamedTuple):
     def as_json(self) -> dict:
         return {
             "format": JSON_FORMAT,
-            "config": self.config.to_dict(),
+            "config": {
+                **self.config.to_dict(),
+                "jit": jit_mode(self.modes or (MODES[self.config.jit],)),
+            },
             "source": self.source,
             "dataset": self.dataset,
             "n_params": self.n_params,
@@ -130,6 +138,7 @@ def cross_check(
     inputs: tuple[Any, Any] | None = None,
     input_scale: float = 1.0,
     explain: bool = True,
+    jit: str | None = None,
 ) -> CheckResult:
     """Build the notebook's batch and parameters, then compare every row against each reference.
 
@@ -144,11 +153,33 @@ def cross_check(
     ``inputs``, ``input_scale``, ``explain``: as
     :func:`jaxninja.gradcheck.model_check.cross_check_model`'s (a float32 row over its bound,
     ``fused`` and ``torch-manual`` rows too, is explained by a rerun in float64).
+    ``jit``: "eager", "jit" or "both" (default: ``cfg.jit``); with both the table holds each
+    row once per mode, eager first (fd's rows only eagerly: the oracle is the same).
     """
     cfg = CheckConfig(against=default_references()) if cfg is None else cfg
     cfg.validate()
     if dataset is None:
         dataset = load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
+    modes = parse_modes(cfg.jit if jit is None else jit)
+    results: list[CheckResult] = []
+    for mode in modes:
+        one = cfg.replace(jit=mode == "jit")
+        if results:
+            one = one.replace(against=no_fd(cfg.against) or cfg.against)
+        result = _one_mode(one, dataset, inputs, input_scale, explain)
+        results.append(result._replace(rows=tag_mode(result.rows, mode)))
+    rows = [r for result in results for r in result.rows]
+    return results[0]._replace(rows=rows, modes=modes)
+
+
+def _one_mode(
+    cfg: CheckConfig,
+    dataset: Dataset,
+    inputs: tuple[Any, Any] | None,
+    input_scale: float,
+    explain: bool,
+) -> CheckResult:
+    """One mode's table (``cfg.jit``), float32 rows over their bound explained."""
     with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
         result = _cross_check(cfg, dataset, inputs, input_scale)
     if not explain:
@@ -210,11 +241,10 @@ def format_table(result: CheckResult) -> str:
         f"{result.dataset['val'][0]}/{result.dataset['test'][0]} examples",
         f"n_embd {cfg.n_embd}, n_hidden {cfg.n_hidden}, block_size {cfg.block_size}, "
         f"batch {cfg.batch_size}, seed {cfg.seed}, {cfg.dtype}, "
-        f"{'jit' if cfg.jit else 'eager'}: {result.n_params} parameters, "
+        f"{jit_mode(result.modes or (MODES[cfg.jit],))}: {result.n_params} parameters, "
         f"loss {result.loss:.6f}",
         "",
-        HEADER,
-        *(row_line(r) for r in result.rows),
+        *table_lines(result.rows),
         "",
         *summary_lines(result.rows),
     ]

@@ -90,6 +90,7 @@ def test_planted_lecture_mistakes_are_mistakes(edit, row, names_dataset, monkeyp
     relative = failing[0].eps_scale64 * np.finfo(np.float64).eps
     if edit is _w2_tiny:
         assert failing[0].eps_scale < 16  # float32 alone: a few eps·scale
+        assert failing[0].diagnosis.startswith("looks like rounding in float32")
         assert relative == pytest.approx(2.0**-20, rel=0.01)  # float64: the planted factor
 
 
