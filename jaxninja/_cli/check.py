@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "column each (bare --jit: jit; default eager)",
     )
     add_config_flags(p, CheckConfig, ("torch_tanh", "devices"), none_defaults=True, notes=notes)
+    p.add_argument(
+        "--fd-full",
+        action="store_true",
+        help="with --against fd: every element of every row (the full Jacobian, 4 float64 "
+        "forwards per element), not random directions for rows over 1,024 elements; refused "
+        "past 100,000 forwards (~2 min here)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
         "--plot",
@@ -77,6 +84,14 @@ def parse_against(text: str | None) -> tuple[str, ...]:
         return default_references()
     names = tuple(dict.fromkeys(t.strip() for t in text.split(",")))
     return tuple(check_against(name) for name in names)
+
+
+def _fd_full_needs_fd(args: argparse.Namespace, against: tuple[str, ...]) -> None:
+    """``--fd-full`` without fd among the references would do nothing: refused in one line."""
+    if args.fd_full and "fd" not in against:
+        from jaxninja.errors import ConfigError
+
+        raise ConfigError("--fd-full: only with --against ...,fd (finite differences)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         prepare_out_dir(args.plot, "--plot")
     from jaxninja.gradcheck.lecture_check import cross_check, format_table
 
-    result = cross_check(cfg, jit=jit)
+    _fd_full_needs_fd(args, cfg.against)
+    result = cross_check(cfg, jit=jit, fd_full=args.fd_full)
     if writer:
         _print(result, args.json, format_table)
     if args.plot and writer:
@@ -135,6 +151,7 @@ def run_model(args: argparse.Namespace) -> int:
         )
     cfg = CheckConfig(**given(args, ("seed", "dtype")))  # validated like the lecture's
     against = None if args.against is None else parse_against(args.against)
+    _fd_full_needs_fd(args, against or ())
     if args.plot:
         from jaxninja.io.atomic import prepare_out_dir
 
@@ -142,7 +159,12 @@ def run_model(args: argparse.Namespace) -> int:
     from jaxninja.gradcheck.model_check import cross_check_model, format_model_table
 
     result = cross_check_model(
-        args.model, seed=cfg.seed, dtype=cfg.dtype, jit=args.jit or "eager", against=against
+        args.model,
+        seed=cfg.seed,
+        dtype=cfg.dtype,
+        jit=args.jit or "eager",
+        against=against,
+        fd_full=args.fd_full,
     )
     _print(result, args.json, format_model_table)
     if args.plot:

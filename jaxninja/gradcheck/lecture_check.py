@@ -139,6 +139,7 @@ def cross_check(
     input_scale: float = 1.0,
     explain: bool = True,
     jit: str | None = None,
+    fd_full: bool = False,
 ) -> CheckResult:
     """Build the notebook's batch and parameters, then compare every row against each reference.
 
@@ -155,6 +156,8 @@ def cross_check(
     ``fused`` and ``torch-manual`` rows too, is explained by a rerun in float64).
     ``jit``: "eager", "jit" or "both" (default: ``cfg.jit``); with both the table holds each
     row once per mode, eager first (fd's rows only eagerly: the oracle is the same).
+    ``fd_full``: fd checks every element (refused past
+    :data:`jaxninja.gradcheck.finite_diff.FULL_MAX_FORWARDS` forwards).
     """
     cfg = CheckConfig(against=default_references()) if cfg is None else cfg
     cfg.validate()
@@ -166,7 +169,7 @@ def cross_check(
         one = cfg.replace(jit=mode == "jit")
         if results:
             one = one.replace(against=no_fd(cfg.against) or cfg.against)
-        result = _one_mode(one, dataset, inputs, input_scale, explain)
+        result = _one_mode(one, dataset, inputs, input_scale, explain, fd_full)
         results.append(result._replace(rows=tag_mode(result.rows, mode)))
     rows = [r for result in results for r in result.rows]
     return results[0]._replace(rows=rows, modes=modes)
@@ -178,10 +181,11 @@ def _one_mode(
     inputs: tuple[Any, Any] | None,
     input_scale: float,
     explain: bool,
+    fd_full: bool = False,
 ) -> CheckResult:
     """One mode's table (``cfg.jit``), float32 rows over their bound explained."""
     with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
-        result = _cross_check(cfg, dataset, inputs, input_scale)
+        result = _cross_check(cfg, dataset, inputs, input_scale, fd_full)
     if not explain:
         return result
 
@@ -195,7 +199,11 @@ def _one_mode(
 
 
 def _cross_check(
-    cfg: CheckConfig, ds: Dataset, inputs: tuple[Any, Any] | None, input_scale: float
+    cfg: CheckConfig,
+    ds: Dataset,
+    inputs: tuple[Any, Any] | None,
+    input_scale: float,
+    fd_full: bool = False,
 ) -> CheckResult:
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
     result = cross_check_model(
@@ -208,6 +216,7 @@ def _cross_check(
         inputs=inputs,
         input_scale=input_scale,
         explain=False,
+        fd_full=fd_full,
     )
     params, (xb, yb) = result.params, result.batch
     fwd = Intermediates(**result.acts, loss=jnp.asarray(result.loss, params.W1.dtype))

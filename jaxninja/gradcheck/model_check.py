@@ -25,6 +25,7 @@ from jaxninja.checks import check_against, default_references, dtype_scope
 from jaxninja.errors import ConfigError, JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
 from jaxninja.gradcheck.explain import explain_rows, no_fd, scale_inputs
+from jaxninja.gradcheck.finite_diff import check_full_cost, full_cost
 from jaxninja.gradcheck.finite_diff import table_rows as fd_table_rows
 from jaxninja.gradcheck.taps import (
     TappedForward,
@@ -287,6 +288,7 @@ def cross_check_model(
     inputs: tuple[Any, Any] | None = None,
     input_scale: float = 1.0,
     explain: bool = True,
+    fd_full: bool = False,
 ) -> ModelCheck:
     """The check table of ``model`` (a :class:`Model` or a model file's path).
 
@@ -310,6 +312,7 @@ def cross_check_model(
     for mode in modes:
         refs = against if not results else no_fd(results[0].against) or results[0].against
         one = dict(seed=seed, dtype=dtype, jit=mode == "jit", against=refs, bounds=bounds)
+        one["fd_full"] = fd_full
         results.append(_one_mode(model, inputs, input_scale, explain, **one))
     rows = [r for result in results for r in result.rows]
     return results[0]._replace(rows=rows, modes=modes)
@@ -334,6 +337,7 @@ def _one_mode(
             one["bounds"],
             inputs,
             input_scale,
+            one.get("fd_full", False),
         )
     mode = MODES[result.jit]
     if explain:
@@ -357,6 +361,7 @@ def _cross_check_model(
     bounds: Bounds | None,
     inputs: tuple[Any, Any] | None = None,
     input_scale: float = 1.0,
+    fd_full: bool = False,
 ) -> ModelCheck:
     dtype = str(np_dtype)
     has_torch = model.torch_forward is not None
@@ -376,6 +381,9 @@ def _cross_check_model(
         made = scale_inputs(*inputs, input_scale)
         params = _as_arrays(model, "init(key)", made[0], np_dtype)
         batch = _as_arrays(model, "batch(key)", made[1], np_dtype)
+    if fd_full and "fd" in against:  # refused before any work, not after
+        cost = _call(model, "forward", full_cost, model.forward, params, batch)
+        check_full_cost(cost)
     if jit:
         taps: Taps = _call(
             model, "forward", lambda: tapped_grads(model.forward, params, batch, jit=True)
@@ -408,7 +416,9 @@ def _cross_check_model(
         sym = bounds.torch_scale_rows
         rows += compare_rows(manual, autograd, "torch", bounds.torch, sym, **common)
     if "fd" in against:  # fd_rows come in the forward's order: put them in the backward's
-        fd = fd_table_rows(model.forward, params, batch, manual, dict(model.scale_rows))
+        fd = fd_table_rows(
+            model.forward, params, batch, manual, dict(model.scale_rows), full=fd_full
+        )
         rank = {name: i for i, name in enumerate(manual)}
         rows += sorted(fd, key=lambda r: rank.get(r.name, len(rank)))
     return ModelCheck(
@@ -474,7 +484,7 @@ MODES_HEADER = (
 def _cell(r: Row | None) -> str:
     if r is None:
         return f"{'-':>{MODE_CELL}s}"
-    bound = "exact" if r.bound == 0 else f"{r.bound:g}"
+    bound = "exact" if r.bound == 0 else f"{r.bound:.3g}"
     return f"{r.eps_scale:15.3g} {bound:>6s} {'ok' if r.ok else 'FAIL':>4s}"
 
 
