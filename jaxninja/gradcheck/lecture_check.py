@@ -61,6 +61,9 @@ class CheckResult(NamedTuple):
     dlogits: np.ndarray
     inputs: tuple[Any, Any] | None = None  # (params, batch) the rows were computed at
     modes: tuple[str, ...] = ()  # the modes whose rows the table holds (both: eager, jit)
+    manual: dict[str, np.ndarray] | None = None  # the first mode's arrays, for --plot's maps
+    reference: dict[str, np.ndarray] | None = None
+    autograd: dict[str, np.ndarray] | None = None
 
     @property
     def ok(self) -> bool:
@@ -239,6 +242,9 @@ def _cross_check(
         rows,
         result.manual["logits"],
         (result.params, result.batch),
+        manual=result.manual,
+        reference=result.reference,
+        autograd=result.autograd,
     )
 
 
