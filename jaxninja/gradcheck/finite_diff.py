@@ -51,7 +51,7 @@ import numpy as np
 from jaxninja import numerics
 from jaxninja.errors import ConfigError, FdError
 from jaxninja.gradcheck.compare import Row
-from jaxninja.gradcheck.taps import is_float, param_names
+from jaxninja.gradcheck.taps import inlines_jit, is_float, param_names
 
 FULL_LIMIT = 1024
 """Rows with at most this many elements are checked element by element by default. Not 4,096:
@@ -273,6 +273,7 @@ def full_cost(forward: Callable, params: Any, batch: Any) -> int:
     nothing computed)."""
     with jax.enable_x64(True):
         params, batch = _to64(params), _to64(batch)
+        forward, _ = inlines_jit(forward, params, batch)
         acts, _ = jax.eval_shape(lambda p, b: _tapped(forward, p, b), params, batch)
         leaves = [x for x in jax.tree.leaves(params) if is_float(x)]
         return 4 * (sum(a.size for a in acts.values()) + sum(x.size for x in leaves))
@@ -300,7 +301,9 @@ def fd_rows(
     Raises :class:`FdError` when the forward does not compute in float64."""
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
-        oracle = _Oracle(forward, _to64(params), _to64(batch))
+        params, batch = _to64(params), _to64(batch)
+        forward, _ = inlines_jit(forward, params, batch)  # a tap inside an inner jit
+        oracle = _Oracle(forward, params, batch)
         measured = {}
         for row in oracle.rows:
             if row.name not in mine:

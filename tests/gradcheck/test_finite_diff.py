@@ -219,3 +219,14 @@ def test_fd_full_is_refused_past_its_cost_and_without_fd(names_txt, capsys):
     assert main(["check", "--model", wavenet, "--fd-full"]) == 2
     assert "only with --against" in capsys.readouterr().err
     assert check_full_cost(FULL_MAX_FORWARDS) == FULL_MAX_FORWARDS
+
+
+def test_fd_sees_taps_under_an_inner_jit():
+    from tests.gradcheck.test_taps import _inner_jit_forward
+
+    rng = np.random.default_rng(0)
+    params = {"W": jnp.asarray(rng.standard_normal((4, 3)), jnp.float32)}
+    batch = jnp.asarray(rng.standard_normal((5, 4)), jnp.float32)
+    _, grads = jaxninja.intermediate_grads(_inner_jit_forward, params, batch)
+    rows = fd_rows(_inner_jit_forward, params, batch, grads)
+    assert sorted(r.name for r in rows) == ["W", "a", "h", "out"] and all(r.ok for r in rows)
