@@ -195,14 +195,15 @@ class _NestedTap(TapError):
     scan / vmap / cond (then refused)."""
 
 
-def inlines_jit(forward: Forward, params: Any, batch: Any) -> tuple[Forward, bool]:
-    """``(forward, False)`` when every tap is at the top level of ``forward``'s trace; else
-    ``(inlined, True)``, ``inlined`` running ``forward`` with inner jits inlined (module
-    docstring), when that puts every tap at the top level. Raises the one-line
-    :class:`TapError` otherwise (a tap inside scan / vmap / cond)."""
+def inlines_jit(
+    forward: Forward, params: Any, batch: Any
+) -> tuple[Forward, dict[str, jax.ShapeDtypeStruct]]:
+    """``(forward, shapes)`` when every tap is at the top level of ``forward``'s trace; else
+    ``(inlined, shapes)``, ``inlined`` running ``forward`` with inner jits inlined (module
+    docstring), when that puts every tap at the top level; ``shapes``: :func:`_record`'s.
+    Raises the one-line :class:`TapError` otherwise (a tap inside scan / vmap / cond)."""
     try:
-        _record(forward, params, batch)
-        return forward, False
+        return forward, _record(forward, params, batch)
     except _NestedTap as err:
         first = err
 
@@ -211,17 +212,15 @@ def inlines_jit(forward: Forward, params: Any, batch: Any) -> tuple[Forward, boo
             return forward(params, batch, tap)
 
     try:
-        _record(inlined, params, batch)
+        return inlined, _record(inlined, params, batch)
     except TapError:  # still nested, or a scan's body run per iteration: "called twice"
         raise TapError(str(first)) from None
-    return inlined, True
 
 
 def _prepare(forward: Forward, params: Any, batch: Any) -> _Pass:
     """Record ``forward``'s taps (:func:`_record`) and build its probed loss function (with
     inner jits inlined when a tap is inside one, :func:`inlines_jit`)."""
-    forward, _ = inlines_jit(forward, params, batch)
-    shapes = _record(forward, params, batch)
+    forward, shapes = inlines_jit(forward, params, batch)
     floats = [name for name, s in shapes.items() if jnp.issubdtype(s.dtype, jnp.inexact)]
     leaves, treedef = jax.tree.flatten(params)
     diff = [i for i, leaf in enumerate(leaves) if is_float(leaf)]
