@@ -175,3 +175,22 @@ def test_json_carries_both_numbers(tmp_path, capsys):
     assert z["verdict"] == explain.UNSTABLE
     assert z["eps_scale"] > 32 and 0 < z["eps_scale_float64"] < 16 * z["eps_scale"]
     assert len(z["growth"]) == 3
+
+
+def test_a_forward_pinned_to_float32_is_not_explained(tmp_path):
+    """A forward that casts to float32 inside computes in float32 in the "float64" rerun too:
+    its mistake would look like rounding there. Such a row gets no explanation at all."""
+    from tests.gradcheck.test_model_check import tiny
+
+    path = tiny(
+        tmp_path,
+        (
+            'h = tap("h", x @ p["W"] + p["b"])',
+            'h = tap("h", (x @ p["W"] + p["b"]).astype("float32"))',
+        ),
+        ("dh = (1 - acts", "dh = (1 + 2**-16) * (1 - acts"),  # 128 eps: over the bound
+    )
+    result = jaxninja.cross_check_model(path, against=("jax",))
+    failing = [r for r in result.rows if not r.ok]
+    assert [r.name for r in failing] == ["h", "W", "b"]
+    assert all(r.verdict == "" and "float64" not in r.diagnosis for r in failing)
