@@ -116,10 +116,12 @@ def _record(forward: Forward, params: Any, batch: Any) -> dict[str, jax.ShapeDty
             raise TapError(f"tap({name!r}): {name!r} is also a parameter's name")
         trace = _trace_of(value)
         if trace is not None and top and trace is not top[0]:
-            raise _NestedTap(
+            nested = TapError(
                 f"tap({name!r}) inside jax.lax.scan / vmap / cond: one probe would stand "
                 "for every iteration's value; tap at the top level of forward"
             )
+            nested.nested = True  # an inner trace: inlines_jit tries again with jit inlined
+            raise nested
         value = value if isinstance(value, jax.Array) else jnp.asarray(value)
         seen[name] = jax.ShapeDtypeStruct(value.shape, value.dtype)
         return value
@@ -190,11 +192,6 @@ class _Pass(NamedTuple):
         return Taps(loss, acts, grads, skipped)
 
 
-class _NestedTap(TapError):
-    """A tap met in another trace than the forward's: an inner jit (then inlined) or a
-    scan / vmap / cond (then refused)."""
-
-
 def inlines_jit(
     forward: Forward, params: Any, batch: Any
 ) -> tuple[Forward, dict[str, jax.ShapeDtypeStruct]]:
@@ -204,7 +201,9 @@ def inlines_jit(
     Raises the one-line :class:`TapError` otherwise (a tap inside scan / vmap / cond)."""
     try:
         return forward, _record(forward, params, batch)
-    except _NestedTap as err:
+    except TapError as err:
+        if not getattr(err, "nested", False):
+            raise
         first = err
 
     def inlined(params: Any, batch: Any, tap: Tap) -> Any:
