@@ -41,8 +41,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "devices": ", compared with 1 device and jax.grad "
         "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)",
     }
-    add_config_flags(p, CheckConfig, ("jit",), notes=notes)
+    p.add_argument(
+        "--jit",
+        nargs="?",
+        const="jit",
+        choices=("eager", "jit", "both"),
+        help="jit-compile the forward and both backwards; both: eager and jit side by side, a "
+        "column each (bare --jit: jit; default eager)",
+    )
     add_config_flags(p, CheckConfig, ("torch_tanh", "devices"), none_defaults=True, notes=notes)
+    p.add_argument(
+        "--fd-full",
+        action="store_true",
+        help="with --against fd: every element of every row (the full Jacobian, 4 float64 "
+        "forwards per element), not random directions for rows over 1,024 elements; refused "
+        "past 100,000 forwards (~2 min here)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
         "--plot",
@@ -72,6 +86,14 @@ def parse_against(text: str | None) -> tuple[str, ...]:
     return tuple(check_against(name) for name in names)
 
 
+def _fd_full_needs_fd(args: argparse.Namespace, against: tuple[str, ...]) -> None:
+    """``--fd-full`` without fd among the references would do nothing: refused in one line."""
+    if args.fd_full and "fd" not in against:
+        from jaxninja.errors import ConfigError
+
+        raise ConfigError("--fd-full: only with --against ...,fd (finite differences)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Check, print, plot."""
     if args.model is not None:
@@ -86,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         "seed",
         "dtype",
     )
-    names += ("jit", "torch_tanh", "devices")
-    cfg = CheckConfig(**given(args, names), against=parse_against(args.against))
+    names += ("torch_tanh", "devices")
+    jit = args.jit or "eager"
+    cfg = CheckConfig(**given(args, names), jit=jit == "jit", against=parse_against(args.against))
     writer = True
     if join_processes(args):  # several processes: the sharded rows span all their devices
         import jax
@@ -104,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         prepare_out_dir(args.plot, "--plot")
     from jaxninja.gradcheck.lecture_check import cross_check, format_table
 
-    result = cross_check(cfg)
+    _fd_full_needs_fd(args, cfg.against)
+    result = cross_check(cfg, jit=jit, fd_full=args.fd_full)
     if writer:
         _print(result, args.json, format_table)
     if args.plot and writer:
@@ -125,8 +149,9 @@ def run_model(args: argparse.Namespace) -> int:
             f"{', '.join(given_flags)}: only for the lecture's model, not with --model "
             "(your FILE's init and batch size the model)"
         )
-    cfg = CheckConfig(**given(args, ("seed", "dtype", "jit")))  # validated like the lecture's
+    cfg = CheckConfig(**given(args, ("seed", "dtype")))  # validated like the lecture's
     against = None if args.against is None else parse_against(args.against)
+    _fd_full_needs_fd(args, against or ())
     if args.plot:
         from jaxninja.io.atomic import prepare_out_dir
 
@@ -134,7 +159,12 @@ def run_model(args: argparse.Namespace) -> int:
     from jaxninja.gradcheck.model_check import cross_check_model, format_model_table
 
     result = cross_check_model(
-        args.model, seed=cfg.seed, dtype=cfg.dtype, jit=cfg.jit, against=against
+        args.model,
+        seed=cfg.seed,
+        dtype=cfg.dtype,
+        jit=args.jit or "eager",
+        against=against,
+        fd_full=args.fd_full,
     )
     _print(result, args.json, format_model_table)
     if args.plot:

@@ -35,6 +35,11 @@ class Row(NamedTuple):
     diagnosis: str = (
         ""  # for a failing row: the mistake its numbers fit (jaxninja.gradcheck.diagnose)
     )
+    # a float32 row over its bound, recomputed in float64 (jaxninja.gradcheck.explain):
+    eps_scale64: float = float("nan")  # its error in float64, in float64's eps·scale
+    verdict: str = ""  # "rounding", "mistake" or "unstable in float32"
+    growth: tuple[float, ...] = ()  # float32 errors at the inputs times 1, 2, 4
+    mode: str = ""  # "eager" or "jit": how the backwards ran (check --jit both shows both)
 
     @property
     def ok(self) -> bool:
@@ -45,6 +50,7 @@ class Row(NamedTuple):
             "name": self.name,
             "shape": list(self.shape),
             "against": self.against,
+            "mode": self.mode,
             "exact": self.exact,
             "close": self.close,
             "maxdiff": _finite(self.maxdiff),
@@ -53,6 +59,9 @@ class Row(NamedTuple):
             "ok": self.ok,
             "reason": self.reason,
             "diagnosis": self.diagnosis,
+            "eps_scale_float64": _finite(self.eps_scale64) if self.verdict else None,
+            "verdict": self.verdict,
+            "growth": [_finite(e) for e in self.growth],
         }
 
 
@@ -102,7 +111,8 @@ def compare(
         nan = float("nan")
         diagnosis = diagnose(manual, reference, n=n, indices=indices, scale=scale)
         return Row(name, reference.shape, against, False, False, nan, nan, bound, why, diagnosis)
-    maxdiff, error = numerics.eps_scale(manual, reference, scale)
+    with np.errstate(all="ignore"):  # inf - inf is nan, said by the diagnosis: no warnings
+        maxdiff, error = numerics.eps_scale(manual, reference, scale)
     row = Row(
         name=name,
         shape=reference.shape,

@@ -164,9 +164,34 @@ def diagnose(
         return f"not an array of numbers: {type(mine).__name__}"
     eps = numerics.machine_eps(ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float64)
     ref64 = ref.astype(np.float64)
-    bad = int((~np.isfinite(mine)).sum())
-    if bad:
-        return f"{bad} non-finite entries (nan/inf) in the gradient"
+    if not np.isfinite(mine).all():
+        same = mine.shape == ref.shape and np.array_equal(
+            mine[~np.isfinite(mine)], ref64[~np.isfinite(mine)], equal_nan=True
+        )
+        if same and np.array_equal(~np.isfinite(mine), ~np.isfinite(ref64)):
+            return (
+                f"{_non_finite(mine)} where the true gradient has them too (e.g. sqrt or log "
+                "at 0): no finite error to measure there"
+            )
+        return f"{_non_finite(mine)} in the gradient"
+    if not np.isfinite(ref64).all():
+        return (
+            f"the true gradient has {_non_finite(ref64)} (e.g. sqrt or log at 0, an overflow), "
+            "yours is finite there: no finite error to measure"
+        )
+    with np.errstate(all="ignore"):  # huge values may overflow in a pattern's arithmetic
+        return _finite_patterns(mine, ref, ref64, eps, n, indices, scale)
+
+
+def _non_finite(a: np.ndarray) -> str:
+    """``2 inf entries`` / ``1 nan entry`` / ``2 inf and 1 nan entries``."""
+    inf, nan = int(np.isinf(a).sum()), int(np.isnan(a).sum())
+    parts = [f"{k} {what}" for k, what in ((inf, "inf"), (nan, "nan")) if k]
+    return f"{' and '.join(parts)} {'entry' if inf + nan == 1 else 'entries'}"
+
+
+def _finite_patterns(mine, ref, ref64, eps, n, indices, scale) -> str:
+    """:func:`diagnose` once both arrays are finite."""
     if mine.shape != ref.shape:
         return _shape_patterns(mine, ref64, eps, scale)
     if np.array_equal(mine, ref64):

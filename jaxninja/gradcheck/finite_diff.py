@@ -34,9 +34,9 @@ central differences in float64 (~6e-6 at |x| <= 1).
 forwards per element (the full Jacobian of the loss). Larger rows are checked along
 :data:`DIRECTIONS` random unit directions by default (as ``jax.test_util.check_grads`` does: a
 mistake shows along almost every direction), 4 forwards each; ``full=True`` checks every element
-of every row (:func:`full_cost` says how many forwards that is, so a caller can refuse a run too
-large). Every forward runs in one compiled program, vmapped over :data:`CHUNK` perturbations at
-a time.
+of every row (:func:`full_cost` says how many forwards that is; ``check --fd-full`` refuses more
+than :data:`FULL_MAX_FORWARDS`). Every forward runs in one compiled program, vmapped over
+:data:`CHUNK` perturbations at a time.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import numerics
-from jaxninja.errors import FdError
+from jaxninja.errors import ConfigError, FdError
 from jaxninja.gradcheck.compare import Row
-from jaxninja.gradcheck.taps import is_float, param_names
+from jaxninja.gradcheck.taps import inlines_jit, is_float, param_names
 
 FULL_LIMIT = 1024
 """Rows with at most this many elements are checked element by element by default. Not 4,096:
@@ -70,6 +70,24 @@ or 256 copies of the lecture's ~26,000 values the allocations cost more (15 s of
 page faults, measured) than the fewer calls save; at 32 the system time is ~1 s."""
 
 EPS64 = float(np.finfo(np.float64).eps)
+
+FULL_MAX_FORWARDS = 100_000
+"""``--fd-full`` is refused past this many float64 forwards (4 per element of every row). At the
+~900 forwards a second measured on this 2-core machine (the WaveNet's 8,900 in ~10 s) it is ~2
+minutes: the lecture's full Jacobian (91,812 forwards) fits, the WaveNet example's (499,748,
+~9 minutes) does not."""
+
+
+def check_full_cost(cost: int, flag: str = "--fd-full") -> int:
+    """``cost`` (forwards) if within :data:`FULL_MAX_FORWARDS`, else a one-line ConfigError."""
+    if cost > FULL_MAX_FORWARDS:
+        raise ConfigError(
+            f"{flag}: the full Jacobian of this table is {cost:,} float64 forwards (4 per "
+            f"element), more than the limit {FULL_MAX_FORWARDS:,} (~2 min here); leave "
+            f"{flag} out to check rows over {FULL_LIMIT:,} elements along "
+            f"{DIRECTIONS} random directions"
+        )
+    return cost
 
 
 class FdRow(NamedTuple):
@@ -255,6 +273,7 @@ def full_cost(forward: Callable, params: Any, batch: Any) -> int:
     nothing computed)."""
     with jax.enable_x64(True):
         params, batch = _to64(params), _to64(batch)
+        forward, _ = inlines_jit(forward, params, batch)
         acts, _ = jax.eval_shape(lambda p, b: _tapped(forward, p, b), params, batch)
         leaves = [x for x in jax.tree.leaves(params) if is_float(x)]
         return 4 * (sum(a.size for a in acts.values()) + sum(x.size for x in leaves))
@@ -282,7 +301,9 @@ def fd_rows(
     Raises :class:`FdError` when the forward does not compute in float64."""
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
-        oracle = _Oracle(forward, _to64(params), _to64(batch))
+        params, batch = _to64(params), _to64(batch)
+        forward, _ = inlines_jit(forward, params, batch)  # a tap inside an inner jit
+        oracle = _Oracle(forward, params, batch)
         measured = {}
         for row in oracle.rows:
             if row.name not in mine:

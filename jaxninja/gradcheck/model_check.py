@@ -22,8 +22,10 @@ import numpy as np
 from jaxninja import numerics
 from jaxninja.background import importing, in_background
 from jaxninja.checks import check_against, default_references, dtype_scope
-from jaxninja.errors import JaxninjaError, ModelError, TapError
+from jaxninja.errors import ConfigError, JaxninjaError, ModelError, TapError
 from jaxninja.gradcheck.compare import Row, compare_rows
+from jaxninja.gradcheck.explain import explain_rows, no_fd, scale_inputs
+from jaxninja.gradcheck.finite_diff import check_full_cost, full_cost
 from jaxninja.gradcheck.finite_diff import table_rows as fd_table_rows
 from jaxninja.gradcheck.taps import (
     TappedForward,
@@ -35,7 +37,12 @@ from jaxninja.gradcheck.taps import (
 )
 from jaxninja.models.protocol import Model, frame_line, load_model, one_line
 
-JSON_FORMAT = 2  # as check's: rows carry "eps_scale", plus "reason" and "diagnosis"
+JSON_FORMAT = 3
+"""As check's. Version 3: ``config.jit`` is "eager", "jit" or "both"; each row says its
+``mode``; a float32 row over its bound carries ``eps_scale_float64``, ``verdict``, ``growth``.
+Version 2: rows carry "eps_scale", "reason" and "diagnosis"."""
+
+MODES = ("eager", "jit")
 
 
 class Bounds(NamedTuple):
@@ -66,6 +73,7 @@ class ModelCheck(NamedTuple):
     manual: dict[str, np.ndarray]
     reference: dict[str, np.ndarray]
     autograd: dict[str, np.ndarray] | None  # torch's gradients, when torch was asked for
+    modes: tuple[str, ...] = ()  # the modes whose rows the table holds (both: eager, jit)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +86,7 @@ class ModelCheck(NamedTuple):
             "config": {
                 "seed": self.seed,
                 "dtype": self.dtype,
-                "jit": self.jit,
+                "jit": jit_mode(self.modes or (MODES[self.jit],)),
                 "against": list(self.against),
             },
             "n_params": self.n_params,
@@ -87,6 +95,25 @@ class ModelCheck(NamedTuple):
             "ok": self.ok,
             "rows": [r.as_json() for r in self.rows],
         }
+
+
+def jit_mode(modes: tuple[str, ...]) -> str:
+    """``--jit``'s value for the modes a table holds: "eager", "jit" or "both"."""
+    return modes[0] if len(modes) == 1 else "both"
+
+
+def parse_modes(jit: str | bool) -> tuple[str, ...]:
+    """``--jit``'s value (or a bool: jit or not) as the modes to run, eager first."""
+    if isinstance(jit, bool):
+        return (MODES[jit],)
+    if jit not in (*MODES, "both"):
+        raise ConfigError(f"--jit {jit!r}: expected eager, jit or both")
+    return MODES if jit == "both" else (jit,)
+
+
+def tag_mode(rows: list[Row], mode: str) -> list[Row]:
+    """Each row marked with the mode its backwards ran in."""
+    return [r._replace(mode=mode) for r in rows]
 
 
 # ----------------------------------------------------------------------------- checking
@@ -209,6 +236,28 @@ def torch_grads(torch_forward: Callable, params: Any, batch: Any) -> dict[str, n
     return out
 
 
+def _jit_in_order(backward: Callable) -> Callable:
+    """``jax.jit(backward)``, its dict of gradients in the order the backward wrote it: jit
+    returns a dict with its keys sorted (``C W1 W2 b1 ...``), and the table's first failing
+    row is only where a mistake starts when rows come in the backward's order."""
+    order: list[Any] = []
+
+    def in_order(params: Any, batch: Any, acts: Any) -> Any:
+        grads = backward(params, batch, acts)
+        if not isinstance(grads, Mapping):
+            return grads  # _manual says what is wrong with it
+        order[:] = list(grads)
+        return list(grads.values())
+
+    jitted = jax.jit(in_order)
+
+    def call(params: Any, batch: Any, acts: Any) -> Any:
+        out = jitted(params, batch, acts)
+        return dict(zip(order, out, strict=True)) if isinstance(out, list) else out
+
+    return call
+
+
 def _both_backwards(model: Model, params: Any, batch: Any) -> tuple[Taps, dict[str, np.ndarray]]:
     """Eagerly: the forward, then the reference's backward in a second thread while the manual
     backward runs in this one (their compiles overlap, :mod:`jaxninja.background`). Both read only
@@ -233,21 +282,79 @@ def cross_check_model(
     *,
     seed: int = 42,
     dtype: str = "float32",
-    jit: bool = False,
+    jit: bool | str = False,
     against: tuple[str, ...] | None = None,
     bounds: Bounds | None = None,
+    inputs: tuple[Any, Any] | None = None,
+    input_scale: float = 1.0,
+    explain: bool = True,
+    fd_full: bool = False,
 ) -> ModelCheck:
     """The check table of ``model`` (a :class:`Model` or a model file's path).
 
     ``jax.random.key(seed)`` is split into init's and batch's keys; ``dtype`` float64 turns on
     x64 before ``init`` runs (restored after the call), and floating leaves of the parameters
-    and the batch are cast to ``dtype``; ``jit`` compiles the taps' pass and the backward;
-    ``against``: "jax", "torch" (default: :func:`jaxninja.checks.default_references`). Rows
-    come in the backward's order.
+    and the batch are cast to ``dtype``; ``jit`` compiles the taps' pass and the backward
+    (``"eager"``, ``"jit"``, or ``"both"``: the table holds each row once per mode, eager first;
+    a bool says jit or eager); ``against``: "jax", "torch", "fd" (default:
+    :func:`jaxninja.checks.default_references`; with both modes, fd's rows are the eager
+    backward's: the oracle is the same and costs most). Rows come in the backward's order.
+
+    ``inputs``: ``(params, batch)`` to check at instead of ``init``'s and ``batch``'s (cast to
+    ``dtype``), their floating values multiplied by ``input_scale``
+    (:func:`jaxninja.gradcheck.explain.scale_inputs`). ``explain``: a float32 row over its bound
+    is recomputed in float64 at the same inputs and its diagnosis says why
+    (:mod:`jaxninja.gradcheck.explain`).
     """
     model = load_model(model) if isinstance(model, str | Path) else model
-    with dtype_scope(dtype) as np_dtype:  # float64: x64 on before init, for this call only
-        return _cross_check_model(model, seed, np_dtype, jit, against, bounds)
+    modes = parse_modes(jit)
+    results: list[ModelCheck] = []
+    for mode in modes:
+        refs = against if not results else no_fd(results[0].against) or results[0].against
+        one = dict(seed=seed, dtype=dtype, jit=mode == "jit", against=refs, bounds=bounds)
+        one["fd_full"] = fd_full
+        results.append(_one_mode(model, inputs, input_scale, explain, **one))
+    rows = [r for result in results for r in result.rows]
+    return results[0]._replace(rows=rows, modes=modes)
+
+
+def _one_mode(
+    model: Model,
+    inputs: tuple[Any, Any] | None,
+    input_scale: float,
+    explain: bool,
+    **one: Any,
+) -> ModelCheck:
+    """One mode's table, its rows tagged with the mode, float32 rows over their bound
+    explained."""
+    with dtype_scope(one["dtype"]) as np_dtype:  # float64: x64 on before init, this call only
+        result = _cross_check_model(
+            model,
+            one["seed"],
+            np_dtype,
+            one["jit"],
+            one["against"],
+            one["bounds"],
+            inputs,
+            input_scale,
+            one.get("fd_full", False),
+        )
+    mode = MODES[result.jit]
+    if explain:
+        same = dict(one, against=no_fd(result.against))
+
+        def rerun(dtype: str, scale: float) -> list[Row]:
+            inputs = (result.params, result.batch)
+            again = dict(same, dtype=dtype, inputs=inputs, input_scale=scale, explain=False)
+            other = cross_check_model(model, **again)
+            # a forward that fixes float32 inside computes part of the pass in float32 in this
+            # rerun too (a tapped gradient not in dtype shows it): then it says nothing about
+            # float64, and no row is explained
+            pinned = any(v.dtype != dtype for v in other.reference.values())
+            return [] if pinned else other.rows
+
+        result = result._replace(rows=explain_rows(result.rows, result.dtype, rerun))
+    return result._replace(rows=tag_mode(result.rows, mode), modes=(mode,))
 
 
 def _cross_check_model(
@@ -257,6 +364,9 @@ def _cross_check_model(
     jit: bool,
     against: tuple[str, ...] | None,
     bounds: Bounds | None,
+    inputs: tuple[Any, Any] | None = None,
+    input_scale: float = 1.0,
+    fd_full: bool = False,
 ) -> ModelCheck:
     dtype = str(np_dtype)
     has_torch = model.torch_forward is not None
@@ -266,16 +376,26 @@ def _cross_check_model(
     if "torch" in against and model.torch_forward is None:
         raise ModelError(f"{model.name}: --against torch needs a torch_forward(params, batch, tap)")
     bounds = Bounds() if bounds is None else bounds
-    kinit, kbatch = jax.random.split(jax.random.key(seed))
-    params = _as_arrays(model, "init(key)", _call(model, "init(key)", model.init, kinit), np_dtype)
-    made = _call(model, "batch(key)", model.batch, kbatch)
-    batch = _as_arrays(model, "batch(key)", made, np_dtype)
+    if inputs is None:
+        kinit, kbatch = jax.random.split(jax.random.key(seed))
+        made = _call(model, "init(key)", model.init, kinit)
+        params = _as_arrays(model, "init(key)", made, np_dtype)
+        made = _call(model, "batch(key)", model.batch, kbatch)
+        batch = _as_arrays(model, "batch(key)", made, np_dtype)
+    else:  # the same inputs as another check's (explain's reruns), cast and scaled
+        made = scale_inputs(*inputs, input_scale)
+        params = _as_arrays(model, "init(key)", made[0], np_dtype)
+        batch = _as_arrays(model, "batch(key)", made[1], np_dtype)
+    if fd_full and "fd" in against:  # refused before any work, not after
+        cost = _call(model, "forward", full_cost, model.forward, params, batch)
+        check_full_cost(cost)
     if jit:
         taps: Taps = _call(
             model, "forward", lambda: tapped_grads(model.forward, params, batch, jit=True)
         )
-        jitted = jax.jit(model.backward)
-        manual = _manual(model, _call(model, "backward", jitted, params, batch, taps.acts))
+        manual = _manual(
+            model, _call(model, "backward", _jit_in_order(model.backward), params, batch, taps.acts)
+        )
     else:  # torch's import (~1.5 s, Python) overlaps the forward's compiles
         with importing("torch" if "torch" in against else None):
             taps, manual = _both_backwards(model, params, batch)
@@ -300,8 +420,12 @@ def _cross_check_model(
             raise ModelError(f"{model.name}: torch_forward taps no {', '.join(missing)}")
         sym = bounds.torch_scale_rows
         rows += compare_rows(manual, autograd, "torch", bounds.torch, sym, **common)
-    if "fd" in against:
-        rows += fd_table_rows(model.forward, params, batch, manual, dict(model.scale_rows))
+    if "fd" in against:  # fd_rows come in the forward's order: put them in the backward's
+        fd = fd_table_rows(
+            model.forward, params, batch, manual, dict(model.scale_rows), full=fd_full
+        )
+        rank = {name: i for i, name in enumerate(manual)}
+        rows += sorted(fd, key=lambda r: rank.get(r.name, len(rank)))
     return ModelCheck(
         model=model.name,
         seed=seed,
@@ -340,15 +464,63 @@ def row_line(r: Row) -> str:
     ).rstrip()
 
 
+def table_lines(rows: list[Row]) -> list[str]:
+    """The header and one line per row; with rows of both modes, one line per row and
+    reference with a column for each mode (:data:`MODES_HEADER`), in the eager rows' order."""
+    modes = tuple(dict.fromkeys(r.mode for r in rows))
+    if len(modes) < 2:
+        return [HEADER, *(row_line(r) for r in rows)]
+    by_key: dict[tuple[str, str], dict[str, Row]] = {}
+    for r in rows:
+        by_key.setdefault((r.name, r.against), {})[r.mode] = r
+    return [MODES_HEADER, *(modes_line(pair, modes) for pair in by_key.values())]
+
+
+MODE_CELL = 27  # one mode's column: its eps·scale, bound and ok
+
+
+MODES_HEADER = (
+    f"{'row':15s} {'against':12s} {'shape':12s} "
+    + " ".join(f"{m + ' eps·scale':>15s} {'bound':>6s} {'ok':>4s}" for m in MODES)
+    + "  diagnosis"
+)
+
+
+def _cell(r: Row | None) -> str:
+    if r is None:
+        return f"{'-':>{MODE_CELL}s}"
+    bound = "exact" if r.bound == 0 else f"{r.bound:.3g}"
+    return f"{r.eps_scale:15.3g} {bound:>6s} {'ok' if r.ok else 'FAIL':>4s}"
+
+
+def modes_line(pair: dict[str, Row], modes: tuple[str, ...]) -> str:
+    """One row and reference, a column per mode; each failing mode's reason and diagnosis."""
+    first = next(iter(pair.values()))
+    said: dict[str, list[str]] = {}  # a diagnosis -> the modes that say it (each once)
+    for mode in modes:
+        r = pair.get(mode)
+        why = "; ".join(dict.fromkeys(x for x in (r.reason, r.diagnosis) if x)) if r else ""
+        if why:
+            said.setdefault(why, []).append(mode)
+    whys = [f"{', '.join(ms)}: {why}" for why, ms in said.items()]
+    cells = " ".join(f"{_cell(pair.get(m)):>{MODE_CELL}s}" for m in modes)
+    return (
+        f"{first.name:15s} {first.against:12s} {str(first.shape):12s} {cells}"
+        f"{'  ' + ' | '.join(whys) if whys else ''}"
+    ).rstrip()
+
+
 def summary_lines(rows: list[Row]) -> list[str]:
     """Per reference: bit-exact and within-contract counts, the largest error, and the first
     failing row (in backward order: where a mistake starts; rows after it may only inherit it)."""
     lines = []
-    for against in dict.fromkeys(r.against for r in rows):
-        rs = [r for r in rows if r.against == against]
+    several = len({r.mode for r in rows}) > 1
+    for against, mode in dict.fromkeys((r.against, r.mode) for r in rows):
+        rs = [r for r in rows if r.against == against and r.mode == mode]
+        label = f"{against} ({mode})" if several else against
         errors = [r.eps_scale for r in rs if np.isfinite(r.eps_scale)]
         line = (
-            f"{against}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
+            f"{label}: {sum(r.exact for r in rs)}/{len(rs)} bit-exact, "
             f"{sum(r.ok for r in rs)}/{len(rs)} within contract, "
             f"max {max(errors, default=0.0):.3g} eps·scale"
         )
@@ -365,15 +537,16 @@ def format_model_table(result: ModelCheck) -> str:
     """The text table of :func:`cross_check_model`."""
     lines = [
         f"model {result.model}: {result.n_params} parameters, loss {result.loss:.6f}, "
-        f"seed {result.seed}, {result.dtype}, {'jit' if result.jit else 'eager'}",
+        f"seed {result.seed}, {result.dtype}, {jit_mode(result.modes or (MODES[result.jit],))}",
     ]
     if result.skipped:
         lines.append(f"no gradient (integer values): {', '.join(result.skipped)}")
-    lines += ["", HEADER, *(row_line(r) for r in result.rows), ""]
+    lines += ["", *table_lines(result.rows), ""]
     return "\n".join(lines + summary_lines(result.rows))
 
 
 __all__ = [
+    "MODES",
     "Bounds",
     "ModelCheck",
     "cross_check_model",

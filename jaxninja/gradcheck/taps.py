@@ -23,14 +23,26 @@ is added), so a manual backward can use exactly the numbers the reference saw.
 
 What is refused, and why (each a one-line :class:`TapError`):
 
-- a tap inside ``jax.lax.scan`` / ``vmap`` / ``cond`` / an inner ``jit`` (the value is a tracer
-  of the inner transformation): one probe would stand for every iteration or batch element and
-  its gradient would be their sum, not any one value's;
+- a tap inside ``jax.lax.scan`` / ``vmap`` / ``cond`` (the value is a tracer of the inner
+  transformation): one probe would stand for every iteration or batch element and its gradient
+  would be their sum, not any one value's;
 - a name tapped twice: the probe would receive the sum of both values' gradients;
 - a name that is not a string, or that is also a parameter's name;
 - a forward whose result is not a scalar floating loss.
 
 It may itself be called inside ``jax.jit`` (or pass ``jit=True``).
+
+**Taps under an inner jit.** A forward that calls a jitted function (``jax.jit``, Flax's
+``nnx.jit``, Equinox's ``eqx.filter_jit``) that taps inside it is traced with the inner jits
+inlined (``jax.disable_jit`` around the forward only: the inner function is called as Python,
+its operations recorded in the pass's own trace, or run one by one eagerly), so each tapped
+value is the forward's own, and its probe is added where it is computed. Only such a forward is
+run this way, found by a first trace that meets a tap in an inner trace; every other forward
+runs as before. Eagerly the inlined forward's rows are bit for bit ``jax.grad``'s of the same
+inlined forward; against the forward with its inner jits compiled they agree within
+:data:`jaxninja.numerics.JAX_JIT` eps·scale (XLA compiles the inner program; the jit bound).
+A tap inside ``scan``/``vmap`` under an inner jit is still refused: with jit inlined, a scan
+runs its body once per iteration (``tap called twice``) and a vmap still batches it.
 
 Integer and boolean values (indices, masks) are kept in ``acts`` but have no gradient row: they
 are skipped, and listed in :attr:`Taps.skipped`. Integer parameter leaves likewise.
@@ -104,10 +116,12 @@ def _record(forward: Forward, params: Any, batch: Any) -> dict[str, jax.ShapeDty
             raise TapError(f"tap({name!r}): {name!r} is also a parameter's name")
         trace = _trace_of(value)
         if trace is not None and top and trace is not top[0]:
-            raise TapError(
-                f"tap({name!r}) inside jax.lax.scan / vmap / cond / jit: one probe would stand "
+            nested = TapError(
+                f"tap({name!r}) inside jax.lax.scan / vmap / cond: one probe would stand "
                 "for every iteration's value; tap at the top level of forward"
             )
+            nested.nested = True  # an inner trace: inlines_jit tries again with jit inlined
+            raise nested
         value = value if isinstance(value, jax.Array) else jnp.asarray(value)
         seen[name] = jax.ShapeDtypeStruct(value.shape, value.dtype)
         return value
@@ -178,9 +192,34 @@ class _Pass(NamedTuple):
         return Taps(loss, acts, grads, skipped)
 
 
+def inlines_jit(
+    forward: Forward, params: Any, batch: Any
+) -> tuple[Forward, dict[str, jax.ShapeDtypeStruct]]:
+    """``(forward, shapes)`` when every tap is at the top level of ``forward``'s trace; else
+    ``(inlined, shapes)``, ``inlined`` running ``forward`` with inner jits inlined (module
+    docstring), when that puts every tap at the top level; ``shapes``: :func:`_record`'s.
+    Raises the one-line :class:`TapError` otherwise (a tap inside scan / vmap / cond)."""
+    try:
+        return forward, _record(forward, params, batch)
+    except TapError as err:
+        if not getattr(err, "nested", False):
+            raise
+        first = err
+
+    def inlined(params: Any, batch: Any, tap: Tap) -> Any:
+        with jax.disable_jit():
+            return forward(params, batch, tap)
+
+    try:
+        return inlined, _record(inlined, params, batch)
+    except TapError:  # still nested, or a scan's body run per iteration: "called twice"
+        raise TapError(str(first)) from None
+
+
 def _prepare(forward: Forward, params: Any, batch: Any) -> _Pass:
-    """Record ``forward``'s taps (:func:`_record`) and build its probed loss function."""
-    shapes = _record(forward, params, batch)
+    """Record ``forward``'s taps (:func:`_record`) and build its probed loss function (with
+    inner jits inlined when a tap is inside one, :func:`inlines_jit`)."""
+    forward, shapes = inlines_jit(forward, params, batch)
     floats = [name for name, s in shapes.items() if jnp.issubdtype(s.dtype, jnp.inexact)]
     leaves, treedef = jax.tree.flatten(params)
     diff = [i for i, leaf in enumerate(leaves) if is_float(leaf)]
@@ -274,6 +313,7 @@ __all__ = [
     "Tap",
     "TappedForward",
     "Taps",
+    "inlines_jit",
     "intermediate_grads",
     "param_names",
     "tapped_forward",

@@ -139,3 +139,22 @@ def test_cmp_prints_the_notebooks_line_and_the_diagnosis(capsys):
     assert capsys.readouterr().out.strip().endswith("maxdiff: 0.0")  # exact: no diagnosis
     jaxninja.cmp("probs", ..., ref)  # the exercises notebook's blank
     assert capsys.readouterr().out.strip() == "probs           | not yet: fill in dprobs"
+
+
+def test_inf_gradients_are_called_inf_without_warnings():
+    """#25: a true gradient with inf entries (sqrt at 0) was called "a permutation", with
+    RuntimeWarnings from inf - inf. It says inf, and numpy stays quiet."""
+    import warnings
+
+    ref = np.array([[np.inf, 1.0, 2.0], [3.0, np.inf, 4.0]], np.float32)
+    finite = np.where(np.isinf(ref), 1e30, ref).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        row = compare("h", finite, ref, "jax", bound=32.0)
+        assert not row.ok and row.diagnosis.startswith("the true gradient has 2 inf entries")
+        assert "permutation" not in row.diagnosis
+        both = compare("h", ref.copy(), ref, "jax", bound=32.0)
+        assert both.diagnosis.startswith("2 inf entries where the true gradient has them too")
+        mine = ref.copy()
+        mine[0, 1] = np.nan
+        assert diagnose(mine, np.ones_like(ref)) == "2 inf and 1 nan entries in the gradient"

@@ -3,16 +3,26 @@ catch a mistake that autodiff shares (a wrong custom_vjp rule)."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxninja
+from jaxninja._cli import main
 from jaxninja.config import CheckConfig
 from jaxninja.errors import FdError
-from jaxninja.gradcheck.finite_diff import FULL_LIMIT, fd_rows, full_cost
+from jaxninja.gradcheck.finite_diff import (
+    FULL_LIMIT,
+    FULL_MAX_FORWARDS,
+    check_full_cost,
+    fd_rows,
+    full_cost,
+)
 from jaxninja.models.lecture import lecture_model
+from tests.helpers import ROOT
 
 
 def _lecture(n_embd: int, n_hidden: int, batch_size: int):
@@ -168,3 +178,55 @@ def test_the_lecture_table_has_an_fd_row_per_gradient():
     fd = [r for r in result.rows if r.against == "fd"]
     assert len(fd) == 26 and all(r.ok for r in fd), [r for r in fd if not r.ok]
     assert {"logit_maxes", "b1"} <= {r.name for r in fd}
+
+
+BIG = """
+import numpy as np
+
+def init(key):
+    return {"W": np.random.default_rng(0).standard_normal((30, 40)).astype(np.float32)}
+
+def batch(key):
+    return np.random.default_rng(1).standard_normal((40, 30)).astype(np.float32)
+
+def forward(p, x, tap):
+    h = tap("h", x @ p["W"])  # 1,600 elements: over FULL_LIMIT
+    return (h**2).sum() / 100
+
+def backward(p, x, acts):
+    dh = 2 * acts["h"] / 100
+    dh = dh.at[3, 5].multiply(2)  # one element wrong
+    return {"h": dh, "W": x.T @ dh}
+"""
+
+
+def test_fd_full_checks_every_element_of_a_large_row(tmp_path, capsys):
+    """--fd-full: the 1,600-element row is checked element by element (and its one wrong
+    element found there); without it, along random directions."""
+    path = tmp_path / "big.py"
+    path.write_text(BIG, encoding="utf-8")
+    for flags, how in (((), "4 random directions"), (("--fd-full",), "every element")):
+        status = main(["check", "--model", str(path), "--against", "fd", *flags, "--json"])
+        rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+        assert status == 1 and not rows["h"]["ok"] and f"({how})" in rows["h"]["diagnosis"]
+
+
+def test_fd_full_is_refused_past_its_cost_and_without_fd(names_txt, capsys):
+    wavenet = str(ROOT / "examples" / "models" / "wavenet.py")
+    assert main(["check", "--model", wavenet, "--against", "jax,fd", "--fd-full"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "499,748 float64 forwards" in err and "100,000" in err
+    assert main(["check", "--model", wavenet, "--fd-full"]) == 2
+    assert "only with --against" in capsys.readouterr().err
+    assert check_full_cost(FULL_MAX_FORWARDS) == FULL_MAX_FORWARDS
+
+
+def test_fd_sees_taps_under_an_inner_jit():
+    from tests.gradcheck.test_taps import _inner_jit_forward
+
+    rng = np.random.default_rng(0)
+    params = {"W": jnp.asarray(rng.standard_normal((4, 3)), jnp.float32)}
+    batch = jnp.asarray(rng.standard_normal((5, 4)), jnp.float32)
+    _, grads = jaxninja.intermediate_grads(_inner_jit_forward, params, batch)
+    rows = fd_rows(_inner_jit_forward, params, batch, grads)
+    assert sorted(r.name for r in rows) == ["W", "a", "h", "out"] and all(r.ok for r in rows)

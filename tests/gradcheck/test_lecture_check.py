@@ -128,3 +128,18 @@ def test_devices_flag_in_a_4_device_subprocess(names_txt, tmp_path):
         check=True,
     )
     assert (tmp_path / "run" / "checkpoint.npz").is_file()
+
+
+def test_jit_and_both_keep_the_backwards_order(names_dataset):
+    """Under jit the rows used to come out alphabetically (C W1 W2 b1 ...): jax.jit sorts a
+    returned dict's keys. Every mode now lists them in the backward's order."""
+    eager = cross_check(CheckConfig(against=("jax",)), names_dataset)
+    order = [r.name for r in eager.rows if r.against == "jax"]
+    assert order[:3] == ["logprobs", "probs", "counts_sum_inv"] and order[-1] == "C"
+    both = cross_check(CheckConfig(against=("jax",)), names_dataset, jit="both")
+    for mode in ("eager", "jit"):
+        assert [r.name for r in both.rows if r.against == "jax" and r.mode == mode] == order
+    assert both.as_json()["config"]["jit"] == "both" and both.as_json()["format"] == 3
+    table = format_table(both)
+    assert "jax (eager): 26/26 bit-exact" in table and "jax (jit):" in table
+    assert table.count("\nlogprobs ") == 1  # one line per row, a column per mode

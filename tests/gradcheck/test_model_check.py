@@ -347,3 +347,50 @@ def test_a_model_file_cannot_end_the_check(tmp_path, capsys, edit, what):
     status, out, err = check(capsys, "--model", str(tiny(tmp_path, edit)), "--against", "jax")
     assert status == 2 and out == ""
     assert f"{what} called sys.exit(0)" in err and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- --jit modes
+
+
+def test_jit_rows_come_in_the_backwards_order(tmp_path, capsys):
+    """jax.jit returns a dict with sorted keys; the table keeps the backward's order (a, h, W,
+    b), so its first failing row is where a mistake starts under --jit too. Bare --jit is jit."""
+    path = tiny(tmp_path, ("dh = (1 - acts", "dh = 2 * (1 - acts"))
+    status, out, _ = check(capsys, "--model", str(path), "--against", "jax", "--jit", "--json")
+    got = json.loads(out)
+    assert status == 1 and got["format"] == 3 and got["config"]["jit"] == "jit"
+    assert [r["name"] for r in got["rows"]] == ["a", "h", "W", "b"]
+    assert {r["mode"] for r in got["rows"]} == {"jit"}
+    status, out, _ = check(capsys, "--model", str(path), "--against", "jax", "--jit")
+    assert "first failing row h " in out
+
+
+def test_jit_both_is_one_line_per_row_with_a_column_per_mode(tmp_path, capsys):
+    path = tiny(tmp_path, ("dh = (1 - acts", "dh = 2 * (1 - acts"))
+    status, out, _ = check(capsys, "--model", str(path), "--jit", "both", "--against", "jax")
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("row "))
+    assert "eager eps·scale" in lines[header] and "jit eps·scale" in lines[header]
+    rows = lines[header + 1 : header + 5]
+    assert [line.split()[0] for line in rows] == ["a", "h", "W", "b"]
+    assert all(line.count(" ok") + line.count("FAIL") == 2 for line in rows)
+    assert "eager, jit: off by a constant factor 2" in rows[1]
+    for mode in ("eager", "jit"):
+        assert f"jax ({mode}): 1/4 bit-exact, 1/4 within contract" in out
+    assert out.count("first failing row h ") == 2
+    status, out, _ = check(
+        capsys, "--model", str(path), "--jit", "both", "--against", "jax", "--json"
+    )
+    got = json.loads(out)
+    assert status == 1 and got["config"]["jit"] == "both"
+    assert [(r["name"], r["mode"]) for r in got["rows"]] == [
+        (n, m) for m in ("eager", "jit") for n in ("a", "h", "W", "b")
+    ]
+
+
+def test_jit_both_keeps_the_planted_mistakes_first_row(names_txt, monkeypatch):
+    monkeypatch.setenv("WAVENET_MISTAKES", "bn_dim0")
+    result = jaxninja.cross_check_model(WAVENET, against=("jax",), jit="both")
+    for mode in ("eager", "jit"):
+        failing = [r for r in result.rows if r.mode == mode and not r.ok]
+        assert failing[0].name == "l2.bngain", mode

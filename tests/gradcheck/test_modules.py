@@ -1,0 +1,134 @@
+"""Forwards written with Flax (nnx) and Equinox modules that jit inside (issue 24): their taps
+work under ``nnx.jit`` / ``eqx.filter_jit`` and equal the un-jitted forward's. Needs the
+``modules`` extra (flax, equinox), which CI installs, so these never skip there."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxninja
+from jaxninja.errors import ModelError
+from jaxninja.gradcheck import modules
+from tests.gradcheck.test_taps import _within_jit_bound
+from tests.helpers import ROOT
+
+
+def _batch():
+    return jnp.asarray(np.random.default_rng(1).standard_normal((6, 4)), jnp.float32)
+
+
+def _same(got: dict, want: dict) -> None:
+    assert list(got) == list(want)
+    for name in want:
+        assert np.asarray(got[name]).tobytes() == np.asarray(want[name]).tobytes(), name
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_taps_inside_nnx_jit(jit):
+    nnx = pytest.importorskip("flax.nnx")
+    model = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+
+    def forward(state, x, tap, jitted=True):
+        def body(m, x):
+            h = tap("h", m(x))
+            return tap("a", jnp.tanh(h))
+
+        call = nnx.jit(body) if jitted else body
+        return (call(nnx.merge(graphdef, state), x) ** 2).mean()
+
+    acts, grads = jaxninja.intermediate_grads(forward, state, _batch(), jit=jit)
+    plain = jaxninja.intermediate_grads(
+        lambda s, x, tap: forward(s, x, tap, jitted=False), state, _batch()
+    )
+    assert list(acts) == ["h", "a"] and {"h", "a"} < set(grads)
+    if jit:
+        _within_jit_bound(plain[1], grads, {})
+    else:
+        _same(grads, plain[1])
+        _same(acts, plain[0])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_taps_inside_eqx_filter_jit(jit):
+    eqx = pytest.importorskip("equinox")
+    model = eqx.nn.MLP(4, 2, 8, 1, key=jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def forward(params, x, tap, jitted=True):
+        def body(m, x):
+            h = tap("h", jax.vmap(m.layers[0])(x))
+            a = tap("a", jnp.tanh(h))
+            return jax.vmap(m.layers[1])(a)
+
+        call = eqx.filter_jit(body) if jitted else body
+        return (call(eqx.combine(params, static), x) ** 2).mean()
+
+    acts, grads = jaxninja.intermediate_grads(forward, params, _batch(), jit=jit)
+    plain = jaxninja.intermediate_grads(
+        lambda p, x, tap: forward(p, x, tap, jitted=False), params, _batch()
+    )
+    assert list(acts) == ["h", "a"]
+    assert "layers.0.weight" in grads  # parameters named by their module path
+    if jit:
+        _within_jit_bound(plain[1], grads, {})
+    else:
+        _same(grads, plain[1])
+
+
+# ----------------------------------------------------------------------------- module models
+
+EXAMPLES = ROOT / "examples" / "models"
+
+
+@pytest.mark.parametrize(("lib", "file"), [("equinox", "equinox_mlp.py"), ("flax", "flax_mlp.py")])
+def test_module_models_pass_against_jax_torch_and_fd(lib, file):
+    """An Equinox / Flax nnx module and a loss, a torch nn.Module reference (Flax's through a
+    transposing name map, its taps inside nnx.jit): every row, intermediates included."""
+    pytest.importorskip(lib)
+    pytest.importorskip("torch")
+    result = jaxninja.cross_check_model(EXAMPLES / file, against=("jax", "torch", "fd"))
+    names = ["logits", "h", "hpreact", "emb", "C"]
+    for against in ("jax", "torch", "fd"):
+        rows = [r for r in result.rows if r.against == against]
+        assert len(rows) == 9 and all(r.ok for r in rows), against
+        assert set(names) < {r.name for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("lib", "file", "env", "row", "diagnosis"),
+    [
+        ("equinox", "equinox_mlp.py", "EQX_MISTAKES=dW_transposed", "l2.weight", "transposed"),
+        ("flax", "flax_mlp.py", "FLAX_MISTAKES=db_unsummed", "l2.bias", "not summed over axis 0"),
+    ],
+)
+def test_module_models_planted_mistakes(lib, file, env, row, diagnosis, monkeypatch):
+    pytest.importorskip(lib)
+    monkeypatch.setenv(*env.split("="))
+    result = jaxninja.cross_check_model(EXAMPLES / file, against=("jax",))
+    (bad,) = [r for r in result.rows if not r.ok]
+    assert bad.name == row and diagnosis in bad.diagnosis
+
+
+def test_tap_is_the_identity_outside_a_check_and_the_checks_tap_inside():
+    x = jnp.ones(3)
+    assert modules.tap("h", x) is x
+    seen = []
+    with modules.tapping(lambda name, v: seen.append(name) or v * 2):
+        assert float(modules.tap("h", x)[0]) == 2.0
+    assert seen == ["h"] and modules.tap("h", x) is x
+
+
+def test_an_unmapped_torch_parameter_is_refused(tmp_path):
+    pytest.importorskip("equinox")
+    pytest.importorskip("torch")
+    text = (EXAMPLES / "equinox_mlp.py").read_text(encoding="utf-8")
+    text = text.replace('("C", "l1.weight", "l1.bias", "l2.weight", "l2.bias")', '("C",)')
+    path = tmp_path / "model.py"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ModelError, match="torch module parameters not mapped: l1.bias") as err:
+        jaxninja.cross_check_model(path)
+    assert "\n" not in str(err.value)
