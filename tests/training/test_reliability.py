@@ -19,6 +19,8 @@ import pytest
 import jaxninja
 from jaxninja.errors import CheckpointError, ConfigError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
+from jaxninja.lecture.fused import loss_and_grads
+from jaxninja.models.lecture import lecture_trainable
 from jaxninja.training import evaluate as evaluation
 from jaxninja.training import memory, run, rundir
 from tests.helpers import ROOT, SMALL
@@ -246,3 +248,25 @@ def test_the_validation_curve_is_evaluate_at_its_steps_and_survives_resume(words
     assert straight.result.state.val_curve.tobytes() == curve.tobytes()
     jaxninja.run_training(SMALL, tmp_path / "c", data=words_file, samples=0, val_every=0, **QUIET)
     assert not (tmp_path / "c" / "val_losses.npy").exists()
+
+
+def test_check_every_at_batch_3_calls_rounding_rounding_and_a_mistake_a_mistake(names_dataset):
+    """At batch 3 BatchNorm's variance is nearly singular: the lecture's correct dC was 490
+    eps·scale off jax.grad in float32 at step 1 (the bound is 32), and stopped a correct run.
+    Recomputed in float64 it is the same size in eps·scale: rounding, a note, not a stop. A
+    planted 1e-3 relative mistake at the same step is ~5e8 times larger in float64: stopped."""
+    from jaxninja.training.loop import check_gradients, train
+
+    config = jaxninja.TrainConfig(batch_size=3, steps=1)
+    state = train(config, names_dataset, evaluate=False).state
+    x, y = names_dataset.train.x, names_dataset.train.y
+    note = check_gradients(state.params, state.batch_key, 1, x, y, 3)
+    assert note is not None and "manual dC differs" in note and "rounding" in note
+
+    def planted(params, stats, xb, yb):
+        loss, grads = loss_and_grads(params, xb, yb)
+        return loss, grads._replace(C=grads.C * (1 + 1e-3)), stats
+
+    model = lecture_trainable()._replace(step=planted)
+    with pytest.raises(TrainingError, match=r"in float64 too: a mistake"):
+        check_gradients(state.params, state.batch_key, 1, x, y, 3, model)

@@ -277,7 +277,11 @@ def test_train_cli_non_finite_names_the_step_and_keeps_the_last_good_checkpoint(
     assert "\n" not in message and info.value.exit_code == 1
     assert "at step 1,0" in message and "last good checkpoint (step 1,000)" in message
     assert load_checkpoint(out).step == 1000
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "losses.npy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.npz",
+        "losses.npy",
+        "val_losses.npy",
+    ]
 
 
 @pytest.mark.slow
