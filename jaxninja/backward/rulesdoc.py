@@ -49,6 +49,6 @@ def render(entries: dict[str, Any]) -> str:
     for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["prim"], kv[0])):
         s = e["statement"]
         forward = "<br>".join(_cell(line) for line in s.get("forward", [])) or _cell(str(s))
-        claims = "<br>".join(_cell(f"d{k} = {v}") for k, v in s.get("claims", {}).items())
+        claims = "<br>".join(_cell(f"d{k} = {v}") for k, v in sorted(s.get("claims", {}).items()))
         rows.append(f"| {e['prim']} | {forward} | {claims or '-'} | {e['verdict']} | {key} |")
     return INTRO + "\n".join(rows) + "\n"

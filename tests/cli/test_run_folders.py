@@ -64,7 +64,13 @@ def test_overwrite_replaces_either_kind_and_readers_see_one_run(words_file, tmp_
     assert train(capsys, words_file, out, "--resume", str(out), "--steps", "200")[0] == 0
 
     assert train(capsys, words_file, out, "--overwrite")[0] == 0
-    assert top(out) == ["checkpoint.npz", "loss.png", "losses.npy", "summary.json"]
+    assert top(out) == [
+        "checkpoint.npz",
+        "loss.png",
+        "losses.npy",
+        "summary.json",
+        "val_losses.npy",
+    ]
     assert run(capsys, "sample", "--checkpoint", str(out), "--num", "2")[0] == 0
     code, text, _ = run(capsys, "evaluate", "--checkpoint", str(out))
     assert code == 0 and "at step 100" in text

@@ -29,6 +29,7 @@ def test_names_are_the_ones_training_writes() -> None:
     assert runfolder.RUN_FILES == (
         rundir.CHECKPOINT_NAME,
         rundir.LOSSES_NAME,
+        rundir.VAL_NAME,
         rundir.SUMMARY_NAME,
         rundir.PLOT_NAME,
     )
