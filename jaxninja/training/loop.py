@@ -247,6 +247,7 @@ def train_loop(
     """
     config.validate()
     float_dtype(config.dtype)
+    check_loop_settings(chunk_steps, check_every, checkpoint_every, val_every)
     t_start = time.perf_counter()  # wall_s: from the start state's draw to the last chunk
     model = trainable_of(model)
     state = state or start_state(config, dataset.vocab.size, model)
@@ -318,6 +319,17 @@ def train_loop(
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return TrainResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s)
+
+
+def check_loop_settings(
+    chunk_steps: int, check_every: int, checkpoint_every: int, val_every: int = 0
+) -> None:
+    """The loop's own settings, refused before any work when out of range (from Python they
+    reach the loop without the command line's checks: ``check_every=-1`` trained unchecked)."""
+    checks.check_int("chunk_steps", chunk_steps, 1)
+    checks.check_steps(check_every, "--check-every")
+    checks.check_steps(checkpoint_every, "--checkpoint-every")
+    checks.check_steps(val_every, "--val-every")
 
 
 class Chunked(NamedTuple):

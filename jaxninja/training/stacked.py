@@ -43,6 +43,7 @@ from jaxninja.training.loop import (
     LoopHooks,
     TrainState,
     check_gradients,
+    check_loop_settings,
     run_chunks,
     start_state,
 )
@@ -228,6 +229,7 @@ def train_runs(
     chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and step. ``model``:
     the model every run trains (default: the lecture's)."""
     model = trainable_of(model)
+    check_loop_settings(chunk_steps, check_every, checkpoint_every)
     check_compatible(configs)
     config = configs[0]
     dtype = float_dtype(config.dtype)

@@ -270,3 +270,18 @@ def test_check_every_at_batch_3_calls_rounding_rounding_and_a_mistake_a_mistake(
     model = lecture_trainable()._replace(step=planted)
     with pytest.raises(TrainingError, match=r"in float64 too: a mistake"):
         check_gradients(state.params, state.batch_key, 1, x, y, 3, model)
+
+
+@pytest.mark.parametrize(
+    "keyword, value", [("check_every", -1), ("checkpoint_every", -5), ("chunk_steps", 0)]
+)
+def test_the_loops_own_settings_are_refused_from_python(words_file, keyword, value):
+    """train() and train_runs() take these as keywords, past the command line's checks."""
+    from jaxninja.training.loop import train
+    from jaxninja.training.stacked import train_runs
+
+    dataset = jaxninja.load_dataset(words_file, 3)
+    with pytest.raises(ConfigError, match=r"must be an integer >= [01], got -?\d"):
+        train(SMALL, dataset, **{keyword: value})
+    with pytest.raises(ConfigError, match=r"must be an integer >= [01], got -?\d"):
+        train_runs([SMALL], dataset, **{keyword: value})
