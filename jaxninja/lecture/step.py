@@ -75,13 +75,18 @@ def train_chunk(
 ) -> tuple[Params, jax.Array]:
     """Run steps ``step0 .. step0 + n_steps - 1``; return the new parameters and each step's loss.
 
-    ``x``/``y`` is the whole training split on the device; shapes are constant so this compiles
-    once per (n_steps, batch_size, schedule, split size). The chunk's minibatches and learning
-    rates are computed up front (``chunk_indices``), then ``lax.scan`` runs the steps.
+    The lecture's chunk is the chunk every model trains in
+    (:func:`jaxninja.training.chunk.train_chunk`, one compiled ``lax.scan`` with the chunk's
+    minibatches and learning rates drawn up front) run with the lecture's step, the fused
+    manual backward (:func:`jaxninja.models.lecture.lecture_trainable`); it carries no
+    statistics. A compiled program of its own (``train_chunk.lower`` shows it), the generic
+    chunk inlined. Imported here, not at the top: the training chunk imports this module's
+    schedule and batch draws.
     """
-    steps = step0 + jnp.arange(n_steps)
-    ix = chunk_indices(key, steps, batch_size, x.shape[0])  # (n_steps, batch_size)
-    if batch_sharding is not None:  # split each step's batch over devices (see parallel.py)
-        ix = jax.lax.with_sharding_constraint(ix, batch_sharding)
-    lrs = learning_rate(schedule, steps).astype(params.W1.dtype)  # (n_steps,)
-    return jax.lax.scan(sgd_step, params, (x[ix], y[ix], lrs))
+    from jaxninja.models.lecture import lecture_trainable
+    from jaxninja.training.chunk import train_chunk as model_chunk
+
+    step = lecture_trainable().step
+    args = (key, step0, x, y, n_steps, batch_size, schedule, batch_sharding)
+    params, _, losses = model_chunk(step, params, None, *args)
+    return params, losses

@@ -1,6 +1,6 @@
 """Exercise 4: train the lecture's MLP with the manual backward, chunk by chunk.
 
-The hot loop is :func:`jaxninja.lecture.step.train_chunk` (many SGD steps per dispatch in a
+The hot loop is :func:`jaxninja.training.chunk.train_chunk` (many SGD steps per dispatch in a
 ``lax.scan``); this module drives it chunk by chunk, which gives natural step boundaries for the
 progress bar, the non-finite check, ``check_every``, checkpoints and Ctrl-C. From Python::
 

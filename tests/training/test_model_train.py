@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -18,7 +19,7 @@ from jaxninja.config import TrainConfig
 from jaxninja.data import load_dataset
 from jaxninja.errors import CheckpointError, ModelError, TrainingError
 from jaxninja.io.checkpoint import load_checkpoint
-from jaxninja.lecture.step import train_chunk as lecture_chunk
+from jaxninja.lecture.step import chunk_indices, learning_rate, sgd_step
 from jaxninja.models.lecture import lecture_trainable
 from jaxninja.models.trainable import file_trainable
 from jaxninja.training.chunk import train_chunk
@@ -58,12 +59,21 @@ def _train(words: Path, out: Path, model=TINY, **kw):
 
 
 def test_the_lecture_through_the_protocol_is_bit_identical_to_its_own_chunk():
-    """The generic scan with the lecture's Trainable runs exactly the lecture's program."""
+    """The generic scan with the lecture's Trainable runs exactly the lecture's program: a
+    ``lax.scan`` of the lecture's own ``sgd_step`` over the same batches and learning rates."""
     ds = load_dataset(None, 3)
     config = TrainConfig(n_embd=4, n_hidden=16, seed=3)
     state = start_state(config, ds.vocab.size)
-    x, y, key = ds.train.x, ds.train.y, state.batch_key
-    old, old_losses = lecture_chunk(state.params, key, np.int32(0), x, y, 300, 32, config.schedule)
+    x, y, key = jnp.asarray(ds.train.x), jnp.asarray(ds.train.y), state.batch_key
+
+    @jax.jit
+    def lecture_chunk(params):
+        steps = jnp.arange(300)
+        ix = chunk_indices(key, steps, 32, x.shape[0])
+        lrs = learning_rate(config.schedule, steps).astype(params.W1.dtype)
+        return jax.lax.scan(sgd_step, params, (x[ix], y[ix], lrs))
+
+    old, old_losses = lecture_chunk(state.params)
     step = lecture_trainable().step
     new, stats, losses = train_chunk(
         step, state.params, None, key, np.int32(0), x, y, 300, 32, config.schedule
