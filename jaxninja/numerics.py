@@ -93,3 +93,14 @@ def within(error: float, bound: float, exact: bool) -> bool:
     """Whether a row keeps its contract: bit-exact when ``bound`` is :data:`EXACT`, else
     ``error <= bound`` (a NaN error never does)."""
     return exact if bound == EXACT else bool(error <= bound)
+
+
+def non_finite(named) -> list[str]:
+    """``name (k of n)`` for each ``(name, array)`` holding NaN or inf: k of its n entries.
+    What a diverged run's refusals (resume, sample, evaluate) name."""
+    bad = []
+    for name, array in named:
+        finite = np.isfinite(np.asarray(array))
+        if not finite.all():
+            bad.append(f"{name} ({int(finite.size - finite.sum()):,} of {finite.size:,})")
+    return bad

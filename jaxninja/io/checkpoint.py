@@ -40,6 +40,7 @@ from jaxninja.io import runfolder, safe_npz
 from jaxninja.io.atomic import write_atomic
 from jaxninja.io.safe_npz import MAX_NPY_HEADER, NPY_PREFIX, first_line
 from jaxninja.lecture.model import BNStats, Params
+from jaxninja.numerics import non_finite
 
 FORMAT_VERSION = 3  # 2 added data_hash; 3 a model file's checkpoint; 1 and 2 are still read
 LECTURE_VERSION = 2  # what the lecture's checkpoints are written as (unchanged since 2)
@@ -551,13 +552,9 @@ def refuse_diverged(ckpt: Checkpoint | None, where: str | os.PathLike) -> None:
     arrays and how much of each is not finite."""
     if ckpt is None:
         return
-    bad = []
     lecture = not isinstance(ckpt.params, dict)  # a model file's are by name already
     named = zip(Params._fields, ckpt.params, strict=True) if lecture else ckpt.params.items()
-    for name, array in named:
-        finite = np.isfinite(np.asarray(array))
-        if not finite.all():
-            bad.append(f"{name} ({int(finite.size - finite.sum()):,} of {finite.size:,})")
+    bad = non_finite(named)
     if bad:
         raise CheckpointError(
             f"{where}: non-finite parameters: {', '.join(bad)}; the run diverged, so it cannot "

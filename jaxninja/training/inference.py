@@ -24,6 +24,7 @@ from jaxninja.gradcheck.taps import param_names
 from jaxninja.io.checkpoint import Checkpoint, checkpoint_file, load_checkpoint
 from jaxninja.lecture.model import BNStats, block_size_of
 from jaxninja.models.trainable import Trainable, trainable_of
+from jaxninja.numerics import non_finite
 from jaxninja.training import memory
 from jaxninja.training.evaluate import sample_names, split_losses
 from jaxninja.training.rundir import check_same_model, model_arrays
@@ -92,11 +93,7 @@ def _note(line: str) -> None:
 def _refuse_non_finite(where: str, what: str, names, arrays) -> None:
     """A diverged run's NaN or inf would sample empty names and evaluate to nan, exit 0:
     refused in one line instead, naming the arrays and how much of each is not finite."""
-    bad = []
-    for name, array in zip(names, arrays, strict=True):
-        finite = np.isfinite(np.asarray(array))
-        if not finite.all():
-            bad.append(f"{name} ({int(finite.size - finite.sum()):,} of {finite.size:,})")
+    bad = non_finite(zip(names, arrays, strict=True))
     if bad:
         raise CheckpointError(
             f"{where}: non-finite {what}: {', '.join(bad)}; the run diverged, so there is "
