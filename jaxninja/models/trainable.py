@@ -15,7 +15,6 @@ naming the function.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -29,7 +28,8 @@ import numpy as np
 from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.errors import ModelError
-from jaxninja.models.protocol import Model, frame_line, load_model, one_line
+from jaxninja.gradcheck.taps import param_names
+from jaxninja.models.protocol import Model, frame_line, load_model, one_line, split_spec
 
 Step = Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any, Any]]
 
@@ -63,17 +63,18 @@ class Trainable(NamedTuple):
         """Whether this model came from a file (its checkpoint records which)."""
         return bool(self.record)
 
+    @property
+    def recorded(self) -> dict[str, str] | None:
+        """What a checkpoint, ``summary.json`` and ``runs.json`` record of the model: the
+        file's record as a dict, or None for the lecture's."""
+        return dict(self.record) if self.record else None
+
 
 def model_record(model: Model) -> tuple[tuple[str, str], ...]:
     """What a checkpoint and runs.json record of a model file: the spec as given, the file's
     name and the SHA-256 of its source. Never code."""
-    name = Path(str(model.name).rpartition(":")[0] or model.name).name
+    name = split_spec(model.name)[0].name
     return (("model", model.name), ("file", name), ("sha256", model.source_sha256 or ""))
-
-
-def source_hash(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes (as :func:`model_record` records it)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def file_trainable(spec: str | Path | Model) -> Trainable:
@@ -128,7 +129,7 @@ def _picked(model: Model, grads: Any, params: Any) -> Any:
     if not isinstance(grads, Mapping):
         raise ModelError(f"{model.name}: backward() returned {type(grads).__name__}, not a dict "
                          "of gradients by name")  # fmt: skip
-    names = _param_names(params)
+    names = param_names(params)
     missing = [n for n in names if n not in grads]
     if missing:
         raise ModelError(
@@ -138,12 +139,6 @@ def _picked(model: Model, grads: Any, params: Any) -> Any:
     leaves, treedef = jax.tree.flatten(params)
     cast = [jnp.asarray(grads[n], p.dtype) for n, p in zip(names, leaves, strict=True)]
     return treedef.unflatten(cast)
-
-
-def _param_names(params: Any) -> list[str]:
-    from jaxninja.gradcheck.taps import param_names
-
-    return param_names(params)
 
 
 def _calibrated(calibrate: Callable, params: Any, stats: Any, x_train: Any) -> Any:
@@ -164,7 +159,7 @@ def _call(model: Model, what: str, fn: Callable, *args: Any) -> Any:
     except ModelError:
         raise
     except Exception as err:
-        where = frame_line(err, str(Path(model.name.rpartition(":")[0] or model.name).resolve()))
+        where = frame_line(err, str(split_spec(model.name)[0].resolve()))
         raise ModelError(
             f"{model.name}: {what}() raised {type(err).__name__}{where}: {one_line(err)}"
         ) from None
@@ -176,7 +171,7 @@ def _as_params(model: Model, params: Any, dtype: np.dtype) -> Any:
     leaves, treedef = jax.tree.flatten(params)
     if not leaves:
         raise ModelError(f"{model.name}: init() returned no arrays")
-    names = _param_names(params)
+    names = param_names(params)
     out = []
     for name, leaf in zip(names, leaves, strict=True):
         arr = np.asarray(leaf)
@@ -209,7 +204,7 @@ def _validate(model: Model, step: Step, params: Any, stats: Any, xb: Any, yb: An
 
 
 def _check_grads(model: Model, params: Any, grads: Any) -> None:
-    names = _param_names(params)
+    names = param_names(params)
     for name, p, g in zip(names, jax.tree.leaves(params), jax.tree.leaves(grads), strict=True):
         if np.shape(g) != np.shape(p):
             raise ModelError(
@@ -220,8 +215,12 @@ def _check_grads(model: Model, params: Any, grads: Any) -> None:
             raise ModelError(f"{model.name}: backward() gives a non-finite d{name} at step 0")
 
 
-def defaults_config(trainable: Trainable, given: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of a fresh run: the model's own defaults, then what was ``given``."""
+def defaults_config(trainable: Trainable, given: TrainConfig | Mapping[str, Any] | None) -> Any:
+    """The settings of a fresh run: the model's own defaults, then what was ``given`` (a
+    config or the fields to change); ``given`` itself for a model without defaults."""
+    if not trainable.defaults:
+        return given
+    given = given.fields() if isinstance(given, TrainConfig) else dict(given or {})
     known = set(TrainConfig.field_names())
     bad = sorted(set(dict(trainable.defaults)) - known)
     if bad:
@@ -255,7 +254,7 @@ def restore_tree(template: Any, flat: Mapping[str, Any], what: str, where: str) 
     from jaxninja.errors import CheckpointError
 
     leaves, treedef = jax.tree.flatten(template)
-    names = _param_names(template) if leaves else []
+    names = param_names(template) if leaves else []
     if sorted(names) != sorted(flat):
         missing, extra = sorted(set(names) - set(flat)), sorted(set(flat) - set(names))
         raise CheckpointError(

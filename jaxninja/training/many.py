@@ -146,7 +146,7 @@ def write_plan(job: Many) -> None:
     plan = {
         "version": PLAN_VERSION,
         "base": recorded_config(job.base, job.dataset),
-        "model": dict(job.model.record) if job.model.is_file else None,
+        "model": job.model.recorded,
         "seeds": job.seeds,
         "sweep": [[name, list(values)] for name, values in job.sweeps],
         "runs": [
@@ -181,9 +181,7 @@ def prepare_many(
     folder = Path(options.resume) if options.resume is not None else None
     plan = None
     if folder is None:
-        if model.defaults:
-            given = config.fields() if isinstance(config, TrainConfig) else dict(config or {})
-            config = defaults_config(model, given)
+        config = defaults_config(model, config)
         base = resolve_config(config, None)
         seeds = 1 if seeds is None else seeds
     else:
@@ -394,7 +392,7 @@ def _table(job: Many, per_run: list[dict[str, Any]], result: RunsResult) -> dict
             )
     return {
         "config": recorded_config(job.base, job.dataset),
-        "model": dict(job.model.record) if job.model.is_file else None,
+        "model": job.model.recorded,
         "seeds": job.seeds,
         "sweep": {name: list(values) for name, values in job.sweeps},
         "varying": list(varying(job.configs)),

@@ -230,7 +230,7 @@ def _run_fingerprint(run: Run) -> str:
     """What every process must share: the settings, the words, the starting step."""
     step = run.state.step if run.state else 0
     fields = {"config": run.config.to_dict(), "data": run.dataset.data_hash, "step": step}
-    fields["model"] = dict(run.model.record)
+    fields["model"] = run.model.recorded
     return json.dumps(fields | {"devices": run.mesh.size if run.mesh else 1}, sort_keys=True)
 
 
@@ -250,9 +250,8 @@ def _prepare(
     refuse_diverged(ckpt, path)
     if ckpt is not None:
         check_same_model(path, ckpt, model, options.allow_model_change, options.log)
-    if ckpt is None and model.defaults:
-        given = config.fields() if isinstance(config, TrainConfig) else dict(config or {})
-        config = defaults_config(model, given)
+    if ckpt is None:
+        config = defaults_config(model, config)
     run_config = resolve_config(config, ckpt.config if ckpt else None, str(path))
     if ckpt is not None and run_config.steps < ckpt.step:
         raise ConfigError(

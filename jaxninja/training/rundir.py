@@ -118,7 +118,7 @@ def save_run(
     process 0 writes (the others hold the same values)."""
     if not distributed.is_writer():
         return
-    record = dict(model.record) if model is not None and model.is_file else None
+    record = None if model is None else model.recorded
     ckpt = Checkpoint(
         to_numpy(state.params),
         None if stats is None or record is not None else to_numpy(stats),
@@ -256,7 +256,7 @@ def check_same_model(
             f"{path}: was trained with --model {recorded['model']} (file {recorded['file']}); "
             "pass --model with that file"
         )
-    sha = dict(model.record)["sha256"]
+    sha = model.recorded["sha256"]
     if sha == recorded["sha256"]:
         return
     text = (
@@ -367,7 +367,7 @@ def run_summary(
 ) -> dict[str, Any]:
     """One run's ``summary.json`` (``samples`` left empty for the caller to fill); a model
     file's run records which (its spec, file name and source hash)."""
-    record = dict(model.record) if model is not None and model.is_file else None
+    record = None if model is None else model.recorded
     return {
         "config": recorded_config(config, dataset),
         "model": record,
