@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Self
 
 from jaxninja import checks
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, Name
 
 DEFAULT_OUT = "out"
 """The run folder ``train`` writes when not told (``--out``), and so where ``sample`` and
@@ -26,38 +26,44 @@ DEFAULT_OUT = "out"
 
 
 class Flag(NamedTuple):
-    """A config field as the CLI spells it: its flag, argparse type, help and check."""
+    """A config field as the CLI spells it: its flag, argparse type, help and check (which names
+    the field by a :class:`Name`: its keyword from Python, its flag from the command line)."""
 
     flag: str
     type: Callable[[str], Any]
     help: str
-    check: Callable[[Any, str], Any]
+    check: Callable[[Any, checks.Label], Any]
 
 
-def _check_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def check(value: Any, flag: str) -> str:
+def name(field: str) -> Name:
+    """The config field ``field`` by both its spellings (keyword ``field=``, its flag)."""
+    return Name(field, FLAGS[field].flag)
+
+
+def _check_choice(choices: tuple[str, ...]) -> Callable[[Any, checks.Label], str]:
+    def check(value: Any, flag: checks.Label) -> str:
         if value not in choices:
-            raise ConfigError(f"unknown {flag} {value!r} (choose from {', '.join(choices)})")
+            raise ConfigError("unknown ", flag, f" {value!r} (choose from {', '.join(choices)})")
         return value
 
     return check
 
 
-def _check_against(value: Any, flag: str) -> tuple[str, ...]:
+def _check_against(value: Any, flag: checks.Label) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
-        raise ConfigError(f"{flag} must be a non-empty list of references, got {value!r}")
+        raise ConfigError(flag, f" must be a non-empty list of references, got {value!r}")
     return tuple(checks.check_against(name, flag) for name in value)
 
 
-def _check_bool(value: Any, flag: str) -> bool:
+def _check_bool(value: Any, flag: checks.Label) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{flag} must be true or false, got {value!r}")
+        raise ConfigError(flag, f" must be true or false, got {value!r}")
     return value
 
 
-def _check_data(value: Any, flag: str) -> str | None:
+def _check_data(value: Any, flag: checks.Label) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{flag} must be a path (text), got {value!r}")
+        raise ConfigError(flag, f" must be a path (text), got {value!r}")
     return value
 
 
@@ -122,11 +128,12 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Check every field (type and range); raise :class:`ConfigError` naming the first bad
-        one by its flag. Used by every entry point, checkpoints included."""
+        one (``field=`` from Python, its flag from the command line). Used by every entry point,
+        checkpoints included."""
         for field in dataclasses.fields(self):
             flag = FLAGS.get(field.name)
             if flag is not None:
-                flag.check(getattr(self, field.name), flag.flag)
+                flag.check(getattr(self, field.name), name(field.name))
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

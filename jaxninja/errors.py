@@ -2,13 +2,62 @@
 
 Library code raises a specific subclass with a message that names the file, line, character or
 value at fault. The CLI prints ``jaxninja: error: <message>`` and exits with ``exit_code``.
+
+A setting has two spellings: the keyword a Python caller wrote (``samples=``) and the flag of the
+command line (``--samples``). A check does not know which one its caller used, so it names the
+setting by its :class:`Name` (both spellings) and the error keeps it as a part of its message:
+``str(err)`` (what Python shows) spells the keyword, :meth:`JaxninjaError.render` with
+``cli=True`` (what the command line prints) the flag. Both are right by construction; nothing
+rewrites a finished message.
 """
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Name(NamedTuple):
+    """A setting as Python and the command line spell it: ``Name("samples", "--samples")``."""
+
+    keyword: str  # train(samples=...), run_training(config, out, resume=...), Config(lr=...)
+    flag: str  # --samples, --out, --resume, --lr
+
+    def spelled(self, cli: bool) -> str:
+        """``--flag`` for the command line; ``keyword=`` for Python (an expression that is not a
+        keyword, such as ``lr * lr_decay``, as it is)."""
+        if cli:
+            return self.flag
+        return f"{self.keyword}=" if self.keyword.isidentifier() else self.keyword
 
 
 class JaxninjaError(Exception):
-    """Base of every error jaxninja raises on purpose."""
+    """Base of every error jaxninja raises on purpose.
+
+    Made from ``parts``: text, :class:`Name` (a setting, spelled by whoever shows the error) and
+    other jaxninja errors (a cause quoted inside this one keeps its own names)."""
 
     exit_code = 1
+
+    def __init__(self, *parts: str | Name | JaxninjaError):
+        self.parts = parts
+        super().__init__(_joined(parts, cli=False))
+
+    def render(self, cli: bool = False) -> str:
+        """The message with every setting spelled as a flag (``cli``) or a keyword (``str``)."""
+        if not cli or not any(isinstance(p, Name | JaxninjaError) for p in self.parts):
+            return str(self)  # a plain message (or one a subclass rewrote): as it stands
+        return _joined(self.parts, cli)
+
+
+def _joined(parts: tuple, cli: bool) -> str:
+    def one(part) -> str:
+        if isinstance(part, Name):
+            return part.spelled(cli)
+        if isinstance(part, JaxninjaError):
+            return part.render(cli)
+        return str(part)
+
+    return "".join(one(p) for p in parts)
 
 
 class DataError(JaxninjaError):

@@ -1,11 +1,12 @@
 """What several test files share (tests only): the repository root, the small training settings,
-the one refusal check, the hang guard, the command in a fresh process, the lecture's random
-batches, checkpoint builders, torch's gradients, and one WRONG-ON-PURPOSE data-parallel step. Test
-files import from here, never from each other."""
+the one refusal check, a setting's two spellings, the hang guard, the command in a fresh process,
+the lecture's random batches, checkpoint builders, torch's gradients, and one WRONG-ON-PURPOSE
+data-parallel step. Test files import from here, never from each other."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -51,6 +52,17 @@ def refused(error: type[Exception], load, path, match: str, *, at_start: bool = 
 # ------------------------------------------------------------------------ a hang is a failure
 
 HANG_LIMIT_S = 10  # a read or open that would hang is cut off here; a refusal takes milliseconds
+
+
+def names_setting(err: Exception, pattern: str, keyword: str, flag: str) -> None:
+    """``err`` (a jaxninja error) reads ``pattern`` (a regex; ``{}`` where the setting goes) with
+    the setting spelled ``keyword=`` as Python shows it (``str``) and ``flag`` as the command line
+    prints it (``render(cli=True)``): one error, both spellings right."""
+    python, cli = str(err), err.render(cli=True)
+    spelled = f"{keyword}=" if keyword.isidentifier() else keyword  # "lr * lr_decay" as it is
+    assert re.search(pattern.replace("{}", re.escape(spelled)), python), python
+    assert re.search(pattern.replace("{}", re.escape(flag)), cli), cli
+    assert flag not in python, python  # the keyword only, never the flag, from Python
 
 
 def finishes(fn, *args, **kwargs):

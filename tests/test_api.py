@@ -15,11 +15,12 @@ import pytest
 import jaxninja
 from jaxninja._cli import main
 from jaxninja.config import CheckConfig, TrainConfig
+from jaxninja.config import name as config_name
 from jaxninja.data import DEFAULT_SOURCE
-from jaxninja.errors import CheckpointError, ConfigError
+from jaxninja.errors import CheckpointError, ConfigError, Name
 from jaxninja.io import checkpoint as ck
 from jaxninja.training.rundir import TIMING_FIELDS
-from tests.helpers import ROOT, SMALL, SMALL_FLAGS
+from tests.helpers import ROOT, SMALL, SMALL_FLAGS, names_setting
 
 DOCUMENTED = {  # README's "From Python" lists exactly these
     "load_dataset", "Dataset", "Vocab", "Params", "Intermediates", "BNStats", "init_params",
@@ -113,66 +114,74 @@ def test_train_in_memory_returns_parameters_losses_timings_and_split_losses(word
     assert set(result.split_losses) == {"train", "val", "test"} and result.bn_stats is not None
 
 
-BAD_FIELDS = [
-    ("n_embd", 0, "--n-embd"),
-    ("n_hidden", -3, "--n-hidden"),
-    ("block_size", 0, "--block-size"),
-    ("batch_size", 1, "--batch-size"),
-    ("seed", -1, "--seed"),
-    ("seed", 2**32, "--seed"),
-    ("dtype", "float16", "--dtype"),
-    ("n_hidden", "200", "--n-hidden"),  # text where a number belongs (a forged JSON file)
-    ("n_hidden", True, "--n-hidden"),
+BAD_FIELDS = [  # (field, value, the line: {} where the field is named)
+    ("n_embd", 0, "^{} must be an integer >= 1"),
+    ("n_hidden", -3, "^{} must be an integer >= 1"),
+    ("block_size", 0, "^{} must be an integer >= 1"),
+    ("batch_size", 1, "^{} must be an integer >= 2"),
+    ("seed", -1, r"^{} must be an integer in \[0"),
+    ("seed", 2**32, r"^{} must be an integer in \[0"),
+    ("dtype", "float16", "^unknown {} 'float16'"),
+    ("n_hidden", "200", "^{} must be an integer"),  # text where a number belongs (forged JSON)
+    ("n_hidden", True, "^{} must be an integer"),
 ]
 BAD_TRAIN = [
-    ("steps", -1, "--steps"),
-    ("steps", 1.5, "--steps"),
-    ("lr", -0.1, "--lr"),
-    ("lr", 0.0, "--lr"),
-    ("lr", "0.1", "--lr"),
-    ("lr", float("nan"), "--lr"),
-    ("lr", 1e-50, "underflows to 0 in float32"),
-    ("lr_decay", 1e-46, "--lr x --lr-decay"),  # 0.1 x 1e-46 underflows in float32
-    ("lr", 1e39, "--lr = 1e\\+39 overflows to inf in float32"),  # finite as a Python float
-    ("lr_decay", 1e40, "--lr x --lr-decay = 1e\\+39 overflows to inf in float32"),
-    ("lr_decay_step", -5, "--lr-decay-step"),
-    ("lr_decay", 0, "--lr-decay"),
+    ("steps", -1, "^{} must be an integer >= 0"),
+    ("steps", 1.5, "^{} must be an integer >= 0"),
+    ("lr", -0.1, "^{} must be a finite number > 0"),
+    ("lr", 0.0, "^{} must be a finite number > 0"),
+    ("lr", "0.1", "^{} must be a number"),
+    ("lr", float("nan"), "^{} must be a finite number > 0"),
+    ("lr", 1e-50, "^{} 1e-50 underflows to 0 in float32"),
+    ("lr_decay", 1e-46, "^{} = 1e-47 underflows to 0 in float32"),  # 0.1 x 1e-46 in float32
+    ("lr", 1e39, r"^{} 1e\+39 overflows to inf in float32"),  # finite as a Python float
+    ("lr_decay", 1e40, r"^{} = 1e\+39 overflows to inf in float32"),
+    ("lr_decay_step", -5, "^{} must be an integer >= 0"),
+    ("lr_decay", 0, "^{} must be a finite number > 0"),
 ]
 BAD_CHECK = [
-    ("against", ("jax", "tf"), "--against"),
-    ("against", "jax", "--against"),
-    ("jit", "yes", "--jit"),
-    ("torch_tanh", "other", "--torch-tanh"),
-    ("devices", 0, "--devices"),
-    ("data", 3, "--data"),
+    ("against", ("jax", "tf"), "^unknown {} 'tf'"),
+    ("against", "jax", "^{} must be a non-empty list"),
+    ("jit", "yes", "^{} must be true or false"),
+    ("torch_tanh", "other", "^unknown {} 'other'"),
+    ("devices", 0, "^{} must be an integer >= 1"),
+    ("data", 3, r"^{} must be a path \(text\)"),
 ]
+PRODUCT = Name("lr * lr_decay", "--lr x --lr-decay")  # the decayed rate: both fields at once
 
 
-@pytest.mark.parametrize("field, value, flag", BAD_FIELDS + BAD_TRAIN)
-def test_invalid_train_config_is_a_config_error(field, value, flag) -> None:
-    with pytest.raises(ConfigError, match=flag.replace("-", r"\-")):
+def _named(field: str, pattern: str) -> Name:
+    """The setting a BAD_* line names: its field, or the decayed rate for a ``{} =`` line."""
+    return PRODUCT if pattern.startswith("^{} =") else config_name(field)
+
+
+@pytest.mark.parametrize("field, value, pattern", BAD_FIELDS + BAD_TRAIN)
+def test_invalid_train_config_is_a_config_error(field, value, pattern) -> None:
+    """From Python the line names the keyword (``batch_size=``), from the CLI the flag."""
+    with pytest.raises(ConfigError) as info:
         TrainConfig(**{field: value})
+    names_setting(info.value, pattern, *_named(field, pattern))
 
 
-@pytest.mark.parametrize("field, value, flag", BAD_FIELDS + BAD_CHECK)
-def test_invalid_check_config_is_a_config_error(field, value, flag) -> None:
-    with pytest.raises(ConfigError, match=flag.replace("-", r"\-")):
+@pytest.mark.parametrize("field, value, pattern", BAD_FIELDS + BAD_CHECK)
+def test_invalid_check_config_is_a_config_error(field, value, pattern) -> None:
+    with pytest.raises(ConfigError) as info:
         CheckConfig(**{field: value})
+    names_setting(info.value, pattern, *_named(field, pattern))
 
 
 def test_configs_keep_their_own_defaults() -> None:
     assert (TrainConfig().n_hidden, TrainConfig().seed) == (200, 2147483647)  # Exercise 4
     assert (CheckConfig().n_hidden, CheckConfig().seed) == (64, 42)  # Exercise 1
-    with pytest.raises(ConfigError, match="--batch-size"):
+    with pytest.raises(ConfigError, match="^batch_size= must be"):
         TrainConfig().replace(batch_size=1)  # changes are validated too
 
 
 @pytest.mark.parametrize(
-    "key, value, flag",
-    [("lr", -0.1, "--lr"), ("lr", "fast", "--lr"), ("seed", -7, "--seed"),
-     ("steps", 2.5, "--steps"), ("lr_decay_step", None, "--lr-decay-step")],
+    "key, value",
+    [("lr", -0.1), ("lr", "fast"), ("seed", -7), ("steps", 2.5), ("lr_decay_step", None)],
 )  # fmt: skip
-def test_a_forged_checkpoint_config_is_refused(words_file, tmp_path, key, value, flag) -> None:
+def test_a_forged_checkpoint_config_is_refused(words_file, tmp_path, key, value) -> None:
     """The checksum is easy to recompute: a checkpoint's settings are validated like flags."""
     out = tmp_path / "run"
     jaxninja.run_training(
@@ -187,7 +196,7 @@ def test_a_forged_checkpoint_config_is_refused(words_file, tmp_path, key, value,
     else:
         config[key] = value
     ck.save_checkpoint(out / ck.CHECKPOINT_NAME, ckpt._replace(config=config))  # valid checksum
-    match = f"stored configuration is invalid: {flag}"
+    match = f"stored configuration is invalid: {key}= must be"  # Python: the field's keyword
     with pytest.raises(CheckpointError, match=match):  # every reader: resume, sample, evaluate
         jaxninja.run_training(None, tmp_path / "next", resume=out, progress=False, log=None)
     with pytest.raises(CheckpointError, match=match):

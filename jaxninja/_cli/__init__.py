@@ -90,7 +90,7 @@ def _main_status(argv: list[str] | None, interrupts: signals.Interrupts) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else argv, interrupts)
     except JaxninjaError as err:
-        return _fail(str(err), err.exit_code)
+        return _fail(err.render(cli=True), err.exit_code)  # settings named by their flags
     except BrokenPipeError:  # e.g. `jaxninja sample ... | head -1`: the reader left, fine
         _silence_stdout()
         return 0

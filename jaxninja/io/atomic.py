@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from jaxninja import checks
 from jaxninja.errors import CheckpointError, ConfigError
 
 WRITE_WATCHERS: list[Callable[[Path], None]] = []
@@ -145,7 +146,7 @@ def save_figure(fig: Any, path: str | os.PathLike | IO[bytes], **savefig: Any) -
         fig.savefig(path, format="png", **savefig)
 
 
-def prepare_out_dir(out: str | os.PathLike, flag: str = "--out") -> Path:
+def prepare_out_dir(out: str | os.PathLike, flag: checks.Label = checks.OUT) -> Path:
     """Check that ``out`` is (or can be made) a writable directory; create it if missing.
 
     Checked by writing and removing a probe file, which also works when running as root (where
@@ -153,13 +154,13 @@ def prepare_out_dir(out: str | os.PathLike, flag: str = "--out") -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{flag} {out}: is a file, not a directory")
+        raise ConfigError(flag, f" {out}: is a file, not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out, prefix=".jaxninja-probe."):
             pass
     except OSError as err:
         raise ConfigError(
-            f"{flag} {out}: not a writable directory ({err.strerror or err})"
+            flag, f" {out}: not a writable directory ({err.strerror or err})"
         ) from None
     return out

@@ -333,7 +333,9 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
         )
     try:
         TrainConfig.from_dict(config)
-    except (ConfigError, TypeError, ValueError, OverflowError) as err:
+    except ConfigError as err:  # its setting named as the caller spells settings
+        raise CheckpointError(f"{path}: the stored configuration is invalid: ", err) from None
+    except (TypeError, ValueError, OverflowError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: the stored configuration is invalid: {reason}") from None
 
@@ -558,7 +560,9 @@ def refuse_diverged(ckpt: Checkpoint | None, where: str | os.PathLike) -> None:
     if bad:
         raise CheckpointError(
             f"{where}: non-finite parameters: {', '.join(bad)}; the run diverged, so it cannot "
-            "be resumed (resume an earlier checkpoint, or train again with a smaller --lr)"
+            "be resumed (resume an earlier checkpoint, or train again with a smaller ",
+            checks.LR,
+            ")",
         )
 
 
@@ -589,6 +593,7 @@ def check_same_data(
         )
     raise CheckpointError(
         f"{path}: was trained on other data (hash {ckpt.data_hash[:12]}) than "
-        f"{dataset.source} (hash {dataset.data_hash[:12]}); pass --allow-other-data to "
-        f"resume anyway"
+        f"{dataset.source} (hash {dataset.data_hash[:12]}); pass ",
+        checks.ALLOW_OTHER_DATA,
+        " to resume anyway",
     )

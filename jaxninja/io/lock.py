@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from jaxninja import checks
 from jaxninja.errors import ConfigError
 
 try:
@@ -44,7 +45,7 @@ def _holder(fd: int) -> str:
     return f" (pid {text})" if text.isdigit() else ""
 
 
-def acquire(folder: str | os.PathLike, flag: str = "--out") -> Lock | None:
+def acquire(folder: str | os.PathLike, flag: checks.Label = checks.OUT) -> Lock | None:
     """Lock ``folder`` for this process (None: no locks on this system).
 
     A second writer is refused at once with a :class:`ConfigError` naming the folder and the
@@ -63,7 +64,7 @@ def acquire(folder: str | os.PathLike, flag: str = "--out") -> Lock | None:
             break
         os.close(fd)  # the holder removed it as we opened it: lock the folder's new file
     else:
-        raise ConfigError(f"{flag} {folder}: cannot lock it (its lock file keeps changing)")
+        raise ConfigError(flag, f" {folder}: cannot lock it (its lock file keeps changing)")
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
@@ -72,25 +73,27 @@ def acquire(folder: str | os.PathLike, flag: str = "--out") -> Lock | None:
     return Lock(fd, path)
 
 
-def _open_locked(path: Path, folder: str | os.PathLike, flag: str) -> int:
+def _open_locked(path: Path, folder: str | os.PathLike, flag: checks.Label) -> int:
     """Open ``path`` and take its lock, or refuse in one line."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as err:
-        raise ConfigError(f"{flag} {folder}: cannot lock it ({err.strerror or err})") from None
+        raise ConfigError(flag, f" {folder}: cannot lock it ({err.strerror or err})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
         raise ConfigError(
-            f"{flag} {folder}: another jaxninja process{holder} is writing a run there; "
-            f"wait for it to end or choose another {flag}"
+            flag,
+            f" {folder}: another jaxninja process{holder} is writing a run there; "
+            "wait for it to end or choose another ",
+            flag,
         ) from None
     except OSError as err:  # a file system without locks: refuse rather than risk two writers
         os.close(fd)
-        raise ConfigError(f"{flag} {folder}: cannot lock it ({err.strerror or err})") from None
+        raise ConfigError(flag, f" {folder}: cannot lock it ({err.strerror or err})") from None
     return fd
 
 
@@ -106,7 +109,7 @@ def release(held: Lock | None) -> None:
 
 
 @contextlib.contextmanager
-def locked(folder: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
+def locked(folder: str | os.PathLike, flag: checks.Label = checks.OUT) -> Iterator[None]:
     """Hold ``folder``'s lock for the ``with`` block (:func:`acquire`, then :func:`release`)."""
     held = acquire(folder, flag)
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from jaxninja import checks
-from jaxninja.errors import CheckpointError, ConfigError
+from jaxninja.errors import CheckpointError, ConfigError, Name
 from jaxninja.io import atomic, lock
 from jaxninja.io.files import NotRegularFile, open_regular
 
@@ -35,6 +35,7 @@ RUN_FILES = (CHECKPOINT_NAME, "losses.npy", "val_losses.npy", "summary.json", "l
 PLAN_NAME = "runs.json"  # a multi-run's plan (:mod:`jaxninja.training.plan`)
 RUN_DIR = re.compile(r"run-[0-9]{2,}")  # a multi-run's run folders: run-00, run-01, ...
 MAX_PLAN_BYTES = 64 * 2**20  # a plan of 65,536 runs is about 30 MB
+OVERWRITE = Name("overwrite", "--overwrite")
 SHOWN = 3  # names listed in a message before "... N in all"
 
 
@@ -158,8 +159,8 @@ def one_run(folder: str | os.PathLike, many: bool = False) -> Path:
     if contents.has_single and contents.has_many:
         raise CheckpointError(
             f"{folder}: holds two runs, {found}; a folder holds one run: train again into it "
-            "with --overwrite, or move one of them away"
-        )
+            "with ", OVERWRITE, ", or move one of them away",
+        )  # fmt: skip
     if many:
         if not many_complete(folder):
             raise CheckpointError(f"{folder}: holds {found}, not a whole --seeds/--sweep run")
@@ -179,28 +180,30 @@ def one_run(folder: str | os.PathLike, many: bool = False) -> Path:
 # ----------------------------------------------------------------------------------- writers
 
 
-def _refusal(folder: Path, contents: Contents, flag: str) -> str | None:
+def _refusal(folder: Path, contents: Contents, flag: checks.Label) -> ConfigError | None:
     """Why a fresh run may not write into ``folder`` without ``--overwrite`` (None: it may)."""
+    resume, overwrite = checks.RESUME, OVERWRITE
     if contents.has_single:
-        return (
-            f"{flag} {folder} already holds a run ({CHECKPOINT_NAME}); continue it with --resume "
-            f"{folder} or replace it with --overwrite"
-        )
+        return ConfigError(
+            flag, f" {folder} already holds a run ({CHECKPOINT_NAME}); continue it with ", resume,
+            f" {folder} or replace it with ", overwrite,
+        )  # fmt: skip
     if contents.has_many:
-        return (
-            f"{flag} {folder} already holds runs ({_runs_text(contents)}); continue them with "
-            f"--resume {folder} or replace them with --overwrite"
-        )
+        return ConfigError(
+            flag, f" {folder} already holds runs ({_runs_text(contents)}); continue them with ",
+            resume, f" {folder} or replace them with ", overwrite,
+        )  # fmt: skip
     if contents.single:
-        return (
-            f"{flag} {folder} holds {', '.join(contents.single)} of a run but no "
-            f"{CHECKPOINT_NAME}; replace them with --overwrite or choose another {flag}"
-        )
+        return ConfigError(
+            flag, f" {folder} holds {', '.join(contents.single)} of a run but no "
+            f"{CHECKPOINT_NAME}; replace them with ", overwrite, " or choose another ", flag,
+        )  # fmt: skip
     if contents.foreign:
-        return (
-            f"{flag} {folder} holds files jaxninja did not write ({_listed(contents.foreign)}); "
-            f"choose a new or empty {flag}, or --overwrite to write beside them (they are kept)"
-        )
+        return ConfigError(
+            flag, f" {folder} holds files jaxninja did not write ({_listed(contents.foreign)}); "
+            "choose a new or empty ", flag, ", or ", overwrite,
+            " to write beside them (they are kept)",
+        )  # fmt: skip
     return None
 
 
@@ -256,11 +259,11 @@ class Replacement:
             atomic.WRITE_WATCHERS.remove(self.watch)
 
 
-def given(out: str | os.PathLike, flag: str = "--out") -> Path:
+def given(out: str | os.PathLike, flag: Name = checks.OUT) -> Path:
     """``out`` as a path; an empty one is refused (``Path("")`` would be the current folder)."""
-    checks.check_path(out, flag.lstrip("-"))
+    checks.check_path(out, flag.keyword)
     if os.fspath(out) == "":
-        raise ConfigError(f"{flag} '': an empty path; name a folder (the default is out)")
+        raise ConfigError(flag, " '': an empty path; name a folder (the default is out)")
     return Path(out)
 
 
@@ -274,7 +277,7 @@ def claim(
     overwrite: bool,
     scope: contextlib.ExitStack,
     runs: Sequence[str] = (),
-    flag: str = "--out",
+    flag: checks.Label = checks.OUT,
 ) -> Path:
     """Make ``out`` this process's run folder for as long as ``scope`` is open, and return it.
 
@@ -295,7 +298,7 @@ def claim(
         one_run(out, many=bool(runs))  # resuming: exactly that one run
     elif not contents.empty:
         if not overwrite:
-            raise ConfigError(_refusal(out, contents, flag) or str(out))
+            raise _refusal(out, contents, flag) or ConfigError(str(out))
         replacement = Replacement(out, contents, runs)
         replacement.start()
         scope.callback(replacement.stop)

@@ -97,7 +97,9 @@ def _refuse_non_finite(where: str, what: str, names, arrays) -> None:
     if bad:
         raise CheckpointError(
             f"{where}: non-finite {what}: {', '.join(bad)}; the run diverged, so there is "
-            "nothing to sample or evaluate (resume an earlier checkpoint, or a smaller --lr)"
+            "nothing to sample or evaluate (resume an earlier checkpoint, or a smaller ",
+            checks.LR,
+            ")",
         )
 
 
@@ -130,7 +132,9 @@ def _same_words(where: str, ckpt: Checkpoint, dataset: Dataset) -> None:
         raise CheckpointError(
             f"{where}: was trained on other words (hash {ckpt.data_hash[:12]}) than "
             f"{dataset.source} holds now (hash {dataset.data_hash[:12]}); the file changed "
-            f"since. Pass --data {dataset.source} to evaluate on it anyway"
+            "since. Pass ",
+            checks.DATA,
+            f" {dataset.source} to evaluate on it anyway",
         )
 
 
@@ -143,14 +147,14 @@ def sample(
 ) -> list[str]:
     """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint) of
     the lecture's model, or of ``model`` (the file it was trained with)."""
-    checks.check_int("--num", num, 1)
+    checks.check_int(checks.NUM, num, 1)
     checks.check_seed(seed)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     leaves = jax.tree.leaves(ckpt.params)
     width = max(max(np.shape(a), default=1) for a in leaves)  # the widest layer, at most
     itemsize = leaves[0].dtype.itemsize
     needed = memory.BASELINE + memory.sampling_bytes(num, width, ckpt.vocab.size, itemsize)
-    memory.check_fits(needed, f"--num {num:,} names")
+    memory.check_fits(needed, (checks.NUM, f" {num:,} names"))
     with checks.dtype_scope(str(leaves[0].dtype)):  # a float64 run's: x64 for this call
         use = load_for_use(ckpt, None, model, allow_model_change, _where(checkpoint))
         c = use.ckpt

@@ -326,10 +326,10 @@ def check_loop_settings(
 ) -> None:
     """The loop's own settings, refused before any work when out of range (from Python they
     reach the loop without the command line's checks: ``check_every=-1`` trained unchecked)."""
-    checks.check_int("chunk_steps", chunk_steps, 1)
-    checks.check_steps(check_every, "--check-every")
-    checks.check_steps(checkpoint_every, "--checkpoint-every")
-    checks.check_steps(val_every, "--val-every")
+    checks.check_int(checks.CHUNK_STEPS, chunk_steps, 1)
+    checks.check_steps(check_every, checks.CHECK_EVERY)
+    checks.check_steps(checkpoint_every, checks.CHECKPOINT_EVERY)
+    checks.check_steps(val_every, checks.VAL_EVERY)
 
 
 class Chunked(NamedTuple):

@@ -121,7 +121,9 @@ def read_plan(folder: Path) -> dict[str, Any]:
     try:
         plan = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"--resume {folder}: no {PLAN_NAME} (not a multi-run folder)") from None
+        raise ConfigError(
+            checks.RESUME, f" {folder}: no {PLAN_NAME} (not a multi-run folder)"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable ({err})".splitlines()[0]) from None
     ok = isinstance(plan, dict) and plan.get("version") == PLAN_VERSION
@@ -190,10 +192,11 @@ def prepare_many(
         stored = _stored_sweeps(plan, folder / PLAN_NAME)
         if seeds is not None and seeds != plan["seeds"]:
             raise ConfigError(
-                f"--seeds {seeds} does not match {where} ({plan['seeds']}); drop it to resume"
+                checks.SEEDS,
+                f" {seeds} does not match {where} ({plan['seeds']}); drop it to resume",
             )
         if sweeps and sweeps != stored:
-            raise ConfigError(f"--sweep does not match {where}; drop it to resume")
+            raise ConfigError(checks.SWEEPS, f" does not match {where}; drop it to resume")
         base = resolve_config(config, plan["base"], where)
         seeds, sweeps = plan["seeds"], stored
     configs = plan_runs(base, seeds, sweeps)
@@ -237,14 +240,15 @@ def _resumed_states(
         try:
             ckpt = load_checkpoint(path, expect_vocab=dataset.vocab)
         except CheckpointError as err:
-            raise CheckpointError(f"{err} ({dataset.source})") from None
+            raise CheckpointError(err, f" ({dataset.source})") from None
         refuse_diverged(ckpt, path)
         stored = resolve_config({"steps": config.steps}, ckpt.config, str(path))
         if stored != config:
             raise ConfigError(f"{path}: its settings differ from {PLAN_NAME}'s run {i}")
         if config.steps < ckpt.step:
             raise ConfigError(
-                f"--steps {config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
+                checks.STEPS,
+                f" {config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})",
             )
         check_same_model(
             path, ckpt, model, options.allow_model_change, options.log if i == 0 else None
@@ -253,8 +257,9 @@ def _resumed_states(
     steps = sorted({s.step for s in states})
     if len(steps) > 1:
         raise ConfigError(
-            f"--resume {folder}: its runs stopped at different steps ({steps[0]:,} .. "
-            f"{steps[-1]:,}); runs of one program move together"
+            checks.RESUME,
+            f" {folder}: its runs stopped at different steps ({steps[0]:,} .. "
+            f"{steps[-1]:,}); runs of one program move together",
         )
     return states
 

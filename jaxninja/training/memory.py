@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxninja.config import TrainConfig
-from jaxninja.errors import ConfigError
+from jaxninja.errors import ConfigError, Name
 
 BASELINE = 512 * 2**20  # the Python process, jax's runtime and compiled programs
 CGROUP_FILES = (
@@ -106,11 +106,13 @@ def sampling_bytes(
     return batch + samples * MAX_NAME * 4
 
 
-def check_fits(needed: int, what: str, available: int | None = None) -> None:
-    """Refuse, in one line, work that needs more memory than the machine has."""
+def check_fits(needed: int, what: str | tuple[str | Name, ...], available: int | None = None):
+    """Refuse, in one line, work that needs more memory than the machine has; ``what`` names the
+    work (parts naming settings by :class:`Name`, spelled as the caller spelled them)."""
     available = available_bytes() if available is None else available
     if available is not None and needed > available:
         raise ConfigError(
-            f"{what} needs about {needed / 2**30:.1f} GiB of memory but this machine has "
-            f"{available / 2**30:.1f} GiB available; use smaller settings"
+            *((what,) if isinstance(what, str) else what),
+            f" needs about {needed / 2**30:.1f} GiB of memory but this machine has "
+            f"{available / 2**30:.1f} GiB available; use smaller settings",
         )

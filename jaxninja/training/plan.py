@@ -29,17 +29,17 @@ SPLITS = ("train", "val", "test")
 MAX_RUNS = 65_536  # far above any useful K; a typo like --seeds 10000000 is refused in one line
 
 
-def check_seeds(value: int, base_seed: int, flag: str = "--seeds") -> int:
+def check_seeds(value: int, base_seed: int, flag: checks.Label = checks.SEEDS) -> int:
     """``value`` seeds starting at ``base_seed``: K >= 1 and the last seed still valid."""
     checks.check_int(flag, value, 1, "at least one run")
     if value > MAX_RUNS:
-        raise ConfigError(f"{flag} must be at most {MAX_RUNS:,}, got {value:,}")
+        raise ConfigError(flag, f" must be at most {MAX_RUNS:,}, got {value:,}")
     last = base_seed + value - 1
     if last >= checks.SEED_LIMIT:
         raise ConfigError(
-            f"{flag} {value:,} from --seed {base_seed:,} reaches seed {last:,}, beyond 2**32 - 1; "
-            "use a smaller --seed"
-        )
+            flag, f" {value:,} from ", checks.SEED, f" {base_seed:,} reaches seed {last:,}, "
+            "beyond 2**32 - 1; use a smaller ", checks.SEED,
+        )  # fmt: skip
     return value
 
 
@@ -92,7 +92,9 @@ def plan_runs(
         for s in range(seeds):
             runs.append(base.replace(seed=base.seed + s, **changes))
     if len(runs) > MAX_RUNS:
-        raise ConfigError(f"--seeds x --sweep make {len(runs):,} runs, more than {MAX_RUNS:,}")
+        raise ConfigError(
+            checks.SEEDS, " x ", checks.SWEEPS, f" make {len(runs):,} runs, more than {MAX_RUNS:,}"
+        )
     return runs
 
 

@@ -111,13 +111,14 @@ class RunOptions(NamedTuple):
         return (options or cls())._replace(**keywords)
 
     def check(self) -> None:
-        """Refuse an option out of range (before any work), naming its flag."""
-        checks.check_steps(self.check_every, "--check-every")
-        checks.check_steps(self.checkpoint_every, "--checkpoint-every")
-        checks.check_steps(self.samples, "--samples")
+        """Refuse an option out of range (before any work), naming it (its keyword from Python,
+        its flag from the command line)."""
+        checks.check_steps(self.check_every, checks.CHECK_EVERY)
+        checks.check_steps(self.checkpoint_every, checks.CHECKPOINT_EVERY)
+        checks.check_steps(self.samples, checks.SAMPLES)
         if self.val_every is not None:
-            checks.check_steps(self.val_every, "--val-every")
-        checks.check_int("--max-data-bytes", self.max_data_bytes, 1)
+            checks.check_steps(self.val_every, checks.VAL_EVERY)
+        checks.check_int(checks.MAX_DATA_BYTES, self.max_data_bytes, 1)
 
 
 class RunResult(NamedTuple):
@@ -255,7 +256,8 @@ def _prepare(
     run_config = resolve_config(config, ckpt.config if ckpt else None, str(path))
     if ckpt is not None and run_config.steps < ckpt.step:
         raise ConfigError(
-            f"--steps {run_config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})"
+            checks.STEPS,
+            f" {run_config.steps:,} is below the checkpoint's step {ckpt.step:,} ({path})",
         )
     scope.enter_context(checks.dtype_scope(run_config.dtype))
     jax_device = checks.resolve_device(options.device)
@@ -275,13 +277,14 @@ def _prepare(
         try:
             ckpt = load_checkpoint(readable, expect_vocab=dataset.vocab)
         except CheckpointError as err:
-            raise CheckpointError(f"{err} ({dataset.source})") from None
+            raise CheckpointError(err, f" ({dataset.source})") from None
         note = check_same_data(readable, ckpt, dataset, single.allow_other_data)
         if note:
             say(options.log, f"note: {note}")
     samples = options.samples
     needed = memory.run_bytes(run_config, len(dataset.train.y), dataset.vocab.size, samples)
-    memory.check_fits(needed, f"this run ({run_config.steps:,} steps, --samples {samples:,})")
+    what = (f"this run ({run_config.steps:,} steps, ", checks.SAMPLES, f" {samples:,})")
+    memory.check_fits(needed, what)
     folder = (
         runfolder.given(out)
         if out is not None

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxninja import checks
-from jaxninja.config import FLAGS, RUN_FIELDS, TrainConfig
+from jaxninja.config import RUN_FIELDS, TrainConfig
+from jaxninja.config import name as config_name
 from jaxninja.data import RECORDED_DEFAULT, STDIN, STDIN_NAME, Builtin, Dataset
 from jaxninja.devices import distributed
 from jaxninja.errors import CheckpointError, ConfigError, JaxninjaError, ModelError, TrainingError
@@ -75,12 +76,13 @@ def resolve_config(
     try:
         stored = TrainConfig.from_dict(saved)
     except ConfigError as err:  # a checkpoint is input from a stranger: its settings too
-        raise ConfigError(f"{where}: stored configuration is invalid: {err}") from None
+        raise ConfigError(f"{where}: stored configuration is invalid: ", err) from None
     for field in RUN_FIELDS:
         if field in given and given[field] != getattr(stored, field):
             raise ConfigError(
-                f"{FLAGS[field].flag} {given[field]} does not match the checkpoint {where} "
-                f"({getattr(stored, field)}); drop the flag to resume"
+                config_name(field),
+                f" {given[field]} does not match the checkpoint {where} "
+                f"({getattr(stored, field)}); drop it to resume",
             )
     return stored.replace(steps=given.get("steps", stored.steps))
 
@@ -246,16 +248,18 @@ def check_same_model(
     :class:`ModelError` (exit 2: the flags name the wrong model)."""
     if ckpt.model is None and model.is_file:
         raise ModelError(
-            f"{path}: was trained with the lecture's model, not --model {model.name}; drop --model"
-        )
+            f"{path}: was trained with the lecture's model, not ", checks.MODEL,
+            f" {model.name}; drop ", checks.MODEL,
+        )  # fmt: skip
     if ckpt.model is None:
         return
     recorded = ckpt.model
     if not model.is_file:
         raise ModelError(
-            f"{path}: was trained with --model {recorded['model']} (file {recorded['file']}); "
-            "pass --model with that file"
-        )
+            f"{path}: was trained with ", checks.MODEL,
+            f" {recorded['model']} (file {recorded['file']}); pass ", checks.MODEL,
+            " with that file",
+        )  # fmt: skip
     sha = model.recorded["sha256"]
     if sha == recorded["sha256"]:
         return
@@ -264,7 +268,11 @@ def check_same_model(
         f"--model {model.name} has {sha[:12]}"
     )
     if not allow_change:
-        raise ModelError(f"{text}; pass --allow-model-change to use it anyway")
+        raise ModelError(
+            f"{path}: was trained with {recorded['file']} of SHA-256 "
+            f"{recorded['sha256'][:12]}, but ", checks.MODEL, f" {model.name} has {sha[:12]}; "
+            "pass ", checks.ALLOW_MODEL_CHANGE, " to use it anyway",
+        )  # fmt: skip
     say(log, f"note: {text} (--allow-model-change)")
 
 
@@ -339,9 +347,9 @@ def diverged(out: Path, step: int, what: str, values: Mapping[str, Any]) -> None
     if bad:
         raise TrainingError(
             f"the run diverged: non-finite {what} ({', '.join(bad[:8])}) at step {step:,}; "
-            f"nothing to evaluate or sample (a smaller --lr?); its checkpoint is in "
-            f"{out / CHECKPOINT_NAME}"
-        )
+            "nothing to evaluate or sample (a smaller ", checks.LR,
+            f"?); its checkpoint is in {out / CHECKPOINT_NAME}",
+        )  # fmt: skip
 
 
 def machine(device: jax.Device) -> dict[str, str]:

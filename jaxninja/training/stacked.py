@@ -32,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
-from jaxninja.errors import ConfigError, RunNonFinite
+from jaxninja.errors import ConfigError, JaxninjaError, Name, RunNonFinite
 from jaxninja.lecture.step import chunk_indices
 from jaxninja.models.trainable import Step, Trainable, trainable_of
 from jaxninja.training.chunk import scan_steps
@@ -49,6 +49,7 @@ from jaxninja.training.loop import (
 )
 
 RUNS_AXIS = "runs"
+GROUP = Name("group", "--group")  # runs vmapped together on one device
 SHARED_FIELDS = ("n_embd", "n_hidden", "block_size", "batch_size", "dtype", "steps")
 """What every run of one program shares (shapes, dtype, length); the rest may differ."""
 INT32_MAX = 2**31 - 1  # steps are int32 in the program: a later decay step never comes
@@ -108,7 +109,7 @@ def make_layout(
     if group is None:
         group = 1 if available[0].platform == "cpu" else per_device
     if not isinstance(group, int) or group < 1:
-        raise ConfigError(f"--group must be an integer >= 1, got {group!r}")
+        raise ConfigError(GROUP, f" must be an integer >= 1, got {group!r}")
     mesh = Mesh(np.array(available[:devices]), (RUNS_AXIS,))
     return Layout(mesh, min(group, per_device), padded)
 
@@ -297,4 +298,6 @@ def _check_runs(
         try:
             check_gradients(run_params, s.batch_key, step, x, y, batch_size, model, run_stats)
         except Exception as err:
+            if type(err).__init__ is JaxninjaError.__init__:  # its settings keep both spellings
+                raise type(err)(f"run {i}: ", err) from None
             raise type(err)(f"run {i}: {err}") from None

@@ -16,7 +16,15 @@ from jaxninja.io import checkpoint as ck
 from jaxninja.io.atomic import prepare_out_dir
 from jaxninja.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tests import helpers
-from tests.helpers import SIZES, VOCAB, assert_same, make_checkpoint, resealed, write_raw
+from tests.helpers import (
+    SIZES,
+    VOCAB,
+    assert_same,
+    make_checkpoint,
+    names_setting,
+    resealed,
+    write_raw,
+)
 
 refused = partial(helpers.refused, CheckpointError, load_checkpoint)
 
@@ -319,21 +327,24 @@ def test_out_dir_is_created(tmp_path: Path) -> None:
 
 def test_out_dir_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    with pytest.raises(ConfigError, match=r"--out .*f: is a file"):
+    with pytest.raises(ConfigError) as info:
         prepare_out_dir(tmp_path / "f")
+    names_setting(info.value, "^{} .*f: is a file", "out", "--out")
 
 
 def test_out_dir_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    with pytest.raises(ConfigError, match=r"--out .*f/sub: not a writable directory"):
+    with pytest.raises(ConfigError) as info:
         prepare_out_dir(tmp_path / "f" / "sub")
+    names_setting(info.value, "^{} .*f/sub: not a writable directory", "out", "--out")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, Linux only")
 def test_out_dir_not_writable() -> None:
     """/proc refuses new files even to root (chmod 000 would not stop root)."""
-    with pytest.raises(ConfigError, match="--out /proc: not a writable directory"):
+    with pytest.raises(ConfigError) as info:
         prepare_out_dir("/proc")
+    names_setting(info.value, "^{} /proc: not a writable directory", "out", "--out")
 
 
 @pytest.mark.skipif(

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from jaxninja._cli import main
-from jaxninja.errors import CheckpointError
+from jaxninja.config import name as config_name
+from jaxninja.errors import CheckpointError, Name
 from jaxninja.io import checkpoint as ck
 from tests.helpers import make_checkpoint
 
@@ -34,9 +35,17 @@ def forged(tmp_path: Path, change) -> Path:
     return path
 
 
-def refused_by_every_reader(capsys, path: Path, words: Path, tmp_path: Path, match: str) -> None:
-    with pytest.raises(CheckpointError, match=re.escape(match)):
+def refused_by_every_reader(
+    capsys, path: Path, words: Path, tmp_path: Path, match: str, setting: Name | None = None
+) -> None:
+    """Every reader refuses ``path`` in one line holding ``match``: from Python (its ``{}`` the
+    ``setting``'s keyword) and from the command line (its flag)."""
+    python, cli = match, match
+    if setting is not None:
+        python, cli = match.format(f"{setting.keyword}="), match.format(setting.flag)
+    with pytest.raises(CheckpointError, match=re.escape(python)):
         ck.load_checkpoint(path)
+    match = cli
     for template in READERS:
         fill = {"ckpt": str(path.parent), "words": str(words), "out": str(tmp_path / "out")}
         argv = [arg.format(**fill) for arg in template]
@@ -55,21 +64,26 @@ def test_a_configuration_without_a_size_is_refused(capsys, tmp_path, words_file,
 
 
 @pytest.mark.parametrize(
-    ("change", "match"),
+    ("change", "match", "field"),
     [
-        (lambda c: c["schedule"].__setitem__("lr", -0.1), "--lr must be a finite number > 0"),
-        (lambda c: c["schedule"].__setitem__("lr", 1e39), "--lr = 1e+39 overflows to inf"),
-        (lambda c: c.__setitem__("batch_size", 1), "--batch-size"),
-        (lambda c: c.__setitem__("schedule", [1]), "schedule must be a JSON object"),
+        (lambda c: c["schedule"].__setitem__("lr", -0.1), "{} must be a finite number > 0", "lr"),
+        (lambda c: c["schedule"].__setitem__("lr", 1e39), "{} 1e+39 overflows to inf", "lr"),
+        (lambda c: c.__setitem__("batch_size", 1), "{} must be an integer >= 2", "batch_size"),
+        (lambda c: c.__setitem__("schedule", [1]), "schedule must be a JSON object", None),
     ],
 )
-def test_an_invalid_configuration_is_refused(capsys, tmp_path, words_file, change, match) -> None:
+def test_an_invalid_configuration_is_refused(
+    capsys, tmp_path, words_file, change, match, field
+) -> None:
+    """The setting at fault: ``lr=`` from Python, ``--lr`` from the command line."""
+
     def edit(config: dict) -> None:
         config["schedule"] = dict(config["schedule"])
         change(config)
 
     path = forged(tmp_path, edit)
-    refused_by_every_reader(capsys, path, words_file, tmp_path, match)
+    setting = config_name(field) if field else None
+    refused_by_every_reader(capsys, path, words_file, tmp_path, match, setting)
 
 
 def test_the_valid_configuration_still_loads(tmp_path) -> None:

@@ -457,7 +457,8 @@ def test_check_same_data(tmp_path: Path, datasets) -> None:
         check_same_data(path, ckpt, b)
     message = str(info.value)
     assert message.startswith(f"{path}: was trained on other data (hash {a.data_hash[:12]})")
-    assert message.endswith("pass --allow-other-data to resume anyway") and "\n" not in message
+    assert message.endswith("pass allow_other_data= to resume anyway") and "\n" not in message
+    assert info.value.render(cli=True).endswith("pass --allow-other-data to resume anyway")
     note = check_same_data(path, ckpt, b, allow_other_data=True)
     assert note is not None and "other data" in note and b.source in note
 

@@ -27,7 +27,7 @@ from jaxninja.training.inference import evaluate, sample
 from jaxninja.training.loop import start_state
 from jaxninja.training.many import run_many
 from jaxninja.training.run import run_training
-from tests.helpers import ROOT
+from tests.helpers import ROOT, names_setting
 
 TINY = ROOT / "examples" / "models" / "tiny_mlp.py"
 STEPS = dict(steps=400, lr_decay_step=300)
@@ -168,9 +168,11 @@ def test_a_changed_model_file_or_the_wrong_model_is_refused_in_one_line(words, t
     _train(words, tmp_path / "run", config=STEPS | {"steps": 100}, samples=0)
     changed = tmp_path / "tiny_mlp.py"
     changed.write_text(TINY.read_text() + "# an edit\n")
-    with pytest.raises(ModelError, match="pass --allow-model-change"):
+    with pytest.raises(ModelError) as info:
         _train(words, tmp_path / "run", model=changed, config={"steps": 200},
                resume=tmp_path / "run")  # fmt: skip
+    names_setting(info.value, "; pass {} to use it anyway$", "allow_model_change",
+                  "--allow-model-change")  # fmt: skip
     allowed = _train(
         words, tmp_path / "run", model=changed, config={"steps": 200}, resume=tmp_path / "run",
         allow_model_change=True, samples=0,

@@ -35,7 +35,7 @@ from jaxninja.training.evaluate import (
 )
 from jaxninja.training.loop import check_gradients, next_boundary, start_state, train
 from jaxninja.training.plots import block_means
-from tests.helpers import SMALL, SMALL_FLAGS
+from tests.helpers import SMALL, SMALL_FLAGS, names_setting
 
 # One small model for every test: each new chunk length or schedule costs a compile, so the tests
 # share these settings (1,000-step runs = one chunk) and the jit caches that go with them.
@@ -258,10 +258,12 @@ def test_resume_refuses_a_changed_run_flag(words_file, tmp_path):
     run_cli(
         "train", f"--data {words_file} --out {out} --samples 0 --steps 1000".split() + SMALL_FLAGS
     )
-    with pytest.raises(ConfigError, match=r"--n-hidden 32 does not match the checkpoint"):
+    with pytest.raises(ConfigError) as info:
         run_cli("train", ["--resume", str(out), "--n-hidden", "32", "--steps", "2000"])
-    with pytest.raises(ConfigError, match=r"--steps 100 is below the checkpoint's step 1,000"):
+    names_setting(info.value, "^{} 32 does not match the checkpoint", "n_hidden", "--n-hidden")
+    with pytest.raises(ConfigError) as info:
         run_cli("train", ["--resume", str(out), "--steps", "100"])
+    names_setting(info.value, "^{} 100 is below the checkpoint's step 1,000", "steps", "--steps")
 
 
 def test_train_cli_non_finite_names_the_step_and_keeps_the_last_good_checkpoint(
