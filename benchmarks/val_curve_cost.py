@@ -1,6 +1,7 @@
 """What loss.png's validation curve costs a lecture run: paired runs with and without it.
 
     JAX_PLATFORMS=cpu python -m benchmarks.val_curve_cost --steps 200000 --pairs 3
+    JAX_PLATFORMS=cpu python -m benchmarks.val_curve_cost --steps 200000 --pairs 3 --seeds 2
 
 Each turn is ``jaxninja.run_training`` of the lecture's model (names.txt via $JAXNINJA_NAMES, or
 the default data set) for ``--steps`` steps into a fresh folder, once with the default curve (10
@@ -9,6 +10,8 @@ computes them) and once with ``val_every=0``; the two take turns, their order al
 pair, in one process (compiled programs shared, so neither pays compiling the other's). Prints
 each pair's wall times, the median ratio with/without and the load average. The curve's cost is
 per point, not per step: a shorter run than the lecture's 200,000 steps overstates its share.
+``--seeds K``: the same for ``jaxninja.run_many`` (``train --seeds K``), whose K runs each get
+their curve (K points at each of the 10 steps).
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import jaxninja
 from jaxninja.data import load_dataset
 
 
-def one(config, dataset, val_every: int | None) -> float:
-    """Seconds of one run_training (folder, training, finishing; no samples)."""
+def one(config, dataset, val_every: int | None, seeds: int = 0) -> float:
+    """Seconds of one run_training (folder, training, finishing; no samples), or of one
+    run_many of ``seeds`` seeds."""
+    quiet = {"data": dataset, "samples": 0, "progress": False, "log": None}
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
-        jaxninja.run_training(
-            config, f"{out}/run", data=dataset, samples=0, progress=False, log=None,
-            val_every=val_every,
-        )  # fmt: skip
+        if seeds:
+            jaxninja.run_many(config, f"{out}/runs", seeds=seeds, val_every=val_every, **quiet)
+        else:
+            jaxninja.run_training(config, f"{out}/run", val_every=val_every, **quiet)
         return time.perf_counter() - t
 
 
@@ -38,21 +43,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200_000)
     p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=0, help="K runs in one program (0: one run)")
     args = p.parse_args(argv)
     data = os.environ.get("JAXNINJA_NAMES")
     config = jaxninja.TrainConfig(steps=args.steps)
     load_dataset(data, config.block_size)  # read once before timing (the OS caches the file)
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    one(config, data, None)  # compile both programs' shapes once, outside the pairs
+    one(config, data, None, args.seeds)  # compile both programs' shapes once, outside the pairs
     ratios = []
     for i in range(args.pairs):
         order = (None, 0) if i % 2 == 0 else (0, None)
-        times = {v: one(config, data, v) for v in order}
+        times = {v: one(config, data, v, args.seeds) for v in order}
         ratios.append(times[None] / times[0])
         print(f"pair {i}: with curve {times[None]:.1f} s, without {times[0]:.1f} s, "
               f"ratio {ratios[-1]:.3f}")  # fmt: skip
+    what = f"{args.seeds} seeds x " if args.seeds else ""
     print(f"median ratio with/without: {statistics.median(ratios):.3f} over {args.pairs} pairs, "
-          f"{args.steps:,} steps; load average at end: {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"{what}{args.steps:,} steps; load average at end: {os.getloadavg()[0]:.1f}")  # fmt: skip
     return 0
 
 

@@ -48,7 +48,7 @@ from jaxninja.training.plan import (
     varying,
 )
 from jaxninja.training.progress import reporter
-from jaxninja.training.run import RunOptions
+from jaxninja.training.run import RunOptions, val_curve_of
 from jaxninja.training.rundir import (
     PLOT_NAME,
     SUMMARY_NAME,
@@ -317,6 +317,7 @@ def _train_many(job: Many, options: RunOptions) -> ManyResult:
             on_chunk=on_chunk,
             layout=job.layout,
             model=job.model,
+            **val_curve_of(job.model, job.dataset, job.base.steps, options.val_every),
         )
     except RunNonFinite as err:
         kept = kept_checkpoint(err.last_saved, start, job.folder(err.run), job.resumed(err.run))
@@ -460,4 +461,4 @@ def plot_many(job: Many, result: RunsResult) -> None:
     losses = np.stack([s.losses for s in result.states])
     labels = [job.folder(i).name for i in range(len(job.configs))]
     title = f"{len(labels)} runs, {count_params(result.states[0].params):,} parameters each"
-    plot_runs(losses, job.out / PLOT_NAME, labels, title)
+    plot_runs(losses, job.out / PLOT_NAME, labels, title, [s.val_curve for s in result.states])

@@ -69,9 +69,15 @@ def curves(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def plot_runs(
-    losses: np.ndarray, path: str | os.PathLike, labels: Sequence[str], title: str = ""
+    losses: np.ndarray,
+    path: str | os.PathLike,
+    labels: Sequence[str],
+    title: str = "",
+    val: Sequence[np.ndarray | None] | None = None,
 ) -> None:
-    """Save every run's log10 loss per block, the mean over runs and mean +- one sample std."""
+    """Save every run's log10 loss per block, the mean over runs and mean +- one sample std;
+    with ``val`` (each run's (points, 2): step, validation loss), each run's validation points
+    in its colour and their mean over runs at the steps every run has."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,18 +85,39 @@ def plot_runs(
 
     starts, means, block = curves(np.asarray(losses))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, run in zip(labels, means, strict=True):
-        ax.plot(starts, run, lw=0.7, alpha=0.45, label=label if len(labels) <= 8 else None)
+    val = list(val) if val is not None else [None] * len(labels)
+    for label, run, points in zip(labels, means, val, strict=True):
+        shown = label if len(labels) <= 8 else None
+        (line,) = ax.plot(starts, run, lw=0.7, alpha=0.45, label=shown)
+        if points is not None and len(points):
+            ax.plot(points[:, 0], np.log10(points[:, 1]), "o", ms=2.5, alpha=0.6,
+                    color=line.get_color())  # fmt: skip
+    shared = mean_val(val)
+    if shared is not None:
+        ax.plot(shared[:, 0], np.log10(shared[:, 1]), "o-", color="black", ms=4, lw=1,
+                label=f"validation, mean of {len(labels)} (whole split)")  # fmt: skip
     mean = means.mean(axis=0)
     ax.plot(starts, mean, color="black", lw=1.8, label=f"mean of {len(means)}")
     if len(means) > 1:
         std = means.std(axis=0, ddof=1)
         ax.fill_between(starts, mean - std, mean + std, color="black", alpha=0.15, label="± 1 std")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"log10 loss (mean of {block:,} steps)")
+    ax.set_ylabel(f"log10 loss (training: mean of {block:,} steps)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
+
+
+def mean_val(val: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """(steps, 2): the mean validation loss over runs at each step every run has a point for
+    (None: no such step, or no curves)."""
+    if not val or any(v is None or not len(v) for v in val):
+        return None
+    steps = sorted(set.intersection(*(set(v[:, 0].tolist()) for v in val)))
+    if not steps:
+        return None
+    rows = [[float(v[v[:, 0] == s, 1][-1]) for v in val] for s in steps]
+    return np.column_stack([steps, np.mean(rows, axis=1)])

@@ -414,14 +414,25 @@ def val_interval(steps: int) -> int:
 
 
 def val_curve(run: Run, every: int | None) -> dict[str, Any]:
-    """``train_loop``'s validation-curve arguments: the loss on the validation split, with the
-    model's evaluation statistics (the lecture: BatchNorm calibrated over the training split),
-    exactly as ``evaluate`` computes it at that step. One device in one process only (the
-    evaluation programs run on the parameters where they are); none for a model without
-    ``logits`` or with ``every`` 0."""
-    model, dataset = run.model, run.dataset
-    every = val_interval(run.config.steps) if every is None else every
-    if not every or model.logits is None or run.mesh is not None or distributed.is_multiprocess():
+    """``train_loop``'s validation-curve arguments (:func:`val_curve_of`) for ``run``. One
+    device in one process only (the evaluation programs run on the parameters where they are)."""
+    if run.mesh is not None or distributed.is_multiprocess():
+        return {}
+    return val_curve_of(run.model, run.dataset, run.config.steps, every)
+
+
+def val_curve_of(
+    model: Trainable, dataset: Dataset, steps: int, every: int | None
+) -> dict[str, Any]:
+    """The validation-curve arguments of a loop (``val_every``, ``val_loss``) training
+    ``model`` on ``dataset`` for ``steps``: the loss on the validation split, with the model's
+    evaluation statistics (the lecture: BatchNorm calibrated over the training split), exactly
+    as ``evaluate`` computes it at that step, every ``every`` steps (None:
+    :func:`val_interval`); none for a model without ``logits`` or with ``every`` 0. Shared by one
+    run (:func:`jaxninja.training.loop.train_loop`) and K runs
+    (:func:`jaxninja.training.stacked.train_runs`, each run's state in turn)."""
+    every = val_interval(steps) if every is None else every
+    if not every or model.logits is None:
         return {}
 
     def val_loss(state: TrainState) -> float:

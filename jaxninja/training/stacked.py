@@ -29,6 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxninja.background import Later
 from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.data import Dataset
@@ -222,15 +223,19 @@ def train_runs(
     on_chunk: Callable[[ChunkReport], None] | None = None,
     layout: Layout | None = None,
     model: Trainable | None = None,
+    val_every: int = 0,
+    val_loss: Callable[[TrainState], float] | None = None,
 ) -> RunsResult:
     """Train every run of ``configs`` (from ``states``, default fresh) to their shared
     ``steps``, in one program per chunk, with :func:`jaxninja.training.loop.train_loop`'s contract:
-    chunks end at multiples of ``chunk_steps``, ``check_every`` and ``checkpoint_every``;
-    ``save(states)`` at each checkpoint and when ``should_stop()`` turns true (asked after every
-    chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and step. ``model``:
-    the model every run trains (default: the lecture's)."""
+    chunks end at multiples of ``chunk_steps``, ``check_every``, ``checkpoint_every`` and
+    ``val_every``; ``save(states)`` at each checkpoint and when ``should_stop()`` turns true
+    (asked after every chunk); a non-finite loss raises :class:`RunNonFinite` naming the run and
+    step. ``model``: the model every run trains (default: the lecture's). ``val_loss(state)`` is
+    called for each run at every multiple of ``val_every`` and at the end, on a second thread
+    beside the next chunks; its values make each run's ``val_curve``, as one run's do."""
     model = trainable_of(model)
-    check_loop_settings(chunk_steps, check_every, checkpoint_every)
+    check_loop_settings(chunk_steps, check_every, checkpoint_every, val_every)
     check_compatible(configs)
     config = configs[0]
     dtype = float_dtype(config.dtype)
@@ -246,14 +251,16 @@ def train_runs(
     losses = np.full((k, config.steps), np.nan, dtype)  # train_loop's history is in the dtype too
     for i, s in enumerate(states):
         losses[i, :step] = s.losses[:step]
+    curves = RunCurves(states, val_loss)
     t_start = time.perf_counter()
 
     def current() -> list[TrainState]:
         host, host_stats = jax.device_get((params, stats))
+        measured = curves.measured()
         return [
             TrainState(
                 jax.tree.map(lambda a, i=i: a[i], host), step, s.batch_key, losses[i, :step].copy(),
-                jax.tree.map(lambda a, i=i: a[i], host_stats),
+                jax.tree.map(lambda a, i=i: a[i], host_stats), measured[i],
             )
             for i, s in enumerate(states)
         ]  # fmt: skip
@@ -280,10 +287,45 @@ def train_runs(
         _check_runs(params, stats, states, step, dataset, config.batch_size, model)
 
     hooks = LoopHooks(chunk_steps, check_every, checkpoint_every, save, should_stop, on_chunk)
-    clock = run_chunks(Chunked(chunk, keep, non_finite, check, current), step, config.steps, hooks)
+    hooks = hooks._replace(measure_every=val_every, measure=curves.measure if val_loss else None)
+    try:
+        clock = run_chunks(
+            Chunked(chunk, keep, non_finite, check, current), step, config.steps, hooks
+        )
+    finally:
+        curves.close()
     wall_s = time.perf_counter() - t_start
     interrupted = step < config.steps
     return RunsResult(current(), interrupted, clock.steps_per_s, clock.compile_s, wall_s, layout)
+
+
+class RunCurves:
+    """Each run's validation points: measured on one second thread (:class:`Later`), run after
+    run, while the next chunks train; a point that failed is a gap (NaN), never a lost run."""
+
+    def __init__(self, states: Sequence[TrainState], val_loss: Callable | None) -> None:
+        self.val_loss = val_loss
+        self.points = [
+            [] if s.val_curve is None else [tuple(p) for p in s.val_curve] for s in states
+        ]
+        self.later = Later("jaxninja-val") if val_loss else None
+
+    def measure(self, states: Sequence[TrainState]) -> None:
+        """Hand every run's point at this step to the second thread."""
+        for i, state in enumerate(states):
+            self.later.submit((i, state.step), partial(self.val_loss, state))
+
+    def measured(self) -> list[np.ndarray | None]:
+        """Every run's points so far (waited for; each well under 1 s), None without a curve."""
+        if self.later is None:
+            return [None] * len(self.points)
+        for (i, at), value in self.later.results():
+            self.points[i].append((at, np.nan if isinstance(value, Exception) else float(value)))
+        return [np.asarray(p, np.float64).reshape(-1, 2) for p in self.points]
+
+    def close(self) -> None:
+        if self.later is not None:
+            self.later.close()
 
 
 def _check_runs(

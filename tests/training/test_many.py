@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxninja
 from jaxninja._cli import COMMANDS, build_parser, main
 from jaxninja._cli.signals import Interrupts
 from jaxninja.config import TrainConfig
@@ -301,6 +302,31 @@ def test_cli_resume_of_a_multirun_folder_is_bit_identical(words_file, tmp_path, 
     with pytest.raises(ConfigError) as info:
         run_cli(["--resume", str(parts), "--n-hidden", "8"])
     helpers.names_setting(info.value, "^{} 8 does not match", "n_hidden", "--n-hidden")
+
+
+def test_each_run_has_the_validation_curve_evaluate_gives(words_file, tmp_path):
+    """--seeds/--sweep draw the validation curve too: each run's val_losses.npy holds the loss
+    evaluate gives at those steps (the first point: the run alone stopped there), carried
+    through a resume bit for bit; the folder's loss.png draws them (val_every=0: none)."""
+    quiet = {"data": words_file, "samples": 0, "progress": False, "log": None}
+    two = SMALL.replace(steps=200)
+    run_many(two, tmp_path / "m", seeds=2, val_every=100, **quiet)
+    for i, name in enumerate(("run-00", "run-01")):
+        curve = np.load(tmp_path / "m" / name / "val_losses.npy")
+        assert curve[:, 0].tolist() == [100, 200]
+        assert curve[1, 1] == jaxninja.evaluate(tmp_path / "m" / name).losses["val"]
+        half = jaxninja.run_training(
+            two.replace(steps=100, seed=two.seed + i), tmp_path / f"alone{i}", val_every=100,
+            **quiet,
+        )  # fmt: skip
+        assert curve[0, 1] == half.split_losses["val"]
+    run_many(two.replace(steps=100), tmp_path / "p", seeds=2, val_every=100, **quiet)
+    run_many({"steps": 200}, tmp_path / "p", resume=tmp_path / "p", val_every=100, **quiet)
+    for name in ("run-00", "run-01"):
+        resumed = (tmp_path / "p" / name / "val_losses.npy").read_bytes()
+        assert resumed == (tmp_path / "m" / name / "val_losses.npy").read_bytes()
+    run_many(two.replace(steps=100), tmp_path / "none", seeds=2, val_every=0, **quiet)
+    assert not (tmp_path / "none" / "run-00" / "val_losses.npy").exists()
 
 
 def test_a_multirun_folder_is_protected_like_a_run_folder(words_file, tmp_path, capsys):
