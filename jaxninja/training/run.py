@@ -414,11 +414,16 @@ def val_interval(steps: int) -> int:
 
 
 def val_curve(run: Run, every: int | None) -> dict[str, Any]:
-    """``train_loop``'s validation-curve arguments (:func:`val_curve_of`) for ``run``. One
-    device in one process only (the evaluation programs run on the parameters where they are)."""
-    if run.mesh is not None or distributed.is_multiprocess():
-        return {}
-    return val_curve_of(run.model, run.dataset, run.config.steps, every)
+    """``train_loop``'s validation-curve arguments (:func:`val_curve_of`) for ``run``. A run over
+    several devices or processes measures each point on a host copy of the (replicated)
+    parameters, on this process's default device, as its finishing and ``evaluate`` do: no
+    collective on the second thread, so the processes' training programs are never interleaved
+    with it (every process measures its own point; process 0 writes them)."""
+    args = val_curve_of(run.model, run.dataset, run.config.steps, every)
+    if args and (run.mesh is not None or distributed.is_multiprocess()):
+        on_device = args["val_loss"]
+        args["val_loss"] = lambda state: on_device(host_state(state))
+    return args
 
 
 def val_curve_of(

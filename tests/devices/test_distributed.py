@@ -270,6 +270,9 @@ def test_two_processes_train_as_one(one_process, tmp_path, devices):
     for p, q in zip(params, ref_params, strict=True):
         assert p.dtype == np.float64 and relative(p, q) <= RTOL
     assert (out / "summary.json").exists() and (out / "loss.png").exists()
+    curve = np.load(out / "val_losses.npy")  # the validation curve, as evaluate computes it
+    summary = json.loads((out / "summary.json").read_text())
+    assert curve[:, 0].tolist() == [500] and curve[-1, 1] == summary["losses"]["val"]
 
 
 # ----------------------------------------------------------------------------- gradients, shards
