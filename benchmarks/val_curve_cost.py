@@ -8,7 +8,9 @@ the default data set) for ``--steps`` steps into a fresh folder, once with the d
 points: BatchNorm calibrated over the training split and the validation loss, as ``evaluate``
 computes them) and once with ``val_every=0``; the two take turns, their order alternating pair by
 pair, in one process (compiled programs shared, so neither pays compiling the other's). Prints
-each pair's wall times, the median ratio with/without and the load average. The curve's cost is
+each pair's wall times and CPU times (every thread of the process, XLA's included: less moved by
+other jobs on the machine than the wall time is), the median ratios with/without and the load
+average. The curve's cost is
 per point, not per step: a shorter run than the lecture's 200,000 steps overstates its share.
 ``--seeds K``: the same for ``jaxninja.run_many`` (``train --seeds K``), whose K runs each get
 their curve (K points at each of the 10 steps).
@@ -26,17 +28,17 @@ import jaxninja
 from jaxninja.data import load_dataset
 
 
-def one(config, dataset, val_every: int | None, seeds: int = 0) -> float:
-    """Seconds of one run_training (folder, training, finishing; no samples), or of one
-    run_many of ``seeds`` seeds."""
+def one(config, dataset, val_every: int | None, seeds: int = 0) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run_training (folder, training, finishing; no samples), or of
+    one run_many of ``seeds`` seeds."""
     quiet = {"data": dataset, "samples": 0, "progress": False, "log": None}
     with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         if seeds:
             jaxninja.run_many(config, f"{out}/runs", seeds=seeds, val_every=val_every, **quiet)
         else:
             jaxninja.run_training(config, f"{out}/run", val_every=val_every, **quiet)
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,15 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     load_dataset(data, config.block_size)  # read once before timing (the OS caches the file)
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
     one(config, data, None, args.seeds)  # compile both programs' shapes once, outside the pairs
-    ratios = []
+    ratios, cpu_ratios = [], []
     for i in range(args.pairs):
         order = (None, 0) if i % 2 == 0 else (0, None)
         times = {v: one(config, data, v, args.seeds) for v in order}
-        ratios.append(times[None] / times[0])
-        print(f"pair {i}: with curve {times[None]:.1f} s, without {times[0]:.1f} s, "
-              f"ratio {ratios[-1]:.3f}")  # fmt: skip
+        ratios.append(times[None][0] / times[0][0])
+        cpu_ratios.append(times[None][1] / times[0][1])
+        print(f"pair {i}: with curve {times[None][0]:.1f} s (CPU {times[None][1]:.1f} s), "
+              f"without {times[0][0]:.1f} s (CPU {times[0][1]:.1f} s), ratio {ratios[-1]:.3f} "
+              f"(CPU {cpu_ratios[-1]:.3f})")  # fmt: skip
     what = f"{args.seeds} seeds x " if args.seeds else ""
-    print(f"median ratio with/without: {statistics.median(ratios):.3f} over {args.pairs} pairs, "
+    print(f"median ratio with/without: {statistics.median(ratios):.3f} (CPU time "
+          f"{statistics.median(cpu_ratios):.3f}) over {args.pairs} pairs, "
           f"{what}{args.steps:,} steps; load average at end: {os.getloadavg()[0]:.1f}")  # fmt: skip
     return 0
 

@@ -108,8 +108,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="the validation loss (calibrated as evaluate does) every N steps and at the end, "
         "drawn in loss.png and kept in val_losses.npy (default: 10 points, on multiples of "
-        "1,000 steps; 0: none). One run on one device in one process, and every run of "
-        "--seeds/--sweep (not --devices N > 1 or launch)",
+        "1,000 steps; 0: none). Every kind of run: one device or several, one process or "
+        "several, and each run of --seeds/--sweep",
     )
     p.add_argument(
         "--checkpoint-every",
