@@ -94,7 +94,7 @@ def plot_runs(
                     color=line.get_color())  # fmt: skip
     shared = mean_val(val)
     if shared is not None:
-        ax.plot(shared[:, 0], np.log10(shared[:, 1]), "o-", color="black", ms=4, lw=1,
+        ax.plot(shared[:, 0], np.log10(shared[:, 1]), "o--", color="crimson", ms=4, lw=1.2,
                 label=f"validation, mean of {len(labels)} (whole split)")  # fmt: skip
     mean = means.mean(axis=0)
     ax.plot(starts, mean, color="black", lw=1.8, label=f"mean of {len(means)}")

@@ -205,6 +205,19 @@ def test_a_non_finite_run_is_named_with_its_step(dataset):
 # ------------------------------------------------------------------ the plan and its statistics
 
 
+def test_the_mean_validation_curve_is_taken_where_every_run_has_a_point():
+    """loss.png's mean of the runs' validation points: only at steps every run measured (a run
+    resumed from a folder without a curve has fewer), none without curves."""
+    from jaxninja.training.plots import mean_val
+
+    a = np.array([[100, 2.0], [200, 1.0]])
+    b = np.array([[200, 3.0]])
+    assert mean_val([a, b]).tolist() == [[200, 2.0]]
+    assert mean_val([a, a]).tolist() == a.tolist()
+    assert mean_val([a, None]) is None and mean_val([a, np.zeros((0, 2))]) is None
+    assert mean_val([a, np.array([[300, 1.0]])]) is None
+
+
 def test_statistics_are_those_of_the_per_run_values():
     values = [2.11, 2.09, 2.125, 2.1]
     s = plan.statistics(values)
