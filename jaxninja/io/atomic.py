@@ -150,7 +150,8 @@ def prepare_out_dir(out: str | os.PathLike, flag: checks.Label = checks.OUT) -> 
     """Check that ``out`` is (or can be made) a writable directory; create it if missing.
 
     Checked by writing and removing a probe file, which also works when running as root (where
-    ``os.access`` says yes to everything). Raises :class:`ConfigError` naming the setting (``out=`` / ``--out``) and path.
+    ``os.access`` says yes to everything). Raises :class:`ConfigError` naming the setting
+    (``out=`` from Python, ``--out`` from the command line) and the path.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
