@@ -54,12 +54,13 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    """Print names drawn from a checkpoint."""
-    from jaxninja.training.inference import sample
+    """Print names drawn from a checkpoint, each batch as soon as it is drawn (``--num`` of
+    millions holds one batch, not every name)."""
+    from jaxninja.training.inference import sample_batches
 
     model = {"model": args.model, "allow_model_change": args.allow_model_change}
-    for name in sample(args.checkpoint, args.num, args.seed, **model):
-        print(name)
+    for batch in sample_batches(args.checkpoint, args.num, args.seed, **model):
+        print("\n".join(batch), flush=True)
     return 0
 
 

@@ -5,7 +5,7 @@ rows, never one activation array of a whole split, each chunk one compiled progr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -157,22 +157,36 @@ def sample_names(
     """``num`` names, as in the lecture: the context starts as ``...`` and characters are drawn
     from the softmax until ``.`` (or ``max_len`` characters, a guard for untrained models).
 
-    Names are drawn :data:`SAMPLE_BATCH` at a time (batch ``b`` with ``fold_in(key, b)``, the
-    first with ``key`` itself), so memory stays bounded and the first names do not depend on
-    ``num``. ``logits`` is the model's (default: the lecture's) and ``block_size`` its context
-    (default: read off the lecture's parameters).
+    Names are drawn :data:`SAMPLE_BATCH` at a time (:func:`name_batches`), so memory stays
+    bounded and the first names do not depend on ``num``. ``logits`` is the model's (default:
+    the lecture's) and ``block_size`` its context (default: read off the lecture's parameters).
     """
+    args = (params, stats, vocab, num, key, max_len, logits, block_size)
+    return [name for batch in name_batches(*args) for name in batch]
+
+
+def name_batches(
+    params: Any,
+    stats: Any,
+    vocab: Vocab,
+    num: int,
+    key: jax.Array,
+    max_len: int = 100,
+    logits: Logits | None = None,
+    block_size: int | None = None,
+) -> Iterator[list[str]]:
+    """:func:`sample_names`' names, one batch of at most :data:`SAMPLE_BATCH` after another
+    (batch ``b`` drawn with ``fold_in(key, b)``, the first with ``key`` itself), each drawn
+    only when asked for: ``sample --num`` prints as it draws, holding one batch."""
     logits = _logits_of(logits)
     if block_size is None:
         from jaxninja.lecture.model import block_size_of
 
         block_size = block_size_of(params)
-    names: list[str] = []
     for b, start in enumerate(range(0, num, SAMPLE_BATCH)):
         batch_key = key if b == 0 else jax.random.fold_in(key, b)
         count = min(SAMPLE_BATCH, num - start)
-        names += _sample_batch(params, stats, vocab, count, batch_key, max_len, logits, block_size)
-    return names
+        yield _sample_batch(params, stats, vocab, count, batch_key, max_len, logits, block_size)
 
 
 def _sample_batch(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,7 @@ from jaxninja.lecture.model import BNStats, block_size_of
 from jaxninja.models.trainable import Trainable, trainable_of
 from jaxninja.numerics import non_finite
 from jaxninja.training import memory
-from jaxninja.training.evaluate import sample_names, split_losses
+from jaxninja.training.evaluate import name_batches, split_losses
 from jaxninja.training.rundir import check_same_model, model_arrays
 
 CheckpointLike = str | os.PathLike | Checkpoint
@@ -147,6 +148,21 @@ def sample(
 ) -> list[str]:
     """``num`` names drawn from a checkpoint (a file, its folder, or a loaded Checkpoint) of
     the lecture's model, or of ``model`` (the file it was trained with)."""
+    batches = sample_batches(checkpoint, num, seed, model, allow_model_change)
+    return [name for batch in batches for name in batch]
+
+
+def sample_batches(
+    checkpoint: CheckpointLike,
+    num: int = 20,
+    seed: int = 0,
+    model: ModelLike = None,
+    allow_model_change: bool = False,
+) -> Iterator[list[str]]:
+    """:func:`sample`'s names, a batch at a time, each drawn when asked for (``jaxninja sample``
+    prints them as they come). The settings, the checkpoint and the memory are checked now; the
+    model is made ready at the first batch, under the checkpoint's dtype (float64: x64 on until
+    the last batch is taken or the iterator is dropped)."""
     checks.check_int(checks.NUM, num, 1)
     checks.check_seed(seed)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
@@ -155,10 +171,16 @@ def sample(
     itemsize = leaves[0].dtype.itemsize
     needed = memory.BASELINE + memory.sampling_bytes(num, width, ckpt.vocab.size, itemsize)
     memory.check_fits(needed, (checks.NUM, f" {num:,} names"))
-    with checks.dtype_scope(str(leaves[0].dtype)):  # a float64 run's: x64 for this call
-        use = load_for_use(ckpt, None, model, allow_model_change, _where(checkpoint))
+    return _draw(ckpt, _where(checkpoint), num, seed, model, allow_model_change)
+
+
+def _draw(
+    ckpt: Checkpoint, where: str, num: int, seed: int, model: ModelLike, allow_change: bool
+) -> Iterator[list[str]]:
+    with checks.dtype_scope(str(jax.tree.leaves(ckpt.params)[0].dtype)):  # float64: x64 here
+        use = load_for_use(ckpt, None, model, allow_change, where)
         c = use.ckpt
-        return sample_names(
+        yield from name_batches(
             c.params, c.bn_stats, c.vocab, num, jax.random.key(seed),
             logits=use.model.logits, block_size=use.block_size,
         )  # fmt: skip

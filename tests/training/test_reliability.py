@@ -188,6 +188,27 @@ def test_sampling_that_cannot_fit_is_refused_before_it_starts(words_file, tmp_pa
     assert len(jaxninja.sample(out, 3)) == 3
 
 
+def test_sample_draws_each_batch_only_when_asked_for(words_file, tmp_path, monkeypatch) -> None:
+    """`sample --num N` streams: the settings and the checkpoint are checked at once, then each
+    batch of names is drawn when the previous one was printed (one batch held, not N names);
+    the names are those `jaxninja.sample` returns."""
+    from jaxninja.training.inference import sample_batches
+
+    out = tmp_path / "run"
+    jaxninja.run_training(SMALL, out, data=words_file, samples=0, **QUIET)
+    with pytest.raises(ConfigError):
+        sample_batches(out, 0)  # refused before any iteration
+    drawn, real = [], evaluation._sample_batch
+    monkeypatch.setattr(evaluation, "_sample_batch", lambda *a: drawn.append(a[3]) or real(*a))
+    batches = sample_batches(out, evaluation.SAMPLE_BATCH + 3, seed=1)
+    assert drawn == []
+    first = next(batches)
+    assert len(first) == evaluation.SAMPLE_BATCH and drawn == [evaluation.SAMPLE_BATCH]
+    rest = list(batches)
+    assert drawn == [evaluation.SAMPLE_BATCH, 3] and [len(b) for b in rest] == [3]
+    assert first + rest[0] == jaxninja.sample(out, evaluation.SAMPLE_BATCH + 3, seed=1)
+
+
 def test_a_limit_on_the_process_own_cgroup_is_read(tmp_path) -> None:
     """cgroup v2: the limit files of this process's group and of each parent, below the root."""
     root = tmp_path / "cgroup"
