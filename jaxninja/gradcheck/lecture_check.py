@@ -24,6 +24,7 @@ from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
 from jaxninja.gradcheck import model_check
 from jaxninja.gradcheck.compare import Row, compare, compare_rows
+from jaxninja.gradcheck.conditioning import amplifications, widen_rows
 from jaxninja.gradcheck.explain import explain_rows, no_fd
 from jaxninja.gradcheck.model_check import (
     MODES,
@@ -177,7 +178,7 @@ def cross_check(
     :func:`jaxninja.gradcheck.model_check.cross_check_model`'s (a float32 row over its bound,
     ``fused`` and ``torch-manual`` rows too, is explained by a rerun in float64).
     ``jit``: "eager", "jit" or "both" (default: ``cfg.jit``); with both the table holds each
-    row once per mode, eager first (fd's rows only eagerly: the oracle is the same).
+    row once per mode, eager first (fd's rows for each, against one oracle measured once).
     ``fd_full``: fd checks every element (refused past
     :data:`jaxninja.gradcheck.finite_diff.FULL_MAX_FORWARDS` forwards).
     """
@@ -187,11 +188,10 @@ def cross_check(
         dataset = load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
     modes = parse_modes(cfg.jit if jit is None else jit)
     results: list[CheckResult] = []
+    fd_memo: dict = {}  # fd's oracle, measured once for every mode's backward
     for mode in modes:
         one = cfg.replace(jit=mode == "jit")
-        if results:
-            one = one.replace(against=no_fd(cfg.against) or cfg.against)
-        result = _one_mode(one, dataset, inputs, input_scale, explain, fd_full)
+        result = _one_mode(one, dataset, inputs, input_scale, explain, fd_full, fd_memo)
         results.append(result._replace(rows=tag_mode(result.rows, mode)))
     rows = [r for result in results for r in result.rows]
     return results[0]._replace(rows=rows, modes=modes)
@@ -204,10 +204,11 @@ def _one_mode(
     input_scale: float,
     explain: bool,
     fd_full: bool = False,
+    fd_memo: dict | None = None,
 ) -> CheckResult:
     """One mode's table (``cfg.jit``), float32 rows over their bound explained."""
     with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
-        result = _cross_check(cfg, dataset, inputs, input_scale, fd_full)
+        result = _cross_check(cfg, dataset, inputs, input_scale, fd_full, fd_memo)
     if not explain:
         return result
 
@@ -226,6 +227,7 @@ def _cross_check(
     inputs: tuple[Any, Any] | None,
     input_scale: float,
     fd_full: bool = False,
+    fd_memo: dict | None = None,
 ) -> CheckResult:
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
     result = cross_check_model(
@@ -239,6 +241,8 @@ def _cross_check(
         input_scale=input_scale,
         explain=False,
         fd_full=fd_full,
+        conditioner=amplifications,
+        fd_memo=fd_memo,
     )
     params, (xb, yb) = result.params, result.batch
     fwd = Intermediates(**result.acts, loss=jnp.asarray(result.loss, params.W1.dtype))
@@ -251,6 +255,7 @@ def _cross_check(
         rows += [r for r in result.rows if r.against == "torch"]
         autograd = {k: result.autograd[k] for k in ROWS}
         rows += torch_manual_rows(params, np.asarray(xb), np.asarray(yb), autograd, cfg.torch_tanh)
+    rows = widen_rows(rows, result.amplify, cfg.batch_size)
     rows += [r for r in result.rows if r.against == "fd"]
     return CheckResult(
         cfg,
