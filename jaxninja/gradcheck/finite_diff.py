@@ -380,12 +380,15 @@ def table_rows(
     full: bool = False,
     allowance: Allowance | None = None,
     memo: dict | None = None,
+    arrays: dict | None = None,
 ) -> list[Row]:
     """The check table's ``fd`` rows: each :class:`FdRow` in the table's units. ``eps_scale``
     and ``bound`` are the error and the measured bound at the row's worst element (or
     direction), in eps·scale of the manual gradient's dtype, so the row is ok exactly when
     that element is within its bound. A row zero by symmetry takes its scale from the row
-    ``scale_rows`` names, as the other references' rows do."""
+    ``scale_rows`` names, as the other references' rows do. ``arrays``, if given, receives each
+    row checked element by element as ``name: (mine, central differences)`` (``--plot``'s
+    maps)."""
     rows = fd_rows(
         forward,
         params,
@@ -408,5 +411,7 @@ def table_rows(
         )
         diagnosis = "; ".join(x for x in (r.note, diagnosis) if x)
         row = Row(r.name, r.shape, "fd", False, r.ok, r.error, r.error / unit, r.bound / unit)
+        if arrays is not None and r.mode == "full":
+            arrays[r.name] = (np.asarray(mine[r.name]), r.estimate)
         out.append(row._replace(diagnosis=diagnosis))
     return out

@@ -77,6 +77,7 @@ class ModelCheck(NamedTuple):
     autograd: dict[str, np.ndarray] | None  # torch's gradients, when torch was asked for
     modes: tuple[str, ...] = ()  # the modes whose rows the table holds (both: eager, jit)
     amplify: Amplify | None = None  # rows' measured amplification, with a conditioner
+    pairs: Pairs | None = None  # (mode, against, name) -> (mine, reference): --plot's maps
 
     @property
     def ok(self) -> bool:
@@ -325,7 +326,27 @@ def cross_check_model(
         one["fd_memo"] = fd_memo
         results.append(_one_mode(model, inputs, input_scale, explain, **one))
     rows = [r for result in results for r in result.rows]
-    return results[0]._replace(rows=rows, modes=modes)
+    pairs = {k: v for result in results for k, v in (result.pairs or {}).items()}
+    return results[0]._replace(rows=rows, modes=modes, pairs=pairs)
+
+
+Pairs = dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]
+"""Each compared row's arrays by ``(mode, against, name)``: what ``--plot`` maps."""
+
+
+def row_pairs(result: ModelCheck, mode: str) -> Pairs:
+    """The arrays of ``result``'s jax and torch rows (the manual gradient and its reference),
+    and of fd rows checked element by element (their central differences), keyed for
+    :data:`Pairs`."""
+    refs = {"jax": result.reference, "torch": result.autograd or {}}
+    out: Pairs = {}
+    for against, ref in refs.items():
+        for name, value in ref.items():
+            if name in result.manual:
+                out[mode, against, name] = (result.manual[name], value)
+    for name, pair in (result.pairs or {}).items():  # fd's, keyed by name while measured
+        out[mode, "fd", name[2]] = pair
+    return out
 
 
 def _one_mode(
@@ -366,7 +387,9 @@ def _one_mode(
             return [] if pinned else other.rows
 
         result = result._replace(rows=explain_rows(result.rows, result.dtype, rerun))
-    return result._replace(rows=tag_mode(result.rows, mode), modes=(mode,))
+    return result._replace(
+        rows=tag_mode(result.rows, mode), modes=(mode,), pairs=row_pairs(result, mode)
+    )
 
 
 def _cross_check_model(
@@ -435,10 +458,12 @@ def _cross_check_model(
             raise ModelError(f"{model.name}: torch_forward taps no {', '.join(missing)}")
         sym = bounds.torch_scale_rows
         rows += compare_rows(manual, autograd, "torch", bounds.torch, sym, **common)
+    fd_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "fd" in against:  # fd_rows come in the forward's order: put them in the backward's
         fd = fd_table_rows(
             model.forward, params, batch, manual, dict(model.scale_rows), full=fd_full,
             allowance=_fd_allowance(amplify, _batch_size(batch)), memo=fd_memo,
+            arrays=fd_arrays,
         )  # fmt: skip
         rank = {name: i for i, name in enumerate(manual)}
         rows += sorted(fd, key=lambda r: rank.get(r.name, len(rank)))
@@ -459,6 +484,7 @@ def _cross_check_model(
         reference=reference,
         autograd=autograd,
         amplify=amplify,
+        pairs={("", "fd", k): v for k, v in fd_arrays.items()},
     )
 
 
