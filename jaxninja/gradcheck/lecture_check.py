@@ -24,13 +24,16 @@ from jaxninja.data import Dataset, load_dataset
 from jaxninja.devices import parallel
 from jaxninja.gradcheck import model_check
 from jaxninja.gradcheck.compare import Row, compare, compare_rows
+from jaxninja.gradcheck.conditioning import amplifications, widen_rows
 from jaxninja.gradcheck.explain import explain_rows, no_fd
 from jaxninja.gradcheck.model_check import (
     MODES,
     Bounds,
+    Pairs,
     cross_check_model,
     jit_mode,
     parse_modes,
+    row_pairs,
     summary_lines,
     table_lines,
     tag_mode,
@@ -64,6 +67,7 @@ class CheckResult(NamedTuple):
     manual: dict[str, np.ndarray] | None = None  # the first mode's arrays, for --plot's maps
     reference: dict[str, np.ndarray] | None = None
     autograd: dict[str, np.ndarray] | None = None
+    pairs: Pairs | None = None  # (mode, against, name) -> (mine, reference): --plot's maps
 
     @property
     def ok(self) -> bool:
@@ -86,25 +90,36 @@ class CheckResult(NamedTuple):
 
 
 def torch_manual_rows(
-    params: Params, xb: np.ndarray, yb: np.ndarray, autograd: dict[str, np.ndarray], tanh: str
+    params: Params,
+    xb: np.ndarray,
+    yb: np.ndarray,
+    autograd: dict[str, np.ndarray],
+    tanh: str,
+    pairs: dict | None = None,
 ) -> list[Row]:
-    """torch's manual backward (the notebook's, in torch) vs torch autograd: bit-exact."""
+    """torch's manual backward (the notebook's, in torch) vs torch autograd: bit-exact.
+    ``pairs``, if given, receives each row's ``name: (torch manual, autograd)``."""
     import torch_ref
 
     tp = torch_ref.to_torch(params._asdict())
     fwd = torch_ref.forward(tp, xb, yb)
     torch_manual = {k: v.numpy() for k, v in torch_ref.manual_backward(tp, fwd, tanh).items()}
+    if pairs is not None:
+        pairs.update({k: (torch_manual[k], v) for k, v in autograd.items() if k in torch_manual})
     return compare_rows(torch_manual, autograd, "torch-manual")
 
 
-def fused_rows(params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarray]) -> list[Row]:
-    """Exercises 2 and 3: the derived kernels and the fused forwards vs the chunked values."""
+def fused_rows(
+    params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarray], pairs: dict | None = None
+) -> list[Row]:
+    """Exercises 2 and 3: the derived kernels and the fused forwards vs the chunked values.
+    ``pairs``, if given, receives each row's ``name: (fused, chunked)``."""
     dlogits = generated.cross_entropy_backward(fwd.logits, yb)
     dhpreact = jnp.asarray(reference["hpreact"])
     dhprebn, _, _ = generated.batchnorm_backward(dhpreact, fwd.bnraw, fwd.bnvar_inv, params.bngain)
     loss = cross_entropy(fwd.logits, yb)
     hpreact = batchnorm_fused(fwd.hprebn, params.bngain, params.bnbias)
-    pairs = [
+    compared = [
         ("logits", dlogits, reference["logits"]),
         ("hprebn", dhprebn, reference["hprebn"]),
         ("loss (fwd)", loss, fwd.loss),
@@ -115,7 +130,9 @@ def fused_rows(params: Params, fwd, yb: jax.Array, reference: dict[str, np.ndarr
         terms = np.asarray(params.bngain * fwd.bnvar_inv * dhpreact)
         scales["hprebn"] = numerics.row_scale(terms)
     rows = []
-    for name, value, ref in pairs:
+    for name, value, ref in compared:
+        if pairs is not None:
+            pairs[name] = (np.asarray(value), np.asarray(ref))
         scale = scales.get(name)
         row = compare(
             name, np.asarray(value), np.asarray(ref), "fused", scale=scale, bound=numerics.FUSED
@@ -177,7 +194,7 @@ def cross_check(
     :func:`jaxninja.gradcheck.model_check.cross_check_model`'s (a float32 row over its bound,
     ``fused`` and ``torch-manual`` rows too, is explained by a rerun in float64).
     ``jit``: "eager", "jit" or "both" (default: ``cfg.jit``); with both the table holds each
-    row once per mode, eager first (fd's rows only eagerly: the oracle is the same).
+    row once per mode, eager first (fd's rows for each, against one oracle measured once).
     ``fd_full``: fd checks every element (refused past
     :data:`jaxninja.gradcheck.finite_diff.FULL_MAX_FORWARDS` forwards).
     """
@@ -187,14 +204,14 @@ def cross_check(
         dataset = load_dataset(cfg.data, cfg.block_size, cfg.max_data_bytes)
     modes = parse_modes(cfg.jit if jit is None else jit)
     results: list[CheckResult] = []
+    fd_memo: dict = {}  # fd's oracle, measured once for every mode's backward
     for mode in modes:
         one = cfg.replace(jit=mode == "jit")
-        if results:
-            one = one.replace(against=no_fd(cfg.against) or cfg.against)
-        result = _one_mode(one, dataset, inputs, input_scale, explain, fd_full)
+        result = _one_mode(one, dataset, inputs, input_scale, explain, fd_full, fd_memo)
         results.append(result._replace(rows=tag_mode(result.rows, mode)))
     rows = [r for result in results for r in result.rows]
-    return results[0]._replace(rows=rows, modes=modes)
+    pairs = {k: v for result in results for k, v in (result.pairs or {}).items()}
+    return results[0]._replace(rows=rows, modes=modes, pairs=pairs)
 
 
 def _one_mode(
@@ -204,10 +221,11 @@ def _one_mode(
     input_scale: float,
     explain: bool,
     fd_full: bool = False,
+    fd_memo: dict | None = None,
 ) -> CheckResult:
     """One mode's table (``cfg.jit``), float32 rows over their bound explained."""
     with dtype_scope(cfg.dtype):  # float64: x64 on for this call only
-        result = _cross_check(cfg, dataset, inputs, input_scale, fd_full)
+        result = _cross_check(cfg, dataset, inputs, input_scale, fd_full, fd_memo)
     if not explain:
         return result
 
@@ -226,6 +244,7 @@ def _cross_check(
     inputs: tuple[Any, Any] | None,
     input_scale: float,
     fd_full: bool = False,
+    fd_memo: dict | None = None,
 ) -> CheckResult:
     mesh = parallel.make_mesh(cfg.devices) if cfg.devices != 1 else None
     result = cross_check_model(
@@ -239,18 +258,26 @@ def _cross_check(
         input_scale=input_scale,
         explain=False,
         fd_full=fd_full,
+        conditioner=amplifications,
+        fd_memo=fd_memo,
     )
     params, (xb, yb) = result.params, result.batch
     fwd = Intermediates(**result.acts, loss=jnp.asarray(result.loss, params.W1.dtype))
+    mode = MODES[cfg.jit]
     rows = [r for r in result.rows if r.against == "jax"]
+    fused: dict = {}
+    torch_manual: dict = {}
     if "jax" in cfg.against:
-        rows += fused_rows(params, fwd, yb, result.reference)
+        rows += fused_rows(params, fwd, yb, result.reference, fused)
     if mesh is not None:
         rows += parallel.sharded_rows(mesh, params, xb, yb)
     if "torch" in cfg.against:
         rows += [r for r in result.rows if r.against == "torch"]
         autograd = {k: result.autograd[k] for k in ROWS}
-        rows += torch_manual_rows(params, np.asarray(xb), np.asarray(yb), autograd, cfg.torch_tanh)
+        rows += torch_manual_rows(
+            params, np.asarray(xb), np.asarray(yb), autograd, cfg.torch_tanh, torch_manual
+        )
+    rows = widen_rows(rows, result.amplify, cfg.batch_size)
     rows += [r for r in result.rows if r.against == "fd"]
     return CheckResult(
         cfg,
@@ -264,7 +291,17 @@ def _cross_check(
         manual=result.manual,
         reference=result.reference,
         autograd=result.autograd,
+        pairs=_pairs(result, mode, fused, torch_manual),
     )
+
+
+def _pairs(result, mode: str, fused: dict, torch_manual: dict) -> Pairs:
+    """Every row's arrays for ``--plot``'s maps: the model table's, the fused and the torch
+    manual rows'."""
+    pairs = row_pairs(result, mode)
+    pairs.update({(mode, "fused", k): v for k, v in fused.items()})
+    pairs.update({(mode, "torch-manual", k): v for k, v in torch_manual.items()})
+    return pairs
 
 
 def format_table(result: CheckResult) -> str:

@@ -23,7 +23,9 @@ from jaxninja import numerics
 from jaxninja.background import importing, in_background
 from jaxninja.checks import check_against, default_references, dtype_scope
 from jaxninja.errors import ConfigError, JaxninjaError, ModelError, TapError
+from jaxninja.gradcheck import conditioning
 from jaxninja.gradcheck.compare import Row, compare_rows
+from jaxninja.gradcheck.conditioning import Amplify
 from jaxninja.gradcheck.explain import explain_rows, no_fd, scale_inputs
 from jaxninja.gradcheck.finite_diff import check_full_cost, full_cost
 from jaxninja.gradcheck.finite_diff import table_rows as fd_table_rows
@@ -74,6 +76,8 @@ class ModelCheck(NamedTuple):
     reference: dict[str, np.ndarray]
     autograd: dict[str, np.ndarray] | None  # torch's gradients, when torch was asked for
     modes: tuple[str, ...] = ()  # the modes whose rows the table holds (both: eager, jit)
+    amplify: Amplify | None = None  # rows' measured amplification, with a conditioner
+    pairs: Pairs | None = None  # (mode, against, name) -> (mine, reference): --plot's maps
 
     @property
     def ok(self) -> bool:
@@ -289,6 +293,8 @@ def cross_check_model(
     input_scale: float = 1.0,
     explain: bool = True,
     fd_full: bool = False,
+    conditioner: Conditioner | None = None,
+    fd_memo: dict | None = None,
 ) -> ModelCheck:
     """The check table of ``model`` (a :class:`Model` or a model file's path).
 
@@ -297,25 +303,50 @@ def cross_check_model(
     and the batch are cast to ``dtype``; ``jit`` compiles the taps' pass and the backward
     (``"eager"``, ``"jit"``, or ``"both"``: the table holds each row once per mode, eager first;
     a bool says jit or eager); ``against``: "jax", "torch", "fd" (default:
-    :func:`jaxninja.checks.default_references`; with both modes, fd's rows are the eager
-    backward's: the oracle is the same and costs most). Rows come in the backward's order.
+    :func:`jaxninja.checks.default_references`; with both modes each backward gets fd rows,
+    against one oracle measured once, ``fd_memo``). Rows come in the backward's order.
 
     ``inputs``: ``(params, batch)`` to check at instead of ``init``'s and ``batch``'s (cast to
     ``dtype``), their floating values multiplied by ``input_scale``
     (:func:`jaxninja.gradcheck.explain.scale_inputs`). ``explain``: a float32 row over its bound
     is recomputed in float64 at the same inputs and its diagnosis says why
-    (:mod:`jaxninja.gradcheck.explain`).
+    (:mod:`jaxninja.gradcheck.explain`). ``conditioner``: measures rows' amplification of
+    rounding (:func:`jaxninja.gradcheck.conditioning.amplifications`, the lecture's); an ``fd``
+    row over its bound is then held to the widened allowance its amplification gives, and
+    :attr:`ModelCheck.amplify` asks it for the other references' rows.
     """
     model = load_model(model) if isinstance(model, str | Path) else model
     modes = parse_modes(jit)
     results: list[ModelCheck] = []
+    fd_memo = {} if fd_memo is None else fd_memo  # fd's oracle, measured once for every mode
     for mode in modes:
-        refs = against if not results else no_fd(results[0].against) or results[0].against
-        one = dict(seed=seed, dtype=dtype, jit=mode == "jit", against=refs, bounds=bounds)
+        one = dict(seed=seed, dtype=dtype, jit=mode == "jit", against=against, bounds=bounds)
         one["fd_full"] = fd_full
+        one["conditioner"] = conditioner
+        one["fd_memo"] = fd_memo
         results.append(_one_mode(model, inputs, input_scale, explain, **one))
     rows = [r for result in results for r in result.rows]
-    return results[0]._replace(rows=rows, modes=modes)
+    pairs = {k: v for result in results for k, v in (result.pairs or {}).items()}
+    return results[0]._replace(rows=rows, modes=modes, pairs=pairs)
+
+
+Pairs = dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]]
+"""Each compared row's arrays by ``(mode, against, name)``: what ``--plot`` maps."""
+
+
+def row_pairs(result: ModelCheck, mode: str) -> Pairs:
+    """The arrays of ``result``'s jax and torch rows (the manual gradient and its reference),
+    and of fd rows checked element by element (their central differences), keyed for
+    :data:`Pairs`."""
+    refs = {"jax": result.reference, "torch": result.autograd or {}}
+    out: Pairs = {}
+    for against, ref in refs.items():
+        for name, value in ref.items():
+            if name in result.manual:
+                out[mode, against, name] = (result.manual[name], value)
+    for name, pair in (result.pairs or {}).items():  # fd's, keyed by name while measured
+        out[mode, "fd", name[2]] = pair
+    return out
 
 
 def _one_mode(
@@ -338,6 +369,8 @@ def _one_mode(
             inputs,
             input_scale,
             one.get("fd_full", False),
+            one.get("conditioner"),
+            one.get("fd_memo"),
         )
     mode = MODES[result.jit]
     if explain:
@@ -354,7 +387,9 @@ def _one_mode(
             return [] if pinned else other.rows
 
         result = result._replace(rows=explain_rows(result.rows, result.dtype, rerun))
-    return result._replace(rows=tag_mode(result.rows, mode), modes=(mode,))
+    return result._replace(
+        rows=tag_mode(result.rows, mode), modes=(mode,), pairs=row_pairs(result, mode)
+    )
 
 
 def _cross_check_model(
@@ -367,6 +402,8 @@ def _cross_check_model(
     inputs: tuple[Any, Any] | None = None,
     input_scale: float = 1.0,
     fd_full: bool = False,
+    conditioner: Conditioner | None = None,
+    fd_memo: dict | None = None,
 ) -> ModelCheck:
     dtype = str(np_dtype)
     has_torch = model.torch_forward is not None
@@ -410,6 +447,7 @@ def _cross_check_model(
     rows: list[Row] = []
     autograd = None
     common = dict(scale_rows=dict(model.scale_rows), counts=counts, indices=indices)
+    amplify = _amplifier(conditioner, params, batch, taps.acts, reference)
     if "jax" in against:
         rows += compare_rows(manual, reference, "jax", bounds.jax, **common)
     if "torch" in against:
@@ -420,10 +458,13 @@ def _cross_check_model(
             raise ModelError(f"{model.name}: torch_forward taps no {', '.join(missing)}")
         sym = bounds.torch_scale_rows
         rows += compare_rows(manual, autograd, "torch", bounds.torch, sym, **common)
+    fd_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "fd" in against:  # fd_rows come in the forward's order: put them in the backward's
         fd = fd_table_rows(
-            model.forward, params, batch, manual, dict(model.scale_rows), full=fd_full
-        )
+            model.forward, params, batch, manual, dict(model.scale_rows), full=fd_full,
+            allowance=_fd_allowance(amplify, _batch_size(batch)), memo=fd_memo,
+            arrays=fd_arrays,
+        )  # fmt: skip
         rank = {name: i for i, name in enumerate(manual)}
         rows += sorted(fd, key=lambda r: rank.get(r.name, len(rank)))
     return ModelCheck(
@@ -442,7 +483,52 @@ def _cross_check_model(
         manual=manual,
         reference=reference,
         autograd=autograd,
+        amplify=amplify,
+        pairs={("", "fd", k): v for k, v in fd_arrays.items()},
     )
+
+
+Conditioner = Callable[..., dict[str, tuple[float, float]]]
+"""``conditioner(params, batch, acts, reference, names)``: each named row's ``(backward ratio,
+forward ratio)`` (:func:`jaxninja.gradcheck.conditioning.amplifications`)."""
+
+
+def _amplifier(
+    conditioner: Conditioner | None, params: Any, batch: Any, acts: Any, reference: dict
+) -> Amplify | None:
+    """``conditioner`` at one check's inputs, measured once (at the first rows that ask)."""
+    if conditioner is None:
+        return None
+    memo: dict[str, tuple[float, float]] = {}
+
+    def amplify(names: list[str]) -> dict[str, tuple[float, float]]:
+        if not memo:
+            memo.update(conditioner(params, batch, acts, reference, list(reference)))
+        return {k: memo[k] for k in names if k in memo}
+
+    return amplify
+
+
+def _batch_size(batch: Any) -> int:
+    leaves = jax.tree.leaves(batch)
+    return int(np.shape(leaves[0])[0]) if leaves and np.ndim(leaves[0]) else 0
+
+
+def _fd_allowance(amplify: Amplify | None, n: int) -> Callable | None:
+    """For ``fd`` rows over their bound: each row's widened allowance for the manual's own
+    rounding (eps·scale) and what it says (:mod:`jaxninja.gradcheck.conditioning`)."""
+    if amplify is None:
+        return None
+
+    def allowance(names: list[str]) -> dict[str, tuple[float, str]]:
+        out = {}
+        for name, (back, fore) in amplify(names).items():
+            widened = conditioning.widen(numerics.MODEL_JAX, max(back, fore))
+            if widened > numerics.MODEL_JAX:
+                out[name] = (widened, conditioning.note(back, fore, widened, n))
+        return out
+
+    return allowance
 
 
 # ----------------------------------------------------------------------------- the table
@@ -455,7 +541,7 @@ HEADER = (
 
 def row_line(r: Row) -> str:
     """One line of the table; a failing row ends with its reason and its diagnosis."""
-    bound = "exact" if r.bound == 0 else f"{r.bound:g}"
+    bound = "exact" if r.bound == 0 else f"{r.bound:.3g}"
     why = "; ".join(dict.fromkeys(x for x in (r.reason, r.diagnosis) if x))
     return (
         f"{r.name:15s} {r.against:12s} {str(r.shape):12s} {str(r.exact):5s} "

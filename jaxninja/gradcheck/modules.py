@@ -1,4 +1,4 @@
-"""Models as people write them: a Flax (nnx) or Equinox module and a loss, with a torch
+"""Models as people write them: a Flax (nnx or linen) or Equinox module and a loss, with a torch
 ``nn.Module`` as the reference, turned into the model file protocol's functions
 (:mod:`jaxninja.models.protocol`: ``init``, ``forward``, ``torch_forward``).
 
@@ -7,7 +7,12 @@ own ``__call__`` (or ``forward``, in torch). Outside a check it returns ``x`` un
 module runs as it always does); while ``check`` runs the module's forward, it is the check's
 own tap (a context variable holds it), so the value gets its probe (JAX) or ``retain_grad``
 (torch) like any tapped value of a hand-written forward. Inside ``nnx.jit`` / ``eqx.filter_jit``
-too (:mod:`jaxninja.gradcheck.taps` inlines them).
+too (:mod:`jaxninja.gradcheck.taps` inlines them). A Flax linen module may instead mark them
+the way Flax itself does, ``x = self.perturb("h", x)`` (:func:`linen_model`): while the check
+runs the module, ``perturb`` is the check's tap, named by the module's path (``block.h``), so
+the value gets its probe and its row; outside a check it is Flax's own (a no-op without a
+``perturbations`` collection). ``self.sow`` cannot make a row: it stores a value but returns
+none, so no probe can be added to what the module goes on with.
 
 **Parameters** are the module's floating arrays as a plain dict: Flax nnx's ``Param`` values by
 ``nnx.to_pure_dict`` (``l1.kernel``), Equinox's inexact arrays by
@@ -111,6 +116,49 @@ def equinox_model(make: Callable[[jax.Array], Any], loss: Callable[[Any, Any], A
     return init, _with_tap(loss, build)
 
 
+def linen_model(
+    module: Any, loss: Callable[[Callable, Any], Any], sample: Callable[[jax.Array], tuple]
+):
+    """``(init, forward)`` for a Flax linen module: ``module`` an ``nn.Module`` instance,
+    ``sample(key)`` the arguments ``module.init`` traces it with, ``loss(call, batch)`` the
+    scalar loss with ``call(*args)`` running the module on the check's parameters. Parameters:
+    its ``params`` collection as a plain dict (``l1.kernel``). Intermediates: :func:`tap`, or
+    Flax's ``self.perturb(name, x)`` (module docstring)."""
+
+    def init(key: jax.Array) -> dict:
+        kparams, ksample = jax.random.split(key)
+        variables = module.init(kparams, *sample(ksample))
+        return jax.tree.map(lambda x: x, dict(variables["params"]))
+
+    def forward(params: Any, batch: Any, active: Tap) -> Any:
+        def call(*args: Any) -> Any:
+            return module.apply({"params": params}, *args)
+
+        with tapping(active), _perturb_as_tap(active):
+            return loss(call, batch)
+
+    return init, forward
+
+
+@contextlib.contextmanager
+def _perturb_as_tap(active: Tap) -> Iterator[None]:
+    """Flax linen's ``Module.perturb`` as ``active(path, value)`` for the block (restored
+    after): the module's path and the name, joined by ``.``."""
+    from flax import linen
+
+    original = linen.Module.perturb
+
+    def perturb(self: Any, name: str, value: Any, collection: str = "perturbations") -> Any:
+        path = tuple(self.scope.path) if self.scope is not None else ()
+        return active(".".join((*path, name)), value)
+
+    linen.Module.perturb = perturb
+    try:
+        yield
+    finally:
+        linen.Module.perturb = original
+
+
 def _names(tree: Any) -> list[str]:
     from jaxninja.gradcheck.taps import param_names
 
@@ -153,4 +201,11 @@ def torch_module_forward(
     return torch_forward
 
 
-__all__ = ["equinox_model", "nnx_model", "tap", "tapping", "torch_module_forward"]
+__all__ = [
+    "equinox_model",
+    "linen_model",
+    "nnx_model",
+    "tap",
+    "tapping",
+    "torch_module_forward",
+]

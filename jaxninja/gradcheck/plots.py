@@ -7,8 +7,10 @@
   figure uses (and only those). A panel whose rows are all bit-exact says so instead of drawing a
   meaningless -0.04..0.04 axis. The figure is sized by its rows and laid out by matplotlib's
   constrained layout, so no two labels overlap (tested by measuring their extents).
-- ``where_<against>_<row>.png``, for each failing row whose values can be compared (at most
-  :data:`MAX_MAPS`, in the table's order): the per-element map of
+- ``where_<against>_<row>.png`` (``where_<against>_<mode>_<row>.png`` with ``--jit both``), for
+  each failing row of every reference and mode whose values can be compared (the lecture's
+  ``fused`` and ``torch-manual`` rows too; ``fd`` rows checked element by element; at most
+  :data:`MAX_MAPS` in all, in the table's order): the per-element map of
   ``|mine - reference| / (eps·scale)`` on a log colour scale, the :data:`WORST` largest elements
   circled and listed with their indices. A row of 3 or more axes is drawn as
   ``(shape[0], rest)``; a vector as one line.
@@ -54,9 +56,12 @@ def save_plots(result, folder: str | Path) -> list[Path]:
     if getattr(result, "dlogits", None) is not None:
         written.append(_dlogits(result.dlogits, folder / "dlogits.png"))
     written.append(_save(errors_figure(result.rows), folder / "errors.png"))
+    several = len({getattr(r, "mode", "") for r in result.rows}) > 1
     for row, mine, ref in failing_arrays(result)[:MAX_MAPS]:
         fig = element_map_figure(row, mine, ref)
-        written.append(_save(fig, folder / f"where_{_safe(row.against)}_{_safe(row.name)}.png"))
+        mode = f"{row.mode}_" if several else ""  # --jit both: a map per mode
+        name = f"where_{_safe(row.against)}_{mode}{_safe(row.name)}.png"
+        written.append(_save(fig, folder / name))
     return written
 
 
@@ -177,18 +182,28 @@ def _panel(ax, title: str, rows: list, used: dict[str, bool]) -> bool:
 
 def failing_arrays(result) -> list[tuple[Any, np.ndarray, np.ndarray]]:
     """(row, mine, reference) of each failing row whose arrays the result holds with the same
-    shape: the manual gradients against ``jax.grad``'s (``reference``) and torch's
-    (``autograd``) of the first mode checked."""
-    manual = getattr(result, "manual", None) or {}
-    refs = {"jax": getattr(result, "reference", None), "torch": getattr(result, "autograd", None)}
-    first_mode = next((getattr(r, "mode", "") for r in result.rows), "")
+    shape, in the table's order: every reference's and every mode's (``result.pairs``, keyed by
+    mode, reference and row: the lecture's ``fused`` and ``torch-manual`` rows, ``fd`` rows
+    checked element by element against their central differences); without ``pairs``, the
+    manual gradients against ``jax.grad``'s (``reference``) and torch's (``autograd``)."""
+    pairs = getattr(result, "pairs", None)
+    if pairs is None:
+        manual = getattr(result, "manual", None) or {}
+        refs = {
+            "jax": getattr(result, "reference", None),
+            "torch": getattr(result, "autograd", None),
+        }
+        pairs = {
+            (getattr(r, "mode", ""), r.against, r.name): (manual[r.name], refs[r.against][r.name])
+            for r in result.rows
+            if r.against in refs and r.name in manual and r.name in (refs[r.against] or {})
+        }
     out = []
     for row in result.rows:
-        ref = (refs.get(row.against) or {}).get(row.name)
-        mine = manual.get(row.name)
-        if row.ok or getattr(row, "mode", "") != first_mode or ref is None or mine is None:
+        pair = pairs.get((getattr(row, "mode", ""), row.against, row.name))
+        if row.ok or pair is None:
             continue
-        mine, ref = np.asarray(mine), np.asarray(ref)
+        mine, ref = np.asarray(pair[0]), np.asarray(pair[1])
         if mine.shape == ref.shape and np.isfinite(row.eps_scale) and row.eps_scale > 0:
             out.append((row, mine, ref))
     return out

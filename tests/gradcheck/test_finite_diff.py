@@ -168,6 +168,59 @@ def test_fd_rows_in_the_model_table_catch_a_shared_mistake(tmp_path):
     assert rows["pre", "fd"].eps_scale > rows["pre", "fd"].bound
 
 
+def test_jit_both_compares_each_backward_with_one_oracle(monkeypatch):
+    """`--jit both --against fd`: the jitted backward's rows are checked against fd too (it used
+    to get none), in the backward's order in each mode, one summary line per mode; the float64
+    oracle is built once and its differences shared (fd costs most)."""
+    from jaxninja.gradcheck import finite_diff
+    from jaxninja.gradcheck.lecture_check import cross_check, format_table
+
+    built = []
+
+    class Counted(finite_diff._Oracle):
+        def __init__(self, *args):
+            built.append(1)
+            super().__init__(*args)
+
+    monkeypatch.setattr(finite_diff, "_Oracle", Counted)
+    cfg = CheckConfig(against=("jax", "fd"), n_embd=4, n_hidden=16, batch_size=8)
+    result = cross_check(cfg, jit="both")
+    assert len(built) == 1
+    order = [r.name for r in result.rows if r.against == "jax" and r.mode == "eager"]
+    for mode in ("eager", "jit"):
+        fd = [r for r in result.rows if r.against == "fd" and r.mode == mode]
+        assert [r.name for r in fd] == order and all(r.ok for r in fd), mode
+    table = format_table(result)
+    assert (
+        "fd (eager): 0/26 bit-exact, 26/26" in table and "fd (jit): 0/26 bit-exact, 26/26" in table
+    )
+    (line,) = [ln for ln in table.splitlines() if ln.split()[:2] == ["hprebn", "fd"]]
+    assert line.count(" ok") == 2  # a column per mode on one line
+
+
+def test_jit_both_fd_rows_catch_a_shared_mistake_in_each_mode():
+    """A wrong custom_vjp shared by jax.grad: fd fails the same rows in both modes, and each
+    mode's summary names the first of them."""
+    from jaxninja.gradcheck.model_check import cross_check_model, format_model_table
+    from jaxninja.models.protocol import Model
+
+    forward, params, batch = _tiny(_wrong_tanh())
+
+    def backward(params, batch, acts):
+        return jaxninja.intermediate_grads(forward, params, batch)[1]
+
+    model = Model("tiny", lambda key: params, lambda key: batch, forward, backward)
+    result = cross_check_model(model, dtype="float64", against=("jax", "fd"), jit="both")
+    for mode in ("eager", "jit"):
+        failing = [r.name for r in result.rows if r.mode == mode and not r.ok]
+        assert failing == ["pre", "W1"], mode
+    table = format_model_table(result)
+    for mode in ("eager", "jit"):
+        assert f"fd ({mode}): " in table
+        (line,) = [ln for ln in table.splitlines() if ln.startswith(f"fd ({mode})")]
+        assert "first failing row pre" in line
+
+
 def test_the_lecture_table_has_an_fd_row_per_gradient():
     """`jaxninja check --against jax,fd` in float32 at small sizes: 26 fd rows, all within
     contract, the zero-by-symmetry rows (logit_maxes, b1) at their scale row's scale."""

@@ -84,7 +84,10 @@ def test_taps_inside_eqx_filter_jit(jit):
 EXAMPLES = ROOT / "examples" / "models"
 
 
-@pytest.mark.parametrize(("lib", "file"), [("equinox", "equinox_mlp.py"), ("flax", "flax_mlp.py")])
+@pytest.mark.parametrize(
+    ("lib", "file"),
+    [("equinox", "equinox_mlp.py"), ("flax", "flax_mlp.py"), ("flax", "flax_linen_mlp.py")],
+)
 def test_module_models_pass_against_jax_torch_and_fd(lib, file):
     """An Equinox / Flax nnx module and a loss, a torch nn.Module reference (Flax's through a
     transposing name map, its taps inside nnx.jit): every row, intermediates included."""
@@ -103,14 +106,57 @@ def test_module_models_pass_against_jax_torch_and_fd(lib, file):
     [
         ("equinox", "equinox_mlp.py", "EQX_MISTAKES=dW_transposed", "l2.weight", "transposed"),
         ("flax", "flax_mlp.py", "FLAX_MISTAKES=db_unsummed", "l2.bias", "not summed over axis 0"),
+        ("flax", "flax_linen_mlp.py", "LINEN_MISTAKES=dh_doubled", "h", "constant factor 2"),
     ],
 )
 def test_module_models_planted_mistakes(lib, file, env, row, diagnosis, monkeypatch):
     pytest.importorskip(lib)
     monkeypatch.setenv(*env.split("="))
     result = jaxninja.cross_check_model(EXAMPLES / file, against=("jax",))
-    (bad,) = [r for r in result.rows if not r.ok]
-    assert bad.name == row and diagnosis in bad.diagnosis
+    bad = [r for r in result.rows if not r.ok]
+    assert bad[0].name == row and diagnosis in bad[0].diagnosis  # the first failing row
+    if file == "flax_linen_mlp.py":  # a doubled dh is inherited by every row below it
+        assert [r.name for r in bad] == ["h", "hpreact", "l1.kernel", "l1.bias", "emb", "C"]
+        assert all(r.verdict == "mistake" for r in bad)  # measured errors: explained
+    else:  # a wrong shape: its reason, nothing to explain
+        assert len(bad) == 1
+
+
+def test_linen_perturb_is_a_row_named_by_its_module_path():
+    """Flax linen's own way to mark an intermediate, ``self.perturb``, is the check's tap while
+    the check runs (a submodule's named ``block.name``), bit for bit the rows a ``tap`` gives,
+    and Flax's own method again afterwards."""
+    linen = pytest.importorskip("flax.linen")
+    original = linen.Module.perturb
+
+    class Block(linen.Module):
+        mark: str
+
+        @linen.compact
+        def __call__(self, x):
+            h = linen.Dense(3, name="d")(x)
+            h = self.perturb("h", h) if self.mark == "perturb" else modules.tap("block.h", h)
+            return jnp.tanh(h)
+
+    class Net(linen.Module):
+        mark: str
+
+        @linen.compact
+        def __call__(self, x):
+            return Block(self.mark, name="block")(x).sum()
+
+    def loss(call, x):
+        return call(x) ** 2
+
+    rows = {}
+    for mark in ("perturb", "tap"):
+        init, forward = modules.linen_model(Net(mark), loss, lambda key: (_batch(),))
+        params = init(jax.random.key(0))
+        rows[mark] = jaxninja.intermediate_grads(forward, params, _batch())
+    assert list(rows["perturb"][0]) == ["block.h"]
+    _same(rows["perturb"][1], rows["tap"][1])
+    _same(rows["perturb"][0], rows["tap"][0])
+    assert linen.Module.perturb is original
 
 
 def test_tap_is_the_identity_outside_a_check_and_the_checks_tap_inside():

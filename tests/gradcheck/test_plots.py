@@ -119,3 +119,56 @@ def test_plot_writes_a_map_per_failing_row(tmp_path, capsys):
     names = sorted(p.name for p in out.iterdir())
     assert names == ["errors.png", "where_jax_W.png", "where_jax_b.png", "where_jax_h.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in out.iterdir())
+
+
+def test_every_reference_and_mode_gets_its_maps(tmp_path, capsys):
+    """`--jit both --against jax,fd`: a failing row gets a map in every column, the jitted
+    backward's and fd's (against its central differences) as well as eager jax's."""
+    from tests.gradcheck.test_model_check import tiny
+
+    path = tiny(tmp_path, ("dh = (1 - acts", "dh = 2 * (1 - acts"))
+    out = tmp_path / "plots"
+    args = ["check", "--model", str(path), "--against", "jax,fd", "--jit", "both"]
+    status = main([*args, "--dtype", "float64", "--plot", str(out)])
+    capsys.readouterr()
+    assert status == 1
+    names = {p.name for p in out.iterdir()}
+    for against, mode in itertools.product(("jax", "fd"), ("eager", "jit")):
+        assert f"where_{against}_{mode}_h.png" in names, (against, mode, sorted(names))
+    assert len(names) - 1 <= plots.MAX_MAPS
+
+
+def test_fused_and_torch_manual_rows_get_maps(names_dataset, tmp_path, monkeypatch):
+    """The lecture's own rows (Exercise 2's kernel as ``fused``, torch's manual backward as
+    ``torch-manual``) keep their arrays: a failing one is mapped like the others."""
+    pytest.importorskip("torch")
+    import torch_ref
+    from jaxninja.config import CheckConfig
+    from jaxninja.gradcheck import lecture_check
+    from jaxninja.lecture import generated
+
+    real_ce, real_manual = generated.cross_entropy_backward, torch_ref.manual_backward
+
+    def ce(logits, yb):  # a planted 1e-3 in Exercise 2's kernel
+        return real_ce(logits, yb) * 1.001
+
+    def manual(tp, fwd, tanh):  # and in torch's manual dC
+        grads = real_manual(tp, fwd, tanh)
+        grads["C"] = grads["C"] * 1.001
+        return grads
+
+    monkeypatch.setattr(generated, "cross_entropy_backward", ce)
+    monkeypatch.setattr(torch_ref, "manual_backward", manual)
+    cfg = CheckConfig(against=("jax", "torch"))
+    result = lecture_check.cross_check(cfg, names_dataset, explain=False)
+    failing = {(r.against, r.name) for r in result.rows if not r.ok}
+    assert failing == {("fused", "logits"), ("torch-manual", "C")}, failing
+    names = {p.name for p in plots.save_plots(result, tmp_path)}
+    assert {"where_fused_logits.png", "where_torch-manual_C.png"} <= {
+        n.split("/")[-1] for n in map(str, names)
+    }
+    (row, mine, ref) = [a for a in plots.failing_arrays(result) if a[0].against == "fused"][0]
+    assert mine.shape == ref.shape == (32, 27)
+    # the planted factor, up to the kernel's own rounding (the fused bound, 64 eps·scale)
+    allowed = 64 * np.finfo(np.float32).eps * np.abs(ref).max()
+    assert np.abs(mine.astype(np.float64) - ref * 1.001).max() <= allowed
