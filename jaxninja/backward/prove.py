@@ -3,17 +3,20 @@
     python -m jaxninja.backward.prove            # re-prove the table; exit 1 on any change
     python -m jaxninja.backward.prove --write    # also collect the models' rules and rewrite it
 
+The table records the hash of what its verdicts depend on (:mod:`jaxninja.backward.stamp`);
+``python -m derivations --check`` re-proves it when that hash no longer holds.
+
 Imports sympy (through :mod:`derivations`): never imported by ``jaxninja backward`` itself.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from jaxninja.backward import statements as st
 from jaxninja.backward import table
+from jaxninja.backward.stamp import engine_hash
 
 
 def _tuples(value: Any) -> Any:
@@ -77,14 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         entries = write(collect_uses())
         from jaxninja.backward import rulesdoc
 
-        table.TABLE.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+        table.write(entries, engine_hash(entries))
         rulesdoc.DOC.write_text(rulesdoc.render(entries))
         print(f"wrote {len(entries)} rules to {table.TABLE} and {rulesdoc.DOC}")
         return 0
-    changed = reprove(table.load())
+    entries = table.load()
+    changed = reprove(entries)
     for line in changed:
         print(line)
-    print(f"{len(table.load())} rules re-proved, {len(changed)} changed")
+    same = engine_hash(entries) == table.recorded_hash()
+    print(
+        f"{len(entries)} rules re-proved, {len(changed)} changed; the recorded engine hash "
+        + ("holds" if same else "is stale (python -m derivations records it)")
+    )
     return 1 if changed else 0
 
 

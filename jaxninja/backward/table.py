@@ -1,6 +1,7 @@
 """The table of proved rule statements shipped with the package (``proofs.json``), read without
-sympy: ``{key: {"prim", "verdict", "fates", "statement"}}`` (:mod:`jaxninja.backward.statements`
-for the keys). :mod:`jaxninja.backward.prove` writes it and re-proves it."""
+sympy: ``{"engine_hash": ..., "rules": {key: {"prim", "verdict", "fates", "statement"}}}``
+(:mod:`jaxninja.backward.statements` for the keys; :mod:`jaxninja.backward.stamp` for the hash
+of what the verdicts depend on). :mod:`jaxninja.backward.prove` writes it and re-proves it."""
 
 from __future__ import annotations
 
@@ -23,8 +24,20 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def load(path: str | Path = TABLE) -> dict[str, Any]:
-    """The table at ``path`` (empty if it does not exist)."""
-    return _load(str(path))
+    """The rules of the table at ``path`` (empty if it does not exist)."""
+    return _load(str(path)).get("rules", {})
+
+
+def recorded_hash(path: str | Path = TABLE) -> str | None:
+    """The hash of what the verdicts depend on, as recorded when they were proved."""
+    return _load(str(path)).get("engine_hash")
+
+
+def write(rules: dict[str, Any], engine_hash: str | None, path: Path = TABLE) -> None:
+    """Write ``rules`` and the ``engine_hash`` they were proved under to ``path``."""
+    text = json.dumps({"engine_hash": engine_hash, "rules": rules}, indent=1, sort_keys=True)
+    path.write_text(text + "\n")
+    _load.cache_clear()
 
 
 def lookup_in(table: dict[str, Any]):
