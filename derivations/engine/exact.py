@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from derivations.language.functions import AxisMax, MaxOf
+
 DIGITS = 50  # a non-rational value is certified to this many digits
 
 
@@ -26,6 +28,11 @@ def written_out(expr: sp.Expr) -> sp.Expr:
             ]
         return sp.Add(*terms)
 
+    def write_max(top: AxisMax) -> sp.Expr:
+        body, index, size = top.args
+        return MaxOf(*[body.xreplace({index: sp.Integer(v)}) for v in range(int(size))])
+
+    expr = expr.replace(lambda x: isinstance(x, AxisMax) and x.args[2].is_Integer, write_max)
     return expr.replace(lambda x: isinstance(x, sp.Sum), write_out)
 
 

@@ -162,7 +162,7 @@ class ForwardInterpreter(ExprEvaluator):
     def compare(self, symbol: str, a: _Value, b: _Value, node: ast.Compare) -> _Value:
         """A 0/1 step of the operands' dtype, no gradient."""
         (x, y), letters = self._aligned([a, b])
-        truth = {">": x > y, "<": x < y, ">=": x >= y, "<=": x <= y}[symbol]
+        truth = {">": x > y, "<": x < y, ">=": x >= y, "<=": x <= y, "==": x == y}[symbol]
         dtype = (x + y).dtype
         cast = truth.astype(dtype) if self.backend.name == "jax" else truth.to(dtype)
         return _Value(cast, letters)

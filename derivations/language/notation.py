@@ -232,8 +232,8 @@ def index_sizes(
 
 
 def fresh_dummies(expr: sp.Expr) -> sp.Expr:
-    """Every sum's dummy renamed to a fresh one, so an instantiated definition never captures
-    the indices it is placed at."""
+    """Every sum's and max's dummy renamed to a fresh one, so an instantiated definition never
+    captures the indices it is placed at."""
 
     def rename(total: sp.Sum) -> sp.Sum:
         function, limits = total.function, []
@@ -243,4 +243,10 @@ def fresh_dummies(expr: sp.Expr) -> sp.Expr:
             limits.append((new, low, high))
         return sp.Sum(function, *limits)
 
-    return expr.replace(lambda x: isinstance(x, sp.Sum), rename)
+    def rename_max(top: AxisMax) -> AxisMax:
+        body, index, size = top.args
+        new = sp.Dummy(str(index), integer=True, nonnegative=True)
+        return AxisMax(body.xreplace({index: new}), new, size)
+
+    expr = expr.replace(lambda x: isinstance(x, sp.Sum), rename)
+    return expr.replace(lambda x: isinstance(x, AxisMax), rename_max)

@@ -325,6 +325,8 @@ class ArrayPrinter(StrPrinter):
             return f"jnp.where({args[0]} > 0, 1.0, jnp.where({args[0]} < 0, 0.0, 0.5))"
         if name == "GeStep":
             return f"jnp.where({args[0]} >= 0, 1.0, 0.0)"
+        if name == "equal":  # a max's positions, (x == m) as 0/1
+            return f"jnp.where({args[0]} == {args[1]}, 1.0, 0.0)"
         if name == "ReluStep":
             return f"jnp.where({args[0]} > 0, 1.0, 0.0)"  # jax: relu'(0) = 0
         if name == "relu":
