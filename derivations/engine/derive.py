@@ -56,10 +56,13 @@ def normal_dummies(expr: sp.Expr, depth: int = 0) -> sp.Expr:
 
 def _renumbered(expr: sp.Expr, scope: dict, depth: int) -> sp.Expr:
     """:func:`normal_dummies`' pass: ``scope`` maps each bound dummy to its new name."""
-    if isinstance(expr, AxisMax):  # binds its index as a sum does
-        body, index, size = expr.args
-        scope = {**scope, index: sp.Symbol(f"i{depth}", integer=True, nonnegative=True)}
-        return AxisMax(_renumbered(body, scope, depth + 1), scope[index], size)
+    if isinstance(expr, AxisMax):  # binds its indices as a sum does
+        scope = dict(scope)
+        for index in expr.indices:
+            scope[index] = sp.Symbol(f"i{depth}", integer=True, nonnegative=True)
+            depth += 1
+        flat = [x for index, size in expr.pairs for x in (scope[index], size)]
+        return AxisMax(_renumbered(expr.body, scope, depth), *flat)
     if isinstance(expr, sp.Sum):
         scope = dict(scope)
         names = []

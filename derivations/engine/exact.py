@@ -7,6 +7,8 @@ collapses a delta or calls ``simplify``.
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 
 from derivations.language.functions import AxisMax, MaxOf
@@ -29,10 +31,18 @@ def written_out(expr: sp.Expr) -> sp.Expr:
         return sp.Add(*terms)
 
     def write_max(top: AxisMax) -> sp.Expr:
-        body, index, size = top.args
-        return MaxOf(*[body.xreplace({index: sp.Integer(v)}) for v in range(int(size))])
+        ranges = [range(int(size)) for _, size in top.pairs]
+        return MaxOf(
+            *[
+                top.body.xreplace(dict(zip(top.indices, map(sp.Integer, at), strict=True)))
+                for at in itertools.product(*ranges)
+            ]
+        )
 
-    expr = expr.replace(lambda x: isinstance(x, AxisMax) and x.args[2].is_Integer, write_max)
+    def concrete(x) -> bool:
+        return isinstance(x, AxisMax) and all(size.is_Integer for _, size in x.pairs)
+
+    expr = expr.replace(concrete, write_max)
     return expr.replace(lambda x: isinstance(x, sp.Sum), write_out)
 
 

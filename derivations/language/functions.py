@@ -274,7 +274,9 @@ class equal(sp.Function):  # noqa: N801
 
 
 class AxisMax(sp.Function):
-    """``AxisMax(logits[i, j], j, V)``: the maximum over index ``j`` (of size ``V``).
+    """``AxisMax(logits[i, j], j, V)``: the maximum over index ``j`` (of size ``V``);
+    ``AxisMax(x[b, t, c], t, T, c, C)`` over several at once (``jnp.max(x, axis=(1, 2))``: one
+    max over all their elements, a tie split evenly among all of them).
 
     Where the output does not depend on it (the max trick's shift), a forward line ``m[i] =
     max(x[i, j], j)`` is held as an independent input, and the engine proves that
@@ -283,30 +285,48 @@ class AxisMax(sp.Function):
     evenly, ``d max_j x[j] / d x[q] = (x[q] == M) / sum_j (x[j] == M)`` with ``M`` the max, the
     indicator :class:`equal` and the count an opaque sum to the proofs."""
 
-    nargs = 3
+    nargs = (3, 5, 7, 9)
+
+    @property
+    def body(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def pairs(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """(index, size) for each index the max reduces."""
+        return list(zip(self.args[1::2], self.args[2::2], strict=True))
+
+    @property
+    def indices(self) -> tuple[sp.Symbol, ...]:
+        return tuple(self.args[1::2])
+
+    def renamed(self, names: dict) -> AxisMax:
+        """The same max with its indices renamed (``names``: old -> new, every index)."""
+        flat = [x for index, size in self.pairs for x in (names[index], size)]
+        return AxisMax(self.body.xreplace(names), *flat)
 
     @property
     def free_symbols(self) -> set:
-        body, index, size = self.args
-        return (body.free_symbols - {index}) | size.free_symbols
+        sizes = set().union(*(size.free_symbols for _, size in self.pairs))
+        return (self.body.free_symbols - set(self.indices)) | sizes
 
     def _eval_derivative(self, s):
-        body, index, size = self.args
-        dummy = sp.Dummy(str(index), integer=True, nonnegative=True)
-        at = body.xreplace({index: dummy})
+        dummies = {x: sp.Dummy(str(x), integer=True, nonnegative=True) for x in self.indices}
+        at = self.body.xreplace(dummies)
         inner = sp.diff(at, s)
         if inner == 0:
             return sp.S.Zero
         hit = equal(at, self)
-        return sp.Sum(hit * inner, (dummy, 0, size - 1)) / sp.Sum(hit, (dummy, 0, size - 1))
+        limits = [(dummies[index], 0, size - 1) for index, size in self.pairs]
+        return sp.Sum(hit * inner, *limits) / sp.Sum(hit, *limits)
 
     def _sympystr(self, printer) -> str:
-        body, index, _ = self.args
-        return f"max({printer._print(body)}, {printer._print(index)})"
+        indices = ", ".join(printer._print(x) for x in self.indices)
+        return f"max({printer._print(self.body)}, {indices})"
 
     def _latex(self, printer) -> str:
-        body, index, _ = self.args
-        return rf"\max_{{{printer._print(index)}}} {printer._print(body)}"
+        indices = ", ".join(printer._print(x) for x in self.indices)
+        return rf"\max_{{{indices}}} {printer._print(self.body)}"
 
 
 MAX_DIGITS = 60  # a max of numbers that are not rational is decided at this many digits

@@ -199,3 +199,54 @@ def test_a_max_the_output_depends_on_with_shifted_reads_is_refused():
     )
     with pytest.raises(LayerError, match="a max differentiated is not supported"):
         derive.with_max_reductions(layer)
+
+
+FLAT = (
+    "(x == out[:, None, None]) * (dout / sum(x == out[:, None, None], axis=(1, 2)))[:, None, None]"
+)
+
+
+def _two_axes(claim: str, forward=("out[i] = max(x[i, j, k], j, k)",)) -> Layer:
+    return Layer(
+        name="max_two_axes",
+        axes=("n", "H", "W"),
+        inputs={"x": ("n", "H", "W")},
+        forward=forward,
+        claims={"x": claim},
+    )
+
+
+def test_a_max_over_two_indices_is_one_max_ties_split_over_both():
+    """``max(x[i, j, k], j, k)`` is jnp.max(x, axis=(1, 2)): PROVED with the count over both
+    axes; a count over one axis, or none, is refuted at a tie."""
+    assert _fate(_two_axes(FLAT)).proof.ok
+    for wrong in (
+        "(x == out[:, None, None]) / sum(x == out[:, None, None], axis=1, keepdims=True)"
+        " * dout[:, None, None]",
+        "(x == out[:, None, None]) * dout[:, None, None]",
+    ):
+        verdict = _fate(_two_axes(wrong))
+        assert not verdict.proof.ok and verdict.counterexample is not None
+
+
+def test_two_nested_maxes_are_not_one_max_over_both_axes():
+    """Nested, a tie splits per level (a row of two ties, then each row's ties): the flat
+    claim is refuted against the nested forward, never PROVED."""
+    nested = ("a[i, j] = max(x[i, j, k], k)", "out[i] = max(a[i, j], j)")
+    verdict = _fate(_two_axes(FLAT, forward=nested))
+    assert not verdict.proof.ok and verdict.counterexample is not None
+
+
+def test_the_exact_derivative_of_a_max_over_two_axes_is_jax_at_ties():
+    layer = derive.with_max_reductions(_two_axes(FLAT))
+    sizes = dict(zip(layer.axes, (1, 2, 2), strict=True))
+    total = written_out(derive.objective(layer).xreplace(sizes))
+    x_base, up_base = sp.IndexedBase("x"), sp.IndexedBase("dout")
+    for values in itertools.product((0, 1), repeat=4):
+        x = np.array(values, dtype=float).reshape(1, 2, 2)
+        inputs = {x_base[0, a, b]: sp.Integer(int(x[0, a, b])) for a in range(2) for b in range(2)}
+        inputs[up_base[0]] = sp.Integer(1)
+        want = jax.grad(lambda a: jnp.sum(jnp.max(a, axis=(1, 2))))(jnp.asarray(x))
+        for a, b in itertools.product(range(2), range(2)):
+            got = exact_derivative(total, x_base[0, a, b], inputs)
+            assert float(got) == pytest.approx(float(want[0, a, b]), rel=1e-6), (values, a, b)
