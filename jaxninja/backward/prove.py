@@ -30,7 +30,9 @@ def _tuples(value: Any) -> Any:
 
 def prove(statement: st.Statement) -> tuple[str, dict[str, str]]:
     """The engine's verdict on a statement: PROVED when every claim is PROVED for symbolic
-    sizes; else the fates (NOT STATABLE for a rule the language cannot state)."""
+    sizes; CHECKED when the others are CHECKED exactly at every size of the statement's range (a
+    shifted read the symbolic engine does not decide); else NOT PROVED (NOT STATABLE for a rule
+    the language cannot state). The fates say which claim got which, with the range."""
     import derivations
 
     if "rule" in statement:
@@ -42,9 +44,17 @@ def prove(statement: st.Statement) -> tuple[str, dict[str, str]]:
         result = derivations.check_layer(layer)
     except Exception as err:  # a statement the engine cannot read is not a proof
         return f"NOT PROVED ({type(err).__name__}: {str(err).splitlines()[0][:120]})", {}
-    fates = {g.name: str(g.fate) for g in result.gradients if g.claim is not None}
-    ok = fates and all(f == "PROVED" for f in fates.values())
-    return ("PROVED" if ok else "NOT PROVED"), fates
+    ranges = {f"d{v.key}": v.checked for v in result.report.verdicts}
+    fates = {
+        g.name: f"CHECKED exactly for {ranges[g.name]}" if g.fate == "CHECKED" else str(g.fate)
+        for g in result.gradients
+        if g.claim is not None
+    }
+    if fates and all(f == "PROVED" for f in fates.values()):
+        return "PROVED", fates
+    if fates and all(f == "PROVED" or f.startswith("CHECKED") for f in fates.values()):
+        return "CHECKED", fates
+    return "NOT PROVED", fates
 
 
 def entry(prim: str, statement: st.Statement) -> dict[str, Any]:

@@ -153,7 +153,7 @@ def _reduce_max(g: Gen, e: Eqn, d: str) -> None:
     xv, ov = g.val(x), g.val(out)
     g.line(f"{at_max} = ({xv} == jnp.expand_dims({ov}, {axes})).astype({xv}.dtype)")
     expr = f"jnp.expand_dims({d} / {at_max}.sum({axes}), {axes}) * {at_max}"
-    statement = {"rule": "reduce_max", "axes": list(axes), "rank": len(x.shape)}
+    statement = st.reduce_max(len(x.shape), axes)
     g.add(x, expr, e, statement, note="the gradient goes where the max was, ties split")
 
 
@@ -273,15 +273,35 @@ def _gather(g: Gen, e: Eqn, d: str) -> None:
 
 
 def _concatenate(g: Gen, e: Eqn, d: str) -> None:
+    """Each part's gradient is its stretch of ``dout`` along the axis (JAX's transpose: a slice)."""
     axis, start = e.params["dimension"], 0
     rank = len(e.outs[0].shape)
+    if any(isinstance(part, Lit) for part in e.ins):
+        g.refuse(e, "concatenate with a literal part")
+    statement = st.concatenate(rank, axis, len(e.ins))
     for part in e.ins:
         size = part.shape[axis]
-        if isinstance(part, Var) and part.is_float:
+        if part.is_float:
             index = ", ".join([":"] * axis + [f"{start}:{start + size}"])
-            statement = {"rule": "concatenate", "rank": rank, "axis": axis}
             g.add(part, f"{d}[{index}]", e, statement)
         start += size
+
+
+def _slice(g: Gen, e: Eqn, d: str) -> None:
+    """``x[..., lo:hi, ...]``'s gradient is ``dout`` padded back with zeros (JAX's transpose:
+    ``pad``); a stride other than 1 is refused."""
+    x = e.ins[0]
+    strides = e.params.get("strides")
+    if strides is not None and any(s != 1 for s in strides):
+        g.refuse(e, "slice with a stride")
+    start, limit = tuple(e.params["start_indices"]), tuple(e.params["limit_indices"])
+    cuts = {
+        k: (lo > 0, hi < n)
+        for k, (lo, hi, n) in enumerate(zip(start, limit, x.shape, strict=True))
+        if lo > 0 or hi < n
+    }
+    pads = tuple((lo, n - hi) for lo, hi, n in zip(start, limit, x.shape, strict=True))
+    g.add(x, f"jnp.pad({d}, {pads})", e, st.slice_(len(x.shape), cuts))
 
 
 RULES: dict[str, Rule] = {
@@ -301,4 +321,5 @@ RULES: dict[str, Rule] = {
     "dot_general": _dot_general,
     "gather": _gather,
     "concatenate": _concatenate,
+    "slice": _slice,
 }

@@ -41,8 +41,10 @@ def write(rules: dict[str, Any], engine_hash: str | None, path: Path = TABLE) ->
 
 
 def lookup_in(table: dict[str, Any]):
-    """``lookup(statement)``: None if ``table`` holds the statement PROVED, else why not. The
-    stored statement must equal the asked one (a key is a hash prefix: never trust it alone)."""
+    """``lookup(statement)``: None if ``table`` holds the statement PROVED (or CHECKED: exact at
+    every size of its stated range, the engine's verdict for a shifted read it does not prove),
+    else why not. The stored statement must equal the asked one (a key is a hash prefix: never
+    trust it alone)."""
 
     def lookup(statement: st.Statement) -> str | None:
         entry = table.get(st.key(statement))
@@ -52,7 +54,7 @@ def lookup_in(table: dict[str, Any]):
             statement, sort_keys=True
         ):
             return "the table's statement under this key differs"
-        if entry.get("verdict") != "PROVED":
+        if entry.get("verdict") not in ("PROVED", "CHECKED"):
             return f"the engine's verdict is {entry.get('verdict')}"
         return None
 
