@@ -59,7 +59,10 @@ def render(entries: dict[str, Any]) -> str:
     for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["prim"], kv[0])):
         s = e["statement"]
         forward = "<br>".join(_cell(line) for line in s.get("forward", [])) or _cell(str(s))
-        claims = "<br>".join(_cell(f"d{k} = {v}") for k, v in sorted(s.get("claims", {}).items()))
+        claims = "<br>".join(
+            _cell(v if v.startswith(f"d{k}[") else f"d{k} = {v}")  # index notation: d{k}[...] =
+            for k, v in sorted(s.get("claims", {}).items())
+        )
         verdict = e["verdict"]
         if verdict == "CHECKED":
             ranges = sorted({f for f in e["fates"].values() if f.startswith("CHECKED")})

@@ -31,7 +31,7 @@ def _rules(*statements, verdict="PROVED") -> dict:
     }
 
 
-def test_the_shipped_table_is_the_one_the_hash_describes():
+def test_a_hand_edit_of_the_table_changes_its_hash():
     """The shipped table's recorded hash covers its rules as they are (a hand edit of a verdict
     or statement changes the hash, so --check re-proves)."""
     rules = table.load()
@@ -95,3 +95,8 @@ def test_a_verdict_that_does_not_hold_fails(tmp_path, capsys, recorded):
     assert "1 of 2 verdicts changed" in out
     path = root / "jaxninja" / "backward" / "proofs.json"
     assert table.recorded_hash(path) == engine_hash  # nothing recorded on a failure
+
+
+def test_a_root_without_the_table_has_nothing_to_reprove(tmp_path, capsys):
+    assert stamp.derivations_step(tmp_path, write=False) == 0
+    assert "no backward rule table at" in capsys.readouterr().out
