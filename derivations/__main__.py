@@ -15,6 +15,7 @@ from pathlib import Path
 
 from derivations.build import run_all
 from derivations.outputs.files import outputs
+from jaxninja.backward.stamp import derivations_step
 
 
 def stale(files: dict[Path, str], root: Path) -> list[Path]:
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         help="repository root holding jaxninja/ and docs/ (default: .)",
     )
     args = parser.parse_args(argv)
+    if derivations_step(args.root, write=not args.check):  # jaxninja backward's rule table
+        return 1
     start, cpu = time.perf_counter(), time.process_time()
     results = run_all()
     failures = results.failures()

@@ -356,9 +356,7 @@ def run_layer(
     start = time.perf_counter()
     with budget.limited(layer.name, progress) as step:
         step("checking the shifts")
-        problems = derive.shift_problems(layer)
-        if problems:
-            raise LayerError(f"layer {layer.name}: {problems[0]}")
+        layer = derive.with_max_reductions(layer)
         verdicts = []
         for number, key in enumerate(layer.differentiable, 1):
             claim = " and proving its claim" if key in layer.claim_text else ""

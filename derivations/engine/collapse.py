@@ -119,7 +119,7 @@ def _next_reading(product: sp.Mul, used: set[sp.Expr], readings):
 def _bound(expr: sp.Expr) -> set[sp.Symbol]:
     """The indices something inside ``expr`` binds: a sum's or product's, a max's (the shift)."""
     bound = {v for s in expr.atoms(sp.Sum, sp.Product) for v in s.variables}
-    return bound | {m.args[1] for m in expr.atoms(AxisMax)}
+    return bound | {x for m in expr.atoms(AxisMax) for x in m.indices}
 
 
 def _to_value(delta: sp.KroneckerDelta) -> list[Reading]:

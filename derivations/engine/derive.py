@@ -27,7 +27,7 @@ from derivations.engine.collapse import collapse
 from derivations.engine.exact import differs, exact_derivative, written_out
 from derivations.engine.proofs import Proof, prove_with_difference
 from derivations.language.claims import ShapeMismatch
-from derivations.language.functions import KINKS, kink_arguments
+from derivations.language.functions import KINKS, AxisMax, kink_arguments
 from derivations.language.layer import Layer
 from derivations.language.names import FREE, LayerError
 from derivations.language.notation import fresh_dummies
@@ -56,6 +56,13 @@ def normal_dummies(expr: sp.Expr, depth: int = 0) -> sp.Expr:
 
 def _renumbered(expr: sp.Expr, scope: dict, depth: int) -> sp.Expr:
     """:func:`normal_dummies`' pass: ``scope`` maps each bound dummy to its new name."""
+    if isinstance(expr, AxisMax):  # binds its indices as a sum does
+        scope = dict(scope)
+        for index in expr.indices:
+            scope[index] = sp.Symbol(f"i{depth}", integer=True, nonnegative=True)
+            depth += 1
+        flat = [x for index, size in expr.pairs for x in (scope[index], size)]
+        return AxisMax(_renumbered(expr.body, scope, depth), *flat)
     if isinstance(expr, sp.Sum):
         scope = dict(scope)
         names = []
@@ -229,8 +236,11 @@ def written(expr: sp.Expr, layer: Layer) -> sp.Expr:
 
 
 def check(layer: Layer, key: str) -> Verdict:
-    """Derive the gradient of ``key``; prove the claim, or refute it with a counterexample."""
+    """Derive the gradient of ``key``; prove the claim, or refute it with a counterexample.
+    A max line not yet decided to be a shift or a reduction is decided first
+    (:func:`with_max_reductions`): held as an input unproved, it could hide a gradient."""
     start = time.perf_counter()
+    layer = with_max_reductions(layer)
     derived = derive(layer, key)
     claim = proof = diff = example = None
     searched, kinked = "", False
@@ -311,11 +321,9 @@ def kinked_identity(layer: Layer, derived: sp.Expr, claim: sp.Expr) -> bool:
     )
 
 
-def shift_problems(layer: Layer) -> list[str]:
-    """For each shift line ``m[i] = max(x[i, j], j)``: the derivation holds ``m`` as an input,
-    which is exact only when the output does not depend on it; one line per shift for which
-    d objective / d m is not proved 0 (an empty list: every shift is exact)."""
-    problems = []
+def _unproved_shifts(layer: Layer) -> list[tuple[int, str]]:
+    """The shift lines (line number, name) for which d objective / d m is not proved 0."""
+    out = []
     for number, line in enumerate(layer.lines, 1):
         if str(line.target) not in layer.shifts:
             continue
@@ -323,12 +331,42 @@ def shift_problems(layer: Layer) -> list[str]:
         derivative = normal_dummies(merged_sums(collapse(sp.diff(objective(layer), element))))
         proof, _ = prove_with_difference(derivative, sp.S.Zero)
         if not proof.ok:
-            problems.append(
-                f"forward line {number} ({line.text!r}): max(...) is supported only as a shift "
-                f"the output does not depend on, and d objective / d {line.target} is not "
-                "proved 0"
+            out.append((number, str(line.target)))
+    return out
+
+
+def shift_problems(layer: Layer) -> list[str]:
+    """For each shift line ``m[i] = max(x[i, j], j)``: the derivation holds ``m`` as an input,
+    which is exact only when the output does not depend on it; one line per shift for which
+    d objective / d m is not proved 0 (an empty list: every shift is exact). The lecture's
+    statements (:mod:`derivations.build`) allow only shifts."""
+    return [
+        f"forward line {number} ({layer.lines[number - 1].text!r}): max(...) is supported "
+        f"there only as a shift the output does not depend on, and d objective / d {name} is "
+        "not proved 0"
+        for number, name in _unproved_shifts(layer)
+    ]
+
+
+def with_max_reductions(layer: Layer) -> Layer:
+    """``layer`` with every max line the output depends on differentiated as a reduction
+    (jax's derivative), the others held as shifts (d objective / d m proved 0, so leaving
+    their gradient out is exact). Decided again until no shift changes: a shift proved with
+    another max held fixed is proved once more with that max a reduction."""
+    if layer.max_decided:
+        return layer
+    while True:
+        unproved = _unproved_shifts(layer)
+        if not unproved:
+            return layer.with_reductions(layer.reductions)  # decided: every shift proved
+        if layer.exact_only:  # the exact check of shifted reads has no max's derivative
+            number, name = unproved[0]
+            raise LayerError(
+                f"layer {layer.name}: forward line {number} ({layer.lines[number - 1].text!r}): "
+                f"the output depends on the max {name}, and a max differentiated is not "
+                "supported with shifted reads or declared sizes (only as a shift)"
             )
-    return problems
+        layer = layer.with_reductions((*layer.reductions, *(name for _, name in unproved)))
 
 
 # ---------------------------------------------------------------- where sizes are undefined
@@ -408,8 +446,11 @@ def size_grid(layer: Layer) -> list[dict[sp.Symbol, int]]:
     return sorted(grid, key=lambda sizes: (sum(sizes.values()), tuple(sizes.values())))
 
 
-def concrete_inputs(layer: Layer, sizes: dict, seed: str) -> dict[sp.Expr, sp.Expr]:
-    """Exact small non-zero rationals for every float input element, integers for labels."""
+def concrete_inputs(
+    layer: Layer, sizes: dict, seed: str, ties: bool = False
+) -> dict[sp.Expr, sp.Expr]:
+    """Exact small non-zero rationals for every float input element, integers for labels;
+    ``ties``: every float element 1 or 2, so a max over a few of them is most often a tie."""
     rng = random.Random(seed)
     values: dict[sp.Expr, sp.Expr] = {}
     arrays = [*layer.inputs.items(), *((k, s) for k, (s, _) in layer.labels.items())]
@@ -423,6 +464,8 @@ def concrete_inputs(layer: Layer, sizes: dict, seed: str) -> dict[sp.Expr, sp.Ex
             element = base[at] if at else base
             if key in layer.labels:
                 values[element] = sp.Integer(rng.randrange(sizes[layer.labels[key][1]]))
+            elif ties:
+                values[element] = sp.Integer(rng.randint(1, 2))
             else:
                 sign = rng.choice([-1, 1])
                 values[element] = sp.Rational(sign * rng.randint(1, 9), rng.randint(1, 4))
@@ -477,6 +520,7 @@ def exact_agreement(layer: Layer, key: str, limit: int = 2) -> tuple[list[dict],
     evaluated exactly against the exact derivative of the written-out forward (no delta
     collapse, no ``simplify``). Returns the sizes checked, and a line saying where they
     differ (None: they agree everywhere checked)."""
+    layer = with_max_reductions(layer)
     claim_raw = raw(layer.claims[key], layer)
     undefined = _undefined_at(layer, claim_raw) | _undefined_at(layer, objective(layer))
     checked: list[dict] = []
@@ -506,14 +550,25 @@ def _undefined_at(layer: Layer, expr: sp.Expr) -> set[tuple[sp.Symbol, int]]:
 
 
 def _search_at(layer: Layer, key: str, claim_raw, sizes: dict, skipped: list):
-    """One size combination: every element of the gradient at one drawn point off the kinks.
-    The forward is written out only once the claim is known to be defined here."""
+    """One size combination: every element of the gradient at one drawn point off the kinks,
+    and, where a max is differentiated, at a second point of ties (each input 1 or 2: jax
+    splits a tie's gradient evenly, and a claim must too). The forward is written out only once
+    the claim is known to be defined here."""
+    found = _search_point(layer, key, claim_raw, sizes, skipped, ties=False)
+    if found is None and objective(layer).has(AxisMax):
+        found = _search_point(layer, key, claim_raw, sizes, skipped, ties=True)
+    return found
+
+
+def _search_point(layer: Layer, key: str, claim_raw, sizes: dict, skipped: list, ties: bool):
+    """:func:`_search_at` at one drawn point (of ties, or not)."""
     objective_expr = objective(layer)
     kinked = bool(objective_expr.atoms(*KINKS))
     total = inputs = None
     for draw in range(DRAWS):
         seed = f"{layer.name}/{sorted((str(k), v) for k, v in sizes.items())}/{draw}"
-        inputs = concrete_inputs(layer, sizes, seed)
+        seed += "/ties" if ties else ""
+        inputs = concrete_inputs(layer, sizes, seed, ties)
         if not kinked:
             break
         labels = {k: v for k, v in inputs.items() if _is_label(k, layer)}

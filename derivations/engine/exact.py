@@ -7,7 +7,11 @@ collapses a delta or calls ``simplify``.
 
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
+
+from derivations.language.functions import AxisMax, MaxOf
 
 DIGITS = 50  # a non-rational value is certified to this many digits
 
@@ -26,6 +30,19 @@ def written_out(expr: sp.Expr) -> sp.Expr:
             ]
         return sp.Add(*terms)
 
+    def write_max(top: AxisMax) -> sp.Expr:
+        ranges = [range(int(size)) for _, size in top.pairs]
+        return MaxOf(
+            *[
+                top.body.xreplace(dict(zip(top.indices, map(sp.Integer, at), strict=True)))
+                for at in itertools.product(*ranges)
+            ]
+        )
+
+    def concrete(x) -> bool:
+        return isinstance(x, AxisMax) and all(size.is_Integer for _, size in x.pairs)
+
+    expr = expr.replace(concrete, write_max)
     return expr.replace(lambda x: isinstance(x, sp.Sum), write_out)
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from derivations.engine.collapse import pinned
+from derivations.language.functions import AxisMax, equal
 
 SEED = 2026  # fixed: the generated files must not change from run to run
 
@@ -37,10 +38,13 @@ def opaque_sums(expr: sp.Expr) -> sp.Expr:
 
 
 def point_value(expr: sp.Expr, seed: int = SEED) -> sp.Expr:
-    """``expr`` evaluated exactly at random rationals: sizes, array elements, sums, deltas."""
+    """``expr`` evaluated exactly at random rationals: sizes, array elements, sums, deltas,
+    and a max and its 0/1 indicator ``x == max`` each as an opaque value (as ``simplify``
+    sees them: an identity in any values of them holds at their true ones)."""
     rng = random.Random(seed)
     atoms = sorted(
-        expr.atoms(sp.Sum, sp.Indexed, sp.KroneckerDelta, sp.Symbol), key=sp.default_sort_key
+        expr.atoms(sp.Sum, sp.Indexed, sp.KroneckerDelta, sp.Symbol, AxisMax, equal),
+        key=sp.default_sort_key,
     )
     values = {}
     for atom in atoms:

@@ -37,7 +37,7 @@ import sympy as sp
 from derivations.language.functions import BINARY_FUNCTIONS, FUNCTIONS
 from derivations.language.names import LayerError, keywords_in
 
-COMPARISONS = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<="}
+COMPARISONS = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<=", ast.Eq: "=="}
 OPERATORS: dict[type, Callable] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -149,7 +149,7 @@ class ExprEvaluator(Evaluator):
 
     def _eval_Compare(self, node: ast.Compare):
         if len(node.ops) != 1 or type(node.ops[0]) not in COMPARISONS:
-            self.fail(f"{ast.unparse(node)!r}: one comparison of >, >=, <, <=")
+            self.fail(f"{ast.unparse(node)!r}: one comparison of >, >=, <, <=, ==")
         left, right = self.eval(node.left), self.eval(node.comparators[0])
         return self.compare(COMPARISONS[type(node.ops[0])], left, right, node)
 

@@ -175,6 +175,8 @@ class where(sp.Function):  # noqa: N801
     def eval(cls, cond, a, b):
         if cond.is_Number:
             return a if cond == 1 else b if cond == 0 else None
+        if isinstance(cond, equal):  # no kink: a 0/1 factor, exactly
+            return cond * a + (1 - cond) * b
         return None
 
     def fdiff(self, argindex=1):
@@ -215,7 +217,7 @@ KINKS = (relu, absolute, maximum, minimum, sign, where, clip, ReluStep, AbsStep,
 
 
 def comparison(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
-    """A claim's ``a > b`` (and ``>=``, ``<``, ``<=``) as 0/1: ``(x > 0)`` is relu's
+    """A claim's ``a > b`` (and ``>=``, ``<``, ``<=``, ``==``) as 0/1: ``(x > 0)`` is relu's
     derivative, ``ReluStep(x)``, exactly as the derivation writes it."""
     if op == ">":
         return ReluStep(a - b)
@@ -223,6 +225,8 @@ def comparison(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
         return ReluStep(b - a)
     if op == ">=":
         return GeStep(a - b)
+    if op == "==":
+        return equal(a, b)
     return GeStep(b - a)
 
 
@@ -240,25 +244,142 @@ def kink_arguments(expr: sp.Expr) -> list[sp.Expr]:
     return out
 
 
-class AxisMax(sp.Function):
-    """``AxisMax(logits[i, j], j, V)``: the maximum over index ``j`` (of size ``V``), the max
-    trick's shift. Never differentiated: a forward line ``m[i] = max(x[i, j], j)`` is held as
-    an independent input, and the engine proves the output does not depend on it
-    (:func:`derivations.engine.derive.shift_problems`), so any shift, the max included, is exact."""
+class equal(sp.Function):  # noqa: N801
+    """A comparison ``a == b`` as 0/1 (jnp's ``(a == b)`` cast to the operands' dtype): a step,
+    derivative 0, as jax's. Its arguments are put in sympy's order, so ``x == m`` and ``m == x``
+    are one expression to the proofs."""
 
-    nargs = 3
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if a == b:
+            return sp.S.One
+        if a.is_Number and b.is_Number:
+            return sp.S.One if a - b == 0 else sp.S.Zero
+        if a.is_number and b.is_number:  # tanh(3/7): told apart at MAX_DIGITS, or undecided
+            gap = abs(sp.N(a - b, MAX_DIGITS))
+            if gap.is_Number and gap > MAX_GAP * (1 + abs(sp.N(a, MAX_DIGITS))):
+                return sp.S.Zero
+            return None
+        if sp.default_sort_key(b) < sp.default_sort_key(a):
+            return cls(b, a)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    def _sympystr(self, printer) -> str:
+        return f"({printer._print(self.args[0])} == {printer._print(self.args[1])})"
+
+
+class AxisMax(sp.Function):
+    """``AxisMax(logits[i, j], j, V)``: the maximum over index ``j`` (of size ``V``);
+    ``AxisMax(x[b, t, c], t, T, c, C)`` over several at once (``jnp.max(x, axis=(1, 2))``: one
+    max over all their elements, a tie split evenly among all of them).
+
+    Where the output does not depend on it (the max trick's shift), a forward line ``m[i] =
+    max(x[i, j], j)`` is held as an independent input, and the engine proves that
+    (:func:`derivations.engine.derive.shift_problems`). Otherwise it is a reduction with jax's
+    derivative (``jax.grad(jnp.max)``): the gradient goes to the max's positions, a tie split
+    evenly, ``d max_j x[j] / d x[q] = (x[q] == M) / sum_j (x[j] == M)`` with ``M`` the max, the
+    indicator :class:`equal` and the count an opaque sum to the proofs."""
+
+    nargs = (3, 5, 7, 9)
+
+    @property
+    def body(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def pairs(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """(index, size) for each index the max reduces."""
+        return list(zip(self.args[1::2], self.args[2::2], strict=True))
+
+    @property
+    def indices(self) -> tuple[sp.Symbol, ...]:
+        return tuple(self.args[1::2])
+
+    def renamed(self, names: dict) -> AxisMax:
+        """The same max with its indices renamed (``names``: old -> new, every index)."""
+        flat = [x for index, size in self.pairs for x in (names[index], size)]
+        return AxisMax(self.body.xreplace(names), *flat)
 
     @property
     def free_symbols(self) -> set:
-        body, index, size = self.args
-        return (body.free_symbols - {index}) | size.free_symbols
+        sizes = set().union(*(size.free_symbols for _, size in self.pairs))
+        return (self.body.free_symbols - set(self.indices)) | sizes
 
-    def fdiff(self, argindex=1):
-        raise TypeError("AxisMax is a shift: it is never differentiated")
+    def _eval_derivative(self, s):
+        dummies = {x: sp.Dummy(str(x), integer=True, nonnegative=True) for x in self.indices}
+        at = self.body.xreplace(dummies)
+        inner = sp.diff(at, s)
+        if inner == 0:
+            return sp.S.Zero
+        hit = equal(at, self)
+        limits = [(dummies[index], 0, size - 1) for index, size in self.pairs]
+        return sp.Sum(hit * inner, *limits) / sp.Sum(hit, *limits)
+
+    def _sympystr(self, printer) -> str:
+        indices = ", ".join(printer._print(x) for x in self.indices)
+        return f"max({printer._print(self.body)}, {indices})"
 
     def _latex(self, printer) -> str:
-        body, index, _ = self.args
-        return rf"\max_{{{printer._print(index)}}} {printer._print(body)}"
+        indices = ", ".join(printer._print(x) for x in self.indices)
+        return rf"\max_{{{indices}}} {printer._print(self.body)}"
+
+
+MAX_DIGITS = 60  # a max of numbers that are not rational is decided at this many digits
+# two different such numbers this close (relative) are not told apart: left undecided, so no
+# counterexample is made of them
+MAX_GAP = sp.Float("1e-45", MAX_DIGITS)
+
+
+def _top(args: tuple) -> sp.Expr | None:
+    """The largest of exact numbers: rationals compared exactly; other numbers (``tanh(3/7)``)
+    equal only where they are the same expression, and otherwise told apart at
+    :data:`MAX_DIGITS` digits, None where two different ones are too close to tell."""
+    if not args or not all(a.is_number for a in args):
+        return None
+    if all(a.is_Rational for a in args):
+        return max(args)
+    values = {a: sp.N(a, MAX_DIGITS) for a in set(args)}
+    if not all(v.is_Float or v.is_Rational for v in values.values()):
+        return None
+    ranked = sorted(values, key=lambda a: values[a], reverse=True)
+    if len(ranked) > 1 and values[ranked[0]] - values[ranked[1]] <= MAX_GAP * (
+        1 + abs(values[ranked[0]])
+    ):
+        return None
+    return ranked[0]
+
+
+class MaxOf(sp.Function):
+    """A max written out at concrete sizes (:func:`derivations.engine.exact.written_out`): the
+    largest of its arguments, and jax's derivative, each tied argument 1 / (number of ties)."""
+
+    @classmethod
+    def eval(cls, *args):
+        return _top(args)
+
+    def fdiff(self, argindex=1):
+        return MaxShare(sp.Integer(argindex - 1), *self.args)
+
+
+class MaxShare(sp.Function):
+    """``MaxShare(k, a0, a1, ...)``: d max(a0, a1, ...) / d ak at exact numbers: 1 / (number
+    of arguments equal to the max) where ``ak`` is one of them, else 0 (``jnp.max``'s rule)."""
+
+    @classmethod
+    def eval(cls, k, *args):
+        top = _top(args)
+        if top is None:
+            return None
+        count = sum(1 for a in args if a == top)
+        return sp.Rational(1, count) if args[int(k)] == top else sp.S.Zero
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
 
 
 def sigmoid(x: sp.Expr) -> sp.Expr:

@@ -162,7 +162,7 @@ class ForwardInterpreter(ExprEvaluator):
     def compare(self, symbol: str, a: _Value, b: _Value, node: ast.Compare) -> _Value:
         """A 0/1 step of the operands' dtype, no gradient."""
         (x, y), letters = self._aligned([a, b])
-        truth = {">": x > y, "<": x < y, ">=": x >= y, "<=": x <= y}[symbol]
+        truth = {">": x > y, "<": x < y, ">=": x >= y, "<=": x <= y, "==": x == y}[symbol]
         dtype = (x + y).dtype
         cast = truth.astype(dtype) if self.backend.name == "jax" else truth.to(dtype)
         return _Value(cast, letters)
@@ -203,9 +203,10 @@ class ForwardInterpreter(ExprEvaluator):
 
     def _call_max(self, node: ast.Call) -> _Value:
         body = self.eval(node.args[0])
-        axis = body.letters.index(node.args[1].id)
-        kept = tuple(x for x in body.letters if x != node.args[1].id)
-        return _Value(self.backend.max(body.array, axis), kept)
+        reduced = [arg.id for arg in node.args[1:]]
+        axes = tuple(body.letters.index(x) for x in reduced)
+        kept = tuple(x for x in body.letters if x not in reduced)
+        return _Value(self.backend.max(body.array, axes[0] if len(axes) == 1 else axes), kept)
 
     def _call_one_hot(self, node: ast.Call) -> _Value:
         label = self.eval(node.args[0])

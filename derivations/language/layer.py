@@ -12,16 +12,19 @@ number); the left side names the indices a line keeps, and every other index on 
 be reduced with ``sum(expr, j)`` or ``mean(expr, j)`` (or several at once, ``mean(expr, i,
 j)``): that is how a statement says which axes are reduced. A name used in one line both as an
 array and as an index, or a size or constant used as an index (``x[i, K]``), is an error.
-``m[i] = max(x[i, j], j)``, a line of its own, is the max trick's shift: the engine holds ``m``
-as an independent input and proves the output does not depend on it (so the gradient through
-it, zero, is left out exactly, as in the lecture's cross-entropy). The last line is the output;
+``m[i] = max(x[i, j], j)``, a line of its own, reduces over ``j`` with jax's derivative (the
+gradient goes to the max's positions, a tie split evenly); where the output does not depend on
+it (the max trick's shift, as in the lecture's cross-entropy) the engine holds ``m`` as an
+independent input and proves that, so the gradient through it, zero, is left out exactly. A
+claim names the max's positions with ``==``: ``where(x == m[:, None], dout[:, None], 0) /
+sum(x == m[:, None], axis=1, keepdims=True)``. The last line is the output;
 a scalar output (``loss = ...``) is a loss, any other output receives the upstream gradient,
 called ``dout`` unless ``upstream=`` names it.
 
 Inputs listed in ``fixed`` (a 0/1 mask ``M``) are not differentiated; ``labels`` are integer
 arrays used as ``one_hot(y[i], j)``; ``constants`` are numbers (``"1/100000"``): each is
 assumed to have the sign of its value, nothing more. Functions: ``exp log sqrt tanh erf
-sigmoid abs sign relu maximum minimum clip where`` and ``pi``, and the comparisons ``> >= < <=``
+sigmoid abs sign relu maximum minimum clip where`` and ``pi``, and the comparisons ``> >= < <= ==``
 as 0/1 factors; kinks follow jax (:mod:`derivations.language.functions`, proofs through them:
 :mod:`derivations.engine.kinks`).
 
@@ -205,6 +208,10 @@ class Layer:
             if key not in self.names:
                 raise LayerError(f"shapes[{key!r}]: no forward line defines {key!r}")
         self.output = self.lines[-1]
+        self.reductions: tuple[str, ...] = ()  # max lines differentiated (see `shifts`)
+        # whether each max line is known to be a shift or a reduction (engine.derive's
+        # with_max_reductions decides it; until then no gradient is derived)
+        self.max_decided = not self.max_lines
         self.shifted = any(has_shifts(line.rhs) for line in self.lines)
         # shifted reads, or a size that is an expression of the axes (which the symbolic
         # engine, holding every size a positive symbol, does not handle): decided only by the
@@ -289,10 +296,7 @@ class Layer:
         letters = tuple(indices[x] for x in names)
         rhs = IndexEvaluator(self, where, indices).run(right)
         if rhs.has(AxisMax) and not isinstance(rhs, AxisMax):
-            raise LayerError(
-                f"{where}: max(...) is a shift and must be a line of its own: "
-                "m[i] = max(x[i, j], j)"
-            )
+            raise LayerError(f"{where}: max(...) must be a line of its own: m[i] = max(x[i, j], j)")
         free = free_indices(rhs, indices)
         extra = sorted(map(str, free - set(letters)))
         if extra:
@@ -390,9 +394,23 @@ class Layer:
         return {str(line.target): line for line in self.lines}
 
     @property
-    def shifts(self) -> tuple[str, ...]:
-        """Lines ``m[i] = max(x[i, j], j)``: held as independent inputs by the derivation."""
+    def max_lines(self) -> tuple[str, ...]:
+        """The lines ``m[i] = max(x[i, j], j)``."""
         return tuple(str(x.target) for x in self.lines if isinstance(x.rhs, AxisMax))
+
+    @property
+    def shifts(self) -> tuple[str, ...]:
+        """Max lines held as independent inputs by the derivation (the max trick's shift, d
+        objective / d m proved 0): every max line not among :attr:`reductions`."""
+        return tuple(x for x in self.max_lines if x not in self.reductions)
+
+    def with_reductions(self, names: tuple[str, ...]) -> Layer:
+        """The same layer with the max lines ``names`` differentiated as reductions (jax's
+        derivative: the gradient to the max's positions, a tie split evenly)."""
+        other = copy.copy(self)
+        other.reductions = tuple(names)
+        other.max_decided = True
+        return other
 
     @property
     def differentiable(self) -> tuple[str, ...]:

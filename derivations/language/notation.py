@@ -146,15 +146,21 @@ class IndexEvaluator(SympyEvaluator):
         return sp.KroneckerDelta(self.index(node.args[1], "one_hot"), label)
 
     def _call_max(self, node: ast.Call) -> AxisMax:
-        """``max(expr, j)``: the maximum over one index (a shift, see the module)."""
-        if len(node.args) != 2 or node.keywords:
-            self.fail("max(expr, j) takes an expression and the one index it reduces")
+        """``max(expr, j)``: the maximum over an index (``max(expr, j, k)``: over several at
+        once); a shift or a reduction, see :class:`derivations.language.functions.AxisMax`."""
+        if not 2 <= len(node.args) <= 5 or node.keywords:
+            self.fail("max(expr, j, ...) takes an expression and the indices it reduces (1 to 4)")
         body = sp.sympify(self.eval(node.args[0]))
-        index = self.index(node.args[1], "max")
-        size = index_sizes(body, self.layer, self.where, self.indices).get(index)
-        if size is None or index not in body.free_symbols:
-            self.fail(f"max: index {index} does not occur in {body}")
-        return AxisMax(body, index, size)
+        flat = []
+        for arg in node.args[1:]:
+            index = self.index(arg, "max")
+            size = index_sizes(body, self.layer, self.where, self.indices).get(index)
+            if size is None or index not in body.free_symbols:
+                self.fail(f"max: index {index} does not occur in {body}")
+            if index in flat[::2]:
+                self.fail(f"max: index {index} is reduced twice")
+            flat += [index, size]
+        return AxisMax(body, *flat)
 
     def reduce(self, func: str, node: ast.Call):
         if len(node.args) < 2 or node.keywords:
@@ -232,8 +238,8 @@ def index_sizes(
 
 
 def fresh_dummies(expr: sp.Expr) -> sp.Expr:
-    """Every sum's dummy renamed to a fresh one, so an instantiated definition never captures
-    the indices it is placed at."""
+    """Every sum's and max's dummy renamed to a fresh one, so an instantiated definition never
+    captures the indices it is placed at."""
 
     def rename(total: sp.Sum) -> sp.Sum:
         function, limits = total.function, []
@@ -243,4 +249,10 @@ def fresh_dummies(expr: sp.Expr) -> sp.Expr:
             limits.append((new, low, high))
         return sp.Sum(function, *limits)
 
-    return expr.replace(lambda x: isinstance(x, sp.Sum), rename)
+    def rename_max(top: AxisMax) -> AxisMax:
+        return top.renamed(
+            {x: sp.Dummy(str(x), integer=True, nonnegative=True) for x in top.indices}
+        )
+
+    expr = expr.replace(lambda x: isinstance(x, sp.Sum), rename)
+    return expr.replace(lambda x: isinstance(x, AxisMax), rename_max)

@@ -164,19 +164,21 @@ class ArrayPrinter(StrPrinter):
         return placed
 
     def _print_AxisMax(self, expr) -> str:
-        """``jnp.max(body, axis=k)``: the body on its natural axes, the index's axis reduced."""
-        body, dummy, size = expr.args
+        """``jnp.max(body, axis=k)``: the body on its natural axes, the indices' axes reduced
+        (``axis=(k, l)`` for several)."""
+        body, dummies = expr.body, expr.indices
         saved_frame, saved_order, saved_sizes = self._frame, list(self._order), dict(self._sizes)
-        self._sizes[dummy] = size
-        self._order = [x for x in self._order if x != dummy] + [dummy]
+        self._sizes.update(dict(expr.pairs))
+        self._order = [x for x in self._order if x not in dummies] + list(dummies)
         try:
             self._frame = tuple(x for x in self._order if x in self._indices(body))
             code = self._print(body)
-            axis = self._frame.index(dummy)
-            kept = tuple(x for x in self._frame if x != dummy)
+            axes = tuple(self._frame.index(d) for d in dummies)
+            kept = tuple(x for x in self._frame if x not in dummies)
         finally:
             self._sizes, self._order = saved_sizes, saved_order
             self._frame = saved_frame
+        axis = axes[0] if len(axes) == 1 else axes
         return self._place(f"jnp.max({code}, axis={axis})", kept)
 
     def _reduce(self, body: sp.Expr, dummies: tuple) -> tuple[str, tuple]:
@@ -325,6 +327,8 @@ class ArrayPrinter(StrPrinter):
             return f"jnp.where({args[0]} > 0, 1.0, jnp.where({args[0]} < 0, 0.0, 0.5))"
         if name == "GeStep":
             return f"jnp.where({args[0]} >= 0, 1.0, 0.0)"
+        if name == "equal":  # a max's positions, (x == m) as 0/1
+            return f"jnp.where({args[0]} == {args[1]}, 1.0, 0.0)"
         if name == "ReluStep":
             return f"jnp.where({args[0]} > 0, 1.0, 0.0)"  # jax: relu'(0) = 0
         if name == "relu":

@@ -30,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--allow-unproved",
         metavar="PRIMS",
         default="",
-        help="comma-separated primitives whose rule may be used without a proof (e.g. "
-        "reduce_max, whose tie rule the engine cannot state); named in the backward's docstring",
+        help="comma-separated primitives whose rule may be used without a proof (e.g. max, "
+        "whose tie rule against a broadcast operand is not proved); named in the backward's "
+        "docstring",
     )
 
 

@@ -44,10 +44,24 @@ def _reductions(x):
     for n in range(1, x.ndim + 1):
         for axes in itertools.combinations(range(x.ndim), n):
             out += [x.sum(axes), x.sum(axes, keepdims=True), x.mean(axes, keepdims=True)]
+            if n < x.ndim:  # a max to a scalar is a loss to the engine: not statable
+                out += [x.max(axes), x.max(axes, keepdims=True)]
     if x.ndim >= 2:
         out += [x.T, jnp.swapaxes(x, 0, 1), x.reshape(-1), x.reshape(x.shape[0], -1)]
     if x.ndim == 3:
         out += [x.transpose(0, 2, 1), x.transpose(1, 0, 2), x.transpose(2, 0, 1)]
+    return out
+
+
+def _slices(x):
+    """Dropping the first, the last, or both ends of one axis, and joining two or three arrays
+    along one (the language's shifted reads: a neighbour's value, a padded edge)."""
+    out = []
+    for k in range(x.ndim):
+        n = x.shape[k]
+        out += [lax.slice_in_dim(x, 1, n, axis=k), lax.slice_in_dim(x, 0, n - 1, axis=k)]
+        out += [lax.slice_in_dim(x, 1, n - 1, axis=k), jnp.concatenate([x, x], axis=k)]
+    out += [jnp.concatenate([x, x, x], axis=x.ndim - 1)]
     return out
 
 
@@ -84,7 +98,8 @@ def _model(rank: int) -> Model:
 
     def forward(params, idx, tap):
         x, w, C = params["x"], params["w"], params["C"]
-        parts = _elementwise(x, w) + _reductions(x) + _matmuls(x, rank) + _gathers(C, idx)
+        parts = _elementwise(x, w) + _reductions(x) + _slices(x) + _matmuls(x, rank)
+        parts += _gathers(C, idx)
         return sum(jnp.sum(p) for p in parts)
 
     def backward(params, batch, acts):

@@ -3,17 +3,20 @@
     python -m jaxninja.backward.prove            # re-prove the table; exit 1 on any change
     python -m jaxninja.backward.prove --write    # also collect the models' rules and rewrite it
 
+The table records the hash of what its verdicts depend on (:mod:`jaxninja.backward.stamp`);
+``python -m derivations --check`` re-proves it when that hash no longer holds.
+
 Imports sympy (through :mod:`derivations`): never imported by ``jaxninja backward`` itself.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 from jaxninja.backward import statements as st
 from jaxninja.backward import table
+from jaxninja.backward.stamp import engine_hash
 
 
 def _tuples(value: Any) -> Any:
@@ -27,7 +30,9 @@ def _tuples(value: Any) -> Any:
 
 def prove(statement: st.Statement) -> tuple[str, dict[str, str]]:
     """The engine's verdict on a statement: PROVED when every claim is PROVED for symbolic
-    sizes; else the fates (NOT STATABLE for a rule the language cannot state)."""
+    sizes; CHECKED when the others are CHECKED exactly at every size of the statement's range (a
+    shifted read the symbolic engine does not decide); else NOT PROVED (NOT STATABLE for a rule
+    the language cannot state). The fates say which claim got which, with the range."""
     import derivations
 
     if "rule" in statement:
@@ -39,9 +44,17 @@ def prove(statement: st.Statement) -> tuple[str, dict[str, str]]:
         result = derivations.check_layer(layer)
     except Exception as err:  # a statement the engine cannot read is not a proof
         return f"NOT PROVED ({type(err).__name__}: {str(err).splitlines()[0][:120]})", {}
-    fates = {g.name: str(g.fate) for g in result.gradients if g.claim is not None}
-    ok = fates and all(f == "PROVED" for f in fates.values())
-    return ("PROVED" if ok else "NOT PROVED"), fates
+    ranges = {f"d{v.key}": v.checked for v in result.report.verdicts}
+    fates = {
+        g.name: f"CHECKED exactly for {ranges[g.name]}" if g.fate == "CHECKED" else str(g.fate)
+        for g in result.gradients
+        if g.claim is not None
+    }
+    if fates and all(f == "PROVED" for f in fates.values()):
+        return "PROVED", fates
+    if fates and all(f == "PROVED" or f.startswith("CHECKED") for f in fates.values()):
+        return "CHECKED", fates
+    return "NOT PROVED", fates
 
 
 def entry(prim: str, statement: st.Statement) -> dict[str, Any]:
@@ -77,14 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         entries = write(collect_uses())
         from jaxninja.backward import rulesdoc
 
-        table.TABLE.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+        table.write(entries, engine_hash(entries))
         rulesdoc.DOC.write_text(rulesdoc.render(entries))
         print(f"wrote {len(entries)} rules to {table.TABLE} and {rulesdoc.DOC}")
         return 0
-    changed = reprove(table.load())
+    entries = table.load()
+    changed = reprove(entries)
     for line in changed:
         print(line)
-    print(f"{len(table.load())} rules re-proved, {len(changed)} changed")
+    same = engine_hash(entries) == table.recorded_hash()
+    print(
+        f"{len(entries)} rules re-proved, {len(changed)} changed; the recorded engine hash "
+        + ("holds" if same else "is stale (python -m derivations records it)")
+    )
     return 1 if changed else 0
 
 

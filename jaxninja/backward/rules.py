@@ -153,7 +153,7 @@ def _reduce_max(g: Gen, e: Eqn, d: str) -> None:
     xv, ov = g.val(x), g.val(out)
     g.line(f"{at_max} = ({xv} == jnp.expand_dims({ov}, {axes})).astype({xv}.dtype)")
     expr = f"jnp.expand_dims({d} / {at_max}.sum({axes}), {axes}) * {at_max}"
-    statement = {"rule": "reduce_max", "axes": list(axes), "rank": len(x.shape)}
+    statement = st.reduce_max(len(x.shape), axes)
     g.add(x, expr, e, statement, note="the gradient goes where the max was, ties split")
 
 
@@ -203,10 +203,11 @@ def _ranges(*lengths: int) -> list[list[int]]:
     return out
 
 
-def _dot_transpose(g_name, y_name, x_ndim, y_ndim, dims, swap_ans):
+def _dot_transpose(g_name, y_name, g_shape, y_shape, x_ndim, dims, swap_ans):
     """JAX's transpose of dot_general with respect to its first operand: a dot_general of the
-    gradient with the other operand, then a transpose (``None`` when it is the identity)."""
+    gradient with the other operand, then a transpose (left out when it is the identity)."""
     (x_contract, y_contract), (x_batch, y_batch) = dims
+    y_ndim = len(y_shape)
     x_kept = [k for k in range(x_ndim) if k not in (*x_contract, *x_batch)]
     y_kept = [k for k in range(y_ndim) if k not in (*y_contract, *y_batch)]
     if swap_ans:
@@ -216,10 +217,32 @@ def _dot_transpose(g_name, y_name, x_ndim, y_ndim, dims, swap_ans):
     new = ((tuple(ans_y), tuple(y_kept)), (tuple(ans_batch), tuple(y_batch)))
     sorted_by_y = [x_contract[k] for k in np.argsort(y_contract)]
     out_axes = tuple(int(k) for k in np.argsort(list(x_batch) + x_kept + sorted_by_y))
+    merged = _merge_contracted(g_name, y_name, g_shape, y_shape, new, out_axes)
+    if merged is not None:
+        return merged
     expr = f"lax.dot_general({g_name}, {y_name}, {new})"
     if out_axes != tuple(range(len(out_axes))):
         expr += f".transpose({out_axes})"
     return expr
+
+
+def _merge_contracted(g_name, y_name, g_shape, y_shape, dims, out_axes):
+    """The 2-D matmul the hand-written backward writes (``flat.reshape(-1, F).T @
+    dhprebn.reshape(-1, H)``) where the transpose contracts two or more leading axes of both
+    operands and keeps one (a Linear's ``dW`` over (B, T, H)); None elsewhere. XLA's CPU compiler
+    otherwise copies one operand into a transposed layout first (the WaveNet's two 3-D ``dW``
+    lines cost ~5% of a training step). The same sums; their order inside the matmul may differ
+    from jax.grad's dot_general (so not claimed bit-exact)."""
+    (gc, yc), (gb, yb) = dims
+    lead = tuple(range(len(gc)))
+    if gb or yb or len(gc) < 2 or gc != lead or yc != lead:
+        return None
+    if len(g_shape) != len(gc) + 1 or len(y_shape) != len(yc) + 1:
+        return None
+    rows = int(np.prod(g_shape[:-1]))
+    g2 = f"{g_name}.reshape(({rows}, {g_shape[-1]}))"
+    y2 = f"{y_name}.reshape(({rows}, {y_shape[-1]}))"
+    return f"{y2}.T @ {g2}" if out_axes == (1, 0) else f"{g2}.T @ {y2}"
 
 
 def _dot_general(g: Gen, e: Eqn, d: str) -> None:
@@ -228,12 +251,13 @@ def _dot_general(g: Gen, e: Eqn, d: str) -> None:
     dims = ((tuple(contract[0]), tuple(contract[1])), (tuple(batch[0]), tuple(batch[1])))
     statement = st.dot_general(len(x.shape), len(w.shape), dims[0], dims[1])
     xv, wv = g.val(x), g.val(w)
+    out = tuple(e.outs[0].shape)
     if isinstance(x, Var):
-        expr = _dot_transpose(d, wv, len(x.shape), len(w.shape), dims, False)
+        expr = _dot_transpose(d, wv, out, tuple(w.shape), len(x.shape), dims, False)
         g.add(x, expr, e, statement, note=_matmul_note(d, wv, dims, "x"))
     if isinstance(w, Var):
         swapped = ((dims[0][1], dims[0][0]), (dims[1][1], dims[1][0]))
-        expr = _dot_transpose(d, xv, len(w.shape), len(x.shape), swapped, True)
+        expr = _dot_transpose(d, xv, out, tuple(x.shape), len(w.shape), swapped, True)
         g.add(w, expr, e, statement, note=_matmul_note(d, xv, dims, "w"))
 
 
@@ -249,15 +273,35 @@ def _gather(g: Gen, e: Eqn, d: str) -> None:
 
 
 def _concatenate(g: Gen, e: Eqn, d: str) -> None:
+    """Each part's gradient is its stretch of ``dout`` along the axis (JAX's transpose: a slice)."""
     axis, start = e.params["dimension"], 0
     rank = len(e.outs[0].shape)
+    if any(isinstance(part, Lit) for part in e.ins):
+        g.refuse(e, "concatenate with a literal part")
+    statement = st.concatenate(rank, axis, len(e.ins))
     for part in e.ins:
         size = part.shape[axis]
-        if isinstance(part, Var) and part.is_float:
+        if part.is_float:
             index = ", ".join([":"] * axis + [f"{start}:{start + size}"])
-            statement = {"rule": "concatenate", "rank": rank, "axis": axis}
             g.add(part, f"{d}[{index}]", e, statement)
         start += size
+
+
+def _slice(g: Gen, e: Eqn, d: str) -> None:
+    """``x[..., lo:hi, ...]``'s gradient is ``dout`` padded back with zeros (JAX's transpose:
+    ``pad``); a stride other than 1 is refused."""
+    x = e.ins[0]
+    strides = e.params.get("strides")
+    if strides is not None and any(s != 1 for s in strides):
+        g.refuse(e, "slice with a stride")
+    start, limit = tuple(e.params["start_indices"]), tuple(e.params["limit_indices"])
+    cuts = {
+        k: (lo > 0, hi < n)
+        for k, (lo, hi, n) in enumerate(zip(start, limit, x.shape, strict=True))
+        if lo > 0 or hi < n
+    }
+    pads = tuple((lo, n - hi) for lo, hi, n in zip(start, limit, x.shape, strict=True))
+    g.add(x, f"jnp.pad({d}, {pads})", e, st.slice_(len(x.shape), cuts))
 
 
 RULES: dict[str, Rule] = {
@@ -277,4 +321,5 @@ RULES: dict[str, Rule] = {
     "dot_general": _dot_general,
     "gather": _gather,
     "concatenate": _concatenate,
+    "slice": _slice,
 }

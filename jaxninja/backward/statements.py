@@ -131,6 +131,28 @@ def reduce_sum(rank: int, axes: tuple[int, ...]) -> Statement:
     }
 
 
+def reduce_max(rank: int, axes: tuple[int, ...]) -> Statement:
+    """``out = x.max(axes)``, differentiated as jax does: the gradient goes to the max's
+    positions (``x == out``), a tie split evenly (divided by the count of positions). The
+    engine states a max the output depends on as a line of its own, ``max(x[...], i1, ...)``
+    over several indices at once (one max, as ``jnp.max(x, axis=(1, 2))``). A reduction of
+    every axis (a scalar output, a loss to the engine) is not stated: NOT STATABLE."""
+    if len(axes) >= rank:
+        return {"rule": "reduce_max", "axes": list(axes), "rank": rank}
+    sizes, idx = _sizes(rank)
+    kept = [i for k, i in enumerate(idx) if k not in axes]
+    summed = ", ".join(idx[k] for k in axes)
+    sub = ", ".join("None" if k in axes else ":" for k in range(rank))
+    axis = axes[0] if len(axes) == 1 else tuple(axes)
+    at_max = f"(x == out[{sub}])"
+    return {
+        "axes": sizes,
+        "inputs": {"x": sizes},
+        "forward": [f"{_at('out', kept)} = max({_at('x', idx)}, {summed})"],
+        "claims": {"x": f"{at_max} * (dout / sum{at_max[:-1]}, axis={axis}))[{sub}]"},
+    }
+
+
 def broadcast(out_rank: int, kept: tuple[int, ...]) -> Statement:
     """``out = broadcast(x)``: the output's axes ``kept`` are x's (unit axes dropped). The
     statement language needs every output index on the right: the new axes carry an input
@@ -228,4 +250,89 @@ def take(rank: int) -> Statement:
         "labels": {"y": [["n0"], "V"]},
         "forward": ["out[i0] = sum(one_hot(y[i0], v) * x[i0, v], v)"],
         "claims": {"x": "dout[:, None] * one_hot(y)"},
+    }
+
+
+def _bounds(axes: list[str]) -> dict[str, int]:
+    """The exact check's sizes for a shifted statement: 3 for each length of the shifted axis
+    (every order of short and long parts), 2 for the other axes (they only repeat the same
+    arithmetic), keeping the check within the engine's budget."""
+    return {a: 2 if a.startswith("n") else 3 for a in axes}
+
+
+def slice_(rank: int, cuts: dict[int, tuple[bool, bool]]) -> Statement:
+    """``out = x[..., lo:hi, ...]`` (stride 1): ``cuts[k]`` says whether axis ``k`` loses
+    elements at its start and at its end. Stated with the language's shifted reads, sizes as
+    symbols: the kept length ``M<k>``, the cut ``S<k>`` before and ``E<k>`` after (x's length
+    their sum). A cut start is a read at ``i + S`` (the gradient reads ``dout[j - S]``, zero
+    outside dout): PROVED; an uncut start reads ``x[i % N]`` (the language infers an index's
+    range from a plain read, and x is longer than out), so that claim is CHECKED exactly in the
+    engine's size range (:func:`_bounds`), not proved for every size."""
+    axes: list[str] = []
+    sizes: dict[str, str] = {}
+    x_shape: list[str] = []
+    out_shape: list[str] = []
+    read: list[str] = []
+    back: list[str] = []
+    for k in range(rank):
+        i = f"i{k}"
+        if k not in cuts:
+            axes.append(f"n{k}")
+            x_shape.append(f"n{k}")
+            out_shape.append(f"n{k}")
+            read.append(i)
+            back.append(i)
+            continue
+        start, end = cuts[k]
+        parts = [f"S{k}"] * start + [f"M{k}"] + [f"E{k}"] * end
+        axes += parts
+        sizes[f"N{k}"] = " + ".join(parts)
+        x_shape.append(f"N{k}")
+        out_shape.append(f"M{k}")
+        read.append(f"{i} + S{k}" if start else f"{i} % N{k}")
+        back.append(f"{i} - S{k}" if start else f"{i} % N{k}")
+    idx = [f"i{k}" for k in range(rank)]
+    return {
+        "axes": axes,
+        "check_sizes": _bounds(axes),
+        "sizes": sizes,
+        "inputs": {"x": x_shape},
+        "shapes": {"out": out_shape},
+        "forward": [f"{_at('out', idx)} = {_at('x', read)}"],
+        "claims": {"x": f"{_at('dx', idx)} = {_at('dout', back)}"},
+    }
+
+
+def concatenate(rank: int, axis: int, parts: int) -> Statement:
+    """``out = concatenate([x0, x1, ...], axis)``: part ``p`` is read at ``i - (P0 + ... +
+    P<p-1>)``, zero outside it, so the sum of the reads is the concatenation. Its gradient is
+    ``dout`` read at ``j + P0 + ...`` (PROVED); the first part is read at ``i % N`` (its index
+    would otherwise run over the first part's length only), so its claim is CHECKED exactly in
+    the engine's size range."""
+    sizes, idx = _sizes(rank)
+    lengths = [f"P{p}" for p in range(parts)]
+    axes = [s for k, s in enumerate(sizes) if k != axis]
+    axes[axis:axis] = lengths
+    inputs, reads, claims = {}, [], {}
+    for p in range(parts):
+        shape = [lengths[p] if k == axis else s for k, s in enumerate(sizes)]
+        inputs[f"x{p}"] = shape
+        offset = " + ".join(lengths[:p])
+        at = [f"{i} - ({offset})" if k == axis and p else i for k, i in enumerate(idx)]
+        if p == 0:
+            at[axis] = f"{idx[axis]} % N"
+        reads.append(_at(f"x{p}", at))
+        back = [f"{i} + {offset}" if k == axis and p else i for k, i in enumerate(idx)]
+        if p == 0:
+            back[axis] = f"{idx[axis]} % P0"
+        claims[f"x{p}"] = f"{_at(f'dx{p}', idx)} = {_at('dout', back)}"
+    out_shape = ["N" if k == axis else s for k, s in enumerate(sizes)]
+    return {
+        "axes": axes,
+        "check_sizes": _bounds(axes),
+        "sizes": {"N": " + ".join(lengths)},
+        "inputs": inputs,
+        "shapes": {"out": out_shape},
+        "forward": [f"{_at('out', idx)} = {' + '.join(reads)}"],
+        "claims": claims,
     }

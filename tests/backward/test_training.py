@@ -1,7 +1,8 @@
 """Training the WaveNet for 1,000 steps with its hand-written backward, the generated backward
 evaluated on every batch beside it: within the model contract (32 eps·scale) of the hand-written
 gradients at every step, every row (issue 23's ``train --model --check-every 1`` criterion,
-run here as one jitted scan since this branch has no ``train --model``)."""
+run here as one jitted scan: ``--check-every`` compares against jax.grad, not a second backward;
+``test_train_generated.py`` trains the generated file through ``train --model``)."""
 
 from __future__ import annotations
 
