@@ -327,7 +327,7 @@ def _unproved_shifts(layer: Layer) -> list[tuple[int, str]]:
     for number, line in enumerate(layer.lines, 1):
         if str(line.target) not in layer.shifts:
             continue
-        element = line.target[layer.free(line.shape)]
+        element = line.target[layer.free(line.shape)] if line.indices else line.target
         derivative = normal_dummies(merged_sums(collapse(sp.diff(objective(layer), element))))
         proof, _ = prove_with_difference(derivative, sp.S.Zero)
         if not proof.ok:

@@ -96,9 +96,21 @@ def _candidates(line, layer: Layer, free: dict, depth: int):
 
 
 def _named_lines(layer: Layer) -> list:
-    """The lines a gradient may use by name: every one but a scalar loss (claims may use the
-    output itself: probs in softmax's gradient)."""
-    return layer.lines[:-1] if layer.is_loss else layer.lines
+    """The lines a gradient may use by name: every one but a scalar loss, unless a claim
+    names it (claims may use the output itself: probs in softmax's gradient, ``x == top`` for
+    a scalar ``top = max(x[i], i)``)."""
+    import ast
+
+    if not layer.is_loss:
+        return layer.lines
+    loss = str(layer.output.target)
+    named = {
+        node.id
+        for text in layer.claim_text.values()
+        for node in ast.walk(ast.parse(text.strip()))
+        if isinstance(node, ast.Name)
+    }
+    return layer.lines if loss in named else layer.lines[:-1]
 
 
 class _LastLayer:

@@ -250,3 +250,19 @@ def test_the_exact_derivative_of_a_max_over_two_axes_is_jax_at_ties():
         for a, b in itertools.product(range(2), range(2)):
             got = exact_derivative(total, x_base[0, a, b], inputs)
             assert float(got) == pytest.approx(float(want[0, a, b]), rel=1e-6), (values, a, b)
+
+
+def test_a_scalar_max_is_a_loss_and_its_claim_may_name_it(tmp_path):
+    """``top = max(x[i], i)``: a scalar line (it crashed the shift check with a traceback);
+    the claim names the output, so the kernel computes it."""
+    layer = Layer(
+        name="top",
+        axes=("n",),
+        inputs={"x": ("n",)},
+        forward=("top = max(x[i], i)",),
+        claims={"x": "(x == top) / sum(x == top)"},
+    )
+    report = run_layer(layer, tmp_path / "k.py", "test")
+    assert report.ok, report.text
+    unsplit = derive.check(layer.with_claims({"x": "(x == top)"}), "x")
+    assert not unsplit.proof.ok and unsplit.counterexample is not None
