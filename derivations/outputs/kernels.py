@@ -35,6 +35,9 @@ from jaxninja import numerics
 BOUND = numerics.KERNEL
 OTHER_SIZE = 5  # every axis not being varied (odd, and unlike the varied sizes: no transposes hide)
 VARIED = (7,)  # each axis also at this size and at the smallest size the forward allows
+# the verification's programs are compiled with LLVM's cheapest code generation: they run once
+# on a few small arrays, so compiling them was the cost (XLA's own graph passes still run)
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 CENTRING_NODES = 3000  # a gradient larger than this once expanded is printed without centring
 
 
@@ -84,11 +87,16 @@ def _candidates(line, layer: Layer, free: dict, depth: int):
     with its definition written out there."""
     dummies = [sp.Symbol(f"i{d}", integer=True, nonnegative=True) for d in range(depth)]
     options = [[*(x for x, s in free.items() if s == size), *dummies] for size in line.shape]
+    # written out once at the line's own indices, then placed at each index (its bound
+    # dummies are fresh, so no placed index is captured): writing it out again per place
+    # was most of the time of putting a gradient into the forward's names
+    own = raw(line.target[line.indices] if line.indices else line.target, layer)
     for at in itertools.product(*options):
         if len(set(at)) != len(at):
             continue  # a repeated index is a diagonal: never a name's definition
         element = line.target[at] if at else line.target
-        value = normal_dummies(collapse(raw(element, layer)), depth)
+        placed = own.xreplace(dict(zip(line.indices, at, strict=True)))
+        value = normal_dummies(collapse(placed), depth)
         yield element, value
         expanded = sp.expand(value, power_base=False, power_exp=False, log=False)
         if expanded != value:  # the form differentiation leaves inside tanh(...), exp(...)
@@ -569,7 +577,9 @@ def verify(layer: Layer, module, seed: int = 0) -> list[Verified]:
         drawn = [
             _case(layer, sizes, np.random.default_rng(seed + k)) for k, sizes in enumerate(cases)
         ]
-        outputs = jax.device_get(jax.jit(lambda cs: [one(*c) for c in cs])(drawn))
+        outputs = jax.device_get(
+            jax.jit(lambda cs: [one(*c) for c in cs], compiler_options=FAST_COMPILE)(drawn)
+        )
     finally:
         jax.config.update("jax_enable_x64", before)  # the caller's default stays
     results = []
