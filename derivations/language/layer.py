@@ -294,7 +294,11 @@ class Layer:
             raise LayerError(f"{where}: not an expression: {err.msg}{why}") from err
         indices = self._line_indices(tree, target, names, where)
         letters = tuple(indices[x] for x in names)
-        rhs = IndexEvaluator(self, where, indices).run(right)
+        reader = IndexEvaluator(self, where, indices)
+        reader.statement = text.strip()
+        start = len(left) + 1 + len(right) - len(right.lstrip())  # the right side, parsed stripped
+        reader.column_base = start - (len(text) - len(text.lstrip()))
+        rhs = reader.run(right)
         if rhs.has(AxisMax) and not isinstance(rhs, AxisMax):
             raise LayerError(f"{where}: max(...) must be a line of its own: m[i] = max(x[i, j], j)")
         free = free_indices(rhs, indices)
@@ -527,6 +531,25 @@ def _check_bounds(bounds, axes: dict) -> dict[str, int]:
     return out
 
 
+def _place_in(path: Path, err: LayerError) -> str:
+    """``:line:column`` in the file of an error at a column of a statement (``err.statement``,
+    ``err.column``: :meth:`derivations.language.evaluator.Evaluator.fail_at`), where the
+    statement's text stands in the file once as written; else nothing."""
+    statement, column = getattr(err, "statement", None), getattr(err, "column", None)
+    if not statement or column is None:
+        return ""
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    at = source.find(statement)
+    if at < 0 or source.find(statement, at + 1) >= 0:
+        return ""
+    line = source.count("\n", 0, at) + 1
+    start = at - (source.rfind("\n", 0, at) + 1)
+    return f":{line}:{start + column + 1}"
+
+
 def load_layer(path: str | Path) -> Layer:
     """The ``layer`` a Python file defines (``layer = Layer(...)``); one-line errors. The file
     is run as Python: state only layers you trust."""
@@ -536,7 +559,7 @@ def load_layer(path: str | Path) -> Layer:
     try:
         namespace = runpy.run_path(str(path), init_globals={"Layer": Layer})
     except LayerError as err:
-        raise LayerError(f"{path}: {err}") from err
+        raise LayerError(f"{path}{_place_in(path, err)}: {err}") from err
     except SyntaxError as err:
         raise LayerError(f"{path}:{err.lineno}: syntax error: {err.msg}") from err
     except BaseException as err:  # the file is the user's code: report, don't trace back
