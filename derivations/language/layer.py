@@ -73,6 +73,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
+from derivations.language import reshape
 from derivations.language.claims import read_claim
 from derivations.language.evaluator import OPERATORS, Evaluator, parse
 from derivations.language.functions import AxisMax
@@ -277,11 +278,17 @@ class Layer:
         shape, classes = spec
         return self._shape(key, shape), self._size(classes, f"labels {key}")
 
-    def _line(self, text: str, taken: dict[str, str]) -> Line:
-        where = f"forward line {len(self.lines) + 1} ({text.strip()!r})"
+    def _line(self, text: str, taken: dict[str, str], where: str | None = None) -> Line:
+        where = where or f"forward line {len(self.lines) + 1} ({text.strip()!r})"
         left, sep, right = text.partition("=")
         if not sep:
             raise LayerError(f"{where}: write 'name[i, j] = expression'")
+        try:
+            call = parse(right)
+        except SyntaxError:
+            call = None  # reported below, as for any line
+        if call is not None and reshape.is_reshape(call):
+            return self._reshape_line(left, call, taken, where)
         target, names = parse_target(left, where)
         try:
             target = check_name(target, "intermediate", taken)
@@ -332,6 +339,19 @@ class Layer:
         shape = tuple(sizes[x] for x in letters)
         base = sp.IndexedBase(target) if letters else sp.Symbol(target)
         return Line(base, letters, rhs, shape, text.strip())
+
+    def _reshape_line(self, left: str, call: ast.Call, taken: dict, where: str) -> Line:
+        """``flat = reshape(x, (B, T2, 2*C))``: the line in index notation that
+        :mod:`derivations.language.reshape` writes (row-major positions), its target's shape
+        declared as the statement gives it."""
+        target, names = parse_target(left, where)
+        if names:
+            raise LayerError(
+                f"{where}: a reshape's target has no indices: flat = reshape(x, (B, T2, 2*C))"
+            )
+        text, shape = reshape.rewrite(fold(target), call, self, where)
+        self.declared[fold(target)] = self._shape(f"reshape {target}", shape)
+        return self._line(text, taken, where)
 
     def _line_indices(
         self, tree: ast.AST, target: str, left: tuple[str, ...], where: str
