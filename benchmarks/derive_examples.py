@@ -71,7 +71,7 @@ def corpus() -> int:
 
     from derivations.engine.derive import check
     from derivations.language.layer import Layer
-    from derivations.userrun import fate
+    from derivations.outputs.layer_report import fate
     from tests.derivations.corpus import IDENTITIES
 
     print("| identity | right | CPU s | wrong twin | CPU s | load |")

@@ -23,7 +23,7 @@ from derivations.engine import derive
 from derivations.engine.exact import exact_derivative, written_out
 from derivations.language.layer import Layer
 from derivations.language.names import LayerError
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 RIGHT = "where(x == m[:, None], dout[:, None], 0) / sum(x == m[:, None], axis=1, keepdims=True)"
 # the form jaxninja/backward writes for reduce_max: the indicator times dout over the count
