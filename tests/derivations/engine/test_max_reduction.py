@@ -266,3 +266,18 @@ def test_a_scalar_max_is_a_loss_and_its_claim_may_name_it(tmp_path):
     assert report.ok, report.text
     unsplit = derive.check(layer.with_claims({"x": "(x == top)"}), "x")
     assert not unsplit.proof.ok and unsplit.counterexample is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("m[i] = max(x[i, j], j, j)", "index j is reduced twice"),
+        ("m[i] = max(x[i, j], k)", "does not occur"),
+        ("m[i] = max(x[i, j])", "takes an expression and the indices it reduces"),
+        ("m[i] = 2 * max(x[i, j], j)", "must be a line of its own"),
+    ],
+)
+def test_a_malformed_max_is_one_line(line, message):
+    with pytest.raises(LayerError, match="forward line 1") as caught:
+        _row_max(None, forward=(line,))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
