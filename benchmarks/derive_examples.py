@@ -11,7 +11,8 @@ Each file runs as its own process, one after another, imports included (issue 11
 30 s each on the 2-core machine); the table gives the wall and CPU seconds the command itself
 prints, the verification's share, the exit status and the load average, since wall time depends
 on the machine's other jobs. With ``--base``, each file runs in both trees (``PYTHONPATH``, the
-same interpreter and examples/ of this tree), the base first for odd rows and this tree first
+same interpreter; each tree's own statement of the example where it has one, as an older
+tree's language may not read this tree's claims), the base first for odd rows and this tree first
 for even ones, so a drift of the machine's speed hits both sides alike; the last lines give the
 medians and the median per-file CPU ratio this/base. ``--corpus`` times the derivation and
 proof (or refutation) of each identity of ``tests/derivations/corpus.py``, right claim and wrong
@@ -36,7 +37,10 @@ VERIFY = re.compile(r"verify ([\d.]+) s\)")
 
 def run_one(name: str, folder: Path, tree: Path = ROOT) -> tuple[float, float, float, int]:
     """(wall s, CPU s, verify wall s, exit status) of one example's whole run in ``tree``, as
-    the command prints them."""
+    the command prints them: the example as ``tree`` states it where it has the file (an
+    older tree's language may not read this tree's claims), else this tree's."""
+    own = tree / "examples" / f"{name}.py"
+    layer = own if own.is_file() else ROOT / "examples" / f"{name}.py"
     done = subprocess.run(
         [
             sys.executable,
@@ -44,7 +48,7 @@ def run_one(name: str, folder: Path, tree: Path = ROOT) -> tuple[float, float, f
             "jaxninja",
             "derive",
             "--layer",
-            str(ROOT / "examples" / f"{name}.py"),
+            str(layer),
             "--out",
             str(folder / f"{name}_kernel.py"),
         ],
@@ -67,7 +71,7 @@ def corpus() -> int:
 
     from derivations.engine.derive import check
     from derivations.language.layer import Layer
-    from derivations.userrun import fate
+    from derivations.outputs.layer_report import fate
     from tests.derivations.corpus import IDENTITIES
 
     print("| identity | right | CPU s | wrong twin | CPU s | load |")

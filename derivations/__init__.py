@@ -17,15 +17,37 @@ lecture's layers and regenerates ``jaxninja/lecture/generated.py`` and ``docs/de
   :mod:`~.engine.budget` (a layer's time budget and progress);
 - :mod:`derivations.printing`: :mod:`~.printing.jaxcode` and :mod:`~.printing.claimcode`
   (code), :mod:`~.printing.layout`, :mod:`~.printing.latex`;
-- :mod:`derivations.outputs`, the files and reports they make: :mod:`~.outputs.kernels` (a
-  layer file's kernel and its verification), :mod:`~.outputs.safety` (float32 safety of a
-  kernel), :mod:`~.outputs.kernelfile` (where a kernel may be written),
-  :mod:`~.outputs.generated_module` (``generated.py``), :mod:`~.outputs.markdown`,
-  :mod:`~.outputs.files`, :mod:`~.outputs.layercheck` (``check_layer``, for notebooks);
+- :mod:`derivations.outputs`, the files and reports they make: :mod:`~.outputs.kernel` (a
+  layer file's kernel, printed), :mod:`~.outputs.verify` (the kernel against jax.vjp and torch
+  in float64), :mod:`~.outputs.verify_float32` (float32 safety at large inputs),
+  :mod:`~.outputs.kernelfile` (where a kernel may be written), :mod:`~.outputs.layer_report`
+  (a layer file's run and what ``jaxninja derive --layer`` prints), :mod:`~.outputs.report`
+  (what ``jaxninja derive`` prints of the lecture), :mod:`~.outputs.generated_module`
+  (``generated.py``), :mod:`~.outputs.markdown`, :mod:`~.outputs.files`,
+  :mod:`~.outputs.layercheck` (``check_layer``, for notebooks);
 - at the top: the lecture's layers (:mod:`~derivations.lecture`), run by
-  :mod:`~derivations.build`; what ``jaxninja derive`` prints, :mod:`~derivations.report` (the
-  lecture) and :mod:`~derivations.userrun` (a layer file): the paths the CLI imports.
+  :mod:`~derivations.build`, and the two entry points the ``jaxninja derive`` command calls,
+  :func:`derive_file` and :func:`lecture_report`.
 """
+
+
+def derive_file(path, out=None, allow_unsafe: bool = False, progress=None):
+    """``jaxninja derive --layer FILE``: the layer a file states, derived, proved, its kernel
+    verified and written to ``out`` only if all of that passed; returns the report
+    (:class:`derivations.outputs.layer_report.Report`: ``body``, ``verdict``, ``status``)."""
+    from derivations.outputs.layer_report import run_file
+
+    return run_file(path, out, allow_unsafe, progress=progress)
+
+
+def lecture_report(steps: bool = True):
+    """``jaxninja derive``: every lecture layer through the engine; returns (the report's
+    text, the results: :class:`derivations.build.Results`)."""
+    from derivations import build
+    from derivations.outputs import report
+
+    results = build.run_all()
+    return report.render_report(results, steps=steps), results
 
 
 def __getattr__(name: str):

@@ -77,11 +77,25 @@ class Evaluator:
     # the binary operators this reading accepts (the rest are unsupported syntax)
     operators: dict[type, Any] = OPERATORS
 
+    # where the text read stands in the statement ``where`` quotes (a forward line's right
+    # side starts after its '='), for :meth:`fail_at`'s column
+    column_base = 0
+    statement: str | None = None
+
     def __init__(self, where: str) -> None:
         self.where = where
 
     def fail(self, message: str) -> NoReturn:
         raise LayerError(f"{self.where}: {message}")
+
+    def fail_at(self, node: ast.AST, message: str) -> NoReturn:
+        """:meth:`fail`, naming the column of ``node`` in the statement; the error carries the
+        statement and the column so :func:`derivations.language.layer.load_layer` can name
+        the file's line and column too."""
+        column = getattr(node, "col_offset", 0) + self.column_base
+        err = LayerError(f"{self.where}, column {column + 1}: {message}")
+        err.statement, err.column = self.statement or getattr(self, "text", None), column
+        raise err
 
     def parse(self, text: str) -> ast.AST:
         """``text`` as one Python expression; a syntax error is a one-line error."""
@@ -95,6 +109,7 @@ class Evaluator:
         """The value of ``text``; arithmetic that fails on the way (a division by zero, a
         nesting too deep) is a one-line error."""
         node = self.parse(text)
+        self.text = text
         try:
             return self.eval(node)
         except (TypeError, ValueError, ZeroDivisionError, RecursionError) as err:
@@ -127,7 +142,7 @@ class Evaluator:
         if type(node.op) not in self.operators:
             return self.unsupported(node)
         left, right = self.eval(node.left), self.eval(node.right)
-        return self.binary(node, left, right)
+        return self.finite(node, self.binary(node, left, right))
 
     # ---- what a reading says about them
     def constant(self, node: ast.Constant):
@@ -138,6 +153,11 @@ class Evaluator:
 
     def negate(self, value):
         return -value
+
+    def finite(self, node: ast.BinOp, value):
+        """``value``, or an error where the operation made it infinite or undefined (a reading
+        of exact numbers, :class:`derivations.language.notation.SympyEvaluator`, says)."""
+        return value
 
     def binary(self, node: ast.BinOp, left, right):
         return self.operators[type(node.op)](left, right)

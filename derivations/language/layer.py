@@ -73,6 +73,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
+from derivations.language import reshape
 from derivations.language.claims import read_claim
 from derivations.language.evaluator import OPERATORS, Evaluator, parse
 from derivations.language.functions import AxisMax
@@ -277,11 +278,17 @@ class Layer:
         shape, classes = spec
         return self._shape(key, shape), self._size(classes, f"labels {key}")
 
-    def _line(self, text: str, taken: dict[str, str]) -> Line:
-        where = f"forward line {len(self.lines) + 1} ({text.strip()!r})"
+    def _line(self, text: str, taken: dict[str, str], where: str | None = None) -> Line:
+        where = where or f"forward line {len(self.lines) + 1} ({text.strip()!r})"
         left, sep, right = text.partition("=")
         if not sep:
             raise LayerError(f"{where}: write 'name[i, j] = expression'")
+        try:
+            call = parse(right)
+        except SyntaxError:
+            call = None  # reported below, as for any line
+        if call is not None and reshape.is_reshape(call):
+            return self._reshape_line(left, call, taken, where)
         target, names = parse_target(left, where)
         try:
             target = check_name(target, "intermediate", taken)
@@ -294,7 +301,11 @@ class Layer:
             raise LayerError(f"{where}: not an expression: {err.msg}{why}") from err
         indices = self._line_indices(tree, target, names, where)
         letters = tuple(indices[x] for x in names)
-        rhs = IndexEvaluator(self, where, indices).run(right)
+        reader = IndexEvaluator(self, where, indices)
+        reader.statement = text.strip()
+        start = len(left) + 1 + len(right) - len(right.lstrip())  # the right side, parsed stripped
+        reader.column_base = start - (len(text) - len(text.lstrip()))
+        rhs = reader.run(right)
         if rhs.has(AxisMax) and not isinstance(rhs, AxisMax):
             raise LayerError(f"{where}: max(...) must be a line of its own: m[i] = max(x[i, j], j)")
         free = free_indices(rhs, indices)
@@ -328,6 +339,19 @@ class Layer:
         shape = tuple(sizes[x] for x in letters)
         base = sp.IndexedBase(target) if letters else sp.Symbol(target)
         return Line(base, letters, rhs, shape, text.strip())
+
+    def _reshape_line(self, left: str, call: ast.Call, taken: dict, where: str) -> Line:
+        """``flat = reshape(x, (B, T2, 2*C))``: the line in index notation that
+        :mod:`derivations.language.reshape` writes (row-major positions), its target's shape
+        declared as the statement gives it."""
+        target, names = parse_target(left, where)
+        if names:
+            raise LayerError(
+                f"{where}: a reshape's target has no indices: flat = reshape(x, (B, T2, 2*C))"
+            )
+        text, shape = reshape.rewrite(fold(target), call, self, where)
+        self.declared[fold(target)] = self._shape(f"reshape {target}", shape)
+        return self._line(text, taken, where)
 
     def _line_indices(
         self, tree: ast.AST, target: str, left: tuple[str, ...], where: str
@@ -527,6 +551,25 @@ def _check_bounds(bounds, axes: dict) -> dict[str, int]:
     return out
 
 
+def _place_in(path: Path, err: LayerError) -> str:
+    """``:line:column`` in the file of an error at a column of a statement (``err.statement``,
+    ``err.column``: :meth:`derivations.language.evaluator.Evaluator.fail_at`), where the
+    statement's text stands in the file once as written; else nothing."""
+    statement, column = getattr(err, "statement", None), getattr(err, "column", None)
+    if not statement or column is None:
+        return ""
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    at = source.find(statement)
+    if at < 0 or source.find(statement, at + 1) >= 0:
+        return ""
+    line = source.count("\n", 0, at) + 1
+    start = at - (source.rfind("\n", 0, at) + 1)
+    return f":{line}:{start + column + 1}"
+
+
 def load_layer(path: str | Path) -> Layer:
     """The ``layer`` a Python file defines (``layer = Layer(...)``); one-line errors. The file
     is run as Python: state only layers you trust."""
@@ -536,7 +579,7 @@ def load_layer(path: str | Path) -> Layer:
     try:
         namespace = runpy.run_path(str(path), init_globals={"Layer": Layer})
     except LayerError as err:
-        raise LayerError(f"{path}: {err}") from err
+        raise LayerError(f"{path}{_place_in(path, err)}: {err}") from err
     except SyntaxError as err:
         raise LayerError(f"{path}:{err.lineno}: syntax error: {err.msg}") from err
     except BaseException as err:  # the file is the user's code: report, don't trace back

@@ -33,6 +33,7 @@ RESERVED = {
     "pi",
     "axis",
     "keepdims",
+    "reshape",
     "Layer",
     "load_layer",
     *FUNCTIONS,

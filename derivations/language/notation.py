@@ -43,6 +43,15 @@ class SympyEvaluator(ExprEvaluator):
             check_power(left, right, ast.unparse(node), self.fail)
         return super().binary(node, left, right)
 
+    def finite(self, node: ast.BinOp, value):
+        """``dout / 0`` is sympy's complex infinity ``zoo`` (``0 / 0`` its ``nan``), which no
+        proof or kernel should meet: one error line naming the operation and its column."""
+        expr = sp.sympify(getattr(value, "expr", value))
+        if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            what = "division by zero" if isinstance(node.op, ast.Div) else "an infinite value"
+            self.fail_at(node, f"{what}: {ast.unparse(node)!r} is not a finite number")
+        return value
+
     def compare(self, symbol: str, left, right, node: ast.Compare) -> sp.Expr:
         """``a > b`` (``>=``, ``<``, ``<=``): a 0/1 step, never differentiated."""
         return comparison(symbol, left, right)

@@ -17,7 +17,8 @@ import re
 from derivations.language.layer import Layer
 from derivations.language.names import LayerError
 from derivations.lecture import KERNELS, Kernel
-from derivations.outputs.kernels import code, defined_sizes
+from derivations.outputs.kernel import code
+from derivations.outputs.verify import defined_sizes
 from derivations.printing.claimcode import claim_code
 from derivations.printing.layout import signature, wrap_code
 

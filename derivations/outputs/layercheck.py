@@ -16,9 +16,9 @@ import sympy as sp
 
 from derivations.engine.derive import Counterexample
 from derivations.language.layer import Layer, load_layer
-from derivations.outputs import kernels
+from derivations.outputs import kernel
+from derivations.outputs.layer_report import Report, fate, run_layer
 from derivations.printing.latex import tex
-from derivations.userrun import Report, fate, run_layer
 
 
 class Gradient(NamedTuple):
@@ -116,11 +116,11 @@ def check_layer(
     report = run_layer(layer, target, source, allow_unsafe=allow_unsafe)
     gradients = []
     for verdict in report.verdicts:
-        pairs = kernels.namings(layer, layer.free_sizes(layer.inputs[verdict.key]))
+        pairs = kernel.namings(layer, layer.free_sizes(layer.inputs[verdict.key]))
         gradients.append(
             Gradient(
                 f"d{verdict.key}",
-                kernels.in_names(verdict.derived, layer, pairs),
+                kernel.in_names(verdict.derived, layer, pairs),
                 layer.claim_text.get(verdict.key),
                 fate(verdict),
                 verdict.counterexample,

@@ -7,7 +7,7 @@ import sympy as sp
 from derivations.build import Checked, Results
 from derivations.engine.derive import Verdict, wrt
 from derivations.lecture import CHAINS
-from derivations.outputs import kernels
+from derivations.outputs import kernel, verify
 from derivations.printing.latex import tex, tex_eq
 
 INTRO = """# Derivations
@@ -50,7 +50,7 @@ def _sizes(sizes: dict) -> str:
 
 def _result(layer, verdict: Verdict) -> str:
     if verdict.proof.ok:
-        where = kernels.defined_sizes(layer)
+        where = verify.defined_sizes(layer)
         undefined = f" (undefined: {'; '.join(verdict.undefined)})" if verdict.undefined else ""
         return f"**PROVED** for every {where}{undefined}."
     return "**NOT PROVED**."
@@ -61,8 +61,8 @@ def _derived(layer, verdict: Verdict, element) -> list[str]:
     exercises' layers only: it costs ~0.4 s a gradient, the rest of the docs ~1 s in all)."""
     if layer.name not in CHAINS:
         return []
-    pairs = kernels.namings(layer, layer.free_sizes(layer.inputs[verdict.key]))
-    named = kernels.in_names(verdict.derived, layer, pairs)
+    pairs = kernel.namings(layer, layer.free_sizes(layer.inputs[verdict.key]))
+    named = kernel.in_names(verdict.derived, layer, pairs)
     target = sp.IndexedBase(f"d{verdict.key}")[element.indices]
     return [
         "Derived (sums of deltas collapsed, the forward's names put back):",

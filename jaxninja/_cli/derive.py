@@ -78,9 +78,9 @@ def _load():
         import sympy  # noqa: F401
     except ImportError as err:
         raise ConfigError(f"sympy is not installed; {INSTALL_HINT}") from err
-    from derivations import build, report
+    import derivations
 
-    return build, report
+    return derivations
 
 
 def run_layer(args: argparse.Namespace) -> int:
@@ -88,11 +88,11 @@ def run_layer(args: argparse.Namespace) -> int:
     status 0 when every claim is proved and the kernel verified (and written, with --out),
     1 otherwise (nothing written then)."""
     start, cpu = time.perf_counter(), time.process_time()
-    _load()
-    from derivations.userrun import run_file
-
+    derivations = _load()
     try:
-        result = run_file(args.layer, args.out, args.allow_unsafe, progress=_progress)
+        result = derivations.derive_file(
+            args.layer, args.out, args.allow_unsafe, progress=_progress
+        )
     except JaxninjaError as err:  # one line, and a short one: a statement may echo a long text
         raise type(err)(capped(str(err))) from None
     print(result.body, end="")
@@ -108,9 +108,8 @@ def run(args: argparse.Namespace) -> int:
         return run_layer(args)
     _check_flags(args)
     start, cpu = time.perf_counter(), time.process_time()
-    build, report = _load()
-    results = build.run_all()
-    print(report.render_report(results, steps=not args.brief), end="")
+    text, results = _load().lecture_report(steps=not args.brief)
+    print(text, end="")
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"total, sympy import included: {wall:.1f} s wall, {cpu:.1f} s CPU")
     failures = results.failures()

@@ -158,4 +158,19 @@ IDENTITIES = (
         "einsum('btc,bth->ch', x, dout)",
         "einsum('btc,bth->hc', x, dout)",
     ),
+    Identity(
+        "row_max",  # d max_j x[i, j] / dx: to the max's positions, a tie split (jax); no split
+        _state(("n", "V"), {"x": ("n", "V")}, "m[i] = max(x[i, j], j)"),
+        "x",
+        "where(x == m[:, None], dout[:, None], 0) / sum(x == m[:, None], axis=1, keepdims=True)",
+        "where(x == m[:, None], dout[:, None], 0)",
+    ),
+    Identity(
+        "max_pool_2d",  # one max over both axes: its ties counted over both, not one
+        _state(("n", "H", "W"), {"x": ("n", "H", "W")}, "m[i] = max(x[i, j, k], j, k)"),
+        "x",
+        "(x == m[:, None, None]) * (dout / sum(x == m[:, None, None], axis=(1, 2)))[:, None, None]",
+        "(x == m[:, None, None]) / sum(x == m[:, None, None], axis=1, keepdims=True)"
+        " * dout[:, None, None]",
+    ),
 )

@@ -25,8 +25,8 @@ from derivations.engine.derive import check
 from derivations.engine.proofs import opaque_sums
 from derivations.language.layer import Layer, load_layer
 from derivations.language.names import LayerError
-from derivations.outputs.kernels import load_kernel
-from derivations.userrun import run_layer
+from derivations.outputs.kernel import load_kernel
+from derivations.outputs.layer_report import run_layer
 from jaxninja import numerics
 from tests.derivations.exact_at import exact_claim, exact_truth
 from tests.helpers import run_command

@@ -6,7 +6,7 @@ by another route (``Sum.doit()`` on the concrete forward); each kernel matches `
 forward written here by hand (not the tool's re-reading of the statement) in float64, at three
 sizes per axis (one varied at a time, the others at 5), including the smallest size the forward
 is defined at, within the tool's bound of 8 eps·scale, scale as the tool defines it
-(:func:`derivations.outputs.kernels._errors`: max |gradient| or of its printed form in absolute
+(:func:`derivations.outputs.verify._errors`: max |gradient| or of its printed form in absolute
 values, since float64 rounds each term of the form compared).
 
 Default run: Linear end to end (proof, refutations, kernel vs a hand-written forward) and the
@@ -26,8 +26,8 @@ import sympy as sp
 
 from derivations.engine.derive import check
 from derivations.language.layer import Layer, load_layer
-from derivations.outputs import kernels
-from derivations.userrun import run_layer
+from derivations.outputs import kernel, verify
+from derivations.outputs.layer_report import run_layer
 from tests.derivations.exact_at import exact_claim, exact_truth
 from tests.helpers import run_command
 
@@ -161,10 +161,10 @@ def _kernel_against_hand(name: str, tmp_path: Path, x64) -> None:
     layer = load_layer(EXAMPLES / f"{name}.py")
     report = run_layer(layer, tmp_path / "k.py", f"examples/{name}.py")
     assert report.ok, report.text
-    module = kernels.load_kernel(tmp_path / "k.py", f"hand_{name}")
+    module = kernel.load_kernel(tmp_path / "k.py", f"hand_{name}")
     backward = getattr(module, f"{layer.name}_backward")
     magnitudes = getattr(module, f"{layer.name}_magnitudes")
-    cases = kernels.size_cases(layer)
+    cases = verify.size_cases(layer)
     assert len({tuple(c.values()) for c in cases}) == len(cases) >= 2 * len(layer.axes)
     eps = np.finfo(np.float64).eps
     keys = list(layer.inputs)
@@ -191,7 +191,7 @@ def _kernel_against_hand(name: str, tmp_path: Path, x64) -> None:
             # 1e-300: an exactly zero gradient (LayerNorm's dg at C = 1) must come out zero
             scale = max(float(jnp.max(jnp.abs(ref))), float(jnp.max(jnp.abs(size))), 1e-300)
             error = float(jnp.max(jnp.abs(value - ref))) / (eps * scale)
-            assert error <= kernels.BOUND, f"{name}: d{key} at {sizes}: {error:.2f}"
+            assert error <= verify.BOUND, f"{name}: d{key} at {sizes}: {error:.2f}"
     assert min(v.sizes[str(layer.axes[0])] for v in report.verified) == min(
         c[layer.axes[0]] for c in cases
     )

@@ -10,7 +10,7 @@ import pytest
 from derivations.engine import budget, derive
 from derivations.language.layer import Layer
 from derivations.language.names import LayerError
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 
 def _chain(lines: int) -> Layer:

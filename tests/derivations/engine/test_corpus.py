@@ -8,7 +8,7 @@ import pytest
 
 from derivations.engine.derive import check
 from derivations.language.layer import Layer
-from derivations.userrun import fate
+from derivations.outputs.layer_report import fate
 from tests.derivations.corpus import IDENTITIES
 
 

@@ -16,8 +16,8 @@ import sympy as sp
 from derivations.engine.derive import check, normal_dummies, objective, raw
 from derivations.engine.exact import written_out
 from derivations.language.layer import Layer
-from derivations.outputs.kernels import in_names, namings
-from derivations.userrun import run_layer
+from derivations.outputs.kernel import in_names, namings
+from derivations.outputs.layer_report import run_layer
 
 NESTED = "Y[i, l] = sum(A[i, j] * X[j, k] * B[k, l], j, k) + C[i, l]"
 INPUTS = {"A": ("n", "D"), "X": ("D", "D"), "B": ("D", "D"), "C": ("n", "D")}

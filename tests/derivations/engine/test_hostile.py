@@ -18,7 +18,7 @@ from derivations.engine import derive
 from derivations.engine.derive import check
 from derivations.language.layer import Layer
 from derivations.language.names import LayerError
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -53,15 +53,15 @@ def test_a_negative_constant_is_not_assumed_positive():
 def test_kernel_is_verified_against_the_statement_as_written(tmp_path):
     """The reference forward is the text re-read without sympy: a kernel whose forward came
     from a wrong reading (here: edited to -c * x, sqrt(c**2) read as c < 0 would not) is caught."""
-    from derivations.outputs import kernels
+    from derivations.outputs import kernel, verify
 
     layer = _layer(constants={"c": "-2"}, forward=("out[i, j] = sqrt(c**2) * x[i, j]",))
     report = run_layer(layer, tmp_path / "k.py", "test")
     text = (tmp_path / "k.py").read_text()
     assert "dx = -c * dout" in text
     (tmp_path / "bad.py").write_text(text.replace("dx = -c * dout", "dx = c * dout"))
-    module = kernels.load_kernel(tmp_path / "bad.py", "bad")
-    assert report.ok and not any(v.ok for v in kernels.verify(layer, module))
+    module = kernel.load_kernel(tmp_path / "bad.py", "bad")
+    assert report.ok and not any(v.ok for v in verify.verify(layer, module))
 
 
 def test_a_claim_that_is_zero_over_zero_at_small_n_says_where():
@@ -79,7 +79,7 @@ def test_a_claim_that_is_zero_over_zero_at_small_n_says_where():
 
 def test_bessel_forward_is_defined_from_n_2():
     """A forward dividing by n - 1 is undefined at n = 1: said, and verified from n = 2."""
-    from derivations.outputs.kernels import size_cases
+    from derivations.outputs.verify import size_cases
 
     layer = Layer(
         "bessel",
@@ -285,7 +285,7 @@ def test_a_correct_cancelling_layer_is_not_flagged_over_the_bound(tmp_path, x64)
     the bound; against the printed form's own terms (the tool's scale) it is within it."""
     import numpy as np
 
-    from derivations.outputs import kernels
+    from derivations.outputs import kernel, verify
 
     layer = Layer(
         "unit",
@@ -297,7 +297,7 @@ def test_a_correct_cancelling_layer_is_not_flagged_over_the_bound(tmp_path, x64)
     assert report.ok and "OVER THE BOUND" not in report.text, report.text
     assert min(v.sizes["n"] for v in report.verified) == 1
     # the same comparison at n = 1 with max |gradient| as the only scale would flag it
-    module = kernels.load_kernel(tmp_path / "k.py", "unit")
+    module = kernel.load_kernel(tmp_path / "k.py", "unit")
     rounded = []
     for value in (0.7, 0.3, 1.1, 2.9, 0.123, 5.3):
         x, dout = np.array([value]), np.array([1.3])
@@ -307,9 +307,9 @@ def test_a_correct_cancelling_layer_is_not_flagged_over_the_bound(tmp_path, x64)
     assert rounded, "no test point leaves a rounding residue"
     exact = np.zeros(1)  # the true gradient at n = 1
     for got, terms in rounded:
-        fitted = kernels._errors(layer, [exact], [got], [terms])["dx"]
-        strict = kernels._errors(layer, [exact], [got], [np.full(1, 1e-300)])["dx"]
-        assert fitted <= kernels.BOUND < strict
+        fitted = verify._errors(layer, [exact], [got], [terms])["dx"]
+        strict = verify._errors(layer, [exact], [got], [np.full(1, 1e-300)])["dx"]
+        assert fitted <= verify.BOUND < strict
 
 
 def test_kinks_follow_jax_and_a_relu_claim_is_proved(tmp_path, x64):
@@ -319,7 +319,7 @@ def test_kinks_follow_jax_and_a_relu_claim_is_proved(tmp_path, x64):
     import jax.numpy as jnp
     import numpy as np
 
-    from derivations.outputs import kernels
+    from derivations.outputs import kernel
 
     layer = Layer(
         "kinks",
@@ -329,7 +329,7 @@ def test_kinks_follow_jax_and_a_relu_claim_is_proved(tmp_path, x64):
     )
     report = run_layer(layer, tmp_path / "k.py", "test")
     assert report.ok, report.text
-    module = kernels.load_kernel(tmp_path / "k.py", "kinks")
+    module = kernel.load_kernel(tmp_path / "k.py", "kinks")
     x, y = jnp.array([[0.0, 1.0, -1.0, 0.5]]), jnp.array([[0.0, 2.0, -1.0, 0.5]])
     ones = jnp.ones_like(x)
     got = module.kinks_backward(ones, x, y)

@@ -18,7 +18,7 @@ import sympy as sp
 from derivations.engine.derive import check
 from derivations.language import functions
 from derivations.language.layer import Layer, load_layer
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 ROOT = Path(__file__).resolve().parents[3]
 KINKED = ("l1_loss", "huber", "smooth_l1", "hard_tanh", "leaky_relu", "relu6")

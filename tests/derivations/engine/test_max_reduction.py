@@ -23,7 +23,7 @@ from derivations.engine import derive
 from derivations.engine.exact import exact_derivative, written_out
 from derivations.language.layer import Layer
 from derivations.language.names import LayerError
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 RIGHT = "where(x == m[:, None], dout[:, None], 0) / sum(x == m[:, None], axis=1, keepdims=True)"
 # the form jaxninja/backward writes for reduce_max: the indicator times dout over the count
@@ -250,3 +250,34 @@ def test_the_exact_derivative_of_a_max_over_two_axes_is_jax_at_ties():
         for a, b in itertools.product(range(2), range(2)):
             got = exact_derivative(total, x_base[0, a, b], inputs)
             assert float(got) == pytest.approx(float(want[0, a, b]), rel=1e-6), (values, a, b)
+
+
+def test_a_scalar_max_is_a_loss_and_its_claim_may_name_it(tmp_path):
+    """``top = max(x[i], i)``: a scalar line (it crashed the shift check with a traceback);
+    the claim names the output, so the kernel computes it."""
+    layer = Layer(
+        name="top",
+        axes=("n",),
+        inputs={"x": ("n",)},
+        forward=("top = max(x[i], i)",),
+        claims={"x": "(x == top) / sum(x == top)"},
+    )
+    report = run_layer(layer, tmp_path / "k.py", "test")
+    assert report.ok, report.text
+    unsplit = derive.check(layer.with_claims({"x": "(x == top)"}), "x")
+    assert not unsplit.proof.ok and unsplit.counterexample is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("m[i] = max(x[i, j], j, j)", "index j is reduced twice"),
+        ("m[i] = max(x[i, j], k)", "does not occur"),
+        ("m[i] = max(x[i, j])", "takes an expression and the indices it reduces"),
+        ("m[i] = 2 * max(x[i, j], j)", "must be a line of its own"),
+    ],
+)
+def test_a_malformed_max_is_one_line(line, message):
+    with pytest.raises(LayerError, match="forward line 1") as caught:
+        _row_max(None, forward=(line,))
+    assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -22,7 +22,7 @@ from derivations.engine.exact import written_out
 from derivations.language import positions
 from derivations.language.layer import Layer, load_layer
 from derivations.language.names import LayerError
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 from tests.helpers import run_command
 
 ROOT = Path(__file__).resolve().parents[3]

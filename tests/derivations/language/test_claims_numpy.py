@@ -19,7 +19,7 @@ import sympy as sp
 from derivations.engine.derive import check
 from derivations.language.claims import ShapeMismatch, is_index_claim
 from derivations.language.layer import Layer, load_layer
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))

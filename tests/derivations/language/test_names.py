@@ -9,7 +9,7 @@ import pytest
 from derivations.engine.derive import check
 from derivations.language.layer import Layer
 from derivations.language.names import LayerError
-from derivations.userrun import run_layer
+from derivations.outputs.layer_report import run_layer
 
 
 def _attention(claims: dict) -> Layer:

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from derivations.outputs import kernelfile, kernels
+from derivations.outputs import kernelfile, verify
 
 LAYER = """from derivations import Layer
 layer = Layer(
@@ -64,7 +64,7 @@ def test_a_kernel_over_the_bound_is_never_written_and_the_old_one_is_kept(
     out = tmp_path / "k.py"
     assert _main(capsys, "derive", "--layer", layer_file(), "--out", str(out))[0] == 0
     before = out.read_bytes()
-    monkeypatch.setattr(kernels, "BOUND", -1.0)
+    monkeypatch.setattr(verify, "BOUND", -1.0)
     status, stdout, _ = _main(capsys, "derive", "--layer", layer_file(), "--out", str(out))
     assert status == 1 and "OVER THE BOUND" in stdout
     last = stdout.splitlines()[-1]
@@ -80,7 +80,7 @@ def test_a_kernel_that_does_not_run_is_never_written(tmp_path, capsys, layer_fil
     def broken(layer, module, seed=0):
         raise ValueError("shapes (3,) and (4,) do not broadcast")
 
-    monkeypatch.setattr(kernels, "verify", broken)
+    monkeypatch.setattr(verify, "verify", broken)
     status, stdout, _ = _main(capsys, "derive", "--layer", layer_file(), "--out", str(out))
     assert status == 1 and not out.exists()
     assert stdout.splitlines()[-1] == (

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from derivations.language.layer import Layer, load_layer
-from derivations.outputs import safety
-from derivations.userrun import run_layer
+from derivations.outputs import verify_float32 as safety
+from derivations.outputs.layer_report import run_layer
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from derivations import userrun
 from derivations.engine import derive
 from derivations.engine.proofs import Proof
 from derivations.language.layer import Layer
-from derivations.userrun import run_layer
+from derivations.outputs import layer_report
+from derivations.outputs.layer_report import run_layer
 
 
 def _layer(**claims: str) -> Layer:
@@ -51,7 +51,7 @@ def test_a_claim_checked_at_stated_sizes_is_checked_not_proved(tmp_path, monkeyp
         not_proved = Proof(simplified=False, point=True)
         return verdict._replace(proof=not_proved, checked="n <= 6") if key == "y" else verdict
 
-    monkeypatch.setattr(userrun, "check", checked)
+    monkeypatch.setattr(layer_report, "check", checked)
     report = run_layer(_layer(x="3 * dout", y="2 * y * dout"), tmp_path / "k.py", "t")
     assert report.verdict == (
         f"PROVED 1/2, CHECKED 1/2 (dy exactly for n <= 6), kernel written: {tmp_path / 'k.py'} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from derivations.build import Results
 from derivations.lecture import CHAINS
-from derivations.userrun import verdict_lines
+from derivations.outputs.layer_report import verdict_lines
 
 
 def render_report(results: Results, steps: bool = True) -> str:

@@ -1,6 +1,6 @@
 """Is a verified kernel numerically safe in float32, at the inputs people feed it?
 
-:func:`derivations.outputs.kernels.verify` checks the kernel's algebra in float64 at inputs near 1.
+:func:`derivations.outputs.verify.verify` checks the kernel's algebra in float64 at inputs near 1.
 A kernel can be right there and useless in float32: softplus's derived gradient
 ``exp(x) * dout / (exp(x) + 1)`` is nan at x = 89 (exp overflows) where the gradient is 1.
 :func:`unsafe` runs the kernel in float32 at one draw of the inputs scaled to every magnitude of
@@ -66,7 +66,7 @@ def unsafe(layer, module, kernel_text: str, seed: int = 0) -> list[Unsafe]:
     """Each gradient of ``module`` that is unsafe in float32 at some magnitude of
     :data:`SCALES`; an empty list: safe at every magnitude up to 100."""
 
-    from derivations.outputs.kernels import _case, size_cases
+    from derivations.outputs.verify import _case, size_cases
 
     sizes = size_cases(layer)[0]
     floats, labels, cotangent = _case(layer, sizes, np.random.default_rng(seed))
@@ -140,6 +140,8 @@ def _kernel_float32(layer, module, points, labels, cotangent, moving):
     """The kernel at every scale, float32 (x64 off, as a user's default run has it)."""
     import jax
 
+    from derivations.outputs.verify import FAST_COMPILE
+
     backward = getattr(module, f"{layer.name}_backward")
     upstream = () if layer.is_loss else (np.asarray(cotangent, dtype=np.float32),)
     axes = (*(None for _ in upstream), *(0 if m else None for m in moving), *(None for _ in labels))
@@ -148,7 +150,9 @@ def _kernel_float32(layer, module, points, labels, cotangent, moving):
     try:
         with warnings.catch_warnings():  # an overflow here is what is measured, not a warning
             warnings.simplefilter("ignore", RuntimeWarning)
-            out = jax.jit(jax.vmap(backward, in_axes=axes))(*upstream, *points, *labels)
+            out = jax.jit(jax.vmap(backward, in_axes=axes), compiler_options=FAST_COMPILE)(
+                *upstream, *points, *labels
+            )
             out = jax.device_get(out)
     finally:
         jax.config.update("jax_enable_x64", before)
@@ -161,6 +165,7 @@ def _reference_float64(layer, module, points, labels, cotangent, moving):
     import jax
 
     from derivations.language.interpret import forward
+    from derivations.outputs.verify import FAST_COMPILE
 
     stated = forward(layer, "jax")
     magnitudes = getattr(module, f"{layer.name}_magnitudes")
@@ -184,7 +189,9 @@ def _reference_float64(layer, module, points, labels, cotangent, moving):
     try:
         ct = np.asarray(cotangent, dtype=np.float32).astype(np.float64)
         wide = [np.asarray(p, dtype=np.float64) for p in points]
-        reference, terms = jax.device_get(jax.jit(jax.vmap(one, in_axes=axes))(*wide))
+        reference, terms = jax.device_get(
+            jax.jit(jax.vmap(one, in_axes=axes), compiler_options=FAST_COMPILE)(*wide)
+        )
     finally:
         jax.config.update("jax_enable_x64", before)
     return reference, terms

@@ -20,7 +20,8 @@ from derivations.engine.derive import Counterexample, Verdict, check, wrt
 from derivations.language.claims import is_index_claim
 from derivations.language.layer import Layer, load_layer
 from derivations.language.names import LayerError
-from derivations.outputs import kernelfile, kernels, safety
+from derivations.outputs import kernel, kernelfile, verify_float32
+from derivations.outputs import verify as verifier  # 'verify' is run_layer's flag
 from jaxninja.errors import JaxninjaError
 
 
@@ -29,7 +30,7 @@ class Report(NamedTuple):
 
     layer: Layer
     verdicts: tuple[Verdict, ...]
-    verified: list[kernels.Verified]
+    verified: list[verifier.Verified]
     kernel: Path | None  # where the kernel was written (None: not written)
     problem: str | None  # why the kernel could not be generated or run (None: it ran)
     seconds: dict[str, float]
@@ -37,7 +38,7 @@ class Report(NamedTuple):
     kernel_text: str | None = None  # the kernel as generated (written only when ``ok``)
     out: Path | None = None  # where it was asked to be written
     unwritten: str | None = None  # why a verified kernel could not be written (a full disk)
-    unsafe: tuple[safety.Unsafe, ...] = ()  # gradients unsafe in float32 at large inputs
+    unsafe: tuple[verify_float32.Unsafe, ...] = ()  # gradients unsafe in float32 at large inputs
     allow_unsafe: bool = False  # --allow-unsafe: an unsafe kernel is still written, exit 0
 
     @property
@@ -185,8 +186,8 @@ def verdict(report: Report) -> str:
     if kernel:
         parts.append(kernel)
     if report.unsafe:
-        names = safety.input_names(report.layer)
-        found = safety.summary(report.unsafe, names)
+        names = verify_float32.input_names(report.layer)
+        found = verify_float32.summary(report.unsafe, names)
         allowed = " (allowed by --allow-unsafe)" if report.allow_unsafe else ""
         parts.append(f"numerically unsafe{allowed}: {found}")
     if report.unwritten is not None:
@@ -210,10 +211,10 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
     """What was found for one input: the derived gradient in the forward's names (unless
     ``derived`` is False), the claim, and its verdict with the counterexample."""
     key = verdict.key
-    pairs = kernels.namings(layer, layer.free_sizes(layer.inputs[key]))
+    pairs = kernel.namings(layer, layer.free_sizes(layer.inputs[key]))
     lines = [f"-- d{key} = d objective / d {sp.sstr(wrt(layer, key))}"]
     if derived:
-        named = kernels.in_names(verdict.derived, layer, pairs)
+        named = kernel.in_names(verdict.derived, layer, pairs)
         lines.append(f"  derived: d{key} = {sp.sstr(named)}")
     if verdict.proof is None:
         lines.append("  claim:   none given")
@@ -245,12 +246,12 @@ def verdict_lines(layer: Layer, verdict: Verdict, derived: bool = True) -> list[
             )
         elif verdict.counterexample is not None:
             lines.append("  REFUTED: the claim is not the gradient")
-            difference = kernels.named(verdict.difference, pairs)
+            difference = kernel.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, verdict.counterexample)
         else:
             lines.append("  NOT PROVED: simplify does not reach zero, yet no counterexample")
-            difference = kernels.named(verdict.difference, pairs)
+            difference = kernel.named(verdict.difference, pairs)
             lines.append(f"  derived - claim = {sp.sstr(difference)}")
             lines += _example_lines(layer, key, None, verdict.searched)
         if not verdict.proof.ok and verdict.undefined:
@@ -309,7 +310,7 @@ def _kernel_text(layer: Layer, verdicts, source: str) -> tuple[str | None, str |
         for key in gradients
     }
     try:
-        text = kernels.render_kernel(layer, gradients, source, origins, frozenset(printed))
+        text = kernel.render_kernel(layer, gradients, source, origins, frozenset(printed))
     except LayerError as err:
         return None, str(err)
     return text, None
@@ -324,11 +325,11 @@ def _verified(layer: Layer, text: str, seconds: dict) -> tuple[list, list, str |
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{layer.name}_kernel.py"
             path.write_text(text, encoding="utf-8")
-            module = kernels.load_kernel(path, layer.name)
-        verified = kernels.verify(layer, module)
+            module = kernel.load_kernel(path, layer.name)
+        verified = verifier.verify(layer, module)
         seconds["verify"] = time.perf_counter() - start
         start = time.perf_counter()
-        unsafe = safety.unsafe(layer, module, text) if all(v.ok for v in verified) else []
+        unsafe = verify_float32.unsafe(layer, module, text) if all(v.ok for v in verified) else []
         seconds["float32 safety"] = time.perf_counter() - start
         return verified, unsafe, None
     except Exception as err:  # a kernel that does not run is reported, not traced back
@@ -349,7 +350,8 @@ def run_layer(
     (None: not kept): a kernel is written only by a run whose :attr:`Report.ok` holds, and
     atomically. ``verify=False``: a caller that checks the kernel itself (the report is then
     not ok, nothing is written, the text is in :attr:`Report.kernel_text`). ``allow_unsafe``:
-    a kernel unsafe in float32 at large inputs (:mod:`derivations.outputs.safety`) is still ok.
+    a kernel unsafe in float32 at large inputs (:mod:`derivations.outputs.verify_float32`) is
+    still ok.
     Derivation, proofs and printing run within :data:`derivations.engine.budget.SECONDS`, saying
     where they are every few seconds through ``progress`` (one line each)."""
     seconds: dict[str, float] = {}
@@ -374,8 +376,8 @@ def run_layer(
         step("printing the derived forms")
         head = _head(layer, verdicts)
         seconds["generate"] = time.perf_counter() - start
-    verified: list[kernels.Verified] = []
-    unsafe: list[safety.Unsafe] = []
+    verified: list[verifier.Verified] = []
+    unsafe: list[verify_float32.Unsafe] = []
     if text is not None and verify:
         verified, unsafe, problem = _verified(layer, text, seconds)
     report = Report(layer, tuple(verdicts), verified, None, problem, seconds, "", text, out)
@@ -418,9 +420,9 @@ def _body(report: Report, verify: bool, head: list[str]) -> str:
         torch = " and torch autograd" if verified and verified[0].torch_errors else ""
         lines.append(
             f"-- kernel vs jax.vjp{torch} of the forward as stated, float64, one axis varied "
-            f"at a time, the others at {kernels.OTHER_SIZE} (max |error| / (eps * scale), "
+            f"at a time, the others at {verifier.OTHER_SIZE} (max |error| / (eps * scale), "
             "scale: max |gradient| or of its printed form with every term in absolute value; "
-            f"bound {kernels.BOUND:g}):"
+            f"bound {verifier.BOUND:g}):"
         )
     for result in verified:
         sizes = ", ".join(f"{k}={v}" for k, v in result.sizes.items())
@@ -432,14 +434,14 @@ def _body(report: Report, verify: bool, head: list[str]) -> str:
     if report.verified_ok:
         lines.append(
             "-- kernel in float32 vs jax.vjp of the forward in float64, inputs scaled to every "
-            f"|value| up to {safety.SCALES[-1]} (unsafe: not finite, or off by more than "
-            f"{safety.TOLERANCE:g} of the gradient's scale, where the reference is finite):"
+            f"|value| up to {verify_float32.SCALES[-1]} (unsafe: not finite, or off by more than "
+            f"{verify_float32.TOLERANCE:g} of the gradient's scale, where the reference is finite):"
         )
-        names = safety.input_names(layer)
+        names = verify_float32.input_names(layer)
         if report.unsafe:
-            lines.append(f"  numerically unsafe: {safety.summary(report.unsafe, names)}")
+            lines.append(f"  numerically unsafe: {verify_float32.summary(report.unsafe, names)}")
         if not report.unsafe:
-            lines.append(f"  safe at every {names} up to {safety.SCALES[-1]}")
+            lines.append(f"  safe at every {names} up to {verify_float32.SCALES[-1]}")
     parts = ", ".join(f"{k} {v:.2f} s" for k, v in report.seconds.items())
     lines.append(f"== time: {sum(report.seconds.values()):.2f} s ({parts})")
     return "\n".join(lines) + "\n"
