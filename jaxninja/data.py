@@ -27,7 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxninja.errors import DataError, NotRegularFile
+from jaxninja.checks import BLOCK_SIZE
+from jaxninja.errors import DataError, Name, NotRegularFile
 from jaxninja.io.files import open_regular
 
 BOUNDARY = "."
@@ -51,7 +52,9 @@ STDIN_NAME = "<stdin>"  # how errors name standard input
 # measured with tracemalloc), so 16 MiB already costs ~2.3 GB while the contexts are built.
 # Raise it with max_bytes (the CLI flag below).
 MAX_DATA_BYTES = 16 * 2**20
-MAX_BYTES_FLAG = "--max-data-bytes"  # named in the error; the CLI's flag for max_bytes
+# named in the error: the setting of every command and entry point (run_training, sample,
+# evaluate, check: max_data_bytes=); read_words / load_dataset call it max_bytes
+MAX_BYTES = Name("max_data_bytes", "--max-data-bytes")
 SHOWN_CHARS = 40  # an error shows at most this much of a word (enough to find it by eye)
 BOM = "\ufeff"
 JOINERS = {"\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER"}
@@ -219,7 +222,8 @@ def _too_big(name: str, max_bytes: int, size: int | None = None) -> DataError:
     what = f"{size:,} bytes is more than" if size is not None else "holds more than"
     return DataError(
         f"{name}: {what} the {max_bytes:,}-byte limit for a word list "
-        f"(names.txt is 228 KB); raise it with {MAX_BYTES_FLAG}"
+        "(names.txt is 228 KB); raise it with ",
+        MAX_BYTES,
     )
 
 
@@ -399,12 +403,13 @@ def load_dataset(
     if block_size < 1:
         from jaxninja.errors import ConfigError
 
-        raise ConfigError(f"block_size must be >= 1, got {block_size}")
+        raise ConfigError(BLOCK_SIZE, f" must be >= 1, got {block_size}")
     words, source = load_words(data, max_bytes)
     vocab = build_vocab(words, source)
     from jaxninja.training import memory  # refuse a context that cannot fit before building it
 
-    memory.check_fits(contexts_bytes(words, block_size), f"--block-size {block_size} on {source}")
+    needed = contexts_bytes(words, block_size)
+    memory.check_fits(needed, (BLOCK_SIZE, f" {block_size} on {source}"))
     parts = split_words(words)
     for name, part in zip(("train", "val", "test"), parts, strict=True):
         if not part:

@@ -155,8 +155,18 @@ def test_mixed_case_and_non_ascii_become_vocabulary(tmp_path: Path) -> None:
 
 
 def test_block_size_below_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="block_size must be >= 1, got 0"):
+    with pytest.raises(ConfigError) as err:
         load_dataset(write(tmp_path, "\n".join(WORDS)), block_size=0)
+    helpers.names_setting(err.value, "^{} must be >= 1, got 0$", "block_size", "--block-size")
+
+
+def test_a_context_too_big_for_memory_names_the_block_size(tmp_path: Path) -> None:
+    """The contexts are refused before they are built, naming the setting as the caller spells
+    it (block_size= from Python, --block-size from the command line)."""
+    with pytest.raises(ConfigError) as err:
+        load_dataset(write(tmp_path, "\n".join(WORDS)), block_size=10**9)
+    pattern = "^{} 1000000000 on .* needs about [0-9.]+ GiB of memory"
+    helpers.names_setting(err.value, pattern, "block_size", "--block-size")
 
 
 def test_env_variable_path_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

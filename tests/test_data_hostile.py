@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from jaxninja import data
 from jaxninja.data import (
     MAX_DATA_BYTES,
     STDIN_NAME,
@@ -94,7 +93,10 @@ def test_oversized_file_is_refused_by_stat(tmp_path: Path) -> None:
     with open(path, "wb") as f:
         f.truncate(2**40)
     message = refused(path, f"1,099,511,627,776 bytes is more than the {MAX_DATA_BYTES:,}-byte")
-    assert data.MAX_BYTES_FLAG in message
+    assert message.endswith("raise it with max_data_bytes=")  # Python's spelling of the setting
+    with pytest.raises(DataError) as err:
+        read_words(path)
+    assert err.value.render(cli=True).endswith("raise it with --max-data-bytes")
 
 
 def test_limit_is_exact_and_can_be_raised(tmp_path: Path) -> None:

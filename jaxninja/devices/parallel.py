@@ -39,7 +39,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxninja import numerics
-from jaxninja.checks import check_divisible, check_int
+from jaxninja.checks import N_DEVICES, Label, check_divisible, check_int
 from jaxninja.errors import ConfigError
 from jaxninja.gradcheck.compare import Row, compare
 from jaxninja.lecture import step
@@ -52,23 +52,28 @@ BATCH_AXIS = "batch"
 # ----------------------------------------------------------------------------- mesh and data
 
 
-def make_mesh(n_devices: int, platform: str | None = None, flag: str = "--devices") -> Mesh:
+def make_mesh(n_devices: int, platform: str | None = None, flag: Label = N_DEVICES) -> Mesh:
     """A mesh of the first ``n_devices`` devices of ``platform`` (default: JAX's default
     platform), with one axis, ``"batch"``. With several processes it must span every device of
-    every process (a process without a device in the mesh would have no part in the step)."""
+    every process (a process without a device in the mesh would have no part in the step).
+    ``flag`` names the setting in errors (``devices=`` from Python, ``--devices`` from the CLI)."""
     check_int(flag, n_devices, 1, "data parallelism needs at least one device")
     devices = jax.devices(platform)
     if jax.process_count() > 1 and n_devices != len(devices):
         raise ConfigError(
-            f"{flag} {n_devices}: with {jax.process_count()} processes the batch is split over "
-            f"all {len(devices)} devices of all processes; drop {flag} or give {len(devices)}"
+            flag,
+            f" {n_devices}: with {jax.process_count()} processes the batch is split over "
+            f"all {len(devices)} devices of all processes; drop ",
+            flag,
+            f" or give {len(devices)}",
         )
     if n_devices > len(devices):
         platform = devices[0].platform
         raise ConfigError(
-            f"{flag} {n_devices}: JAX sees only {len(devices)} {platform} device(s); on CPU, "
+            flag,
+            f" {n_devices}: JAX sees only {len(devices)} {platform} device(s); on CPU, "
             f"simulate more with XLA_FLAGS=--xla_force_host_platform_device_count={n_devices} "
-            "set before jax starts"
+            "set before jax starts",
         )
     return Mesh(np.array(devices[:n_devices]), (BATCH_AXIS,))
 
