@@ -42,9 +42,10 @@ def forward(params, batch, tap):
         flat = tap(f"{name}.flat", _wavenet._flatten(h))
         hprebn = tap(f"{name}.hprebn", flat @ p["W"])
         axes = _wavenet._axes(hprebn)
-        mean = hprebn.mean(axes, keepdims=True)
-        var = hprebn.var(axes, ddof=1, keepdims=True)  # Bessel, as torch.var
-        bnraw = (hprebn - mean) * (var + BN_EPS) ** -0.5
+        n = math.prod(hprebn.shape[a] for a in axes)
+        bndiff = hprebn - 1 / n * hprebn.sum(axes, keepdims=True)
+        bnvar = 1 / (n - 1) * (bndiff**2).sum(axes, keepdims=True)  # Bessel, as torch.var
+        bnraw = bndiff * (bnvar + BN_EPS) ** -0.5
         hpreact = tap(f"{name}.hpreact", p["bngain"] * bnraw + p["bnbias"])
         h = tap(f"{name}.h", jnp.tanh(hpreact))
     logits = tap("logits", h @ params["out"]["W"] + params["out"]["b"])
