@@ -26,6 +26,16 @@ parameter name to the module's (``"l1.weight"``), with ``.T`` for a transposed o
 The module is called with ``torch.func.functional_call`` on the check's own leaf tensors (the
 JAX parameters, copied: both sides see identical inputs), transposed where the map says, so
 torch's gradients are with respect to the JAX parameters themselves.
+
+**makemore part 5's own torch classes** (:func:`part5_torch_forward`): plain Python classes, not
+``nn.Module``s (``Linear``, ``BatchNorm1d``, ``Tanh``, ``Embedding``, ``FlattenConsecutive``,
+``Sequential``), each keeping its parameters as attributes (``parameters()`` lists them) and its
+last output as ``.out``. The map names each JAX parameter's attribute on the network
+(``"l1.W": "layers.2.weight"``, ``.T`` as above); the check's leaf tensors are set as those
+attributes, every tensor ``parameters()`` lists must be mapped, and the network runs as part 5
+runs it (BatchNorm in training mode: batch statistics). Its intermediates are the layers'
+``.out`` (``"l1.hprebn": "layers.2"``): torch's ``retain_grad`` may be called on a tensor any
+time before ``backward``, so each ``.out`` is tapped after the forward, unchanged.
 """
 
 from __future__ import annotations
@@ -159,6 +169,79 @@ def _perturb_as_tap(active: Tap) -> Iterator[None]:
         linen.Module.perturb = original
 
 
+def part5_torch_forward(
+    make: Callable[[], Any],
+    names: Mapping[str, str],
+    outs: Mapping[str, str],
+    loss: Callable[[Any, Any], Any],
+) -> Callable:
+    """A ``torch_forward(params, batch, tap)`` from makemore part 5's plain torch classes
+    (module docstring): ``make()`` builds the network (once, at the first call), ``names``: each
+    JAX parameter -> the attribute path of its tensor (``layers.2.weight``, ``.T`` where
+    transposed), ``outs``: each intermediate row -> the layer whose ``.out`` it is
+    (``layers.2``), ``loss(net, batch)``: the scalar loss, running the network."""
+    built: list[Any] = []
+
+    def torch_forward(params: Mapping[str, Any], batch: Any, active: Tap) -> Any:
+        if not built:
+            built.append(make())
+        net = built[0]
+        flat = dict(zip(_names(params), jax.tree.leaves(params), strict=True))
+        wanted = _part5_parameters(net)
+        given = set()
+        for jax_name, path in names.items():
+            if jax_name not in flat:
+                raise ValueError(f"{jax_name!r} is not a parameter (they are: {', '.join(flat)})")
+            t = flat[jax_name]
+            if path.endswith(".T"):
+                path, t = path[:-2], t.T
+            owner, attr = path.rpartition(".")[::2]
+            setattr(_resolve(net, owner), attr, t)
+            given.add(path)
+        missing = sorted(set(wanted) - given)
+        if missing:
+            raise ValueError(f"part 5 parameters not mapped: {', '.join(missing)}")
+        for layer in _layers(net):
+            if hasattr(layer, "training"):
+                layer.training = True  # batch statistics, as part 5 trains
+        out = loss(net, batch)
+        for row, path in outs.items():
+            value = getattr(_resolve(net, path), "out", None)
+            if value is None:
+                raise ValueError(f"{path} has no .out (row {row!r}): not a part 5 layer")
+            active(row, value)
+        return out
+
+    return torch_forward
+
+
+def _layers(net: Any) -> list[Any]:
+    """A part 5 network's layers: ``net.layers`` (``Sequential``), or ``net`` if a list."""
+    return list(net.layers) if hasattr(net, "layers") else list(net)
+
+
+def _resolve(obj: Any, path: str) -> Any:
+    """``obj`` followed along a dotted path of attributes and list indices (``layers.2``)."""
+    for part in filter(None, path.split(".")):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return obj
+
+
+def _part5_parameters(net: Any) -> list[str]:
+    """The attribute path of every tensor ``parameters()`` lists, layer by layer
+    (``layers.3.gamma``); a listed tensor that is no attribute of its layer is refused."""
+    prefix = "layers." if hasattr(net, "layers") else ""
+    paths = []
+    for i, layer in enumerate(_layers(net)):
+        attrs = vars(layer)
+        for t in layer.parameters():
+            attr = next((k for k, v in attrs.items() if v is t), None)
+            if attr is None:
+                raise ValueError(f"layer {i} ({type(layer).__name__}): a parameter is no attribute")
+            paths.append(f"{prefix}{i}.{attr}")
+    return paths
+
+
 def _names(tree: Any) -> list[str]:
     from jaxninja.gradcheck.taps import param_names
 
@@ -205,6 +288,7 @@ __all__ = [
     "equinox_model",
     "linen_model",
     "nnx_model",
+    "part5_torch_forward",
     "tap",
     "tapping",
     "torch_module_forward",

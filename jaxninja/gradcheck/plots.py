@@ -58,9 +58,9 @@ def save_plots(result, folder: str | Path) -> list[Path]:
     written.append(_save(errors_figure(result.rows), folder / "errors.png"))
     several = len({getattr(r, "mode", "") for r in result.rows}) > 1
     for row, mine, ref in failing_arrays(result)[:MAX_MAPS]:
-        fig = element_map_figure(row, mine, ref)
-        mode = f"{row.mode}_" if several else ""  # --jit both: a map per mode
-        name = f"where_{_safe(row.against)}_{mode}{_safe(row.name)}.png"
+        mode = row.mode if several else ""  # --jit both: a map per mode
+        fig = element_map_figure(row, mine, ref, mode)
+        name = f"where_{_safe(row.against)}_{mode + '_' if mode else ''}{_safe(row.name)}.png"
         written.append(_save(fig, folder / name))
     return written
 
@@ -225,10 +225,10 @@ def worst_elements(ratio: np.ndarray, k: int = WORST) -> list[tuple[int, ...]]:
     return [tuple(int(i) for i in np.unravel_index(j, ratio.shape)) for j in order]
 
 
-def element_map_figure(row, mine: np.ndarray, ref: np.ndarray):
+def element_map_figure(row, mine: np.ndarray, ref: np.ndarray, mode: str = ""):
     """``|mine - ref| / (eps·scale)`` per element, the worst circled (module docstring); the
     unit is the row's own (``maxdiff / eps_scale``), so a zero-by-symmetry row keeps its
-    borrowed scale."""
+    borrowed scale. ``mode``: named in the title (``--jit both``'s maps, one per mode)."""
     unit = row.maxdiff / row.eps_scale
     ratio = np.abs(mine.astype(np.float64) - ref.astype(np.float64)) / unit
     flat2d = _as_2d(ratio)
@@ -252,7 +252,8 @@ def element_map_figure(row, mine: np.ndarray, ref: np.ndarray):
     ax.scatter([c for _, c in at2d], [r for r, _ in at2d], s=160, facecolors="none",
                edgecolors="cyan", linewidths=1.5)  # fmt: skip
     shape = "x".join(str(d) for d in mine.shape) or "scalar"
-    ax.set_title(f"{row.name} vs {row.against}: where it differs ({shape})", fontsize=10)
+    against = f"{row.against}, {mode}" if mode else row.against
+    ax.set_title(f"{row.name} vs {against}: where it differs ({shape})", fontsize=10)
     ax.set_xlabel("column" if mine.ndim <= 2 else "flattened trailing axes")
     ax.set_ylabel("row" if mine.ndim >= 2 else "")
     bound = "bit-exact" if row.bound == 0 else f"{row.bound:.3g} eps·scale"

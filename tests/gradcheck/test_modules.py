@@ -178,3 +178,58 @@ def test_an_unmapped_torch_parameter_is_refused(tmp_path):
     with pytest.raises(ModelError, match="torch module parameters not mapped: l1.bias") as err:
         jaxninja.cross_check_model(path)
     assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- part 5's classes
+
+PART5 = EXAMPLES / "part5_torch_wavenet.py"
+
+
+def _part5_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("part5_example", PART5)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_part5_classes_are_a_torch_reference(names_txt):
+    """Part 5's WaveNet against part 5's own plain classes (not nn.Modules): every parameter
+    and every layer's ``.out`` is a row, within the torch bound."""
+    torch = pytest.importorskip("torch")
+    assert not isinstance(_part5_module()._part5_network(), torch.nn.Module)
+    result = jaxninja.cross_check_model(PART5, against=("jax", "torch"))
+    torch_rows = [r for r in result.rows if r.against == "torch"]
+    assert len(torch_rows) == 26 and all(r.ok for r in torch_rows), [
+        (r.name, r.eps_scale) for r in torch_rows if not r.ok
+    ]
+    names = {r.name for r in torch_rows}
+    assert {"emb", "l1.flat", "l1.hprebn", "l1.hpreact", "l1.h", "logits"} <= names
+    assert {"C", "l1.W", "l1.bngain", "l1.bnbias", "out.W", "out.b"} <= names
+    assert result.ok
+
+
+def test_part5_planted_bessel_mistake_fails_where_it_starts(names_txt, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("PART5_MISTAKES", "no_bessel")
+    result = jaxninja.cross_check_model(PART5, against=("jax", "torch"))
+    for against in ("jax", "torch"):
+        bad = [r for r in result.rows if r.against == against and not r.ok]
+        assert bad[0].name == "l3.hprebn", against  # the first row the 1/n reaches
+        assert all(r.verdict == "mistake" for r in bad)
+
+
+def test_an_unmapped_part5_parameter_is_refused(names_txt):
+    pytest.importorskip("torch")
+    from jaxninja.models.protocol import load_model
+
+    example = _part5_module()
+    names = {k: v for k, v in example.NAMES.items() if k != "out.b"}
+    torch_forward = modules.part5_torch_forward(
+        example._part5_network, names, example.OUTS, example._torch_loss
+    )
+    model = load_model(PART5)._replace(torch_forward=torch_forward)
+    with pytest.raises(ModelError, match="part 5 parameters not mapped: layers.13.bias") as err:
+        jaxninja.cross_check_model(model, against=("jax", "torch"))
+    assert "\n" not in str(err.value)

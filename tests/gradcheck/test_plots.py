@@ -136,6 +136,10 @@ def test_every_reference_and_mode_gets_its_maps(tmp_path, capsys):
     for against, mode in itertools.product(("jax", "fd"), ("eager", "jit")):
         assert f"where_{against}_{mode}_h.png" in names, (against, mode, sorted(names))
     assert len(names) - 1 <= plots.MAX_MAPS
+    row = Row("h", (2, 3), "fd", False, False, 1.0, 10.0, 1.0, mode="jit")
+    fig = plots.element_map_figure(row, np.ones((2, 3)), np.zeros((2, 3)), "jit")
+    assert fig.axes[0].get_title() == "h vs fd, jit: where it differs (2x3)"  # the mode named
+    plt.close(fig)
 
 
 def test_fused_and_torch_manual_rows_get_maps(names_dataset, tmp_path, monkeypatch):
