@@ -194,6 +194,22 @@ def tap_batch_counts(acts: Mapping[str, Any], batch: Any) -> tuple[dict[str, lis
     return own, seen
 
 
+def _check_scale_rows(model: Model, rows: Mapping[str, Any]) -> None:
+    """Every name in the model's ``scale_rows`` is a row of its table: a misspelt entry would
+    otherwise be ignored, and the row it meant measured at its own (zero) scale."""
+    for name, upstream in model.scale_rows.items():
+        for which, row in (("row", name), ("scale row", upstream)):
+            if row not in rows:
+                names = sorted(rows)
+                known = ", ".join(names[:12]) + (
+                    f", ... ({len(names)} rows)" if len(names) > 12 else ""
+                )
+                raise ModelError(
+                    f"{model.name}: scale_rows {{{name!r}: {upstream!r}}}: {which} {row!r} is not "
+                    f"a row of the table (a tapped value or a parameter: {known})"
+                )
+
+
 def _counts(names: list[str], acts, batch) -> dict[str, list[int]]:
     own, seen = tap_batch_counts(acts, batch)
     return {name: own.get(name, seen) for name in names}
@@ -442,6 +458,7 @@ def _cross_check_model(
             "a check of non-finite values means nothing"
         )
     reference = {k: np.asarray(v) for k, v in taps.grads.items()}
+    _check_scale_rows(model, reference)
     indices = [np.asarray(x) for x in jax.tree.leaves(batch) if not is_float(x)]
     counts = _counts(list(reference), taps.acts, batch)
     rows: list[Row] = []

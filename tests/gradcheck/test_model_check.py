@@ -213,6 +213,14 @@ BAD_FILES = {
         r"init\(key\) raised ZeroDivisionError \(line 6\): division by zero",
     ),
     "tap twice": (('a = tap("a", jnp.tanh(h))', 'a = tap("h", jnp.tanh(h))'), r"called twice"),
+    "scale_rows names no row": (
+        ("def init(key):", 'scale_rows = {"bb": "h"}\n\ndef init(key):'),
+        r"scale_rows \{'bb': 'h'\}: row 'bb' is not a row of the table .*: W, a, b, h\)$",
+    ),
+    "scale_rows borrows from no row": (
+        ("def init(key):", 'scale_rows = {"b": "hh"}\n\ndef init(key):'),
+        r"scale row 'hh' is not a row of the table",
+    ),
 }  # fmt: skip
 
 
