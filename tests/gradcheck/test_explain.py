@@ -41,6 +41,7 @@ def test_the_notebook_tanh_rows_are_rounding(seeds, names_dataset):
             assert r.eps_scale64 <= 16 and len(r.growth) == 3  # measured: at most 4
 
 
+@pytest.mark.slow  # ~8 s, 6 seeds; test_conditioning covers batch 2 in the default run
 def test_a_correct_row_is_never_blamed_at_batch_2(names_dataset):
     """Batch 2: BatchNorm of two values outputs ±1/√2 whatever its input, so the gradients from
     hprebn down are 0 by symmetry and their rows cancellations; rows over their bound are never

@@ -168,6 +168,7 @@ def test_fd_rows_in_the_model_table_catch_a_shared_mistake(tmp_path):
     assert rows["pre", "fd"].eps_scale > rows["pre", "fd"].bound
 
 
+@pytest.mark.slow  # ~10 s: two backwards and the float64 oracle over the lecture's table
 def test_jit_both_compares_each_backward_with_one_oracle(monkeypatch):
     """`--jit both --against fd`: the jitted backward's rows are checked against fd too (it used
     to get none), in the backward's order in each mode, one summary line per mode; the float64
