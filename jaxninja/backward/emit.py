@@ -478,6 +478,8 @@ def generate(
         if var.is_float:
             rows.append((var.row, _grad_of(gen, var)))
     head = _recompute(gen)
+    if not any(re.search(r"\bdtype\b", line) for line in [*head[1:], *gen.body]):
+        head = head[1:]  # no line reads it (a fused segment to the loss)
     summary = "d loss / d every tapped value and parameter, one line per forward line."
     doc = ["    UNPROVED (used by request): " + u[:60] for u in gen.unproved]
     lines = [line for text in gen.helpers for line in [*text.splitlines(), "", ""]]

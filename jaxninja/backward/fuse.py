@@ -14,6 +14,7 @@ This is the only part of ``jaxninja backward`` that imports sympy (through ``der
 from __future__ import annotations
 
 import ast
+import re
 from typing import TYPE_CHECKING, NamedTuple
 
 from jaxninja.backward.segment import Segment, Stated, find, state
@@ -124,9 +125,18 @@ def prove(stated: Stated, spec: str) -> tuple[str, str, list[str]]:
         raise BackwardError(f"{where}: the kernel returns nothing")
     value = returned.value
     names = [ast.unparse(x) for x in (value.elts if isinstance(value, ast.Tuple) else [value])]
-    text = ast.get_source_segment(report.kernel_text, node)
-    assert text is not None
-    return text, node.name, [n[1:] for n in names]
+    return _laid_out(report.kernel_text, node), node.name, [n[1:] for n in names]
+
+
+def _laid_out(text: str, node: ast.FunctionDef) -> str:
+    """The function's source, its signature one line where it fits 100 columns, else one
+    parameter a line (as ruff formats it; the engine's own layout may run past 100)."""
+    lines = text.splitlines()
+    body = lines[node.body[0].lineno - 1 : node.end_lineno]
+    params = [re.sub(r"^(\w+: [\w.]+)=", r"\1 = ", p) for p in ast.unparse(node.args).split(", ")]
+    one = f"def {node.name}({', '.join(params)}):"
+    head = [one] if len(one) <= 100 else [f"def {node.name}(", *(f"    {p}," for p in params), "):"]
+    return "\n".join(head + body)
 
 
 ENGINE_NOTE = "your claim, proved equal to the derived gradient"
@@ -137,6 +147,18 @@ def _squeezed(text: str, v: Var) -> str:
     """``v``'s value without its size-1 axes (the statement's shape)."""
     shape = tuple(s for s in v.shape if s != 1)
     return text if shape == tuple(v.shape) else f"{text}.reshape({shape})"
+
+
+def _call(lhs: str, func: str, args: list[str]) -> list[str]:
+    """``lhs = func(args)`` as ruff formats it (inside ``backward``, 4 columns in): one line
+    where it fits 100 columns, else the arguments on their own line, else one per line."""
+    one = f"{lhs} = {func}({', '.join(args)})"
+    if len(one) <= 96:
+        return [one]
+    inner = ", ".join(args)
+    if len(inner) <= 92:
+        return [f"{lhs} = {func}(", f"    {inner}", ")"]
+    return [f"{lhs} = {func}(", *(f"    {a}," for a in args), ")"]
 
 
 def emit(gen: Gen, fused: Fused, e: Eqn) -> list[Var]:
@@ -157,15 +179,14 @@ def emit(gen: Gen, fused: Fused, e: Eqn) -> list[Var]:
     args += [python for _, python in stated.labels]
     values = dict(stated.inputs)
     targets = [values[k] for k in fused.returns]
-    call = f"{local}({', '.join(args)})"
     fresh = all(("d" + v.name) not in gen.defined and v not in gen.alias for v in targets)
     if fresh and all(s != 1 for v in targets for s in v.shape):
         names = ", ".join("d" + v.name for v in targets)
-        gen.line(f"{names} = {call}")
+        gen.body += _call(names, local, args)
         gen.defined |= {"d" + v.name for v in targets}
         return targets
     result = gen.fresh_name("fused")
-    gen.line(f"{result} = {call}")
+    gen.body += _call(result, local, args)
     for k, v in enumerate(targets):
         got = f"{result}[{k}]" if len(targets) > 1 else result
         got = got if all(s != 1 for s in v.shape) else f"{got}.reshape({tuple(v.shape)})"

@@ -16,6 +16,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+
 from jaxninja.backward.statements import number
 from jaxninja.backward.trace import Eqn, Lit, Ref, Traced, Var, identifier
 from jaxninja.errors import BackwardError
@@ -104,19 +106,37 @@ def find(traced: Traced, spec: str) -> Segment:
     return Segment(spec, a, b, eqns, inner, untapped)
 
 
-def _literal(value: float, op: str, sizes: dict[int, str]) -> str:
+def _sized(value: float, dtype: Any, op: str, sizes: dict[int, str]) -> str | None:
     """A literal operand as an exact number, or in the sizes where it is one of them at the
     traced sizes: ``x / 32.0`` is ``x / n``, ``0.03125 * x`` is ``(1/n) * x``, ``1/31`` is
-    ``1/(n - 1)`` (a size's symbol takes the traced value: the statement holds there)."""
-    for size, name in sizes.items():
-        if op == "div" and value == size:
-            return name
-        if op == "mul" and value == 1 / size:
-            return f"(1/{name})"
-        if op == "mul" and size > 1 and value == 1 / (size - 1):
+    ``1/(n - 1)``, ``1/128`` with sizes 32 and 4 is ``1/(n*D)`` (a size's symbol takes the
+    traced value: the statement holds there). A literal equals a number when the number,
+    rounded to the literal's dtype, is the literal (float32's ``1/127`` is ``1/127``). None:
+    no size."""
+    cast = np.dtype(dtype).type if np.issubdtype(dtype, np.floating) else np.float64
+
+    def same(number: float) -> bool:
+        return bool(cast(number) == cast(value))
+
+    names = list(sizes.items())
+    counts = names + [
+        (a * b, f"{x}*{y}") for k, (a, x) in enumerate(names) for b, y in names[k + 1 :]
+    ]
+    for size, name in counts:
+        if op == "div" and same(size):
+            return name if "*" not in name else f"({name})"
+        if op == "mul" and same(1 / size):
+            return f"(1/({name}))" if "*" in name else f"(1/{name})"
+        if op == "mul" and size > 1 and same(1 / (size - 1)):
             return f"(1/({name} - 1))"
-    near = Fraction(value).limit_denominator(10**6)
-    return number(float(near) if float(near) == value else value)
+    return None
+
+
+def exact(value: float, dtype: Any) -> Fraction:
+    """The simplest fraction that rounds to ``value`` in its dtype (``1e-05`` -> 1/100000)."""
+    cast = np.dtype(dtype).type if np.issubdtype(dtype, np.floating) else np.float64
+    near = Fraction(float(value)).limit_denominator(10**6)
+    return near if cast(float(near)) == cast(value) else Fraction(float(value))
 
 
 class _Stater:
@@ -129,6 +149,7 @@ class _Stater:
         self.inputs: dict[Var, str] = {seg.a: seg.a.name}
         self.labels: list[tuple[str, str, str, str]] = []  # name, python, rows, classes
         self.lines: list[str] = []
+        self.constants: dict[str, str] = {}  # name -> exact value ("1/100000")
         dims: list[int] = [s for s in seg.a.shape if s != 1]
         for e in seg.eqns:
             for v in (*e.ins, *e.outs):
@@ -154,13 +175,20 @@ class _Stater:
         if isinstance(v, Lit):
             if not v.is_float and not isinstance(v.value, int | float):
                 raise BackwardError(f"--fuse {self.seg.spec}: literal {v.value!r}")
-            return _literal(float(v.value), op, self.sizes)
+            return self.literal(v, op)
         if v in self.alias:
             src, amap = self.alias[v]
             if isinstance(src, Lit):
                 return self.ref(src, [], op)
             return self.ref(src, [idx[k] if k is not None else None for k in amap])
         produced = v in self.seg.inner or v is self.seg.b
+        outside = self.gen.producer.get(v)
+        if not produced and outside is not None and outside.prim in ALIASES:
+            x = outside.ins[0]
+            amap = self._amap(outside, v)
+            if isinstance(x, Var) and x.is_float and amap is not None:
+                self.alias[v] = (x, amap)  # read its source: its gradient goes there directly
+                return self.ref(v, idx, op)
         if not produced and v not in self.inputs:
             if not v.is_float:
                 raise BackwardError(
@@ -172,6 +200,28 @@ class _Stater:
         if any(i is None for i in at):
             raise BackwardError(f"--fuse {self.seg.spec}: cannot index {v.name}")
         return f"{v.name}[{', '.join(at)}]" if at else v.name
+
+    def literal(self, v: Lit, op: str) -> str:
+        """A literal: a size (:func:`_sized`), an integer, or a named constant of the
+        statement (``eps``, ``c1``, ...): the engine prints a constant by its name, exactly,
+        where a decimal it printed would not be read back as the same number."""
+        sized = _sized(float(v.value), v.dtype, op, self.sizes)
+        if sized is not None:
+            return sized
+        value = exact(float(v.value), v.dtype)
+        if value.denominator == 1:
+            return number(float(value))
+        text = f"{value.numerator}/{value.denominator}"
+        for name, known in self.constants.items():
+            if known == text:
+                return name
+        wanted = "eps" if 0 < value < Fraction(1, 1000) else "c"
+        name, k = wanted, 1
+        while name in self.constants or name in self.names or name in self.sizes.values():
+            k += 1
+            name = f"{wanted}{k}"
+        self.constants[name] = text
+        return name
 
     def lhs(self, out: Var, idx: list[str]) -> str:
         at = [i for s, i in zip(out.shape, idx, strict=True) if s != 1]
@@ -227,25 +277,34 @@ class _Stater:
             return None
         if not x.is_float:
             return self.fail(e, "an integer value inside the segment")
-        if e.prim == "broadcast_in_dim":
-            dims = tuple(e.params["broadcast_dimensions"])
-            amap: list[int | None] = [dims[k] if s != 1 else None for k, s in enumerate(x.shape)]
-        elif e.prim in ("copy", "convert_element_type"):
-            amap = list(range(len(x.shape)))
-        else:
-            kept_in = [k for k, s in enumerate(x.shape) if s != 1]
-            kept_out = [k for k, s in enumerate(out.shape) if s != 1]
-            if [x.shape[k] for k in kept_in] != [out.shape[k] for k in kept_out]:
-                return self.fail(e, "a reshape that merges or splits axes")
-            amap = [None] * len(x.shape)
-            for k, j in zip(kept_in, kept_out, strict=True):
-                amap[k] = j
+        amap = self._amap(e, out)
+        if amap is None:
+            return self.fail(e, "a reshape that merges or splits axes")
         new = {k for k, s in enumerate(out.shape) if s != 1} - set(amap)
         if (out.kind == "tap" or out is self.seg.b) and not new:
             return self.add_line(out, idx, self.ref(x, [idx[k] if k is not None else None
                                                          for k in amap]))  # fmt: skip
         self.alias[out] = (x, amap)
         return None
+
+    @staticmethod
+    def _amap(e: Eqn, out: Var) -> list[int | None] | None:
+        """For each axis of ``e``'s operand, the axis of ``out`` holding it (None: size 1);
+        None where a reshape merges or splits axes."""
+        x = e.ins[0]
+        if e.prim == "broadcast_in_dim":
+            dims = tuple(e.params["broadcast_dimensions"])
+            return [dims[k] if s != 1 else None for k, s in enumerate(x.shape)]
+        if e.prim in ("copy", "convert_element_type"):
+            return list(range(len(x.shape)))
+        kept_in = [k for k, s in enumerate(x.shape) if s != 1]
+        kept_out = [k for k, s in enumerate(out.shape) if s != 1]
+        if [x.shape[k] for k in kept_in] != [out.shape[k] for k in kept_out]:
+            return None
+        amap: list[int | None] = [None] * len(x.shape)
+        for k, j in zip(kept_in, kept_out, strict=True):
+            amap[k] = j
+        return amap
 
     def reduction(self, e: Eqn, out: Var) -> None:
         x, axes = e.ins[0], tuple(e.params["axes"])
@@ -297,6 +356,8 @@ def state(seg: Segment, gen: Gen) -> Stated:
         "forward": tuple(stater.lines),
         "title": f"--fuse {seg.spec}",
     }
+    if stater.constants:
+        statement["constants"] = dict(stater.constants)
     if stater.labels:
         statement["labels"] = {n: ((rows,), c) for n, _, rows, c in stater.labels}
     if upstream is not None:
