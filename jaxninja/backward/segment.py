@@ -56,7 +56,8 @@ def parse_spec(text: str) -> tuple[str, str]:
     """``"A:B"`` -> ``("A", "B")``; anything else is a one-line error."""
     parts = text.split(":")
     if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise BackwardError(f"--fuse {text!r}: give two tap names, A:B (e.g. logits:loss)")
+        shown = text if text.isprintable() else repr(text)
+        raise BackwardError(f"--fuse {shown}: give two tap names, A:B (e.g. logits:loss)")
     return parts[0].strip(), parts[1].strip()
 
 
