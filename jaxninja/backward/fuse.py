@@ -117,7 +117,10 @@ def prove(stated: Stated, spec: str) -> tuple[str, str, list[str]]:
                 "its closed form is not printed"
             )
     if not report.ok or report.kernel_text is None:
-        why = report.problem or "over its bound, or unsafe in float32"
+        unsafe = "; ".join(
+            f"{u.gradient} from |inputs| {u.first:g}: {u.why}" for u in report.unsafe
+        )
+        why = report.problem or (f"unsafe in float32: {unsafe}" if unsafe else "over its bound")
         raise BackwardError(f"{where}: the proved kernel failed its verification ({why})")
     node = _backward_def(report.kernel_text, claimed.name)
     returned = node.body[-1]
@@ -130,12 +133,14 @@ def prove(stated: Stated, spec: str) -> tuple[str, str, list[str]]:
 
 def _laid_out(text: str, node: ast.FunctionDef) -> str:
     """The function's source, its signature one line where it fits 100 columns, else one
-    parameter a line (as ruff formats it; the engine's own layout may run past 100)."""
+    parameter a line (as ruff formats it); a body line the engine could not wrap within 100
+    columns (a long derived form) is marked ``# noqa: E501``."""
     lines = text.splitlines()
     body = lines[node.body[0].lineno - 1 : node.end_lineno]
     params = [re.sub(r"^(\w+: [\w.]+)=", r"\1 = ", p) for p in ast.unparse(node.args).split(", ")]
     one = f"def {node.name}({', '.join(params)}):"
     head = [one] if len(one) <= 100 else [f"def {node.name}(", *(f"    {p}," for p in params), "):"]
+    body = [f"{line}  # noqa: E501" if len(line) > 100 else line for line in body]
     return "\n".join(head + body)
 
 

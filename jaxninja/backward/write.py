@@ -7,6 +7,7 @@ for ``init``, ``batch``, ``forward`` (and ``torch_forward``), and defines the ge
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -119,9 +120,9 @@ def model_file(
         'this file as they read the original."""\n\n'
         "from pathlib import Path\n\n"
         + _imports(code)
-        + "\nfrom jaxninja.models.protocol import load_model\n"
-        + ("from jaxninja.backward.write import untapping\n" if untapped else "")
         + "\n"
+        + ("from jaxninja.backward.write import untapping\n" if untapped else "")
+        + "from jaxninja.models.protocol import load_model\n\n"
         + f'_model = load_model(f"{{Path(__file__).parent}}/{spec}")\n'
         "init, batch, forward = _model.init, _model.batch, _model.forward\n"
         "if _model.torch_forward is not None:\n"
@@ -138,11 +139,17 @@ def _untapping(untapped: tuple[str, ...]) -> str:
     """The model file's lines that leave a fused segment's inner taps untapped."""
     if not untapped:
         return ""
+    names = [json.dumps(name) for name in sorted(untapped)]
+    one = f"_FUSED = ({', '.join(names)}{',' if len(names) == 1 else ''})"
+    tuple_text = (
+        one if len(one) <= 100 else "_FUSED = (\n" + "".join(f"    {n},\n" for n in names) + ")"
+    )
     return (
-        f"_FUSED = {tuple(sorted(untapped))!r}  # inside a --fuse segment: no gradient rows\n"
-        "forward = untapping(forward, _FUSED)\n"
+        "# taps inside a --fuse segment: the fused backward gives them no gradient rows\n"
+        f"{tuple_text}\n"
+        "forward = untapping(forward, frozenset(_FUSED))\n"
         "if _model.torch_forward is not None:\n"
-        "    torch_forward = untapping(torch_forward, _FUSED)\n"
+        "    torch_forward = untapping(torch_forward, frozenset(_FUSED))\n"
     )
 
 

@@ -166,4 +166,17 @@ def test_wavenet_3d_batchnorm_out_file(tmp_path, names_txt, capsys):
     text = out.read_text()
     assert "/ (D * n - 1)" in text
     check = cross_check_model(out, against=("jax",))
-    assert check.ok and not [r for r in check.rows if r.name.startswith("l1.bn")]
+    inner = {f"l1.{name}" for name in BN_INNER}
+    assert check.ok and not [r.name for r in check.rows if r.name in inner]
+    assert {"l1.hprebn", "l1.hpreact", "l1.bngain", "l1.bnbias"} <= {r.name for r in check.rows}
+
+
+@pytest.mark.slow
+def test_layernorm_segment(names_txt):
+    """The LayerNorm MLP's ``hprelnorm:hpreact``: PROVED, within contract without its inner
+    rows; its single-line ``lnvar:lnvar_inv`` is refused (the kernel fails the engine's
+    verification where ``lnvar + eps`` is negative), in one line, nothing printed."""
+    checked = checked_backward(LAYERNORM, fuse=["hprelnorm:hpreact"], against=("jax",))
+    assert checked.check.ok and len(checked.check.rows) == 13
+    with pytest.raises(BackwardError, match="lnvar:lnvar_inv: the proved kernel failed"):
+        generate_source(LAYERNORM, fuse=["lnvar:lnvar_inv"])
