@@ -128,15 +128,31 @@ def prove(stated: Stated, spec: str) -> tuple[str, str, list[str]]:
         raise BackwardError(f"{where}: the kernel returns nothing")
     value = returned.value
     names = [ast.unparse(x) for x in (value.elts if isinstance(value, ast.Tuple) else [value])]
-    return _laid_out(report.kernel_text, node), node.name, [n[1:] for n in names]
+    guard = _guard(stated) if stated.sized else []
+    return _laid_out(report.kernel_text, node, guard), node.name, [n[1:] for n in names]
 
 
-def _laid_out(text: str, node: ast.FunctionDef) -> str:
+def _guard(stated: Stated) -> list[str]:
+    """Lines that refuse other sizes: a literal of the forward (``0.03125``) was stated as a
+    size (``1/n``), which it equals at the traced sizes only."""
+    names = ", ".join(f"{name}.shape" for name, _ in stated.inputs)
+    shapes = ", ".join(str(tuple(s for s in v.shape if s != 1)) for _, v in stated.inputs)
+    if len(stated.inputs) == 1:
+        names, shapes = names + ",", shapes + ","
+    return [
+        "    # the forward's constants (1/n) are the traced sizes': other sizes are refused",
+        f"    if ({names}) != ({shapes}):",
+        f'        raise ValueError("fused for the shapes {shapes} only")',
+    ]
+
+
+def _laid_out(text: str, node: ast.FunctionDef, guard: list[str]) -> str:
     """The function's source, its signature one line where it fits 100 columns, else one
     parameter a line (as ruff formats it); a body line the engine could not wrap within 100
     columns (a long derived form) is marked ``# noqa: E501``."""
     lines = text.splitlines()
-    body = lines[node.body[0].lineno - 1 : node.end_lineno]
+    doc = node.body[0]
+    body = lines[doc.lineno - 1 : doc.end_lineno] + guard + lines[doc.end_lineno : node.end_lineno]
     params = [re.sub(r"^(\w+: [\w.]+)=", r"\1 = ", p) for p in ast.unparse(node.args).split(", ")]
     one = f"def {node.name}({', '.join(params)}):"
     head = [one] if len(one) <= 100 else [f"def {node.name}(", *(f"    {p}," for p in params), "):"]

@@ -50,6 +50,7 @@ class Stated(NamedTuple):
     inputs: list[tuple[str, Var]]  # the statement's float inputs, a first, and their values
     labels: list[tuple[str, str]]  # the statement's integer labels and their Python
     upstream: str | None  # the upstream gradient's name in the statement; None: b is the loss
+    sized: bool = False  # a literal was stated as a size: the form holds at the traced sizes
 
 
 def parse_spec(text: str) -> tuple[str, str]:
@@ -151,6 +152,7 @@ class _Stater:
         self.labels: list[tuple[str, str, str, str]] = []  # name, python, rows, classes
         self.lines: list[str] = []
         self.constants: dict[str, str] = {}  # name -> exact value ("1/100000")
+        self.sized = False
         dims: list[int] = [s for s in seg.a.shape if s != 1]
         for e in seg.eqns:
             for v in (*e.ins, *e.outs):
@@ -208,6 +210,7 @@ class _Stater:
         where a decimal it printed would not be read back as the same number."""
         sized = _sized(float(v.value), v.dtype, op, self.sizes)
         if sized is not None:
+            self.sized = True
             return sized
         value = exact(float(v.value), v.dtype)
         if value.denominator == 1:
@@ -370,4 +373,4 @@ def state(seg: Segment, gen: Gen) -> Stated:
         statement["fixed"] = tuple(fixed)
     inputs = [(name, v) for v, name in stater.inputs.items()]
     labels = [(label[0], label[1]) for label in stater.labels]
-    return Stated(statement, inputs, labels, upstream)
+    return Stated(statement, inputs, labels, upstream, stater.sized)

@@ -100,6 +100,18 @@ def test_fused_backward_passes_the_check_table(lecture_model):
     assert len(checked.source.fused) == 2 and all("PROVED" in f for f in checked.source.fused)
 
 
+def test_other_sizes_are_refused(run, fused_source):
+    """The segment's ``1/32`` is stated as ``1/n``: true at the traced n only, so the fused
+    function refuses other shapes instead of computing another layer's gradient."""
+    from jaxninja.backward.write import NAMESPACE_IMPORTS
+
+    namespace: dict = {}
+    exec(NAMESPACE_IMPORTS + fused_source.code, namespace)
+    _, (x, y), acts, _ = run
+    with pytest.raises(ValueError, match="fused for the shapes"):
+        namespace["fused_logits_loss"](acts["logits"][:5], y[:5])
+
+
 def test_deterministic(lecture_model, fused_source):
     again = generate_source(lecture_model, fuse=BOTH)
     assert again.code == fused_source.code
