@@ -104,9 +104,11 @@ def prove(stated: Stated, spec: str) -> tuple[str, str, list[str]]:
                     claims[target.id[1:]] = _claim_text(st.value)
         claimed = Layer(**stated.statement, claims=claims)
         report = run_layer(claimed, None, where)
-    except (LayerError, JaxninjaError) as err:
-        if isinstance(err, BackwardError):
-            raise
+    except BackwardError:
+        raise
+    except (LayerError, JaxninjaError, ArithmeticError, ValueError, TypeError) as err:
+        # a statement the engine refuses, its time budget spent, or a form it cannot print:
+        # nothing proved, nothing printed
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BackwardError(f"{where}: not fused: {first}") from None
     fates = {v.key: fate(v) for v in report.verdicts}

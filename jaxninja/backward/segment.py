@@ -329,6 +329,8 @@ class _Stater:
         if taken is None:
             return self.fail(e, "a gather other than a take along the last axis")
         x = e.ins[0]
+        if 1 in x.shape:
+            return self.fail(e, "a take from an operand with a size-1 axis")
         cols, _ = taken
         used = self.names | {label[0] for label in self.labels}
         name = next(c for c in ("y", "labels", "targets", "yb") if c not in used)
