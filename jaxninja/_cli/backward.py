@@ -1,7 +1,7 @@
 """``jaxninja backward --model FILE [--out FILE]``: flags -> :func:`checked_backward` -> the
 generated backward (printed, or written to ``--out`` only if every row of its check table is
 within contract); exit 1 and the table when a row fails, 2 for a primitive without a rule or a
-rule not proved."""
+rule not proved, or a --fuse segment refused (bad, or its closed form not PROVED)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "docstring",
     )
 
+    p.add_argument(
+        "--fuse",
+        metavar="A:B",
+        action="append",
+        default=[],
+        help="the forward from tap A to tap B (or the loss) as one closed form the derivation "
+        "engine derives and proves (e.g. logits:loss, hprebn:hpreact); repeatable; imports "
+        "sympy. The taps inside the segment get no gradient rows",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
     """Generate, check, print or write."""
@@ -45,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed {args.seed}: must be at least 0")
     out = check_out(args.out, args.model) if args.out is not None else None
     allow = frozenset(filter(None, (s.strip() for s in args.allow_unproved.split(","))))
-    checked = checked_backward(args.model, seed=args.seed, allow_unproved=allow)
+    checked = checked_backward(args.model, seed=args.seed, allow_unproved=allow, fuse=args.fuse)
     if not checked.check.ok:
         print(format_model_table(checked.check))
         print("the generated backward breaks the contract: nothing written", file=sys.stderr)
@@ -53,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     summary = "; ".join(summary_lines(checked.check.rows))
     proved = len({u.key for u in checked.source.uses})
     note = f"{proved} rule instances, {len(checked.source.unproved)} unproved by request"
+    for fused in checked.source.fused:
+        note += f"; fused {fused}"
     if out is None:
         print(checked.source.code, end="")
         print(f"# {note}; {summary}", file=sys.stderr)
         return 0
-    write(model_file(checked.source.code, args.model, out), out)
+    write(model_file(checked.source.code, args.model, out, checked.source.untapped), out)
     print(f"wrote {out}: {note}; {summary}")
     return 0

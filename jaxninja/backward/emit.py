@@ -11,6 +11,7 @@ function (untapped values, named after their operation: ``exp1``, ``sum2``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +42,8 @@ class Source(NamedTuple):
     uses: list[Use]
     rows: list[str]
     unproved: list[str]  # rules used without a proof, by request (allow_unproved)
+    fused: tuple[str, ...] = ()  # the --fuse segments, each one line (segment, gradients, time)
+    untapped: tuple[str, ...] = ()  # taps inside a fused segment: not rows of its check
 
 
 def literal(value: Any) -> str:
@@ -74,6 +77,9 @@ class Gen:
         self.names |= {v.name for v in (*traced.params, *traced.batch)}
         self.diff = self._differentiable()
         self.alias: dict[Var, str] = {}
+        self.fusions: dict[int, Any] = {}  # id(B's equation) -> its fuse.Fused
+        self.skip: set[int] = set()  # ids of the equations a fused segment stands in for
+        self.helpers: list[str] = []  # the fused segments' kernels, defined before backward
 
     # --- what needs a gradient
     def _differentiable(self) -> set[Var]:
@@ -153,6 +159,18 @@ class Gen:
             text = f"{name} = {expr}"
         self.commented(text, "; ".join(comments))
 
+    def add_fused(self, var: Var, expr: str) -> None:
+        """``dvar = expr`` or ``dvar += expr``: a fused segment's gradient (proved by the
+        engine when the segment was planned, not by the table)."""
+        name = "d" + var.name
+        if var in self.alias:
+            self.commented(f"{name} = {self.alias.pop(var)} + {expr}", "also used outside")
+        elif name in self.defined:
+            self.commented(f"{name} += {expr}", "also used outside the fused segment")
+        else:
+            self.line(f"{name} = {expr}")
+        self.defined.add(name)
+
     def commented(self, text: str, note: str) -> None:
         """``text  # note``, or the note on a line of its own above where both do not fit."""
         comment = f"  # {note}" if note else ""
@@ -215,7 +233,6 @@ class Gen:
         dn = e.params["dimension_numbers"]
         sizes = tuple(e.params["slice_sizes"])
         shape = tuple(operand.shape)
-        r = len(shape)
         batching = tuple(dn.operand_batching_dims)
         if (
             not batching
@@ -228,33 +245,45 @@ class Gen:
             expr = f"jnp.zeros_like({self.val(operand)}).at[{at}].add({d})"
             statement = st.embedding(len(idx.shape) - 1)
             return self.add(operand, expr, e, statement, note="scatter-add: rows repeat")
-        if r == 2 and sizes == (1, 1):
-            n = shape[0]
-            rows = None
-            if (
-                batching == (0,)
-                and tuple(dn.start_indices_batching_dims) == (0,)
-                and tuple(dn.collapsed_slice_dims) == (1,)
-                and tuple(dn.start_index_map) == (1,)
-                and idx.shape == (n, 1, 1)
-            ):
-                rows, cols = f"jnp.arange({n})[:, None]", self.strip_last(idx, shape[1], True)
-                dd = d
-            elif (
-                not batching
-                and tuple(dn.start_index_map) == (0, 1)
-                and tuple(dn.collapsed_slice_dims) == (0, 1)
-                and idx.shape == (n, 2)
-            ):
-                ie = self.producer.get(idx)
-                if ie is not None and ie.prim == "concatenate" and len(ie.ins) == 2:
-                    rows = self.strip_last(ie.ins[0], n)
-                    cols = self.strip_last(ie.ins[1], shape[1], True) + "[:, None]"
-                    dd = d + "[:, None]"
-                    rows = rows if rows == f"jnp.arange({n})" else None
-            if rows is not None:
-                return self.take_rule(operand, e, dd, cols)
+        taken = self.take_columns(e)
+        if taken is not None:
+            cols, unit = taken
+            return self.take_rule(operand, e, d + unit, cols)
         self.refuse(e, "gather other than an embedding lookup or a take along the last axis")
+
+    def take_columns(self, e: Eqn) -> tuple[str, str] | None:
+        """A gather that takes one column per row of a 2-D operand (``x[arange(n), y]``, or
+        ``take_along_axis``): (the picked columns as Python, shape (n, 1); the subscript that
+        gives the gather's gradient that shape), else None."""
+        operand, idx = e.ins
+        dn = e.params["dimension_numbers"]
+        sizes = tuple(e.params["slice_sizes"])
+        shape = tuple(operand.shape)
+        batching = tuple(dn.operand_batching_dims)
+        if len(shape) != 2 or sizes != (1, 1):
+            return None
+        n = shape[0]
+        if (
+            batching == (0,)
+            and tuple(dn.start_indices_batching_dims) == (0,)
+            and tuple(dn.collapsed_slice_dims) == (1,)
+            and tuple(dn.start_index_map) == (1,)
+            and idx.shape == (n, 1, 1)
+        ):
+            return self.strip_last(idx, shape[1], True), ""
+        if (
+            not batching
+            and tuple(dn.start_index_map) == (0, 1)
+            and tuple(dn.collapsed_slice_dims) == (0, 1)
+            and idx.shape == (n, 2)
+        ):
+            ie = self.producer.get(idx)
+            if ie is not None and ie.prim == "concatenate" and len(ie.ins) == 2:
+                rows = self.strip_last(ie.ins[0], n)
+                cols = self.strip_last(ie.ins[1], shape[1], True) + "[:, None]"
+                if rows == f"jnp.arange({n})":
+                    return cols, "[:, None]"
+        return None
 
     def take_rule(self, operand: Var, e: Eqn, d: str, cols: str) -> None:
         """The gradient of each row's picked column as a one-hot mask (the statement's claim,
@@ -273,8 +302,18 @@ class Gen:
         self.defined.add("d" + self.t.loss.name)
         shown = None
         for e in reversed(self.t.eqns):
+            if id(e) in self.skip:
+                continue
             outs = [o for o in e.outs if o in live]
             if not outs:
+                continue
+            if id(e) in self.fusions:
+                if "d" + outs[0].name in self.defined or outs[0] in self.alias:
+                    from jaxninja.backward import fuse
+
+                    got = fuse.emit(self, self.fusions[id(e)], e)
+                    live |= {v for v in got if v in self.diff}
+                    shown = None
                 continue
             out = outs[0]
             if e.line and e.line != shown:
@@ -404,26 +443,47 @@ def _recompute(gen: Gen) -> list[str]:
     return lines
 
 
-def generate(traced: Traced, lookup, allow_unproved: frozenset[str] = frozenset()) -> Source:
+def generate(
+    traced: Traced,
+    lookup,
+    allow_unproved: frozenset[str] = frozenset(),
+    fuse: tuple[str, ...] = (),
+) -> Source:
     """The source of ``backward(params, batch, acts)`` for ``traced``; ``lookup(statement)``
     says whether each rule instance is proved (None) or why not. A rule not proved refuses,
     unless its primitive is in ``allow_unproved`` (then it is listed in the function's
-    docstring and in :attr:`Source.unproved`)."""
+    docstring and in :attr:`Source.unproved`). Each ``fuse`` segment (``"A:B"``) is one
+    closed form the derivation engine derived and proved (:mod:`jaxninja.backward.fuse`)."""
     gen = Gen(traced, lookup, allow_unproved)
+    planned = []
+    if fuse:
+        from jaxninja.backward import fuse as fusing
+
+        planned = fusing.plan(gen, fuse)
+        for f in planned:
+            gen.skip |= {id(e) for e in f.segment.eqns if e.outs[0] is not f.segment.b}
+            gen.fusions[id(gen.producer[f.segment.b])] = f
+    untapped = {name for f in planned for name in f.segment.untapped}
     loss = traced.loss
     gen.body.append(f"d{loss.name} = jnp.ones((), dtype)  # d loss / d loss")
     gen.run()
+    seed_line = gen.body[0]
+    if not any(re.search(rf"\bd{loss.name}\b", line) for line in gen.body[1:]):
+        gen.body.remove(seed_line)  # a fused segment to the loss starts from the loss itself
     rows: list[tuple[str, str]] = []
     for name, var in reversed(list(traced.taps.items())):
-        if var.is_float:
+        if var.is_float and name not in untapped:
             rows.append((name, _grad_of(gen, var)))
     for var in traced.params:
         if var.is_float:
             rows.append((var.row, _grad_of(gen, var)))
     head = _recompute(gen)
+    if not any(re.search(r"\bdtype\b", line) for line in [*head[1:], *gen.body]):
+        head = head[1:]  # no line reads it (a fused segment to the loss)
     summary = "d loss / d every tapped value and parameter, one line per forward line."
     doc = ["    UNPROVED (used by request): " + u[:60] for u in gen.unproved]
-    lines = ["def backward(params, batch, acts):"]
+    lines = [line for text in gen.helpers for line in [*text.splitlines(), "", ""]]
+    lines.append("def backward(params, batch, acts):")
     if doc:
         lines += [f'    """{summary}', "", *doc, '    """']
     else:
@@ -436,7 +496,12 @@ def generate(traced: Traced, lookup, allow_unproved: frozenset[str] = frozenset(
     lines += [f"        {json.dumps(name)}: {expr}," for name, expr in rows]
     lines.append("    }")
     rows_names = [name for name, _ in rows]
-    return Source("\n".join(lines) + "\n", gen.uses, rows_names, gen.unproved)
+    notes = tuple(
+        f"{f.segment.spec}: {', '.join('d' + k for k in f.returns)} PROVED ({f.seconds:.1f} s)"
+        for f in planned
+    )
+    code = "\n".join(lines) + "\n"
+    return Source(code, gen.uses, rows_names, gen.unproved, notes, tuple(sorted(untapped)))
 
 
 def _grad_of(gen: Gen, var: Var) -> str:

@@ -38,16 +38,21 @@ def generate_source(
     lookup=None,
     seed: int = 42,
     allow_unproved: frozenset[str] = frozenset(),
+    fuse: tuple[str, ...] | list[str] = (),
 ) -> Source:
     """The generated backward of ``model`` with the rules it used (:class:`Source`).
     ``lookup(statement)`` says whether a rule instance is proved (default: the shipped table);
-    a primitive in ``allow_unproved`` may use a rule that is not (named in the docstring)."""
+    a primitive in ``allow_unproved`` may use a rule that is not (named in the docstring);
+    each ``fuse`` segment ``"A:B"`` is one closed form the derivation engine proved
+    (:mod:`jaxninja.backward.fuse`; the only use of sympy)."""
     model = load_model(model) if isinstance(model, str | Path) else model
     lookup = table.lookup_in(table.load()) if lookup is None else lookup
     with dtype_scope("float64"):
         params, batch = _guarded(model, "init(key) / batch(key)", _inputs, model, seed)
         traced = _guarded(model, "forward", trace, model.forward, params, batch)
-    return generate(traced, lookup, frozenset(allow_unproved))
+    if isinstance(fuse, str):
+        fuse = (fuse,)
+    return generate(traced, lookup, frozenset(allow_unproved), tuple(fuse))
 
 
 def _guarded(model: Model, what: str, fn, *args: Any) -> Any:
@@ -65,10 +70,16 @@ def _guarded(model: Model, what: str, fn, *args: Any) -> Any:
 
 
 def backward_source(
-    model: Model | str | Path, *, seed: int = 42, allow_unproved: frozenset[str] = frozenset()
+    model: Model | str | Path,
+    *,
+    seed: int = 42,
+    allow_unproved: frozenset[str] = frozenset(),
+    fuse: tuple[str, ...] | list[str] = (),
 ) -> str:
     """The Python source of ``backward(params, batch, acts)`` for ``model`` (a
     :class:`~jaxninja.models.protocol.Model` or a model file's path), every rule it uses proved
     (else a one-line :class:`~jaxninja.errors.BackwardError`). Not checked: ``jaxninja backward``
-    and :func:`jaxninja.backward.write.checked_backward` run the check table first."""
-    return generate_source(model, seed=seed, allow_unproved=allow_unproved).code
+    and :func:`jaxninja.backward.write.checked_backward` run the check table first.
+    ``fuse=["logits:loss"]``: that segment as one proved closed form (Exercise 2's
+    ``dlogits``); its inner taps get no gradient rows."""
+    return generate_source(model, seed=seed, allow_unproved=allow_unproved, fuse=fuse).code

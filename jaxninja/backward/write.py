@@ -7,6 +7,7 @@ for ``init``, ``batch``, ``forward`` (and ``torch_forward``), and defines the ge
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -46,16 +47,37 @@ def checked_backward(
     lookup=None,
     allow_unproved: frozenset[str] = frozenset(),
     against: tuple[str, ...] | None = None,
+    fuse: tuple[str, ...] | list[str] = (),
 ) -> Checked:
     """Generate ``model``'s backward and run its check table at ``seed`` and ``dtype``
-    (``against`` default: jax.grad, and torch where the model has ``torch_forward``)."""
+    (``against`` default: jax.grad, and torch where the model has ``torch_forward``). With
+    ``fuse``, the taps inside a fused segment are not rows: the model is checked with them
+    untapped (:func:`untapping`), as the file written for it reads it."""
     model = load_model(model) if isinstance(model, str | Path) else model
-    source = generate_source(model, lookup=lookup, seed=seed, allow_unproved=allow_unproved)
-    backward = compile_backward(source.code)
-    check = cross_check_model(
-        model._replace(backward=backward), seed=seed, dtype=dtype, against=against
+    source = generate_source(
+        model, lookup=lookup, seed=seed, allow_unproved=allow_unproved, fuse=fuse
     )
+    backward = compile_backward(source.code)
+    checked = model._replace(backward=backward)
+    if source.untapped:
+        hidden = frozenset(source.untapped)
+        torch_forward = model.torch_forward
+        checked = checked._replace(
+            forward=untapping(model.forward, hidden),
+            torch_forward=untapping(torch_forward, hidden) if torch_forward else None,
+        )
+    check = cross_check_model(checked, seed=seed, dtype=dtype, against=against)
     return Checked(source, check, backward)
+
+
+def untapping(forward: Any, hidden: frozenset[str]) -> Any:
+    """``forward`` whose taps named in ``hidden`` only return their value (a fused segment's
+    inner values: the fused backward computes no gradient of theirs)."""
+
+    def untapped(params: Any, batch: Any, tap: Any) -> Any:
+        return forward(params, batch, lambda name, x: x if name in hidden else tap(name, x))
+
+    return untapped
 
 
 def check_out(out: str | Path, model_path: str | Path) -> Path:
@@ -82,9 +104,12 @@ def check_out(out: str | Path, model_path: str | Path) -> Path:
     return out
 
 
-def model_file(code: str, model_path: str | Path, out: str | Path) -> str:
+def model_file(
+    code: str, model_path: str | Path, out: str | Path, untapped: tuple[str, ...] = ()
+) -> str:
     """A model file: the original model's functions and training settings and hooks (a
-    variant's, for ``FILE:NAME``), and the generated backward."""
+    variant's, for ``FILE:NAME``), and the generated backward; ``untapped``: the taps inside
+    fused segments, which its forward leaves untapped (no rows of theirs)."""
     path, variant = split_spec(model_path)
     rel = os.path.relpath(path.resolve(), Path(out).resolve().parent)
     spec = Path(rel).as_posix() + (f":{variant}" if variant else "")
@@ -95,15 +120,36 @@ def model_file(code: str, model_path: str | Path, out: str | Path) -> str:
         'this file as they read the original."""\n\n'
         "from pathlib import Path\n\n"
         + _imports(code)
-        + "\nfrom jaxninja.models.protocol import load_model\n\n"
+        + "\n"
+        + ("from jaxninja.backward.write import untapping\n" if untapped else "")
+        + "from jaxninja.models.protocol import load_model\n\n"
         + f'_model = load_model(f"{{Path(__file__).parent}}/{spec}")\n'
         "init, batch, forward = _model.init, _model.batch, _model.forward\n"
         "if _model.torch_forward is not None:\n"
         "    torch_forward = _model.torch_forward\n"
-        "scale_rows = dict(_model.scale_rows)\n"
+        + _untapping(untapped)
+        + "scale_rows = dict(_model.scale_rows)\n"
         "train_defaults = dict(_model.train_defaults)\n"
         "for _name, _hook in _model.hooks.items():  # stats_init, stats_update, calibrate, logits\n"
         "    globals()[_name] = _hook\n\n\n" + code
+    )
+
+
+def _untapping(untapped: tuple[str, ...]) -> str:
+    """The model file's lines that leave a fused segment's inner taps untapped."""
+    if not untapped:
+        return ""
+    names = [json.dumps(name) for name in sorted(untapped)]
+    one = f"_FUSED = ({', '.join(names)}{',' if len(names) == 1 else ''})"
+    tuple_text = (
+        one if len(one) <= 100 else "_FUSED = (\n" + "".join(f"    {n},\n" for n in names) + ")"
+    )
+    return (
+        "# taps inside a --fuse segment: the fused backward gives them no gradient rows\n"
+        f"{tuple_text}\n"
+        "forward = untapping(forward, frozenset(_FUSED))\n"
+        "if _model.torch_forward is not None:\n"
+        "    torch_forward = untapping(torch_forward, frozenset(_FUSED))\n"
     )
 
 
