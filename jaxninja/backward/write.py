@@ -65,6 +65,7 @@ def checked_backward(
         checked = checked._replace(
             forward=untapping(model.forward, hidden),
             torch_forward=untapping(torch_forward, hidden) if torch_forward else None,
+            scale_rows={k: v for k, v in model.scale_rows.items() if k not in hidden},
         )
     check = cross_check_model(checked, seed=seed, dtype=dtype, against=against)
     return Checked(source, check, backward)
@@ -128,8 +129,12 @@ def model_file(
         "if _model.torch_forward is not None:\n"
         "    torch_forward = _model.torch_forward\n"
         + _untapping(untapped)
-        + "scale_rows = dict(_model.scale_rows)\n"
-        "train_defaults = dict(_model.train_defaults)\n"
+        + (
+            "scale_rows = {k: v for k, v in _model.scale_rows.items() if k not in _FUSED}\n"
+            if untapped
+            else "scale_rows = dict(_model.scale_rows)\n"
+        )
+        + "train_defaults = dict(_model.train_defaults)\n"
         "for _name, _hook in _model.hooks.items():  # stats_init, stats_update, calibrate, logits\n"
         "    globals()[_name] = _hook\n\n\n" + code
     )

@@ -110,7 +110,7 @@ def _dc_set(grads, params, acts, batch):  # .set where repeated indices must add
     return grads
 
 
-@pytest.mark.parametrize("batch", [2, 3])
+@pytest.mark.parametrize("batch", [2, pytest.param(3, marks=pytest.mark.slow)])  # 3: ~10 s each
 @pytest.mark.parametrize(("edit", "row"), [(_no_bessel, "hprebn"), (_dc_set, "C")])
 def test_a_planted_mistake_still_fails_at_small_batches(
     edit, row, batch, names_dataset, monkeypatch

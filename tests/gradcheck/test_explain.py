@@ -100,6 +100,7 @@ def test_planted_lecture_mistakes_are_mistakes(edit, row, names_dataset, monkeyp
         assert relative == pytest.approx(2.0**-20, rel=0.01)  # float64: the planted factor
 
 
+@pytest.mark.slow  # ~6 s; the lecture's planted mistakes are called mistakes by default
 def test_wavenet_planted_scatter_is_a_mistake(names_txt, monkeypatch):
     monkeypatch.setenv("WAVENET_MISTAKES", "dC_set")
     result = jaxninja.cross_check_model(WAVENET, against=("jax",))

@@ -222,6 +222,7 @@ def test_jit_both_fd_rows_catch_a_shared_mistake_in_each_mode():
         assert "first failing row pre" in line
 
 
+@pytest.mark.slow  # ~7 s; test_every_lecture_row_agrees builds the same table by default
 def test_the_lecture_table_has_an_fd_row_per_gradient():
     """`jaxninja check --against jax,fd` in float32 at small sizes: 26 fd rows, all within
     contract, the zero-by-symmetry rows (logit_maxes, b1) at their scale row's scale."""

@@ -99,6 +99,7 @@ def test_a_model_file_trains_resumes_samples_and_evaluates(words, tmp_path):
     assert sorted(ckpt.params) == ["C", "W1", "W2", "b1", "b2"]  # by key path, no code
 
 
+@pytest.mark.slow  # ~8 s, three runs; test_many pins K seeds = K runs (same code) by default
 def test_seeds_in_one_program_equal_each_seed_alone(words, tmp_path):
     many = run_many(
         STEPS | {"seed": 5}, tmp_path / "many", seeds=2, data=words, samples=0, progress=False,
