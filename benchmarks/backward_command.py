@@ -37,22 +37,31 @@ def timed(argv: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def by_turns(commands: dict[str, list[str]], rounds: int) -> None:
+    """Run ``commands`` (name -> jaxninja arguments) ``rounds`` times each, taking turns (the
+    order reversed every round), and print each one's median wall and CPU time and worst wall."""
     print(f"load average before: {os.getloadavg()}")
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in COMMANDS}
-    order = list(COMMANDS)
-    for _ in range(args.rounds):
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    order = list(commands)
+    for _ in range(rounds):
         for name in order:
-            times[name].append(timed(COMMANDS[name]))
+            times[name].append(timed(commands[name]))
         order.reverse()
     for name, ts in times.items():
         wall = statistics.median(t[0] for t in ts)
         cpu = statistics.median(t[1] for t in ts)
-        print(f"{name:9s} wall {wall:6.1f} s  cpu {cpu:6.1f} s  (median of {args.rounds})")
+        worst = max(t[0] for t in ts)
+        print(
+            f"{name:10s} wall {wall:6.1f} s (max {worst:5.1f})  cpu {cpu:6.1f} s  (median of "
+            f"{rounds})"
+        )
     print(f"load average after: {os.getloadavg()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    by_turns(COMMANDS, parser.parse_args().rounds)
 
 
 if __name__ == "__main__":

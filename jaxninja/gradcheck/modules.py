@@ -186,19 +186,12 @@ def part5_torch_forward(
         if not built:
             built.append(make())
         net = built[0]
-        flat = dict(zip(_names(params), jax.tree.leaves(params), strict=True))
         wanted = _part5_parameters(net)
-        given = set()
-        for jax_name, path in names.items():
-            if jax_name not in flat:
-                raise ValueError(f"{jax_name!r} is not a parameter (they are: {', '.join(flat)})")
-            t = flat[jax_name]
-            if path.endswith(".T"):
-                path, t = path[:-2], t.T
+        given = _mapped(params, names)
+        for path, t in given.items():
             owner, attr = path.rpartition(".")[::2]
             setattr(_resolve(net, owner), attr, t)
-            given.add(path)
-        missing = sorted(set(wanted) - given)
+        missing = sorted(set(wanted) - set(given))
         if missing:
             raise ValueError(f"part 5 parameters not mapped: {', '.join(missing)}")
         for layer in _layers(net):
@@ -213,6 +206,21 @@ def part5_torch_forward(
         return out
 
     return torch_forward
+
+
+def _mapped(params: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """Each mapped parameter under its torch-side name (``names``: JAX name -> torch name,
+    ``.T`` where the layouts are transposed: the value is then given transposed)."""
+    flat = dict(zip(_names(params), jax.tree.leaves(params), strict=True))
+    given = {}
+    for jax_name, torch_name in names.items():
+        if jax_name not in flat:
+            raise ValueError(f"{jax_name!r} is not a parameter (they are: {', '.join(flat)})")
+        t = flat[jax_name]
+        if torch_name.endswith(".T"):
+            torch_name, t = torch_name[:-2], t.T
+        given[torch_name] = t
+    return given
 
 
 def _layers(net: Any) -> list[Any]:
@@ -262,15 +270,7 @@ def torch_module_forward(
         import torch
 
         wanted = {k for k, _ in module.named_parameters()}
-        flat = dict(zip(_names(params), jax.tree.leaves(params), strict=True))
-        given = {}
-        for jax_name, torch_name in names.items():
-            if jax_name not in flat:
-                raise ValueError(f"{jax_name!r} is not a parameter (they are: {', '.join(flat)})")
-            t = flat[jax_name]
-            if torch_name.endswith(".T"):
-                torch_name, t = torch_name[:-2], t.T
-            given[torch_name] = t
+        given = _mapped(params, names)
         missing = sorted(wanted - set(given))
         if missing:
             raise ValueError(f"torch module parameters not mapped: {', '.join(missing)}")
