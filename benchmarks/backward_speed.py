@@ -26,7 +26,7 @@ import numpy as np
 from jaxninja.backward import backward_source
 from jaxninja.backward.write import compile_backward
 from jaxninja.gradcheck.taps import param_names
-from jaxninja.models.protocol import load_model
+from jaxninja.models.protocol import load_model, recorded
 
 WAVENET = Path(__file__).resolve().parents[1] / "examples" / "models" / "wavenet.py"
 
@@ -36,13 +36,7 @@ def loop(model, backward, steps: int, lr: float = 0.05):
     names = None
 
     def step(params, batch):
-        acts = {}
-
-        def tap(name, value):
-            acts[name] = value
-            return value
-
-        model.forward(params, batch, tap)
+        _, acts = recorded(model.forward, params, batch)
         grads = backward(params, batch, acts)
         leaves, treedef = jax.tree.flatten(params)
         new = [p - lr * grads[n].reshape(p.shape) for p, n in zip(leaves, names, strict=True)]

@@ -49,6 +49,7 @@ import numpy as np
 
 from jaxninja.data import load_dataset
 from jaxninja.lecture.step import Schedule
+from jaxninja.models.protocol import recorded
 from jaxninja.models.trainable import file_trainable
 from jaxninja.training.chunk import train_chunk
 
@@ -83,17 +84,6 @@ def first_call(fn: Callable[[], object]) -> float:
 
 
 # -------------------------------------------------- (a) and (b): one scan, two backwards
-
-
-def recorded(forward, params, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``(loss, acts)``: the forward with a tap that records each intermediate."""
-    acts: dict[str, jax.Array] = {}
-
-    def tap(name: str, value: jax.Array) -> jax.Array:
-        acts[name] = value
-        return value
-
-    return forward(params, batch, tap), acts
 
 
 def manual_step(model):

@@ -64,6 +64,19 @@ class Model(NamedTuple):
     source_sha256: str | None = None  # of the file's bytes: a checkpoint records it
 
 
+def recorded(forward: Callable, params: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
+    """``(loss, acts)``: ``forward(params, batch, tap)`` with the plainest tap, one that records
+    every tapped intermediate by name and returns it unchanged (as a trainer runs a model, also
+    under ``jit``): ``acts`` is what ``backward(params, batch, acts)`` reads."""
+    acts: dict[str, Any] = {}
+
+    def tap(name: str, value: Any) -> Any:
+        acts[name] = value
+        return value
+
+    return forward(params, batch, tap), acts
+
+
 def frame_line(err: BaseException, path: str) -> str:
     """`` (line N)`` of the innermost frame of ``err`` inside the file ``path``, if any."""
     frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == path]

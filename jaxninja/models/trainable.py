@@ -29,7 +29,14 @@ from jaxninja.checks import float_dtype
 from jaxninja.config import TrainConfig
 from jaxninja.errors import ModelError
 from jaxninja.gradcheck.taps import param_names
-from jaxninja.models.protocol import Model, frame_line, load_model, one_line, split_spec
+from jaxninja.models.protocol import (
+    Model,
+    frame_line,
+    load_model,
+    one_line,
+    recorded,
+    split_spec,
+)
 
 Step = Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, Any, Any]]
 
@@ -93,14 +100,8 @@ def file_trainable(spec: str | Path | Model) -> Trainable:
         return params, stats, batch_key
 
     def step(params: Any, stats: Any, xb: jax.Array, yb: jax.Array) -> tuple[Any, Any, Any]:
-        acts: dict[str, jax.Array] = {}
-
-        def tap(name: str, value: Any) -> Any:
-            acts[name] = value
-            return value
-
         batch = (xb, yb)
-        loss = _call(model, "forward", model.forward, params, batch, tap)
+        loss, acts = _call(model, "forward", recorded, model.forward, params, batch)
         grads = _call(model, "backward", model.backward, params, batch, acts)
         grads = _picked(model, grads, params)
         if "stats_update" in hooks:

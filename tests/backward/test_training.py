@@ -17,7 +17,7 @@ from jaxninja import numerics
 from jaxninja.backward import backward_source
 from jaxninja.backward.write import compile_backward
 from jaxninja.gradcheck.taps import param_names
-from jaxninja.models.protocol import load_model
+from jaxninja.models.protocol import load_model, recorded
 
 WAVENET = Path(__file__).resolve().parents[2] / "examples" / "models" / "wavenet.py"
 STEPS, LR = 1_000, 0.05
@@ -31,13 +31,7 @@ def worst_per_step(model, generated, params, xs, ys):
     eps = numerics.machine_eps(np.float32)
 
     def step(params, batch):
-        acts = {}
-
-        def tap(name, value):
-            acts[name] = value
-            return value
-
-        model.forward(params, batch, tap)
+        _, acts = recorded(model.forward, params, batch)
         hand = model.backward(params, batch, acts)
         gen = generated(params, batch, acts)
         errors = []

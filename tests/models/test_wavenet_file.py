@@ -17,6 +17,7 @@ import jaxninja
 from jaxninja import numerics
 from jaxninja.gradcheck.taps import param_names
 from jaxninja.lecture.step import chunk_indices
+from jaxninja.models.protocol import recorded
 from tests.helpers import ROOT
 
 WAVENET = ROOT / "examples" / "models" / "wavenet.py"
@@ -45,13 +46,7 @@ def part5(wavenet):
 def tapped(forward, params, batch):
     """``(loss, acts)``: the forward with a tap that records every intermediate (as a trainer
     runs it, also under jit)."""
-    acts: dict[str, jax.Array] = {}
-
-    def tap(name, value):
-        acts[name] = value
-        return value
-
-    return forward(params, batch, tap), acts
+    return recorded(forward, params, batch)
 
 
 def manual_grads(model, params, batch):
