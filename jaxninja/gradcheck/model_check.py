@@ -38,6 +38,7 @@ from jaxninja.gradcheck.taps import (
     tapped_grads,
 )
 from jaxninja.models.protocol import Model, frame_line, load_model, one_line
+from jaxninja.models.trainable import count_params
 
 JSON_FORMAT = 3
 """As check's. Version 3: ``config.jit`` is "eager", "jit" or "both"; each row says its
@@ -490,7 +491,7 @@ def _cross_check_model(
         dtype=dtype,
         jit=jit,
         against=against,
-        n_params=sum(int(np.size(x)) for x in jax.tree.leaves(params)),
+        n_params=count_params(params),
         loss=float(taps.loss),
         rows=rows,
         skipped=taps.skipped,
